@@ -1,0 +1,1 @@
+//! Ready file systems for fusebox.

@@ -1,0 +1,375 @@
+//! One-shot reply tokens. Each handler gets exactly one; answering consumes it. A token dropped
+//! without an answer replies EIO and logs a warning, so a forgotten reply never hangs a caller.
+
+use super::types::{Entry, FileAttr, FileHandle, FileType, Statfs, Ttl};
+use super::Errno;
+use crate::abi;
+use crate::sched::{RequestClass, Stats};
+use crate::transport::ReplyChannel;
+use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zerocopy::IntoBytes;
+
+/// Where and how to answer one request. Shared plumbing of all typed tokens.
+pub struct Responder {
+    chan: Arc<dyn ReplyChannel>,
+    shared: Arc<ReplyShared>,
+    unique: u64,
+    opcode: u32,
+    class: RequestClass,
+    start: Instant,
+    done: bool,
+}
+
+/// Session-wide state the reply tokens need.
+pub struct ReplyShared {
+    /// Cache lifetimes for entries and attributes.
+    pub ttl: Ttl,
+    /// Statistics sink.
+    pub stats: Arc<Stats>,
+}
+
+impl Responder {
+    pub(crate) fn new(
+        chan: Arc<dyn ReplyChannel>,
+        shared: Arc<ReplyShared>,
+        unique: u64,
+        opcode: u32,
+        class: RequestClass,
+    ) -> Self {
+        Responder { chan, shared, unique, opcode, class, start: Instant::now(), done: false }
+    }
+
+    fn send(mut self, error: Errno, parts: &[&[u8]]) {
+        self.done = true;
+        let err = if error.0 == 0 { 0 } else { -error.0.abs() };
+        let bytes = match send_reply(&*self.chan, self.unique, err, parts) {
+            Ok(n) => n,
+            Err(e) => {
+                // ENOENT: the request was interrupted/aborted and the kernel forgot it.
+                tracing::debug!(unique = self.unique, error = %e, "reply not delivered");
+                0
+            }
+        };
+        self.shared.stats.end(self.opcode, self.class, err != 0, bytes, self.start.elapsed());
+    }
+
+    fn ok(self, parts: &[&[u8]]) {
+        self.send(Errno(0), parts)
+    }
+
+    /// Answer with an error.
+    pub fn error(self, e: Errno) {
+        self.send(e, &[])
+    }
+
+    fn ttl(&self) -> Ttl {
+        self.shared.ttl
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::warn!(
+                unique = self.unique,
+                opcode = crate::wire::opcode_name(self.opcode),
+                "handler dropped its reply without answering; replying EIO"
+            );
+            self.done = true;
+            let _ = send_reply(&*self.chan, self.unique, -libc::EIO, &[]);
+            self.shared.stats.end(self.opcode, self.class, true, 16, self.start.elapsed());
+        }
+    }
+}
+
+fn split(d: Duration) -> (u64, u32) {
+    (d.as_secs(), d.subsec_nanos())
+}
+
+pub(crate) fn entry_out(entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
+    let (es, ens) = split(ttl.entry);
+    let (as_, ans) = split(ttl.attr);
+    abi::fuse_entry_out {
+        nodeid: entry.ino.0,
+        generation: entry.generation,
+        entry_valid: es,
+        attr_valid: as_,
+        entry_valid_nsec: ens,
+        attr_valid_nsec: ans,
+        attr: entry.attr.to_abi(),
+    }
+}
+
+macro_rules! token {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        pub struct $name(pub(crate) Responder);
+        impl $name {
+            /// Answer with an error.
+            pub fn error(self, e: Errno) {
+                self.0.error(e)
+            }
+            /// Answer with the result: the value, or the error.
+            pub fn result<T>(self, r: Result<T, Errno>, ok: impl FnOnce(Self, T)) {
+                match r {
+                    Ok(v) => ok(self, v),
+                    Err(e) => self.error(e),
+                }
+            }
+        }
+    };
+}
+
+token!(
+    /// Reply with no payload (UNLINK, FLUSH, FSYNC, …).
+    ReplyEmpty
+);
+impl ReplyEmpty {
+    /// Success.
+    pub fn ok(self) {
+        self.0.ok(&[])
+    }
+}
+
+token!(
+    /// Reply with a directory entry (LOOKUP, MKDIR, MKNOD, SYMLINK, LINK).
+    ReplyEntry
+);
+impl ReplyEntry {
+    /// Answer with `entry`, cached for the session's entry/attr timeouts.
+    pub fn entry(self, entry: &Entry) {
+        let out = entry_out(entry, self.0.ttl());
+        self.0.ok(&[out.as_bytes()])
+    }
+    /// Answer with `entry` and explicit cache lifetimes.
+    pub fn entry_with_ttl(self, entry: &Entry, ttl: Ttl) {
+        let out = entry_out(entry, ttl);
+        self.0.ok(&[out.as_bytes()])
+    }
+    /// "No such name", cached by the kernel for the entry timeout (a negative dentry).
+    pub fn negative(self) {
+        let (es, ens) = split(self.0.ttl().entry);
+        let out = abi::fuse_entry_out { entry_valid: es, entry_valid_nsec: ens, ..Default::default() };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply with attributes (GETATTR, SETATTR).
+    ReplyAttr
+);
+impl ReplyAttr {
+    /// Answer with `attr`, cached for the session's attr timeout.
+    pub fn attr(self, attr: &FileAttr) {
+        let (s, ns) = split(self.0.ttl().attr);
+        let out = abi::fuse_attr_out { attr_valid: s, attr_valid_nsec: ns, dummy: 0, attr: attr.to_abi() };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply with bytes (READ, READLINK).
+    ReplyData
+);
+impl ReplyData {
+    /// Answer with one slice.
+    pub fn data(self, data: &[u8]) {
+        self.0.ok(&[data])
+    }
+    /// Answer with several slices, concatenated by one vectored write (no copy).
+    pub fn data_vectored(self, parts: &[&[u8]]) {
+        self.0.ok(parts)
+    }
+}
+
+token!(
+    /// Reply to WRITE: the number of bytes written.
+    ReplyWrite
+);
+impl ReplyWrite {
+    /// `n` bytes were written.
+    pub fn written(self, n: u32) {
+        let out = abi::fuse_write_out { size: n, padding: 0 };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply to OPEN / OPENDIR: a file handle and FOPEN_* flags.
+    ReplyOpen
+);
+impl ReplyOpen {
+    /// Opened with handle `fh`; `flags` are FOPEN_* bits (e.g. `abi::FOPEN_KEEP_CACHE`).
+    pub fn opened(self, fh: FileHandle, flags: u32) {
+        let out = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply to CREATE / TMPFILE: the new entry plus an open handle.
+    ReplyCreate
+);
+impl ReplyCreate {
+    /// Created `entry` and opened it as `fh` with FOPEN_* `flags`.
+    pub fn created(self, entry: &Entry, fh: FileHandle, flags: u32) {
+        let e = entry_out(entry, self.0.ttl());
+        let o = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
+        self.0.ok(&[e.as_bytes(), o.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply to STATFS.
+    ReplyStatfs
+);
+impl ReplyStatfs {
+    /// Answer with file system statistics.
+    pub fn statfs(self, s: &Statfs) {
+        let out = abi::fuse_statfs_out {
+            st: abi::fuse_kstatfs {
+                blocks: s.blocks,
+                bfree: s.bfree,
+                bavail: s.bavail,
+                files: s.files,
+                ffree: s.ffree,
+                bsize: s.bsize,
+                namelen: s.namelen,
+                frsize: s.frsize,
+                ..Default::default()
+            },
+        };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply to GETXATTR / LISTXATTR: a size probe (request size 0) or the data.
+    ReplyXattr
+);
+impl ReplyXattr {
+    /// Answer a size probe with the value's length.
+    pub fn size(self, n: u32) {
+        let out = abi::fuse_getxattr_out { size: n, padding: 0 };
+        self.0.ok(&[out.as_bytes()])
+    }
+    /// Answer with the value.
+    pub fn data(self, data: &[u8]) {
+        self.0.ok(&[data])
+    }
+    /// Answer according to the requested `size`: a size probe, the data, or ERANGE.
+    pub fn value(self, requested: u32, data: &[u8]) {
+        if requested == 0 {
+            self.size(data.len() as u32)
+        } else if data.len() > requested as usize {
+            self.error(Errno::ERANGE)
+        } else {
+            self.data(data)
+        }
+    }
+}
+
+token!(
+    /// Reply to LSEEK.
+    ReplyLseek
+);
+impl ReplyLseek {
+    /// The resulting offset.
+    pub fn offset(self, off: u64) {
+        let out = abi::fuse_lseek_out { offset: off };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+/// Reply to COPY_FILE_RANGE (both the 32-bit and the 64-bit variant).
+pub struct ReplyCopy {
+    pub(crate) inner: Responder,
+    pub(crate) wide: bool,
+}
+impl ReplyCopy {
+    /// `n` bytes were copied.
+    pub fn copied(self, n: u64) {
+        if self.wide {
+            let out = abi::fuse_copy_file_range_out { bytes_copied: n };
+            self.inner.ok(&[out.as_bytes()])
+        } else {
+            let out = abi::fuse_write_out { size: n.min(u32::MAX as u64) as u32, padding: 0 };
+            self.inner.ok(&[out.as_bytes()])
+        }
+    }
+    /// Answer with an error.
+    pub fn error(self, e: Errno) {
+        self.inner.error(e)
+    }
+}
+
+token!(
+    /// Reply to IOCTL.
+    ReplyIoctl
+);
+impl ReplyIoctl {
+    /// The ioctl returned `result` and `data` for the caller's output buffer.
+    pub fn ioctl(self, result: i32, data: &[u8]) {
+        let out = abi::fuse_ioctl_out { result, flags: 0, in_iovs: 0, out_iovs: 0 };
+        self.0.ok(&[out.as_bytes(), data])
+    }
+}
+
+/// Reply to READDIR: fill with [`ReplyDirectory::add`] until it returns `true` (full), then `ok`.
+pub struct ReplyDirectory {
+    inner: Responder,
+    buf: Vec<u8>,
+    max: usize,
+}
+impl ReplyDirectory {
+    pub(crate) fn new(inner: Responder, max: usize) -> Self {
+        ReplyDirectory { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+    }
+    /// Add an entry; `offset` is the cookie of the *next* entry. Returns `true` when the buffer is
+    /// full and the entry was not added.
+    pub fn add(&mut self, ino: u64, offset: u64, kind: FileType, name: &std::ffi::OsStr) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        !push_dirent(&mut self.buf, self.max, ino, offset, kind.dirent_type(), name.as_bytes())
+    }
+    /// Send the entries added so far (none = end of directory).
+    pub fn ok(self) {
+        let ReplyDirectory { inner, buf, .. } = self;
+        inner.ok(&[&buf])
+    }
+    /// Answer with an error.
+    pub fn error(self, e: Errno) {
+        self.inner.error(e)
+    }
+}
+
+/// Reply to READDIRPLUS. Every entry added, except `.` and `..`, counts as one LOOKUP of its
+/// inode: the file system must expect a matching FORGET.
+pub struct ReplyDirectoryPlus {
+    inner: Responder,
+    buf: Vec<u8>,
+    max: usize,
+}
+impl ReplyDirectoryPlus {
+    pub(crate) fn new(inner: Responder, max: usize) -> Self {
+        ReplyDirectoryPlus { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+    }
+    /// Add an entry with its attributes; `offset` is the cookie of the next entry. Returns
+    /// `true` when full (entry not added, so no lookup counted).
+    pub fn add(&mut self, entry: &Entry, offset: u64, name: &std::ffi::OsStr) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let typ = entry.attr.kind().map(FileType::dirent_type).unwrap_or(0);
+        let out = entry_out(entry, self.inner.ttl());
+        !push_direntplus(&mut self.buf, self.max, &out, offset, typ, name.as_bytes())
+    }
+    /// Send the entries added so far (none = end of directory).
+    pub fn ok(self) {
+        let ReplyDirectoryPlus { inner, buf, .. } = self;
+        inner.ok(&[&buf])
+    }
+    /// Answer with an error.
+    pub fn error(self, e: Errno) {
+        self.inner.error(e)
+    }
+}

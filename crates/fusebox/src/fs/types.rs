@@ -1,0 +1,409 @@
+//! Plain types of the file system API: ids, attributes, errors, request arguments.
+
+use crate::abi;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An inode number as the kernel knows it (`nodeid`). `NodeId::ROOT` is the mount's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// The root directory of every FUSE mount.
+    pub const ROOT: NodeId = NodeId(abi::FUSE_ROOT_ID);
+}
+
+/// A file handle chosen by the file system in OPEN/OPENDIR/CREATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileHandle(pub u64);
+
+/// A positive errno value returned to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+#[allow(missing_docs)]
+impl Errno {
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const EIO: Errno = Errno(libc::EIO);
+    pub const EBADF: Errno = Errno(libc::EBADF);
+    pub const EACCES: Errno = Errno(libc::EACCES);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const EXDEV: Errno = Errno(libc::EXDEV);
+    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
+    pub const EISDIR: Errno = Errno(libc::EISDIR);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const EFBIG: Errno = Errno(libc::EFBIG);
+    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    pub const ERANGE: Errno = Errno(libc::ERANGE);
+    pub const ENOSYS: Errno = Errno(libc::ENOSYS);
+    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
+    pub const ENODATA: Errno = Errno(libc::ENODATA);
+    pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
+    pub const EMLINK: Errno = Errno(libc::EMLINK);
+    pub const ENOTTY: Errno = Errno(libc::ENOTTY);
+    pub const EROFS: Errno = Errno(libc::EROFS);
+    pub const EINTR: Errno = Errno(libc::EINTR);
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+
+    /// The errno of the calling thread's last failed libc call.
+    pub fn last() -> Errno {
+        Errno::from(std::io::Error::last_os_error())
+    }
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
+    }
+}
+
+/// A point in time with nanosecond precision, seconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timespec {
+    /// Seconds since 1970 (may be negative).
+    pub sec: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nsec: u32,
+}
+
+impl Timespec {
+    /// The current wall-clock time.
+    pub fn now() -> Timespec {
+        Timespec::from(SystemTime::now())
+    }
+}
+
+impl From<SystemTime> for Timespec {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
+                if nsec > 0 {
+                    sec -= 1;
+                    nsec = 1_000_000_000 - nsec;
+                }
+                Timespec { sec, nsec }
+            }
+        }
+    }
+}
+
+/// The kind of an inode, from the `S_IFMT` bits of its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+    BlockDevice,
+    CharDevice,
+    Fifo,
+    Socket,
+}
+
+impl FileType {
+    /// Decode the type bits of a `st_mode`.
+    pub fn from_mode(mode: u32) -> Option<FileType> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileType::Regular,
+            libc::S_IFDIR => FileType::Directory,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFBLK => FileType::BlockDevice,
+            libc::S_IFCHR => FileType::CharDevice,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFSOCK => FileType::Socket,
+            _ => return None,
+        })
+    }
+
+    /// The `S_IFMT` bits for this type.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => libc::S_IFREG,
+            FileType::Directory => libc::S_IFDIR,
+            FileType::Symlink => libc::S_IFLNK,
+            FileType::BlockDevice => libc::S_IFBLK,
+            FileType::CharDevice => libc::S_IFCHR,
+            FileType::Fifo => libc::S_IFIFO,
+            FileType::Socket => libc::S_IFSOCK,
+        }
+    }
+
+    /// The `d_type` value used in directory entries.
+    pub fn dirent_type(self) -> u32 {
+        self.mode_bits() >> 12
+    }
+}
+
+/// Attributes of an inode, as `stat(2)` would report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct FileAttr {
+    pub ino: u64,
+    pub size: u64,
+    /// Number of 512-byte blocks allocated.
+    pub blocks: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    /// Full `st_mode`: type bits and permission bits.
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+impl FileAttr {
+    /// The type encoded in `mode`.
+    pub fn kind(&self) -> Option<FileType> {
+        FileType::from_mode(self.mode)
+    }
+
+    pub(crate) fn to_abi(self) -> abi::fuse_attr {
+        abi::fuse_attr {
+            ino: self.ino,
+            size: self.size,
+            blocks: self.blocks,
+            atime: self.atime.sec as u64,
+            mtime: self.mtime.sec as u64,
+            ctime: self.ctime.sec as u64,
+            atimensec: self.atime.nsec,
+            mtimensec: self.mtime.nsec,
+            ctimensec: self.ctime.nsec,
+            mode: self.mode,
+            nlink: self.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: self.rdev,
+            blksize: if self.blksize == 0 { 4096 } else { self.blksize },
+            flags: 0,
+        }
+    }
+}
+
+/// What LOOKUP, MKDIR, CREATE etc. answer: a node, its generation and attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The node id the kernel will use for this inode.
+    pub ino: NodeId,
+    /// Generation: `(ino, generation)` must be unique for the file system's lifetime.
+    pub generation: u64,
+    /// The inode's attributes.
+    pub attr: FileAttr,
+}
+
+/// A time given in SETATTR: a value, or "the server's now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeOrNow {
+    /// An explicit time.
+    Time(Timespec),
+    /// The current time (`UTIME_NOW`).
+    Now,
+}
+
+impl TimeOrNow {
+    /// Resolve `Now` to the current time.
+    pub fn resolve(self) -> Timespec {
+        match self {
+            TimeOrNow::Time(t) => t,
+            TimeOrNow::Now => Timespec::now(),
+        }
+    }
+}
+
+/// The attribute changes a SETATTR asks for; `None` fields stay unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+    pub ctime: Option<Timespec>,
+    /// The open file this change came through (ftruncate, fchmod…), if any.
+    pub fh: Option<FileHandle>,
+    /// Clear the suid/sgid bits (FATTR_KILL_SUIDGID, with HANDLE_KILLPRIV_V2).
+    pub kill_suidgid: bool,
+}
+
+impl SetAttr {
+    pub(crate) fn from_abi(a: &abi::fuse_setattr_in) -> SetAttr {
+        let has = |bit| a.valid & bit != 0;
+        let time = |now_bit, bit, sec: u64, nsec| {
+            if has(now_bit) {
+                Some(TimeOrNow::Now)
+            } else if has(bit) {
+                Some(TimeOrNow::Time(Timespec { sec: sec as i64, nsec }))
+            } else {
+                None
+            }
+        };
+        SetAttr {
+            mode: has(abi::FATTR_MODE).then_some(a.mode),
+            uid: has(abi::FATTR_UID).then_some(a.uid),
+            gid: has(abi::FATTR_GID).then_some(a.gid),
+            size: has(abi::FATTR_SIZE).then_some(a.size),
+            atime: time(abi::FATTR_ATIME_NOW, abi::FATTR_ATIME, a.atime, a.atimensec),
+            mtime: time(abi::FATTR_MTIME_NOW, abi::FATTR_MTIME, a.mtime, a.mtimensec),
+            ctime: has(abi::FATTR_CTIME)
+                .then_some(Timespec { sec: a.ctime as i64, nsec: a.ctimensec }),
+            fh: has(abi::FATTR_FH).then_some(FileHandle(a.fh)),
+            kill_suidgid: has(abi::FATTR_KILL_SUIDGID),
+        }
+    }
+}
+
+/// File system statistics for STATFS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct Statfs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// Who sent a request: the calling process and its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// The request's unique id.
+    pub unique: u64,
+    /// Caller's fs uid.
+    pub uid: u32,
+    /// Caller's fs gid.
+    pub gid: u32,
+    /// Caller's pid (0 for requests on behalf of the kernel, e.g. writeback).
+    pub pid: u32,
+}
+
+/// Arguments of READ.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadArgs {
+    /// Handle from OPEN.
+    pub fh: FileHandle,
+    /// Byte offset.
+    pub offset: u64,
+    /// Maximum bytes to return.
+    pub size: u32,
+    /// The open flags of the file.
+    pub flags: i32,
+}
+
+/// Arguments of WRITE. `data` borrows the request buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteArgs<'a> {
+    /// Handle from OPEN (with writeback cache: any writable handle of the inode).
+    pub fh: FileHandle,
+    /// Byte offset.
+    pub offset: u64,
+    /// The bytes to write.
+    pub data: &'a [u8],
+    /// FUSE_WRITE_* flags (CACHE: from the page cache; KILL_SUIDGID).
+    pub write_flags: u32,
+    /// The open flags of the file.
+    pub flags: i32,
+}
+
+impl WriteArgs<'_> {
+    /// The write comes from the kernel's write-back cache (no caller credentials).
+    pub fn is_writeback(&self) -> bool {
+        self.write_flags & abi::FUSE_WRITE_CACHE != 0
+    }
+    /// The server must clear suid/sgid bits (HANDLE_KILLPRIV_V2).
+    pub fn kill_suidgid(&self) -> bool {
+        self.write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0
+    }
+}
+
+/// Arguments of CREATE and TMPFILE.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateArgs {
+    /// Mode of the new file (umask already applied by the kernel).
+    pub mode: u32,
+    /// The caller's umask.
+    pub umask: u32,
+    /// open(2) flags.
+    pub flags: i32,
+}
+
+/// Arguments of RELEASE and RELEASEDIR.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseArgs {
+    /// Handle being released.
+    pub fh: FileHandle,
+    /// The open flags.
+    pub flags: i32,
+    /// FUSE_RELEASE_FLUSH: flush before releasing.
+    pub flush: bool,
+    /// Lock owner, when flock locks must be dropped.
+    pub lock_owner: Option<u64>,
+}
+
+/// Arguments of COPY_FILE_RANGE.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct CopyRangeArgs {
+    pub fh_in: FileHandle,
+    pub off_in: u64,
+    pub ino_out: NodeId,
+    pub fh_out: FileHandle,
+    pub off_out: u64,
+    pub len: u64,
+    pub flags: u64,
+}
+
+/// Arguments of FALLOCATE.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct FallocateArgs {
+    pub fh: FileHandle,
+    pub offset: u64,
+    pub length: u64,
+    /// FALLOC_FL_* flags.
+    pub mode: i32,
+}
+
+/// Arguments of IOCTL.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct IoctlArgs<'a> {
+    pub fh: FileHandle,
+    pub flags: u32,
+    pub cmd: u32,
+    pub arg: u64,
+    pub in_data: &'a [u8],
+    pub out_size: u32,
+}
+
+/// Cache lifetimes the kernel is told for names and attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    /// How long a name→inode mapping may be cached.
+    pub entry: Duration,
+    /// How long attributes may be cached.
+    pub attr: Duration,
+}
+
+impl Default for Ttl {
+    fn default() -> Self {
+        Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1) }
+    }
+}

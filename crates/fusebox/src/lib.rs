@@ -1,0 +1,18 @@
+//! fusebox: a FUSE server framework built for fast, consistent (distributed) file systems.
+//!
+//! Layers, bottom up: [`abi`] (wire structs), [`wire`] (typed requests, vectored replies),
+//! [`transport`] (`/dev/fuse` with cloned fds), [`session`] (INIT, mount, worker threads),
+//! [`sched`] (request classes, stats) and [`fs`] (the [`Filesystem`] trait and reply tokens).
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod fs;
+pub mod sched;
+pub mod session;
+pub mod transport;
+pub mod wire;
+
+pub use fs::{Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
+pub use session::{Capabilities, Config, MountOptions, Session, SessionError};
+/// Raw syscalls with safe signatures (file handles, mount), shared with the file systems.
+pub use transport::sys;

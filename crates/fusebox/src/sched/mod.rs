@@ -1,0 +1,55 @@
+//! Request classes and per-opcode statistics.
+//!
+//! *Background* requests are those no process is blocked on: writeback WRITEs (FUSE_WRITE_CACHE),
+//! RELEASE/RELEASEDIR and FORGET/BATCH_FORGET. Everything else is *synchronous*.
+
+mod stats;
+
+pub use stats::{OpStats, Stats, StatsSnapshot};
+
+use crate::abi::{self, opcode::*};
+use crate::wire::Operation;
+
+/// Whether a process is waiting on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// A process is blocked until the reply arrives.
+    Sync,
+    /// The kernel sent it on its own behalf (writeback, release, forget).
+    Background,
+}
+
+/// Classify a decoded operation.
+pub fn classify(opcode: u32, op: &Operation<'_>) -> RequestClass {
+    match (opcode, op) {
+        (_, Operation::Write { arg, .. }) if arg.write_flags & abi::FUSE_WRITE_CACHE != 0 => {
+            RequestClass::Background
+        }
+        (FUSE_RELEASE | FUSE_RELEASEDIR | FUSE_FORGET | FUSE_BATCH_FORGET, _) => {
+            RequestClass::Background
+        }
+        _ => RequestClass::Sync,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writeback_writes_and_releases_are_background() {
+        let wb = abi::fuse_write_in { write_flags: abi::FUSE_WRITE_CACHE, ..Default::default() };
+        let direct = abi::fuse_write_in::default();
+        assert_eq!(
+            classify(FUSE_WRITE, &Operation::Write { arg: wb, data: &[] }),
+            RequestClass::Background
+        );
+        assert_eq!(
+            classify(FUSE_WRITE, &Operation::Write { arg: direct, data: &[] }),
+            RequestClass::Sync
+        );
+        let rel = abi::fuse_release_in::default();
+        assert_eq!(classify(FUSE_RELEASE, &Operation::Release(rel)), RequestClass::Background);
+        assert_eq!(classify(FUSE_GETATTR, &Operation::Readlink), RequestClass::Sync);
+    }
+}

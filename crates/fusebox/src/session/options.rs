@@ -1,0 +1,240 @@
+//! `-o` option parsing in mount(8) style: `key` or `key=value`, comma-separated.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Why an option string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// The key is not known to fusebox nor to the file system.
+    #[error("unknown option '{0}'")]
+    Unknown(String),
+    /// The value could not be parsed.
+    #[error("bad value for option '{key}': '{value}' ({reason})")]
+    Malformed {
+        /// Option name.
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What was expected.
+        reason: &'static str,
+    },
+    /// The option needs `=value`.
+    #[error("option '{0}' needs a value ({0}=...)")]
+    MissingValue(String),
+    /// The option takes no value.
+    #[error("option '{0}' takes no value")]
+    UnexpectedValue(String),
+}
+
+/// Generic mount options understood by every fusebox file system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountOptions {
+    /// Let users other than the mounter access the file system.
+    pub allow_other: bool,
+    /// Let the kernel check permissions from the file modes.
+    pub default_permissions: bool,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Honour set-uid bits (`suid`); off by default (`nosuid`).
+    pub suid: bool,
+    /// Honour device files (`dev`); off by default (`nodev`).
+    pub dev: bool,
+    /// Forbid execution (`noexec`).
+    pub noexec: bool,
+    /// Do not update access times (`noatime`).
+    pub noatime: bool,
+    /// Name shown as the mount's source (`fsname=`).
+    pub fsname: Option<String>,
+    /// Type suffix: the mount shows as `fuse.<subtype>` (`subtype=`).
+    pub subtype: Option<String>,
+    /// Worker threads (`threads=`); `None` = the default.
+    pub threads: Option<usize>,
+    /// How long the kernel may cache attributes (`attr_timeout=` seconds).
+    pub attr_timeout: Duration,
+    /// How long the kernel may cache names (`entry_timeout=` seconds).
+    pub entry_timeout: Duration,
+    /// Log every request (`debug`).
+    pub debug: bool,
+    /// Options meant for the file system itself (e.g. memfs `size=`).
+    pub fs_options: BTreeMap<String, Option<String>>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            allow_other: false,
+            default_permissions: false,
+            read_only: false,
+            suid: false,
+            dev: false,
+            noexec: false,
+            noatime: false,
+            fsname: None,
+            subtype: None,
+            threads: None,
+            attr_timeout: Duration::from_secs(1),
+            entry_timeout: Duration::from_secs(1),
+            debug: false,
+            fs_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// Parse a non-negative number of seconds with an optional fraction ("1", "0.5", "2.25").
+pub fn parse_seconds(key: &str, value: &str) -> Result<Duration, OptionError> {
+    let bad = || OptionError::Malformed {
+        key: key.into(),
+        value: value.into(),
+        reason: "expected seconds, e.g. 1 or 0.5",
+    };
+    let secs: f64 = value.parse().map_err(|_| bad())?;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse a byte count with an optional K/M/G/T suffix (powers of 1024).
+pub fn parse_bytes(key: &str, value: &str) -> Result<u64, OptionError> {
+    let bad = || OptionError::Malformed {
+        key: key.into(),
+        value: value.into(),
+        reason: "expected bytes, e.g. 1048576, 512M or 2G",
+    };
+    let (digits, mult) = match value.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&value[..i], m)
+        }
+        _ => (value, 1),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn flag(key: &str, value: Option<&str>) -> Result<bool, OptionError> {
+    match value {
+        None => Ok(true),
+        Some(_) => Err(OptionError::UnexpectedValue(key.into())),
+    }
+}
+
+fn required<'a>(key: &str, value: Option<&'a str>) -> Result<&'a str, OptionError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(OptionError::MissingValue(key.into())),
+    }
+}
+
+impl MountOptions {
+    /// Parse one or more `-o` strings. Keys in `fs_keys` are collected into `fs_options` for
+    /// the file system; any other unknown key is an error.
+    pub fn parse<S: AsRef<str>>(lists: &[S], fs_keys: &[&str]) -> Result<MountOptions, OptionError> {
+        let mut o = MountOptions::default();
+        for list in lists {
+            for item in list.as_ref().split(',').filter(|s| !s.is_empty()) {
+                let (key, value) = match item.split_once('=') {
+                    Some((k, v)) => (k, Some(v)),
+                    None => (item, None),
+                };
+                match key {
+                    "allow_other" => o.allow_other = flag(key, value)?,
+                    "default_permissions" => o.default_permissions = flag(key, value)?,
+                    "ro" => o.read_only = flag(key, value)?,
+                    "rw" => o.read_only = !flag(key, value)?,
+                    "suid" => o.suid = flag(key, value)?,
+                    "nosuid" => o.suid = !flag(key, value)?,
+                    "dev" => o.dev = flag(key, value)?,
+                    "nodev" => o.dev = !flag(key, value)?,
+                    "exec" => o.noexec = !flag(key, value)?,
+                    "noexec" => o.noexec = flag(key, value)?,
+                    "noatime" => o.noatime = flag(key, value)?,
+                    "debug" => o.debug = flag(key, value)?,
+                    "fsname" => o.fsname = Some(required(key, value)?.to_string()),
+                    "subtype" => o.subtype = Some(required(key, value)?.to_string()),
+                    "threads" => {
+                        let v = required(key, value)?;
+                        let n: usize = v.parse().ok().filter(|n| (1..=1024).contains(n)).ok_or(
+                            OptionError::Malformed {
+                                key: key.into(),
+                                value: v.into(),
+                                reason: "expected a thread count from 1 to 1024",
+                            },
+                        )?;
+                        o.threads = Some(n);
+                    }
+                    "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
+                    "entry_timeout" => o.entry_timeout = parse_seconds(key, required(key, value)?)?,
+                    k if fs_keys.contains(&k) => {
+                        o.fs_options.insert(k.to_string(), value.map(str::to_string));
+                    }
+                    other => return Err(OptionError::Unknown(other.to_string())),
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// fsname/subtype must not contain characters that would corrupt the mount option string.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        for (key, v) in [("fsname", &self.fsname), ("subtype", &self.subtype)] {
+            if let Some(v) = v {
+                if v.contains(|c: char| c == ',' || c.is_whitespace() || c == '\0') {
+                    return Err(OptionError::Malformed {
+                        key: key.into(),
+                        value: v.clone(),
+                        reason: "no commas, spaces or NULs allowed",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_generic_and_fs_options() {
+        let o = MountOptions::parse(
+            &["allow_other,default_permissions,ro", "attr_timeout=0.5,entry_timeout=2,threads=3,size=1G,fsname=x"],
+            &["size"],
+        )
+        .unwrap();
+        assert!(o.allow_other && o.default_permissions && o.read_only);
+        assert_eq!(o.attr_timeout, Duration::from_millis(500));
+        assert_eq!(o.entry_timeout, Duration::from_secs(2));
+        assert_eq!(o.threads, Some(3));
+        assert_eq!(o.fsname.as_deref(), Some("x"));
+        assert_eq!(o.fs_options.get("size"), Some(&Some("1G".to_string())));
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        assert_eq!(MountOptions::parse(&["bogus"], &[]), Err(OptionError::Unknown("bogus".into())));
+        assert!(matches!(MountOptions::parse(&["threads=0"], &[]), Err(OptionError::Malformed { .. })));
+        assert!(matches!(MountOptions::parse(&["attr_timeout=-1"], &[]), Err(OptionError::Malformed { .. })));
+        assert!(matches!(MountOptions::parse(&["attr_timeout=abc"], &[]), Err(OptionError::Malformed { .. })));
+        assert_eq!(MountOptions::parse(&["fsname"], &[]), Err(OptionError::MissingValue("fsname".into())));
+        assert_eq!(MountOptions::parse(&["ro=1"], &[]), Err(OptionError::UnexpectedValue("ro".into())));
+    }
+
+    #[test]
+    fn byte_sizes_with_suffixes() {
+        assert_eq!(parse_bytes("size", "4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("size", "2M").unwrap(), 2 << 20);
+        assert_eq!(parse_bytes("size", "1g").unwrap(), 1 << 30);
+        assert!(parse_bytes("size", "12Q").is_err());
+        assert!(parse_bytes("size", "").is_err());
+        assert!(parse_bytes("size", "99999999999T").is_err());
+    }
+}

@@ -1,0 +1,316 @@
+//! Transport-independent request handling: decode a buffer, run INIT, dispatch to the
+//! [`Filesystem`], and make sure every request that needs an answer gets exactly one.
+
+use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
+use crate::abi::{self, opcode::*};
+use crate::fs::*;
+use crate::sched::{classify, RequestClass, Stats};
+use crate::transport::ReplyChannel;
+use crate::wire::reply::send_reply;
+use crate::wire::{opcode_name, parse, Operation, ParseOptions, Request};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+use zerocopy::IntoBytes;
+
+/// What happened to one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Keep serving.
+    Continue,
+    /// INIT completed with these parameters.
+    Initialized(Negotiated),
+    /// INIT failed; the session cannot go on.
+    InitFailed(InitError),
+    /// DESTROY was received: the session ends.
+    Destroyed,
+}
+
+/// The request-handling core shared by all worker threads of a session.
+pub struct Server {
+    fs: Arc<dyn Filesystem>,
+    caps: Mutex<Capabilities>,
+    shared: Arc<ReplyShared>,
+    negotiated: OnceLock<Negotiated>,
+    destroyed: AtomicBool,
+    debug: bool,
+}
+
+impl Server {
+    /// A server for `fs` that will ask for `caps` and tell the kernel `ttl`.
+    pub fn new(fs: Arc<dyn Filesystem>, caps: Capabilities, ttl: Ttl, debug: bool) -> Server {
+        let shared = Arc::new(ReplyShared { ttl, stats: Arc::new(Stats::default()) });
+        Server {
+            fs,
+            caps: Mutex::new(caps),
+            shared,
+            negotiated: OnceLock::new(),
+            destroyed: AtomicBool::new(false),
+            debug,
+        }
+    }
+
+    /// Statistics of this server.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
+    }
+
+    /// INIT parameters, once negotiated.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.negotiated.get().copied()
+    }
+
+    /// The file system being served.
+    pub fn filesystem(&self) -> &Arc<dyn Filesystem> {
+        &self.fs
+    }
+
+    /// Call the file system's `destroy` once (on DESTROY or at session end).
+    pub fn destroy_once(&self) {
+        if !self.destroyed.swap(true, Ordering::SeqCst) {
+            self.fs.destroy();
+        }
+    }
+
+    /// Handle one request buffer read from `chan`. Never panics: a handler panic is caught
+    /// and the request answered EIO (by the dropped reply token).
+    pub fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        let opts = ParseOptions { setxattr_ext: false };
+        let req = match parse(buf, opts) {
+            Ok(r) => r,
+            Err(e) => {
+                // Answer EINVAL when we can at least identify the request.
+                if buf.len() >= 40 {
+                    let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes"));
+                    let opcode = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
+                    tracing::warn!(unique, opcode = opcode_name(opcode), error = %e, "malformed request");
+                    if opcode != FUSE_FORGET && opcode != FUSE_BATCH_FORGET && opcode != FUSE_INTERRUPT {
+                        let _ = send_reply(&**chan, unique, -libc::EINVAL, &[]);
+                    }
+                } else {
+                    tracing::warn!(error = %e, len = buf.len(), "malformed request header");
+                }
+                return Handled::Continue;
+            }
+        };
+        if self.debug {
+            tracing::debug!(unique = req.header.unique, op = opcode_name(req.header.opcode),
+                nodeid = req.header.nodeid, uid = req.header.uid, pid = req.header.pid, "request");
+        }
+        if let Operation::Init(init) = &req.op {
+            return self.init(req.header.unique, init, chan);
+        }
+        if self.negotiated.get().is_none() {
+            tracing::warn!(op = opcode_name(req.header.opcode), "request before INIT");
+            let _ = send_reply(&**chan, req.header.unique, -libc::EIO, &[]);
+            return Handled::Continue;
+        }
+        let destroy = matches!(req.op, Operation::Destroy);
+        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, chan)));
+        if result.is_err() {
+            tracing::error!("file system handler panicked; request answered EIO");
+        }
+        if destroy {
+            Handled::Destroyed
+        } else {
+            Handled::Continue
+        }
+    }
+
+    fn init(&self, unique: u64, init: &abi::fuse_init_in, chan: &Arc<dyn ReplyChannel>) -> Handled {
+        let mut caps = self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = self.fs.init(&mut caps) {
+            tracing::error!(error = %e, "file system refused INIT");
+            let _ = send_reply(&**chan, unique, -e.0, &[]);
+            return Handled::InitFailed(InitError::TooOld(0));
+        }
+        match negotiate(init, &caps, kernel_max_pages_limit()) {
+            Ok((out, neg)) => {
+                let _ = send_reply(&**chan, unique, 0, &[out.as_bytes()]);
+                tracing::debug!(
+                    minor = neg.minor,
+                    max_write = neg.max_write,
+                    max_pages = neg.max_pages,
+                    max_readahead = neg.max_readahead,
+                    max_background = neg.max_background,
+                    congestion_threshold = neg.congestion_threshold,
+                    time_gran = neg.time_gran,
+                    flags = ?neg.flag_names(),
+                    "INIT negotiated"
+                );
+                let _ = self.negotiated.set(neg);
+                *self.caps.lock().unwrap_or_else(|e| e.into_inner()) = caps;
+                Handled::Initialized(neg)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "INIT failed");
+                let _ = send_reply(&**chan, unique, -libc::EPROTO, &[]);
+                Handled::InitFailed(e)
+            }
+        }
+    }
+
+    fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>) {
+        let h = req.header;
+        let class = classify(h.opcode, &req.op);
+        let stats = &self.shared.stats;
+        stats.begin(h.opcode, class, h.len as usize);
+        let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid };
+        let ino = NodeId(h.nodeid);
+        let r = || Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class);
+        let fs = &*self.fs;
+        let max_readdir = |size: u32| (size as usize).min(1 << 20);
+        match req.op {
+            Operation::Lookup { name } => fs.lookup(&info, ino, name, ReplyEntry(r())),
+            Operation::Forget(arg) => {
+                let start = Instant::now();
+                fs.forget(ino, arg.nlookup);
+                stats.end(h.opcode, class, false, 0, start.elapsed());
+            }
+            Operation::BatchForget(list) => {
+                let start = Instant::now();
+                let nodes: Vec<(NodeId, u64)> = list.iter().map(|f| (NodeId(f.nodeid), f.nlookup)).collect();
+                fs.batch_forget(&nodes);
+                stats.end(h.opcode, class, false, 0, start.elapsed());
+            }
+            Operation::Getattr(arg) => {
+                let fh = (arg.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(FileHandle(arg.fh));
+                fs.getattr(&info, ino, fh, ReplyAttr(r()))
+            }
+            Operation::Setattr(arg) => fs.setattr(&info, ino, &SetAttr::from_abi(&arg), ReplyAttr(r())),
+            Operation::Readlink => fs.readlink(&info, ino, ReplyData(r())),
+            Operation::Symlink { name, target } => fs.symlink(&info, ino, name, target, ReplyEntry(r())),
+            Operation::Mknod { arg, name } => fs.mknod(&info, ino, name, arg.mode, arg.rdev, ReplyEntry(r())),
+            Operation::Mkdir { arg, name } => {
+                fs.mkdir(&info, ino, name, arg.mode | libc::S_IFDIR, ReplyEntry(r()))
+            }
+            Operation::Unlink { name } => fs.unlink(&info, ino, name, ReplyEmpty(r())),
+            Operation::Rmdir { name } => fs.rmdir(&info, ino, name, ReplyEmpty(r())),
+            Operation::Rename { newdir, flags, name, newname } => {
+                fs.rename(&info, ino, name, NodeId(newdir), newname, flags, ReplyEmpty(r()))
+            }
+            Operation::Link { arg, newname } => {
+                fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
+            }
+            Operation::Open(arg) => fs.open(&info, ino, arg.flags as i32, ReplyOpen(r())),
+            Operation::Read(arg) => {
+                let args = ReadArgs { fh: FileHandle(arg.fh), offset: arg.offset, size: arg.size, flags: arg.flags as i32 };
+                fs.read(&info, ino, &args, ReplyData(r()))
+            }
+            Operation::Write { arg, data } => {
+                let args = WriteArgs {
+                    fh: FileHandle(arg.fh),
+                    offset: arg.offset,
+                    data,
+                    write_flags: arg.write_flags,
+                    flags: arg.flags as i32,
+                };
+                fs.write(&info, ino, &args, ReplyWrite(r()))
+            }
+            Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
+            Operation::Release(arg) => fs.release(&info, ino, &release_args(&arg), ReplyEmpty(r())),
+            Operation::Fsync(arg) => {
+                let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
+                fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
+            }
+            Operation::Setxattr { arg, name, value } => {
+                fs.setxattr(&info, ino, name, value, arg.flags as i32, ReplyEmpty(r()))
+            }
+            Operation::Getxattr { arg, name } => fs.getxattr(&info, ino, name, arg.size, ReplyXattr(r())),
+            Operation::Listxattr(arg) => fs.listxattr(&info, ino, arg.size, ReplyXattr(r())),
+            Operation::Removexattr { name } => fs.removexattr(&info, ino, name, ReplyEmpty(r())),
+            Operation::Flush(arg) => fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, ReplyEmpty(r())),
+            Operation::Opendir(arg) => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
+            Operation::Readdir(arg) => fs.readdir(
+                &info,
+                ino,
+                FileHandle(arg.fh),
+                arg.offset,
+                ReplyDirectory::new(r(), max_readdir(arg.size)),
+            ),
+            Operation::Readdirplus(arg) => fs.readdirplus(
+                &info,
+                ino,
+                FileHandle(arg.fh),
+                arg.offset,
+                ReplyDirectoryPlus::new(r(), max_readdir(arg.size)),
+            ),
+            Operation::Releasedir(arg) => fs.releasedir(&info, ino, &release_args(&arg), ReplyEmpty(r())),
+            Operation::Fsyncdir(arg) => {
+                let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
+                fs.fsyncdir(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
+            }
+            Operation::Access(arg) => fs.access(&info, ino, arg.mask as i32, ReplyEmpty(r())),
+            Operation::Create { arg, name } => {
+                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
+                fs.create(&info, ino, name, &args, ReplyCreate(r()))
+            }
+            Operation::Tmpfile(arg) => {
+                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
+                fs.tmpfile(&info, ino, &args, ReplyCreate(r()))
+            }
+            Operation::Fallocate(arg) => {
+                let args = FallocateArgs {
+                    fh: FileHandle(arg.fh),
+                    offset: arg.offset,
+                    length: arg.length,
+                    mode: arg.mode as i32,
+                };
+                fs.fallocate(&info, ino, &args, ReplyEmpty(r()))
+            }
+            Operation::Lseek(arg) => {
+                fs.lseek(&info, ino, FileHandle(arg.fh), arg.offset, arg.whence as i32, ReplyLseek(r()))
+            }
+            Operation::CopyFileRange { arg, wide } => {
+                let args = CopyRangeArgs {
+                    fh_in: FileHandle(arg.fh_in),
+                    off_in: arg.off_in,
+                    ino_out: NodeId(arg.nodeid_out),
+                    fh_out: FileHandle(arg.fh_out),
+                    off_out: arg.off_out,
+                    len: arg.len,
+                    flags: arg.flags,
+                };
+                fs.copy_file_range(&info, ino, &args, ReplyCopy { inner: r(), wide })
+            }
+            Operation::Ioctl { arg, data } => {
+                let args = IoctlArgs {
+                    fh: FileHandle(arg.fh),
+                    flags: arg.flags,
+                    cmd: arg.cmd,
+                    arg: arg.arg,
+                    in_data: data,
+                    out_size: arg.out_size,
+                };
+                fs.ioctl(&info, ino, &args, ReplyIoctl(r()))
+            }
+            Operation::Destroy => {
+                self.destroy_once();
+                ReplyEmpty(r()).ok()
+            }
+            Operation::Interrupt(_) | Operation::NotifyReply { .. } => {
+                // No reply is expected. Handlers run to completion; interrupts are advisory.
+                stats.end(h.opcode, RequestClass::Sync, false, 0, Default::default());
+            }
+            Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
+            Operation::Getlk(_)
+            | Operation::Setlk(_)
+            | Operation::Setlkw(_)
+            | Operation::Bmap(_)
+            | Operation::Poll(_)
+            | Operation::Syncfs(_)
+            | Operation::Statx(_)
+            | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),
+        }
+    }
+}
+
+fn release_args(arg: &abi::fuse_release_in) -> ReleaseArgs {
+    ReleaseArgs {
+        fh: FileHandle(arg.fh),
+        flags: arg.flags as i32,
+        flush: arg.release_flags & abi::FUSE_RELEASE_FLUSH != 0,
+        lock_owner: (arg.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(arg.lock_owner),
+    }
+}

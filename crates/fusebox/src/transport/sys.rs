@@ -1,0 +1,217 @@
+//! Raw syscalls with safe signatures: mount/umount, fd passing from fusermount3, and the
+//! file-handle calls (`name_to_handle_at` / `open_by_handle_at`) the passthrough FS uses.
+//! Keeping them here keeps every `unsafe` block of the project in `abi/` and `transport/`.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// mount(2).
+pub fn mount(source: &str, target: &Path, fstype: &str, flags: u64, data: &str) -> io::Result<()> {
+    let (s, t, f, d) = (
+        cstr(source.as_ref())?,
+        cstr(target.as_os_str())?,
+        cstr(fstype.as_ref())?,
+        cstr(data.as_ref())?,
+    );
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags as _, d.as_ptr().cast()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// umount2(2) with `flags` (e.g. `libc::MNT_DETACH`).
+pub fn umount(target: &Path, flags: i32) -> io::Result<()> {
+    let t = cstr(target.as_os_str())?;
+    // SAFETY: `t` is a valid NUL-terminated path.
+    if unsafe { libc::umount2(t.as_ptr(), flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The effective uid of this process.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The real uid and gid of this process.
+pub fn getuid_gid() -> (u32, u32) {
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Set the process umask, returning the old one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// A connected pair of unix stream sockets; the second end is inheritable (no CLOEXEC) so a
+/// child such as fusermount3 can use it.
+pub fn socketpair_for_child() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETFD on a valid fd we own.
+    unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok((ours, theirs))
+}
+
+/// Receive one file descriptor sent with SCM_RIGHTS over `sock` (fusermount3's protocol).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one cmsghdr carrying one int, 8-byte aligned.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; zeroed is a valid initial state.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    loop {
+        // SAFETY: msg points at live buffers (iov, cbuf) sized as declared.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "fusermount3 sent no fd"));
+        }
+        break;
+    }
+    // SAFETY: CMSG_FIRSTHDR reads msg_control/msg_controllen set above.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "fusermount3 sent no fd"));
+    }
+    // SAFETY: cmsg is non-null and points into cbuf; we check its type before reading data.
+    unsafe {
+        if (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected control message"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// An opaque kernel file handle (`struct file_handle`) plus the mount id it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KernelFileHandle {
+    /// `handle_type` of `struct file_handle`.
+    pub handle_type: i32,
+    /// The handle bytes (at most `MAX_HANDLE_SZ` = 128).
+    pub bytes: Vec<u8>,
+    /// Mount id reported by `name_to_handle_at`.
+    pub mount_id: i32,
+}
+
+const MAX_HANDLE_SZ: usize = 128;
+
+#[repr(C)]
+struct RawFileHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+/// `name_to_handle_at(dirfd, name, …)` with `AT_SYMLINK_NOFOLLOW`; an empty `name` names
+/// `dirfd` itself (`AT_EMPTY_PATH`).
+pub fn name_to_handle_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<KernelFileHandle> {
+    let c = cstr(name)?;
+    let mut raw = RawFileHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
+    let mut mount_id: libc::c_int = 0;
+    let flags = if name.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
+    // SAFETY: `raw` is a file_handle with room for MAX_HANDLE_SZ bytes, as handle_bytes says;
+    // `c` is NUL-terminated; `mount_id` is a live int.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            dirfd.as_raw_fd(),
+            c.as_ptr(),
+            &mut raw as *mut RawFileHandle,
+            &mut mount_id as *mut libc::c_int,
+            flags,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = (raw.handle_bytes as usize).min(MAX_HANDLE_SZ);
+    Ok(KernelFileHandle { handle_type: raw.handle_type, bytes: raw.f_handle[..len].to_vec(), mount_id })
+}
+
+/// `open_by_handle_at(mount_fd, handle, flags)`. Needs CAP_DAC_READ_SEARCH.
+pub fn open_by_handle_at(mount_fd: BorrowedFd<'_>, handle: &KernelFileHandle, flags: i32) -> io::Result<OwnedFd> {
+    let mut raw = RawFileHandle {
+        handle_bytes: handle.bytes.len().min(MAX_HANDLE_SZ) as u32,
+        handle_type: handle.handle_type,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    let n = raw.handle_bytes as usize;
+    raw.f_handle[..n].copy_from_slice(&handle.bytes[..n]);
+    // SAFETY: `raw` is a valid file_handle whose handle_bytes matches its contents.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            &mut raw as *mut RawFileHandle,
+            flags | libc::O_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+}
+
+/// Duplicate a borrowed fd into an owned one (close-on-exec).
+pub fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
+    fd.as_fd().try_clone_to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    #[test]
+    fn file_handles_round_trip_when_permitted() {
+        let dir = std::env::temp_dir();
+        let d = File::open(&dir).unwrap();
+        let h = match name_to_handle_at(d.as_fd(), OsStr::new("")) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("skip: name_to_handle_at unsupported here: {e}");
+                return;
+            }
+        };
+        match open_by_handle_at(d.as_fd(), &h, libc::O_PATH) {
+            Ok(fd) => {
+                let h2 = name_to_handle_at(fd.as_fd(), OsStr::new("")).unwrap();
+                assert_eq!(h, h2);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => eprintln!("skip: not permitted"),
+            Err(e) => panic!("open_by_handle_at: {e}"),
+        }
+    }
+}
