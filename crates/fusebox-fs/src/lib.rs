@@ -1,1 +1,1 @@
-//! Ready file systems for fusebox.
+//! Ready file systems for fusebox: `memfs` (in memory) and `passthrough` (mirrors a directory).

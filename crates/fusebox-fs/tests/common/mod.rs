@@ -1,0 +1,138 @@
+//! Mount-test support: mount a file system in-process in a fresh temp dir, unmount on drop
+//! (even when the test panics), and skip cleanly when mounting is impossible here.
+#![allow(dead_code)]
+
+use fusebox::{Config, Filesystem, MountOptions, Session};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why mount tests cannot run here, or None when they can.
+pub fn mount_unavailable() -> Option<String> {
+    if fusebox::sys::geteuid() != 0 {
+        return Some("not running as root".into());
+    }
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_err() {
+        return Some("/dev/fuse cannot be opened".into());
+    }
+    None
+}
+
+/// True when the test should run; false (after printing why) when it should be skipped.
+/// With FUSEBOX_REQUIRE_MOUNT=1 a missing capability fails the test instead.
+pub fn can_mount() -> bool {
+    match mount_unavailable() {
+        None => true,
+        Some(why) if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") => {
+            panic!("mount tests required (FUSEBOX_REQUIRE_MOUNT=1) but {why}")
+        }
+        Some(why) => {
+            eprintln!("skipping mount test: {why}");
+            false
+        }
+    }
+}
+
+/// A live mount served by threads of this test process.
+pub struct TestMount {
+    /// Temp dir holding the mountpoint (and anything else the test wants).
+    pub dir: tempfile::TempDir,
+    /// The mountpoint.
+    pub mnt: PathBuf,
+    server: Arc<fusebox::session::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestMount {
+    /// Mount `fs` with `-o opts` in a fresh temp dir. Returns None when mounting is not
+    /// possible here (see [`can_mount`]).
+    pub fn new(fs: Arc<dyn Filesystem>, opts: &str) -> Option<TestMount> {
+        if !can_mount() {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("fusebox-test-").tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        let options = MountOptions::parse(&[opts], &[]).expect("test options");
+        let config = Config { options, ..Default::default() };
+        let session = Session::mount(fs, &mnt, config).expect("mount");
+        let server = session.server().clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = session.run() {
+                eprintln!("session ended with error: {e}");
+            }
+        });
+        Some(TestMount { dir, mnt, server, thread: Some(thread) })
+    }
+
+    /// Path of `rel` inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The server (stats, negotiated parameters).
+    pub fn server(&self) -> &Arc<fusebox::session::Server> {
+        &self.server
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        // Lazy unmount never blocks on busy files; the kernel then ends the connection and the
+        // workers see ENODEV.
+        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
+        if let Some(t) = self.thread.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                eprintln!("warning: session threads still running after unmount");
+            }
+        }
+    }
+}
+
+/// Run `f` on another thread and fail if it takes longer than `limit` (a hang guard, not a
+/// performance assertion).
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("operation did not finish within {limit:?}: hang"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for content checks.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A simple 64-bit FNV-1a checksum.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Wait until `path` exists or `limit` passes.
+pub fn wait_for(path: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
