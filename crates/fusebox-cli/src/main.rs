@@ -1,1 +1,79 @@
-fn main() {}
+//! `fusebox`: mount memfs or passthrough, unmount.
+
+mod args;
+mod daemon;
+mod logging;
+
+use anyhow::{Context, Result};
+use args::{Command, FsKind, USAGE};
+use fusebox::{Config, Filesystem, MountOptions, Session};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match run(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fusebox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(argv: &[String]) -> Result<()> {
+    match args::parse(argv)? {
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Command::Umount { mountpoint } => {
+            fusebox::session::unmount(&mountpoint)?;
+            Ok(())
+        }
+        Command::Mount { fs, mountpoint, options, foreground } => {
+            // Validate everything we can before forking a daemon, so errors reach the caller.
+            let (filesystem, opts) = build(&fs, &options)?;
+            if !foreground && !daemon::is_daemon_child() {
+                return daemon::spawn_and_wait(argv);
+            }
+            logging::init(opts.debug);
+            serve(filesystem, &mountpoint, opts)
+        }
+    }
+}
+
+/// Build the file system and parse options for it.
+fn build(fs: &FsKind, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
+    match fs {
+        FsKind::Memfs => {
+            let mut opts = MountOptions::parse(options, fusebox_fs::memfs::OPTION_KEYS)?;
+            // memfs stores modes and owners; the kernel enforces them.
+            opts.default_permissions = true;
+            let memfs = fusebox_fs::memfs::from_options(&opts.fs_options)?;
+            if opts.subtype.is_none() {
+                opts.subtype = Some("memfs".into());
+            }
+            Ok((Arc::new(memfs), opts))
+        }
+        FsKind::Passthrough { source } => passthrough(source, options),
+    }
+}
+
+fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
+    let _ = (source, options);
+    anyhow::bail!("passthrough is not built yet")
+}
+
+fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions) -> Result<()> {
+    let config = Config { options, ..Default::default() };
+    let session = Session::mount(fs, mountpoint, config)?;
+    let mnt = session.mountpoint().to_path_buf();
+    tracing::info!(mountpoint = %mnt.display(), "mounted");
+    daemon::signal_ready();
+    daemon::unmount_on_signals(&mnt).context("installing signal handlers")?;
+    session.run()?;
+    tracing::info!(mountpoint = %mnt.display(), "session ended");
+    Ok(())
+}

@@ -303,6 +303,13 @@ impl ReplyCopy {
     pub fn error(self, e: Errno) {
         self.inner.error(e)
     }
+    /// Answer with the result: the byte count, or the error.
+    pub fn result(self, r: Result<u64, Errno>, ok: impl FnOnce(Self, u64)) {
+        match r {
+            Ok(n) => ok(self, n),
+            Err(e) => self.error(e),
+        }
+    }
 }
 
 token!(

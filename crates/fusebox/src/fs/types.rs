@@ -39,6 +39,8 @@ impl Errno {
     pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
     pub const ENODATA: Errno = Errno(libc::ENODATA);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const ENODEV: Errno = Errno(libc::ENODEV);
+    pub const ENOTCONN: Errno = Errno(libc::ENOTCONN);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
     pub const EMLINK: Errno = Errno(libc::EMLINK);

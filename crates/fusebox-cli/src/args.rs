@@ -1,0 +1,143 @@
+//! Command-line parsing for `fusebox` (hand-written: mount(8)-style `-o` lists and positional
+//! arguments don't map well onto derive parsers).
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// Which file system to mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsKind {
+    /// In-memory file system.
+    Memfs,
+    /// Mirror of SOURCE.
+    Passthrough { source: PathBuf },
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `fusebox mount FS [SOURCE] MOUNTPOINT [-o OPTS] [-f]`
+    Mount {
+        /// File system and its source.
+        fs: FsKind,
+        /// Where to mount.
+        mountpoint: PathBuf,
+        /// Raw `-o` lists.
+        options: Vec<String>,
+        /// Stay in the foreground.
+        foreground: bool,
+    },
+    /// `fusebox umount MOUNTPOINT`
+    Umount {
+        /// What to unmount.
+        mountpoint: PathBuf,
+    },
+    /// `fusebox help`
+    Help,
+}
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage:
+  fusebox mount memfs MOUNTPOINT [-o OPTS] [-f]
+  fusebox mount passthrough SOURCE MOUNTPOINT [-o OPTS] [-f]
+  fusebox umount MOUNTPOINT
+
+-o takes comma-separated options:
+  allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
+  fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS, debug
+  memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
+-f stays in the foreground; otherwise fusebox returns once the mount is live.
+FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
+
+/// Parse `argv[1..]`.
+pub fn parse(args: &[String]) -> Result<Command> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut foreground = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-f" | "--foreground" => foreground = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            "-o" => match it.next() {
+                Some(v) => options.push(v.clone()),
+                None => bail!("option -o needs a value (e.g. -o allow_other)"),
+            },
+            s if s.starts_with("-o") => options.push(s[2..].to_string()),
+            s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag '{s}'\n{USAGE}"),
+            _ => positional.push(a.clone()),
+        }
+    }
+    let mut pos = positional.into_iter();
+    match pos.next().as_deref() {
+        None | Some("help") => Ok(Command::Help),
+        Some("mount") => {
+            let fs = match pos.next().as_deref() {
+                Some("memfs") => FsKind::Memfs,
+                Some("passthrough") => match pos.next() {
+                    Some(source) => FsKind::Passthrough { source: source.into() },
+                    None => bail!("missing SOURCE\n{USAGE}"),
+                },
+                Some(other) => bail!("unknown file system '{other}' (expected memfs or passthrough)"),
+                None => bail!("missing file system (memfs or passthrough)\n{USAGE}"),
+            };
+            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
+            if let Some(extra) = pos.next() {
+                bail!("unexpected argument '{extra}'\n{USAGE}");
+            }
+            Ok(Command::Mount { fs, mountpoint: mountpoint.into(), options, foreground })
+        }
+        Some("umount") | Some("unmount") => {
+            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
+            if let Some(extra) = pos.next() {
+                bail!("unexpected argument '{extra}'");
+            }
+            Ok(Command::Umount { mountpoint: mountpoint.into() })
+        }
+        Some(other) => bail!("unknown command '{other}'\n{USAGE}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_mount_forms() {
+        assert_eq!(
+            p("mount memfs /mnt -o size=1G -oallow_other -f").unwrap(),
+            Command::Mount {
+                fs: FsKind::Memfs,
+                mountpoint: "/mnt".into(),
+                options: vec!["size=1G".into(), "allow_other".into()],
+                foreground: true
+            }
+        );
+        assert_eq!(
+            p("mount passthrough /src /mnt").unwrap(),
+            Command::Mount {
+                fs: FsKind::Passthrough { source: "/src".into() },
+                mountpoint: "/mnt".into(),
+                options: vec![],
+                foreground: false
+            }
+        );
+        assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
+    }
+
+    #[test]
+    fn rejects_bad_command_lines() {
+        assert!(p("mount").is_err());
+        assert!(p("mount ext4 /mnt").is_err());
+        assert!(p("mount passthrough").is_err());
+        assert!(p("mount memfs /a /b").is_err());
+        assert!(p("mount memfs /a -o").is_err());
+        assert!(p("mount memfs /a -x").is_err());
+        assert!(p("frobnicate").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Inodes of memfs: attributes, xattrs and content (file data, directory entries, symlink).
+
+use super::data::SparseData;
+use fusebox::fs::{FileAttr, FileType, Timespec};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+
+/// A directory's entries with stable readdir cookies: a cookie is assigned once per entry and
+/// never reused, so a listing in progress sees every surviving name exactly once.
+#[derive(Debug, Default)]
+pub struct DirEntries {
+    by_name: HashMap<OsString, u64>,
+    by_cookie: BTreeMap<u64, (OsString, u64)>,
+    next_cookie: u64,
+    /// Node id of the parent directory (itself for the root).
+    pub parent: u64,
+}
+
+/// Cookies 1 and 2 are "." and ".."; real entries start here.
+pub const FIRST_COOKIE: u64 = 3;
+
+impl DirEntries {
+    /// An empty directory inside `parent`.
+    pub fn new(parent: u64) -> Self {
+        DirEntries { parent, next_cookie: FIRST_COOKIE, ..Default::default() }
+    }
+    /// The node id `name` refers to.
+    pub fn get(&self, name: &OsStr) -> Option<u64> {
+        self.by_name.get(name).map(|c| self.by_cookie[c].1)
+    }
+    /// Add or replace `name`.
+    pub fn insert(&mut self, name: &OsStr, ino: u64) {
+        self.remove(name);
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        self.by_name.insert(name.to_os_string(), cookie);
+        self.by_cookie.insert(cookie, (name.to_os_string(), ino));
+    }
+    /// Remove `name`, returning the node id it referred to.
+    pub fn remove(&mut self, name: &OsStr) -> Option<u64> {
+        let cookie = self.by_name.remove(name)?;
+        self.by_cookie.remove(&cookie).map(|(_, ino)| ino)
+    }
+    /// Number of entries (without "." and "..").
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+    /// True when the directory has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+    /// Entries with a cookie greater than `after`, in cookie order.
+    pub fn after(&self, after: u64) -> impl Iterator<Item = (u64, &OsStr, u64)> {
+        self.by_cookie.range(after + 1..).map(|(c, (n, i))| (*c, n.as_os_str(), *i))
+    }
+}
+
+/// What an inode holds.
+#[derive(Debug)]
+pub enum Content {
+    /// Regular file bytes.
+    File(SparseData),
+    /// Directory entries.
+    Dir(DirEntries),
+    /// Symlink target.
+    Symlink(OsString),
+    /// Device, FIFO or socket: no content.
+    Special,
+}
+
+/// One inode.
+#[derive(Debug)]
+pub struct Node {
+    /// Attributes; `attr.size`/`blocks` of regular files are derived from the data.
+    pub attr: FileAttr,
+    /// Extended attributes.
+    pub xattrs: BTreeMap<OsString, Vec<u8>>,
+    /// The content.
+    pub content: Content,
+    /// Outstanding kernel references (LOOKUP count minus FORGETs).
+    pub nlookup: u64,
+}
+
+impl Node {
+    /// A new node of `kind` with `mode` permission bits, owned by `uid:gid`, times = now.
+    pub fn new(ino: u64, mode: u32, uid: u32, gid: u32, content: Content) -> Node {
+        let now = Timespec::now();
+        let nlink = if matches!(content, Content::Dir(_)) { 2 } else { 1 };
+        Node {
+            attr: FileAttr {
+                ino,
+                mode,
+                nlink,
+                uid,
+                gid,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                blksize: 4096,
+                ..Default::default()
+            },
+            xattrs: BTreeMap::new(),
+            content,
+            nlookup: 0,
+        }
+    }
+
+    /// The inode's type.
+    pub fn kind(&self) -> FileType {
+        self.attr.kind().unwrap_or(FileType::Regular)
+    }
+
+    /// Attributes with size and blocks filled in from the content.
+    pub fn stat(&self) -> FileAttr {
+        let mut a = self.attr;
+        match &self.content {
+            Content::File(d) => {
+                a.size = d.size();
+                a.blocks = d.allocated() / 512;
+            }
+            Content::Dir(d) => a.size = (d.len() as u64 + 2) * 32,
+            Content::Symlink(t) => a.size = t.len() as u64,
+            Content::Special => {}
+        }
+        a
+    }
+
+    /// Record a content change: mtime and ctime = now.
+    pub fn touch_modified(&mut self) {
+        let now = Timespec::now();
+        self.attr.mtime = now;
+        self.attr.ctime = now;
+    }
+
+    /// Record a metadata change: ctime = now.
+    pub fn touch_changed(&mut self) {
+        self.attr.ctime = Timespec::now();
+    }
+
+    /// Clear set-user-id, and set-group-id when group-executable (as a write by a
+    /// non-owner or a truncate does).
+    pub fn kill_suidgid(&mut self) {
+        let mut mode = self.attr.mode & !libc::S_ISUID;
+        if mode & libc::S_IXGRP != 0 {
+            mode &= !libc::S_ISGID;
+        }
+        if mode != self.attr.mode {
+            self.attr.mode = mode;
+            self.touch_changed();
+        }
+    }
+}
