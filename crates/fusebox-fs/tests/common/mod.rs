@@ -97,13 +97,17 @@ impl Drop for TestMount {
 }
 
 /// Run `f` on another thread and fail if it takes longer than `limit` (a hang guard, not a
-/// performance assertion).
+/// performance assertion). A panic inside `f` is propagated as is.
 pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("operation did not finish within {limit:?}: hang"))
+    let handle = std::thread::spawn(f);
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() {
+        if Instant::now() > deadline {
+            panic!("operation did not finish within {limit:?}: hang");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for content checks.
@@ -136,3 +140,4 @@ pub fn wait_for(path: &Path, limit: Duration) -> bool {
     }
     false
 }
+pub mod posix;

@@ -1,0 +1,97 @@
+//! memfs through a real mount.
+
+mod common;
+
+use common::{posix, within, TestMount};
+use fusebox_fs::memfs::{MemFs, MemFsOptions};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn mount(opts: MemFsOptions) -> Option<TestMount> {
+    TestMount::new(Arc::new(MemFs::new(opts)), "default_permissions,allow_other")
+}
+
+#[test]
+fn posix_suite() {
+    let Some(m) = mount(MemFsOptions::default()) else { return };
+    let dir = m.mnt.clone();
+    within(Duration::from_secs(300), move || posix::run_all(&dir));
+}
+
+#[test]
+fn eight_threads_mixed_operations() {
+    let Some(m) = mount(MemFsOptions::default()) else { return };
+    let dir = m.mnt.clone();
+    let ops = within(Duration::from_secs(300), move || posix::concurrent_mixed(&dir, 200));
+    assert_eq!(ops, 8 * 200 * 12);
+}
+
+#[test]
+fn size_limit_gives_enospc_and_space_comes_back() {
+    let Some(m) = mount(MemFsOptions { size: Some(4 << 20), ..Default::default() }) else { return };
+    let p = m.path("fill");
+    let mut f = fs::File::create(&p).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let mut err = None;
+    for _ in 0..8 {
+        if let Err(e) = f.write_all(&chunk).and_then(|_| f.sync_all()) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("writing 8 MiB into a 4 MiB memfs must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(f);
+    fs::remove_file(&p).unwrap();
+    // After the removal the space is available again.
+    fs::write(m.path("again"), vec![2u8; 3 << 20]).unwrap();
+}
+
+#[test]
+fn sparse_files_punch_hole_and_seek() {
+    use rustix::fs::{fallocate, seek, FallocateFlags, SeekFrom};
+    let Some(m) = mount(MemFsOptions::default()) else { return };
+    let p = m.path("sparse");
+    let f = fs::OpenOptions::new().create(true).read(true).write(true).open(&p).unwrap();
+    rustix::io::pwrite(&f, &[7u8; 4096], 1 << 20).unwrap();
+    let meta = f.metadata().unwrap();
+    assert_eq!(meta.len(), (1 << 20) + 4096);
+    assert!(meta.blocks() * 512 < 1 << 20, "hole must not be allocated: {} blocks", meta.blocks());
+    assert_eq!(seek(&f, SeekFrom::Data(0)).unwrap(), 1 << 20);
+    assert_eq!(seek(&f, SeekFrom::Hole(1 << 20)).unwrap(), (1 << 20) + 4096);
+    // Preallocate past the end without changing the size.
+    fallocate(&f, FallocateFlags::KEEP_SIZE, 2 << 20, 1 << 20).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), (1 << 20) + 4096);
+    // Punch the data out: reads zeros, space is freed.
+    fallocate(&f, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, 0, 2 << 20).unwrap();
+    let back = fs::read(&p).unwrap();
+    assert!(back.iter().all(|&b| b == 0));
+    assert_eq!(seek(&f, SeekFrom::Data(0)).unwrap_err(), rustix::io::Errno::NXIO);
+}
+
+#[test]
+fn permissions_are_enforced_for_other_users() {
+    let Some(m) = mount(MemFsOptions { root_mode: Some(0o1777), ..Default::default() }) else { return };
+    let private = m.path("private");
+    fs::write(&private, b"secret").unwrap();
+    fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new("cat")
+        .arg(&private)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nobody must not read a 0600 root file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // Files created by another user are owned by that user.
+    let theirs = m.path("theirs");
+    let st = std::process::Command::new("touch").arg(&theirs).uid(65534).gid(65534).status().unwrap();
+    assert!(st.success());
+    let meta = fs::metadata(&theirs).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
+
+use std::os::unix::process::CommandExt;
