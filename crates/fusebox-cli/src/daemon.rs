@@ -19,7 +19,21 @@ pub fn is_daemon_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
 }
 
-/// Start the daemon child and return once it reports the mount live.
+/// The background daemon failed to start; it already printed why.
+#[derive(Debug)]
+pub struct ChildFailed(pub i32);
+
+impl std::fmt::Display for ChildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the fusebox daemon exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for ChildFailed {}
+
+/// Start the daemon child and return once it reports the mount live. The child's stderr is a
+/// pipe that we relay while it starts up, so the caller's stdout/stderr are not held open by
+/// the daemon afterwards (`out=$(fusebox mount ...)` returns).
 pub fn spawn_and_wait(argv: &[String]) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fusebox executable")?;
     let mut child = Command::new(exe)
@@ -27,19 +41,26 @@ pub fn spawn_and_wait(argv: &[String]) -> Result<()> {
         .env(CHILD_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .context("starting the fusebox daemon")?;
     let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let relay = std::thread::spawn(move || {
+        let mut out = std::io::stderr();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(out, "{line}");
+        }
+    });
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).ok();
     if line.trim() == "ready" {
         return Ok(());
     }
     let status = child.wait().context("waiting for the daemon")?;
-    // The child printed its own error message on our stderr.
-    bail!("mount failed (daemon exited with {status})")
+    let _ = relay.join();
+    bail!(ChildFailed(status.code().unwrap_or(1)))
 }
 
 /// Tell the waiting parent that the mount is live, and stop writing to its terminal.

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match run(&argv) {
         Ok(()) => ExitCode::SUCCESS,
+        // The daemon child already printed its own message.
+        Err(e) if e.downcast_ref::<daemon::ChildFailed>().is_some() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("fusebox: {e:#}");
             ExitCode::FAILURE
@@ -70,8 +72,8 @@ fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions) -> R
     let config = Config { options, ..Default::default() };
     let session = Session::mount(fs, mountpoint, config)?;
     let mnt = session.mountpoint().to_path_buf();
-    tracing::info!(mountpoint = %mnt.display(), "mounted");
     daemon::signal_ready();
+    tracing::info!(mountpoint = %mnt.display(), "mounted");
     daemon::unmount_on_signals(&mnt).context("installing signal handlers")?;
     session.run()?;
     tracing::info!(mountpoint = %mnt.display(), "session ended");

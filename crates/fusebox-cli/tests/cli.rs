@@ -1,0 +1,247 @@
+//! The `fusebox` binary: mount/umount, background and foreground modes, signals, a killed
+//! daemon, and every user error (message + exit code).
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fusebox() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fusebox"));
+    c.env_remove("FUSEBOX_DAEMON_CHILD");
+    c
+}
+
+fn can_mount() -> bool {
+    let root = fusebox::sys::geteuid() == 0;
+    let dev = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
+    if root && dev {
+        return true;
+    }
+    let why = if root { "/dev/fuse cannot be opened" } else { "not root" };
+    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
+        panic!("mount tests required but {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+fn is_mounted(p: &Path) -> bool {
+    fusebox::session::is_mount_point(p)
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A temp dir with a mountpoint; on drop, unmounts whatever is there and kills the foreground
+/// child we started (by pid), so a failing test leaves nothing behind.
+struct Fixture {
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+    child: Option<Child>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::Builder::new().prefix("fusebox-cli-").tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        Fixture { dir, mnt, child: None }
+    }
+    fn daemon_pids(&self) -> Vec<u32> {
+        // The background daemon was started by our `fusebox mount`: find it by its unique
+        // mountpoint in its command line.
+        let needle = self.mnt.to_string_lossy().to_string();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == needle))
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in self.daemon_pids() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn run(c: &mut Command) -> Output {
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn background_mount_is_usable_at_once_and_umount_ends_daemon() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt).args(["-o", "size=64M"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The mount is live the moment the command returns.
+    fs::write(fx.mnt.join("hello"), b"world").unwrap();
+    assert_eq!(fs::read(fx.mnt.join("hello")).unwrap(), b"world");
+    assert_eq!(fx.daemon_pids().len(), 1);
+    let out = run(fusebox().arg("umount").arg(&fx.mnt));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!is_mounted(&fx.mnt));
+    assert!(wait_until(Duration::from_secs(10), || fx.daemon_pids().is_empty()), "daemon did not exit");
+}
+
+#[test]
+fn foreground_mount_unmounts_cleanly_on_sigterm_and_sigint() {
+    if !can_mount() {
+        return;
+    }
+    for sig in ["-TERM", "-INT"] {
+        let mut fx = Fixture::new();
+        let child = fusebox()
+            .args(["mount", "memfs"])
+            .arg(&fx.mnt)
+            .arg("-f")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        fx.child = Some(child);
+        assert!(wait_until(Duration::from_secs(10), || is_mounted(&fx.mnt)), "not mounted");
+        fs::write(fx.mnt.join("f"), b"x").unwrap();
+        assert!(Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap().success());
+        let mut child = fx.child.take().unwrap();
+        assert!(wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some()), "daemon still running");
+        assert!(child.wait().unwrap().success());
+        assert!(!is_mounted(&fx.mnt), "{sig} left the mount behind");
+    }
+}
+
+#[test]
+fn killed_daemon_gives_enotconn_and_umount_removes_the_dead_mount() {
+    if !can_mount() {
+        return;
+    }
+    let mut fx = Fixture::new();
+    let child = fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").stdin(Stdio::null()).spawn().unwrap();
+    fx.child = Some(child);
+    assert!(wait_until(Duration::from_secs(10), || is_mounted(&fx.mnt)));
+    fs::write(fx.mnt.join("f"), b"x").unwrap();
+    let mut child = fx.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Calls on the mount fail instead of hanging (run in a thread as a hang guard).
+    let probe = fx.mnt.join("f");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(fs::read(&probe).map_err(|e| e.raw_os_error()));
+    });
+    let res = rx.recv_timeout(Duration::from_secs(20)).expect("read on a dead mount hung");
+    assert_eq!(res.unwrap_err(), Some(libc::ENOTCONN));
+    let out = run(fusebox().arg("umount").arg(&fx.mnt));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!is_mounted(&fx.mnt));
+}
+
+/// Run a failing command and check exit code 1 and the message.
+fn expect_error(cmd: &mut Command, needle: &str) {
+    let out = run(cmd);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "expected failure, got {:?}: {err}", out.status);
+    assert!(err.contains(needle), "message {err:?} lacks {needle:?}");
+    assert!(err.starts_with("fusebox: "), "{err}");
+}
+
+#[test]
+fn mountpoint_errors() {
+    let fx = Fixture::new();
+    let missing = fx.dir.path().join("missing");
+    expect_error(fusebox().args(["mount", "memfs"]).arg(&missing), "does not exist");
+    let file = fx.dir.path().join("file");
+    fs::write(&file, b"").unwrap();
+    expect_error(fusebox().args(["mount", "memfs"]).arg(&file), "is not a directory");
+    if can_mount() {
+        let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt));
+        assert!(out.status.success(), "{}", stderr(&out));
+        expect_error(fusebox().args(["mount", "memfs"]).arg(&fx.mnt), "already a mount point");
+        assert!(run(fusebox().arg("umount").arg(&fx.mnt)).status.success());
+    }
+    expect_error(fusebox().arg("umount").arg(&fx.mnt), "is not a mount point");
+}
+
+#[test]
+fn option_errors() {
+    let fx = Fixture::new();
+    let m = || {
+        let mut c = fusebox();
+        c.args(["mount", "memfs"]).arg(&fx.mnt);
+        c
+    };
+    expect_error(m().args(["-o", "bogus"]), "unknown option 'bogus'");
+    expect_error(m().args(["-o", "threads=0"]), "bad value for option 'threads'");
+    expect_error(m().args(["-o", "attr_timeout=soon"]), "bad value for option 'attr_timeout'");
+    expect_error(m().args(["-o", "size=lots"]), "bad value for option 'size'");
+    expect_error(m().args(["-o", "fsname"]), "needs a value");
+    expect_error(m().args(["-o", "ro=yes"]), "takes no value");
+    expect_error(m().arg("-o"), "-o needs a value");
+    expect_error(fusebox().args(["mount", "ext4"]).arg(&fx.mnt), "unknown file system 'ext4'");
+    expect_error(fusebox().arg("frobnicate"), "unknown command");
+    assert!(!is_mounted(&fx.mnt));
+}
+
+#[test]
+fn dev_fuse_unavailable_is_reported() {
+    if !can_mount() || Command::new("unshare").arg("--version").output().is_err() {
+        return;
+    }
+    let fx = Fixture::new();
+    // A private mount namespace where /dev is an empty tmpfs: no /dev/fuse.
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {} mount memfs {} -f",
+        env!("CARGO_BIN_EXE_fusebox"),
+        fx.mnt.display()
+    );
+    let out = run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/dev/fuse is unavailable"), "{}", stderr(&out));
+}
+
+#[test]
+fn not_permitted_is_reported() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new();
+    // The temp dir is root's and 0700: user nobody may not mount there.
+    let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").uid(65534).gid(65534));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not permitted") || err.contains("fusermount3 not found") || err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!is_mounted(&fx.mnt));
+}
