@@ -28,14 +28,14 @@ pub enum MountError {
     #[error("/dev/fuse is unavailable ({0}); load the fuse module (modprobe fuse) or run where /dev/fuse exists")]
     DevFuseUnavailable(io::Error),
     /// The caller may not mount or unmount.
-    #[error("not permitted to {action} {path} ({source}); run as root or install fuse3 (fusermount3)")]
+    #[error("not permitted to {action} {path}: {err}")]
     NotPermitted {
         /// "mount" or "unmount".
         action: &'static str,
         /// The mountpoint.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        err: io::Error,
     },
     /// fusermount3 is needed but missing.
     #[error("fusermount3 not found: install the fuse3 package to mount without root")]
@@ -44,14 +44,14 @@ pub enum MountError {
     #[error("{0} is busy (files are open or a process has its cwd inside)")]
     Busy(PathBuf),
     /// Anything else.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {err}")]
     Other {
         /// "mount", "unmount" or "stat".
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        err: io::Error,
     },
 }
 
@@ -99,7 +99,7 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountError> {
     match std::fs::metadata(&abs) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MountError::MountpointMissing(abs)),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(MountError::AlreadyMounted(abs)),
-        Err(e) => return Err(MountError::Other { action: "stat", path: abs, source: e }),
+        Err(e) => return Err(MountError::Other { action: "stat", path: abs, err: e }),
         Ok(m) if !m.is_dir() => return Err(MountError::NotADirectory(abs)),
         Ok(_) => {}
     }
@@ -151,10 +151,10 @@ fn mount_as_root(mountpoint: &Path, opts: &MountOptions) -> Result<DevFuse, Moun
     let source = opts.fsname.clone().unwrap_or_else(|| "fusebox".to_string());
     sys::mount(&source, mountpoint, &fstype(opts), flags, &data).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => {
-            MountError::NotPermitted { action: "mount", path: mountpoint.into(), source: e }
+            MountError::NotPermitted { action: "mount", path: mountpoint.into(), err: e }
         }
         Some(libc::EBUSY) => MountError::AlreadyMounted(mountpoint.into()),
-        _ => MountError::Other { action: "mount", path: mountpoint.into(), source: e },
+        _ => MountError::Other { action: "mount", path: mountpoint.into(), err: e },
     })?;
     Ok(dev)
 }
@@ -169,7 +169,7 @@ fn fusermount_path() -> Option<PathBuf> {
 fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFuse, MountError> {
     let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
     let (ours, theirs) = sys::socketpair_for_child()
-        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), source: e })?;
+        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), err: e })?;
     let mut o = vec![format!("fsname={}", opts.fsname.as_deref().unwrap_or("fusebox"))];
     o.push(format!("subtype={}", opts.subtype.as_deref().unwrap_or("fusebox")));
     for (on, name) in [
@@ -193,17 +193,17 @@ fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFu
         .arg(mountpoint)
         .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
         .status()
-        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), source: e })?;
+        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), err: e })?;
     drop(theirs);
     if !status.success() {
         return Err(MountError::NotPermitted {
             action: "mount",
             path: mountpoint.into(),
-            source: io::Error::other(format!("fusermount3 exited with {status}")),
+            err: io::Error::other(format!("fusermount3 exited with {status}")),
         });
     }
     let fd = sys::recv_fd(ours.as_fd())
-        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), source: e })?;
+        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), err: e })?;
     Ok(DevFuse::from_owned(fd))
 }
 
@@ -217,8 +217,8 @@ pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     if sys::geteuid() == 0 {
         return sys::umount(&abs, 0).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => MountError::Busy(abs.clone()),
-            Some(libc::EPERM) => MountError::NotPermitted { action: "unmount", path: abs.clone(), source: e },
-            _ => MountError::Other { action: "unmount", path: abs.clone(), source: e },
+            Some(libc::EPERM) => MountError::NotPermitted { action: "unmount", path: abs.clone(), err: e },
+            _ => MountError::Other { action: "unmount", path: abs.clone(), err: e },
         });
     }
     let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
@@ -227,12 +227,12 @@ pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
         .arg("--")
         .arg(&abs)
         .output()
-        .map_err(|e| MountError::Other { action: "unmount", path: abs.clone(), source: e })?;
+        .map_err(|e| MountError::Other { action: "unmount", path: abs.clone(), err: e })?;
     if out.status.success() {
         Ok(())
     } else {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(MountError::NotPermitted { action: "unmount", path: abs, source: io::Error::other(msg) })
+        Err(MountError::NotPermitted { action: "unmount", path: abs, err: io::Error::other(msg) })
     }
 }
 
