@@ -1,1 +1,3 @@
 //! Ready file systems for fusebox: `memfs` (in memory) and `passthrough` (mirrors a directory).
+
+pub mod passthrough;
