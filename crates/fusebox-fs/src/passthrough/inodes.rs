@@ -44,11 +44,19 @@ pub(crate) struct Inodes {
 
 impl Inodes {
     /// A table holding the root inode, which pins `root_fd`.
-    pub(crate) fn new(root_fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>, cache: usize) -> Inodes {
+    /// `mount_fd` is a real (not O_PATH) descriptor of the root's mount, for
+    /// `open_by_handle_at`.
+    pub(crate) fn new(
+        root_fd: OwnedFd,
+        key: (u64, u64),
+        handle: Option<KernelFileHandle>,
+        mount_fd: OwnedFd,
+        cache: usize,
+    ) -> Inodes {
         let root_fd = Arc::new(root_fd);
         let mut mount_fds = HashMap::new();
         if let Some(h) = &handle {
-            mount_fds.insert(h.mount_id, root_fd.clone());
+            mount_fds.insert(h.mount_id, Arc::new(mount_fd));
         }
         let root = Inode { key, handle, pinned: Some(root_fd) };
         let mut nodes = HashMap::new();
@@ -95,6 +103,16 @@ impl Inodes {
         sys::open_by_handle_at(mfd.as_fd(), handle, flags).map_err(io_errno)
     }
 
+    /// True when a descriptor for `open_by_handle_at` on mount `mount_id` is known.
+    pub(crate) fn has_mount(&self, mount_id: i32) -> bool {
+        self.mount_fds.lock().unwrap().contains_key(&mount_id)
+    }
+
+    /// Remember `fd` (a real descriptor, not O_PATH) as the way into mount `mount_id`.
+    pub(crate) fn add_mount(&self, mount_id: i32, fd: OwnedFd) {
+        self.mount_fds.lock().unwrap().entry(mount_id).or_insert_with(|| Arc::new(fd));
+    }
+
     /// Count one lookup of the backing inode `fd` refers to (`key` from its stat, `handle`
     /// from `name_to_handle_at`, None to pin `fd`), creating a node when it is new. Returns its
     /// node id. A known key with a different handle is a reused inode number: it gets a new node.
@@ -120,10 +138,6 @@ impl Inodes {
         let id = t.next;
         t.next += 1;
         let pinned = handle.is_none().then(|| fd.clone());
-        if let Some(h) = &handle {
-            let mut m = self.mount_fds.lock().unwrap();
-            m.entry(h.mount_id).or_insert_with(|| fd.clone());
-        }
         let has_handle = handle.is_some();
         t.nodes.insert(id, Node { inode: Arc::new(Inode { key, handle, pinned }), nlookup: 1 });
         t.by_key.insert(key, id);

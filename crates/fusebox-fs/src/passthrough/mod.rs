@@ -66,10 +66,13 @@ impl Passthrough {
         let fd = rustix::fs::open(source, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| open_err(e.into()))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
+        // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
+        let mount_fd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| open_err(e.into()))?;
         // Use file handles only when we can both make and open them.
         let handle = sys::name_to_handle_at(fd.as_fd(), OsStr::new(""))
             .ok()
-            .filter(|h| sys::open_by_handle_at(fd.as_fd(), h, libc::O_PATH).is_ok());
+            .filter(|h| sys::open_by_handle_at(mount_fd.as_fd(), h, libc::O_PATH).is_ok());
         if handle.is_none() {
             tracing::warn!(
                 source = %source.display(),
@@ -79,7 +82,7 @@ impl Passthrough {
         }
         let use_handles = handle.is_some();
         Ok(Passthrough {
-            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, cache),
+            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
             handles: Handles::new(),
             use_handles,
             writeback: AtomicBool::new(false),
@@ -103,11 +106,27 @@ impl Passthrough {
     fn register(&self, fd: OwnedFd, pin: bool) -> Result<Entry, Errno> {
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         let key = (st.st_dev as u64, st.st_ino as u64);
-        let handle = if self.use_handles && !pin {
+        let mut handle = if self.use_handles && !pin {
             sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok()
         } else {
             None
         };
+        if let Some(h) = &handle {
+            if !self.inodes.has_mount(h.mount_id) {
+                // A mount inside SOURCE: it is entered through a directory, which gives us a
+                // descriptor for open_by_handle_at. Anything else keeps its descriptor pinned.
+                let dir = (st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                    .then(|| {
+                        rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                            .ok()
+                    })
+                    .flatten();
+                match dir {
+                    Some(d) => self.inodes.add_mount(h.mount_id, d),
+                    None => handle = None,
+                }
+            }
+        }
         let ino = self.inodes.lookup(fd, key, handle);
         Ok(Entry { ino, generation: 0, attr: to_attr(&st) })
     }
@@ -168,3 +187,4 @@ fn reopen(fd: &impl AsRawFd, flags: i32) -> Result<OwnedFd, Errno> {
     rustix::fs::open(proc_path(fd), OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC, Mode::empty())
         .map_err(errno)
 }
+
