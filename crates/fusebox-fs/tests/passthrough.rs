@@ -31,6 +31,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Option<Fixture> {
+        Self::with(Passthrough::new)
+    }
+    fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>) -> Option<Fixture> {
         // The daemon runs with umask 0: the kernel already applied the caller's umask.
         fusebox::sys::set_umask(0);
         let sdir = tempfile::Builder::new().prefix("fusebox-pt-src-").tempdir().unwrap();
@@ -38,7 +41,7 @@ impl Fixture {
         let src = sdir.path().join("src");
         fs::create_dir(&src).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
-        let fs = Arc::new(Passthrough::new(&src).unwrap());
+        let fs = Arc::new(make(&src).unwrap());
         let m = TestMount::new(fs.clone(), OPTS)?;
         fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         Some(Fixture { m, fs, src, sdir })
@@ -289,8 +292,15 @@ fn rename_race_never_escapes() {
     });
     let d = f.mnt("d");
     let created = within(Duration::from_secs(120), move || {
+        // Run past the 1 s entry timeout so the kernel looks `d` up again mid-race.
+        let start = std::time::Instant::now();
         let mut ok = 0;
-        for i in 0..3000 {
+        let mut i = 0;
+        // Keep going until some creates succeeded (d was the directory when looked up).
+        while (i < 3000 || start.elapsed() < Duration::from_millis(2500) || ok == 0)
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            i += 1;
             if fs::File::create(d.join(format!("f{i}"))).is_ok() {
                 ok += 1;
             }
@@ -452,4 +462,25 @@ fn eight_threads_mixed_operations() {
             }
         });
     });
+}
+
+#[test]
+fn pinned_fallback_round_trip() {
+    let Some(f) = Fixture::with(Passthrough::with_pinned_fds) else { return };
+    assert!(!f.fs.uses_file_handles());
+    fs::create_dir(f.mnt("d")).unwrap();
+    let data = random_bytes(7, 300_000);
+    fs::write(f.mnt("d/f"), &data).unwrap();
+    assert_eq!(fs::read(f.mnt("d/f")).unwrap(), data);
+    assert_eq!(fs::read(f.src("d/f")).unwrap(), data);
+    fs::rename(f.mnt("d/f"), f.mnt("g")).unwrap();
+    std::os::unix::fs::symlink("g", f.mnt("l")).unwrap();
+    assert_eq!(fs::read(f.mnt("l")).unwrap(), data);
+    rustix::fs::setxattr(f.mnt("g"), "user.a", b"1", rustix::fs::XattrFlags::empty()).unwrap();
+    let names: HashSet<_> = fs::read_dir(f.mnt("")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 3);
+    fs::remove_file(f.mnt("g")).unwrap();
+    fs::remove_file(f.mnt("l")).unwrap();
+    fs::remove_dir(f.mnt("d")).unwrap();
+    assert_eq!(fs::read_dir(&f.src).unwrap().count(), 0);
 }

@@ -55,6 +55,17 @@ impl Passthrough {
 
     /// Mirror `source`, caching at most `cache` O_PATH descriptors of inodes.
     pub fn with_fd_cache(source: &Path, cache: usize) -> Result<Passthrough, PassthroughError> {
+        Self::build(source, cache, true)
+    }
+
+    /// Mirror `source` without kernel file handles: every inode pins an O_PATH descriptor, so
+    /// the number of inodes the kernel may hold is bounded by RLIMIT_NOFILE. This is the
+    /// fallback used automatically when handles are unsupported or not permitted (non-root).
+    pub fn with_pinned_fds(source: &Path) -> Result<Passthrough, PassthroughError> {
+        Self::build(source, DEFAULT_FD_CACHE, false)
+    }
+
+    fn build(source: &Path, cache: usize, try_handles: bool) -> Result<Passthrough, PassthroughError> {
         let open_err = |e: std::io::Error| PassthroughError::Open { path: source.to_owned(), source: e };
         let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PassthroughError::SourceMissing(source.to_owned()),
@@ -70,10 +81,11 @@ impl Passthrough {
         let mount_fd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| open_err(e.into()))?;
         // Use file handles only when we can both make and open them.
-        let handle = sys::name_to_handle_at(fd.as_fd(), OsStr::new(""))
-            .ok()
+        let handle = try_handles
+            .then(|| sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok())
+            .flatten()
             .filter(|h| sys::open_by_handle_at(mount_fd.as_fd(), h, libc::O_PATH).is_ok());
-        if handle.is_none() {
+        if handle.is_none() && try_handles {
             tracing::warn!(
                 source = %source.display(),
                 "file handles unavailable (unsupported or not permitted): inodes pin descriptors, \
