@@ -28,7 +28,11 @@ impl FdCache {
     /// A cache holding at most `cap` descriptors (at least 1).
     pub(crate) fn new(cap: usize) -> FdCache {
         FdCache {
-            inner: Mutex::new(Lru { map: HashMap::new(), order: BTreeMap::new(), tick: 0 }),
+            inner: Mutex::new(Lru {
+                map: HashMap::new(),
+                order: BTreeMap::new(),
+                tick: 0,
+            }),
             cap: cap.max(1),
         }
     }
@@ -61,7 +65,9 @@ impl FdCache {
             }
             l.order.insert(tick, node);
             while l.map.len() > self.cap {
-                let Some((_, victim)) = l.order.pop_first() else { break };
+                let Some((_, victim)) = l.order.pop_first() else {
+                    break;
+                };
                 if let Some((fd, _)) = l.map.remove(&victim) {
                     evicted.push(fd);
                 }

@@ -13,6 +13,9 @@
 //! the request's uid/gid, keeping the parent's group when the parent directory is setgid. The
 //! daemon is expected to run with umask 0 (the kernel has already applied the caller's umask).
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod attr;
 mod error;
 mod fdcache;
@@ -65,8 +68,15 @@ impl Passthrough {
         Self::build(source, DEFAULT_FD_CACHE, false)
     }
 
-    fn build(source: &Path, cache: usize, try_handles: bool) -> Result<Passthrough, PassthroughError> {
-        let open_err = |e: std::io::Error| PassthroughError::Open { path: source.to_owned(), source: e };
+    fn build(
+        source: &Path,
+        cache: usize,
+        try_handles: bool,
+    ) -> Result<Passthrough, PassthroughError> {
+        let open_err = |e: std::io::Error| PassthroughError::Open {
+            path: source.to_owned(),
+            source: e,
+        };
         let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PassthroughError::SourceMissing(source.to_owned()),
             _ => open_err(e),
@@ -74,12 +84,21 @@ impl Passthrough {
         if !meta.is_dir() {
             return Err(PassthroughError::NotADirectory(source.to_owned()));
         }
-        let fd = rustix::fs::open(source, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| open_err(e.into()))?;
+        let fd = rustix::fs::open(
+            source,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
         // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
-        let mount_fd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| open_err(e.into()))?;
+        let mount_fd = rustix::fs::openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
         // Use file handles only when we can both make and open them.
         let handle = try_handles
             .then(|| sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok())
@@ -94,7 +113,13 @@ impl Passthrough {
         }
         let use_handles = handle.is_some();
         Ok(Passthrough {
-            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
+            inodes: Inodes::new(
+                fd,
+                (st.st_dev as u64, st.st_ino as u64),
+                handle,
+                mount_fd,
+                cache,
+            ),
             handles: Handles::new(),
             use_handles,
             writeback: AtomicBool::new(false),
@@ -129,8 +154,13 @@ impl Passthrough {
                 // descriptor for open_by_handle_at. Anything else keeps its descriptor pinned.
                 let dir = (st.st_mode & libc::S_IFMT == libc::S_IFDIR)
                     .then(|| {
-                        rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                            .ok()
+                        rustix::fs::openat(
+                            &fd,
+                            ".",
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .ok()
                     })
                     .flatten();
                 match dir {
@@ -140,27 +170,51 @@ impl Passthrough {
             }
         }
         let ino = self.inodes.lookup(fd, key, handle);
-        Ok(Entry { ino, generation: 0, attr: to_attr(&st) })
+        Ok(Entry {
+            ino,
+            generation: 0,
+            attr: to_attr(&st),
+        })
     }
 
     /// Look up the single component `name` (already validated) in the directory `dir`.
     fn lookup_at(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
-        let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(errno)?;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
         self.register(fd, false)
     }
 
     /// After creating `name` in `dir` as the daemon: give it to the caller and look it up.
-    fn finish_new(&self, req: &RequestInfo, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
-        let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(errno)?;
+    fn finish_new(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+    ) -> Result<Entry, Errno> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
         self.set_owner(req, dir, fd.as_fd())?;
         self.register(fd, false)
     }
 
     /// Make the new file `fd` (in directory `dir`) owned by the caller; its group stays the
     /// one the backing file system gave it when `dir` is setgid.
-    fn set_owner(&self, req: &RequestInfo, dir: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    fn set_owner(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), Errno> {
         if req.uid == self.euid && req.gid == self.egid {
             return Ok(());
         }
@@ -169,8 +223,14 @@ impl Passthrough {
         }
         let parent = rustix::fs::fstat(dir).map_err(errno)?;
         let gid = (parent.st_mode & libc::S_ISGID == 0).then(|| Gid::from_raw(req.gid));
-        rustix::fs::chownat(fd, "", Some(Uid::from_raw(req.uid)), gid, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(errno)
+        rustix::fs::chownat(
+            fd,
+            "",
+            Some(Uid::from_raw(req.uid)),
+            gid,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
     }
 
     /// open(2) flags for a backing open: never create/follow here, close-on-exec, and with the
@@ -196,7 +256,10 @@ fn proc_path(fd: &impl AsRawFd) -> String {
 
 /// Reopen the inode a descriptor refers to with `flags`, through `/proc/self/fd/N`.
 fn reopen(fd: &impl AsRawFd, flags: i32) -> Result<OwnedFd, Errno> {
-    rustix::fs::open(proc_path(fd), OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC, Mode::empty())
-        .map_err(errno)
+    rustix::fs::open(
+        proc_path(fd),
+        OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)
 }
-
