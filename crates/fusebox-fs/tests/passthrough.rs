@@ -623,3 +623,82 @@ fn pinned_fallback_round_trip() {
     fs::remove_dir(f.mnt("d")).unwrap();
     assert_eq!(fs::read_dir(&f.src).unwrap().count(), 0);
 }
+
+#[test]
+fn fallocate_seek_copy_range_and_tmpfile() {
+    let Some(f) = Fixture::new() else { return };
+    use rustix::fs::{Mode, OFlags};
+    // fallocate extends the backing file.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(f.mnt("fa"))
+        .unwrap();
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 1 << 20).unwrap();
+    assert_eq!(fs::metadata(f.src("fa")).unwrap().len(), 1 << 20);
+    drop(file);
+    // SEEK_DATA / SEEK_HOLE reach the backing file.
+    let sparse = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(f.mnt("sp"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"data", 4 << 20).unwrap();
+    sparse.sync_all().unwrap();
+    assert_eq!(
+        rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Data(0)).unwrap(),
+        4 << 20
+    );
+    assert_eq!(
+        rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Hole(0)).unwrap(),
+        0
+    );
+    drop(sparse);
+    // copy_file_range between two files of the mount.
+    let data = random_bytes(9, 200_000);
+    fs::write(f.mnt("cin"), &data).unwrap();
+    let cin = fs::File::open(f.mnt("cin")).unwrap();
+    let cout = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(f.mnt("cout"))
+        .unwrap();
+    let (mut oi, mut oo) = (1000u64, 0u64);
+    let mut copied = 0;
+    while copied < 100_000 {
+        let n = rustix::fs::copy_file_range(
+            &cin,
+            Some(&mut oi),
+            &cout,
+            Some(&mut oo),
+            100_000 - copied,
+        )
+        .unwrap();
+        assert!(n > 0);
+        copied += n;
+    }
+    drop(cout);
+    assert_eq!(fs::read(f.mnt("cout")).unwrap(), &data[1000..101_000]);
+    assert_eq!(fs::read(f.src("cout")).unwrap(), &data[1000..101_000]);
+    // O_TMPFILE, then give it a name.
+    let tmp = match rustix::fs::open(
+        f.mnt(""),
+        OFlags::TMPFILE | OFlags::RDWR,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => panic!("O_TMPFILE through the mount: {e}"),
+    };
+    rustix::io::write(&tmp, b"tmp data").unwrap();
+    rustix::fs::fsync(&tmp).unwrap();
+    rustix::fs::linkat(&tmp, "", CWD, f.mnt("named"), AtFlags::EMPTY_PATH).unwrap();
+    drop(tmp);
+    assert_eq!(fs::read(f.mnt("named")).unwrap(), b"tmp data");
+    assert_eq!(fs::read(f.src("named")).unwrap(), b"tmp data");
+}
