@@ -13,12 +13,7 @@ pub fn mount_unavailable() -> Option<String> {
     if fusebox::sys::geteuid() != 0 {
         return Some("not running as root".into());
     }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_err()
-    {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_err() {
         return Some("/dev/fuse cannot be opened".into());
     }
     None
@@ -56,17 +51,11 @@ impl TestMount {
         if !can_mount() {
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix("fusebox-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("fusebox-test-").tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         let options = MountOptions::parse(&[opts], &[]).expect("test options");
-        let config = Config {
-            options,
-            ..Default::default()
-        };
+        let config = Config { options, ..Default::default() };
         let session = Session::mount(fs, &mnt, config).expect("mount");
         let server = session.server().clone();
         let thread = std::thread::spawn(move || {
@@ -74,12 +63,7 @@ impl TestMount {
                 eprintln!("session ended with error: {e}");
             }
         });
-        Some(TestMount {
-            dir,
-            mnt,
-            server,
-            thread: Some(thread),
-        })
+        Some(TestMount { dir, mnt, server, thread: Some(thread) })
     }
 
     /// Path of `rel` inside the mount.
@@ -119,8 +103,7 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("operation did not finish within {limit:?}: hang"))
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("operation did not finish within {limit:?}: hang"))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for content checks.
@@ -139,9 +122,7 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 /// A simple 64-bit FNV-1a checksum.
 pub fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// Wait until `path` exists or `limit` passes.
