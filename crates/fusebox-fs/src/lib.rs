@@ -1,3 +1,4 @@
 //! Ready file systems for fusebox: `memfs` (in memory) and `passthrough` (mirrors a directory).
 
 pub mod memfs;
+pub mod passthrough;

@@ -1,0 +1,82 @@
+//! Open files and directories: real descriptors in a table keyed by the FUSE file handle.
+
+use fusebox::{Errno, FileHandle};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// An open directory: its descriptor plus a lock serialising seek + getdents on it.
+pub(crate) struct DirHandle {
+    /// The directory, opened O_RDONLY|O_DIRECTORY.
+    pub(crate) fd: OwnedFd,
+    /// Held while positioning and reading the directory stream.
+    pub(crate) lock: Mutex<()>,
+}
+
+/// The handle tables. File and directory handles share one counter.
+pub(crate) struct Handles {
+    next: AtomicU64,
+    files: RwLock<HashMap<u64, Arc<OwnedFd>>>,
+    dirs: RwLock<HashMap<u64, Arc<DirHandle>>>,
+}
+
+impl Handles {
+    pub(crate) fn new() -> Handles {
+        Handles {
+            next: AtomicU64::new(1),
+            files: RwLock::default(),
+            dirs: RwLock::default(),
+        }
+    }
+
+    /// Store an open file; its handle.
+    pub(crate) fn add_file(&self, fd: OwnedFd) -> FileHandle {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.files.write().unwrap().insert(fh, Arc::new(fd));
+        FileHandle(fh)
+    }
+
+    /// The descriptor of an open file.
+    pub(crate) fn file(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
+        self.files
+            .read()
+            .unwrap()
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Forget an open file (its descriptor closes when the last user drops it).
+    pub(crate) fn remove_file(&self, fh: FileHandle) -> Option<Arc<OwnedFd>> {
+        self.files.write().unwrap().remove(&fh.0)
+    }
+
+    /// Store an open directory; its handle.
+    pub(crate) fn add_dir(&self, fd: OwnedFd) -> FileHandle {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.dirs.write().unwrap().insert(
+            fh,
+            Arc::new(DirHandle {
+                fd,
+                lock: Mutex::new(()),
+            }),
+        );
+        FileHandle(fh)
+    }
+
+    /// An open directory.
+    pub(crate) fn dir(&self, fh: FileHandle) -> Result<Arc<DirHandle>, Errno> {
+        self.dirs
+            .read()
+            .unwrap()
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Forget an open directory.
+    pub(crate) fn remove_dir(&self, fh: FileHandle) -> Option<Arc<DirHandle>> {
+        self.dirs.write().unwrap().remove(&fh.0)
+    }
+}

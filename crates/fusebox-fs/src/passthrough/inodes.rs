@@ -1,0 +1,234 @@
+//! The inode table: node ids (our own counter) for backing inodes keyed by (st_dev, st_ino).
+//!
+//! An inode does not pin a descriptor: it stores the kernel file handle of its backing file,
+//! and descriptors are reopened with `open_by_handle_at` into a bounded [`FdCache`]. Only when
+//! the backing file system cannot make handles (EOPNOTSUPP) or the daemon may not open them
+//! (EPERM, no CAP_DAC_READ_SEARCH) does an inode pin its O_PATH descriptor; then the number of
+//! inodes the kernel remembers is limited by RLIMIT_NOFILE.
+
+use super::error::io_errno;
+use super::fdcache::FdCache;
+use fusebox::sys::{self, KernelFileHandle};
+use fusebox::{Errno, NodeId};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// One backing inode the kernel knows by a node id.
+pub(crate) struct Inode {
+    /// (st_dev, st_ino) of the backing file.
+    pub(crate) key: (u64, u64),
+    /// The kernel file handle, when the backing file system makes them.
+    pub(crate) handle: Option<KernelFileHandle>,
+    /// A pinned O_PATH (or other) descriptor when there is no usable handle.
+    pub(crate) pinned: Option<Arc<OwnedFd>>,
+}
+
+struct Node {
+    inode: Arc<Inode>,
+    nlookup: u64,
+}
+
+struct Table {
+    nodes: HashMap<u64, Node>,
+    by_key: HashMap<(u64, u64), u64>,
+    next: u64,
+}
+
+/// All inodes, the descriptor cache and the per-mount descriptors for `open_by_handle_at`.
+pub(crate) struct Inodes {
+    table: Mutex<Table>,
+    cache: FdCache,
+    mount_fds: Mutex<HashMap<i32, Arc<OwnedFd>>>,
+}
+
+impl Inodes {
+    /// A table holding the root inode, which pins `root_fd`.
+    /// `mount_fd` is a real (not O_PATH) descriptor of the root's mount, for
+    /// `open_by_handle_at`.
+    pub(crate) fn new(
+        root_fd: OwnedFd,
+        key: (u64, u64),
+        handle: Option<KernelFileHandle>,
+        mount_fd: OwnedFd,
+        cache: usize,
+    ) -> Inodes {
+        let root_fd = Arc::new(root_fd);
+        let mut mount_fds = HashMap::new();
+        if let Some(h) = &handle {
+            mount_fds.insert(h.mount_id, Arc::new(mount_fd));
+        }
+        let root = Inode {
+            key,
+            handle,
+            pinned: Some(root_fd),
+        };
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            NodeId::ROOT.0,
+            Node {
+                inode: Arc::new(root),
+                nlookup: 1,
+            },
+        );
+        let mut by_key = HashMap::new();
+        by_key.insert(key, NodeId::ROOT.0);
+        Inodes {
+            table: Mutex::new(Table {
+                nodes,
+                by_key,
+                next: NodeId::ROOT.0 + 1,
+            }),
+            cache: FdCache::new(cache),
+            mount_fds: Mutex::new(mount_fds),
+        }
+    }
+
+    /// The inode of node `id`.
+    pub(crate) fn get(&self, id: NodeId) -> Result<Arc<Inode>, Errno> {
+        let t = self.table.lock().unwrap();
+        t.nodes
+            .get(&id.0)
+            .map(|n| n.inode.clone())
+            .ok_or(Errno(libc::ESTALE))
+    }
+
+    /// A descriptor of node `id` (O_PATH unless pinned otherwise): pinned, cached, or reopened
+    /// from its file handle.
+    pub(crate) fn fd(&self, id: NodeId) -> Result<Arc<OwnedFd>, Errno> {
+        let inode = self.get(id)?;
+        self.fd_of(id, &inode)
+    }
+
+    /// Like [`Inodes::fd`] with the inode already at hand.
+    pub(crate) fn fd_of(&self, id: NodeId, inode: &Inode) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(fd) = &inode.pinned {
+            return Ok(fd.clone());
+        }
+        if let Some(fd) = self.cache.get(id.0) {
+            return Ok(fd);
+        }
+        let handle = inode.handle.as_ref().ok_or(Errno::EIO)?;
+        let fd = Arc::new(self.open_handle(handle, libc::O_PATH)?);
+        self.cache.insert(id.0, fd.clone());
+        Ok(fd)
+    }
+
+    /// Open a node's backing file by handle with `flags` (None when the inode has no handle).
+    pub(crate) fn open_handle(
+        &self,
+        handle: &KernelFileHandle,
+        flags: i32,
+    ) -> Result<OwnedFd, Errno> {
+        let mfd = self
+            .mount_fds
+            .lock()
+            .unwrap()
+            .get(&handle.mount_id)
+            .cloned()
+            .ok_or(Errno::EIO)?;
+        sys::open_by_handle_at(mfd.as_fd(), handle, flags).map_err(io_errno)
+    }
+
+    /// True when a descriptor for `open_by_handle_at` on mount `mount_id` is known.
+    pub(crate) fn has_mount(&self, mount_id: i32) -> bool {
+        self.mount_fds.lock().unwrap().contains_key(&mount_id)
+    }
+
+    /// Remember `fd` (a real descriptor, not O_PATH) as the way into mount `mount_id`.
+    pub(crate) fn add_mount(&self, mount_id: i32, fd: OwnedFd) {
+        self.mount_fds
+            .lock()
+            .unwrap()
+            .entry(mount_id)
+            .or_insert_with(|| Arc::new(fd));
+    }
+
+    /// Count one lookup of the backing inode `fd` refers to (`key` from its stat, `handle`
+    /// from `name_to_handle_at`, None to pin `fd`), creating a node when it is new. Returns its
+    /// node id. A known key with a different handle is a reused inode number: it gets a new node.
+    pub(crate) fn lookup(
+        &self,
+        fd: OwnedFd,
+        key: (u64, u64),
+        handle: Option<KernelFileHandle>,
+    ) -> NodeId {
+        let fd = Arc::new(fd);
+        let mut t = self.table.lock().unwrap();
+        if let Some(&id) = t.by_key.get(&key) {
+            let node = t.nodes.get_mut(&id).expect("by_key points at a live node");
+            let same = match (&node.inode.handle, &handle) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            if same {
+                node.nlookup += 1;
+                let cache = node.inode.pinned.is_none();
+                drop(t);
+                if cache {
+                    self.cache.insert(id, fd);
+                }
+                return NodeId(id);
+            }
+        }
+        let id = t.next;
+        t.next += 1;
+        let pinned = handle.is_none().then(|| fd.clone());
+        let has_handle = handle.is_some();
+        t.nodes.insert(
+            id,
+            Node {
+                inode: Arc::new(Inode {
+                    key,
+                    handle,
+                    pinned,
+                }),
+                nlookup: 1,
+            },
+        );
+        t.by_key.insert(key, id);
+        drop(t);
+        if has_handle {
+            self.cache.insert(id, fd);
+        }
+        NodeId(id)
+    }
+
+    /// Count one more lookup of an existing node (LOOKUP of "." or "..").
+    pub(crate) fn add_lookup(&self, id: NodeId) -> Result<(), Errno> {
+        let mut t = self.table.lock().unwrap();
+        let n = t.nodes.get_mut(&id.0).ok_or(Errno(libc::ESTALE))?;
+        n.nlookup += 1;
+        Ok(())
+    }
+
+    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away. The root
+    /// is never removed.
+    pub(crate) fn forget(&self, id: NodeId, n: u64) {
+        if id == NodeId::ROOT {
+            return;
+        }
+        let removed = {
+            let mut t = self.table.lock().unwrap();
+            let Some(node) = t.nodes.get_mut(&id.0) else {
+                return;
+            };
+            node.nlookup = node.nlookup.saturating_sub(n);
+            if node.nlookup > 0 {
+                return;
+            }
+            let node = t.nodes.remove(&id.0).expect("present");
+            if t.by_key.get(&node.inode.key) == Some(&id.0) {
+                t.by_key.remove(&node.inode.key);
+            }
+            node
+        };
+        self.cache.remove(id.0);
+        drop(removed);
+    }
+
+    /// Number of live nodes (including the root).
+    pub(crate) fn len(&self) -> usize {
+        self.table.lock().unwrap().nodes.len()
+    }
+}

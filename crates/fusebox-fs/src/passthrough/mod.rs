@@ -1,0 +1,265 @@
+//! A passthrough file system: mirrors a source directory, in the spirit of libfuse's
+//! `passthrough_hp`.
+//!
+//! Every operation works relative to the inode it names, with `*at()` system calls on
+//! descriptors; no path is ever rebuilt from the root and no symlink inside the source is ever
+//! followed (O_NOFOLLOW / AT_SYMLINK_NOFOLLOW / AT_EMPTY_PATH everywhere, `/proc/self/fd/N`
+//! only to reach the exact inode a descriptor already names). Inodes do not pin descriptors:
+//! they keep kernel file handles and a bounded LRU cache of O_PATH descriptors (see
+//! [`inodes`](self) for the fallback when handles are unavailable). Open files and directories
+//! are real descriptors in a handle table.
+//!
+//! New files belong to the caller: they are created by the daemon (root) and then chowned to
+//! the request's uid/gid, keeping the parent's group when the parent directory is setgid. The
+//! daemon is expected to run with umask 0 (the kernel has already applied the caller's umask).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod attr;
+mod error;
+mod fdcache;
+mod handles;
+mod inodes;
+mod names;
+mod ops;
+
+pub use error::PassthroughError;
+pub use fdcache::DEFAULT_FD_CACHE;
+pub use names::check_name;
+
+use attr::to_attr;
+use error::errno;
+use fusebox::fs::Entry;
+use fusebox::{sys, Errno, RequestInfo};
+use handles::Handles;
+use inodes::Inodes;
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The passthrough file system. See the [module documentation](self).
+pub struct Passthrough {
+    inodes: Inodes,
+    handles: Handles,
+    use_handles: bool,
+    writeback: AtomicBool,
+    euid: u32,
+    egid: u32,
+}
+
+impl Passthrough {
+    /// Mirror the directory `source`, with the default descriptor cache size.
+    pub fn new(source: &Path) -> Result<Passthrough, PassthroughError> {
+        Self::with_fd_cache(source, DEFAULT_FD_CACHE)
+    }
+
+    /// Mirror `source`, caching at most `cache` O_PATH descriptors of inodes.
+    pub fn with_fd_cache(source: &Path, cache: usize) -> Result<Passthrough, PassthroughError> {
+        Self::build(source, cache, true)
+    }
+
+    /// Mirror `source` without kernel file handles: every inode pins an O_PATH descriptor, so
+    /// the number of inodes the kernel may hold is bounded by RLIMIT_NOFILE. This is the
+    /// fallback used automatically when handles are unsupported or not permitted (non-root).
+    pub fn with_pinned_fds(source: &Path) -> Result<Passthrough, PassthroughError> {
+        Self::build(source, DEFAULT_FD_CACHE, false)
+    }
+
+    fn build(
+        source: &Path,
+        cache: usize,
+        try_handles: bool,
+    ) -> Result<Passthrough, PassthroughError> {
+        let open_err = |e: std::io::Error| PassthroughError::Open {
+            path: source.to_owned(),
+            source: e,
+        };
+        let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PassthroughError::SourceMissing(source.to_owned()),
+            _ => open_err(e),
+        })?;
+        if !meta.is_dir() {
+            return Err(PassthroughError::NotADirectory(source.to_owned()));
+        }
+        let fd = rustix::fs::open(
+            source,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
+        // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
+        let mount_fd = rustix::fs::openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
+        // Use file handles only when we can both make and open them.
+        let handle = try_handles
+            .then(|| sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok())
+            .flatten()
+            .filter(|h| sys::open_by_handle_at(mount_fd.as_fd(), h, libc::O_PATH).is_ok());
+        if handle.is_none() && try_handles {
+            tracing::warn!(
+                source = %source.display(),
+                "file handles unavailable (unsupported or not permitted): inodes pin descriptors, \
+                 so the number of inodes the kernel may remember is bounded by RLIMIT_NOFILE"
+            );
+        }
+        let use_handles = handle.is_some();
+        Ok(Passthrough {
+            inodes: Inodes::new(
+                fd,
+                (st.st_dev as u64, st.st_ino as u64),
+                handle,
+                mount_fd,
+                cache,
+            ),
+            handles: Handles::new(),
+            use_handles,
+            writeback: AtomicBool::new(false),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+        })
+    }
+
+    /// True when inodes are kept as kernel file handles (not as pinned descriptors).
+    pub fn uses_file_handles(&self) -> bool {
+        self.use_handles
+    }
+
+    /// Number of inodes the kernel currently holds references to (including the root).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Count a lookup of the inode `fd` names and describe it. `pin` keeps `fd` in the inode
+    /// instead of a file handle (O_TMPFILE files, whose handles cannot be reopened).
+    fn register(&self, fd: OwnedFd, pin: bool) -> Result<Entry, Errno> {
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let key = (st.st_dev as u64, st.st_ino as u64);
+        let mut handle = if self.use_handles && !pin {
+            sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok()
+        } else {
+            None
+        };
+        if let Some(h) = &handle {
+            if !self.inodes.has_mount(h.mount_id) {
+                // A mount inside SOURCE: it is entered through a directory, which gives us a
+                // descriptor for open_by_handle_at. Anything else keeps its descriptor pinned.
+                let dir = (st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                    .then(|| {
+                        rustix::fs::openat(
+                            &fd,
+                            ".",
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .ok()
+                    })
+                    .flatten();
+                match dir {
+                    Some(d) => self.inodes.add_mount(h.mount_id, d),
+                    None => handle = None,
+                }
+            }
+        }
+        let ino = self.inodes.lookup(fd, key, handle);
+        Ok(Entry {
+            ino,
+            generation: 0,
+            attr: to_attr(&st),
+        })
+    }
+
+    /// Look up the single component `name` (already validated) in the directory `dir`.
+    fn lookup_at(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        self.register(fd, false)
+    }
+
+    /// After creating `name` in `dir` as the daemon: give it to the caller and look it up.
+    fn finish_new(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+    ) -> Result<Entry, Errno> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        self.set_owner(req, dir, fd.as_fd())?;
+        self.register(fd, false)
+    }
+
+    /// Make the new file `fd` (in directory `dir`) owned by the caller; its group stays the
+    /// one the backing file system gave it when `dir` is setgid.
+    fn set_owner(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), Errno> {
+        if req.uid == self.euid && req.gid == self.egid {
+            return Ok(());
+        }
+        if req.uid == u32::MAX || req.gid == u32::MAX {
+            return Err(Errno::EINVAL);
+        }
+        let parent = rustix::fs::fstat(dir).map_err(errno)?;
+        let gid = (parent.st_mode & libc::S_ISGID == 0).then(|| Gid::from_raw(req.gid));
+        rustix::fs::chownat(
+            fd,
+            "",
+            Some(Uid::from_raw(req.uid)),
+            gid,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// open(2) flags for a backing open: never create/follow here, close-on-exec, and with the
+    /// write-back cache an O_WRONLY open becomes O_RDWR (the kernel reads to fill partial pages)
+    /// and O_APPEND is dropped (the kernel computes write offsets).
+    fn open_flags(&self, flags: i32) -> i32 {
+        let mut f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW);
+        if self.writeback.load(Ordering::Relaxed) {
+            if f & libc::O_ACCMODE == libc::O_WRONLY {
+                f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
+            }
+            f &= !libc::O_APPEND;
+        }
+        f | libc::O_CLOEXEC
+    }
+}
+
+/// `/proc/self/fd/N` for a descriptor: reaches exactly the inode `fd` refers to (a symlink
+/// stays the symlink), never a path inside the source.
+fn proc_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Reopen the inode a descriptor refers to with `flags`, through `/proc/self/fd/N`.
+fn reopen(fd: &impl AsRawFd, flags: i32) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        proc_path(fd),
+        OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)
+}
