@@ -47,6 +47,7 @@ usage:
   allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
   fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS, debug
   memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
+  passthrough: fd_cache=N (O_PATH fds kept open, default 1024)
 -f stays in the foreground; otherwise fusebox returns once the mount is live.
 FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 

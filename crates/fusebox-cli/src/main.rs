@@ -64,8 +64,30 @@ fn build(fs: &FsKind, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountO
 }
 
 fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
-    let _ = (source, options);
-    anyhow::bail!("passthrough is not built yet")
+    use fusebox_fs::passthrough::Passthrough;
+    let mut opts = MountOptions::parse(options, &["fd_cache"])?;
+    // The daemon performs operations with its own (root) credentials: let the kernel check
+    // every caller's permissions against the mirrored modes.
+    opts.default_permissions = true;
+    let fs = match opts.fs_options.get("fd_cache") {
+        None => Passthrough::new(source)?,
+        Some(v) => {
+            let v = v.as_deref().unwrap_or("");
+            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| fusebox::session::OptionError::Malformed {
+                key: "fd_cache".into(),
+                value: v.into(),
+                reason: "expected a positive number of cached fds",
+            })?;
+            Passthrough::with_fd_cache(source, n)?
+        }
+    };
+    if opts.subtype.is_none() {
+        opts.subtype = Some("passthrough".into());
+    }
+    if opts.fsname.is_none() {
+        opts.fsname = Some(source.canonicalize().unwrap_or_else(|_| source.to_path_buf()).display().to_string());
+    }
+    Ok((Arc::new(fs), opts))
 }
 
 fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions) -> Result<()> {

@@ -245,3 +245,16 @@ fn not_permitted_is_reported() {
     );
     assert!(!is_mounted(&fx.mnt));
 }
+
+#[test]
+fn source_errors() {
+    let fx = Fixture::new();
+    let missing = fx.dir.path().join("no-such-source");
+    expect_error(fusebox().args(["mount", "passthrough"]).arg(&missing).arg(&fx.mnt), "does not exist");
+    let file = fx.dir.path().join("plain-file");
+    fs::write(&file, b"").unwrap();
+    expect_error(fusebox().args(["mount", "passthrough"]).arg(&file).arg(&fx.mnt), "not a directory");
+    expect_error(fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "fd_cache=0"]), "bad value for option 'fd_cache'");
+    expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
+    assert!(!is_mounted(&fx.mnt));
+}
