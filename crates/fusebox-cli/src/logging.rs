@@ -38,9 +38,8 @@ pub fn init(debug: bool) {
 /// Stop writing to the terminal: from now on logs go to $FUSEBOX_LOG, if set.
 pub fn detach() {
     LOG_FILE.get_or_init(|| {
-        std::env::var_os("FUSEBOX_LOG").and_then(|p| {
-            std::fs::OpenOptions::new().create(true).append(true).open(p).ok().map(Mutex::new)
-        })
+        std::env::var_os("FUSEBOX_LOG")
+            .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok().map(Mutex::new))
     });
     DETACHED.store(true, Ordering::Relaxed);
 }

@@ -73,10 +73,12 @@ fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>
         None => Passthrough::new(source)?,
         Some(v) => {
             let v = v.as_deref().unwrap_or("");
-            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| fusebox::session::OptionError::Malformed {
-                key: "fd_cache".into(),
-                value: v.into(),
-                reason: "expected a positive number of cached fds",
+            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                fusebox::session::OptionError::Malformed {
+                    key: "fd_cache".into(),
+                    value: v.into(),
+                    reason: "expected a positive number of cached fds",
+                }
             })?;
             Passthrough::with_fd_cache(source, n)?
         }
@@ -85,7 +87,8 @@ fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>
         opts.subtype = Some("passthrough".into());
     }
     if opts.fsname.is_none() {
-        opts.fsname = Some(source.canonicalize().unwrap_or_else(|_| source.to_path_buf()).display().to_string());
+        opts.fsname =
+            Some(source.canonicalize().unwrap_or_else(|_| source.to_path_buf()).display().to_string());
     }
     Ok((Arc::new(fs), opts))
 }

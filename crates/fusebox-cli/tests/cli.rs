@@ -121,20 +121,18 @@ fn foreground_mount_unmounts_cleanly_on_sigterm_and_sigint() {
     }
     for sig in ["-TERM", "-INT"] {
         let mut fx = Fixture::new();
-        let child = fusebox()
-            .args(["mount", "memfs"])
-            .arg(&fx.mnt)
-            .arg("-f")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child =
+            fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").stdin(Stdio::null()).spawn().unwrap();
         let pid = child.id();
         fx.child = Some(child);
         assert!(wait_until(Duration::from_secs(10), || is_mounted(&fx.mnt)), "not mounted");
         fs::write(fx.mnt.join("f"), b"x").unwrap();
         assert!(Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap().success());
         let mut child = fx.child.take().unwrap();
-        assert!(wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some()), "daemon still running");
+        assert!(
+            wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some()),
+            "daemon still running"
+        );
         assert!(child.wait().unwrap().success());
         assert!(!is_mounted(&fx.mnt), "{sig} left the mount behind");
     }
@@ -146,7 +144,8 @@ fn killed_daemon_gives_enotconn_and_umount_removes_the_dead_mount() {
         return;
     }
     let mut fx = Fixture::new();
-    let child = fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").stdin(Stdio::null()).spawn().unwrap();
+    let child =
+        fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").stdin(Stdio::null()).spawn().unwrap();
     fx.child = Some(child);
     assert!(wait_until(Duration::from_secs(10), || is_mounted(&fx.mnt)));
     fs::write(fx.mnt.join("f"), b"x").unwrap();
@@ -240,7 +239,9 @@ fn not_permitted_is_reported() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("not permitted") || err.contains("fusermount3 not found") || err.contains("does not exist"),
+        err.contains("not permitted")
+            || err.contains("fusermount3 not found")
+            || err.contains("does not exist"),
         "{err}"
     );
     assert!(!is_mounted(&fx.mnt));
@@ -254,7 +255,10 @@ fn source_errors() {
     let file = fx.dir.path().join("plain-file");
     fs::write(&file, b"").unwrap();
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&file).arg(&fx.mnt), "not a directory");
-    expect_error(fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "fd_cache=0"]), "bad value for option 'fd_cache'");
+    expect_error(
+        fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "fd_cache=0"]),
+        "bad value for option 'fd_cache'",
+    );
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
     assert!(!is_mounted(&fx.mnt));
 }

@@ -55,7 +55,7 @@ fn sparse_files_punch_hole_and_seek() {
     use rustix::fs::{fallocate, seek, FallocateFlags, SeekFrom};
     let Some(m) = mount(MemFsOptions::default()) else { return };
     let p = m.path("sparse");
-    let f = fs::OpenOptions::new().create(true).read(true).write(true).open(&p).unwrap();
+    let f = fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&p).unwrap();
     rustix::io::pwrite(&f, &[7u8; 4096], 1 << 20).unwrap();
     let meta = f.metadata().unwrap();
     assert_eq!(meta.len(), (1 << 20) + 4096);
@@ -78,12 +78,7 @@ fn permissions_are_enforced_for_other_users() {
     let private = m.path("private");
     fs::write(&private, b"secret").unwrap();
     fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = std::process::Command::new("cat")
-        .arg(&private)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("cat").arg(&private).uid(65534).gid(65534).output().unwrap();
     assert!(!out.status.success(), "nobody must not read a 0600 root file");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     // Files created by another user are owned by that user.

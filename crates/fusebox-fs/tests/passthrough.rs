@@ -36,10 +36,7 @@ impl Fixture {
     fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>) -> Option<Fixture> {
         // The daemon runs with umask 0: the kernel already applied the caller's umask.
         fusebox::sys::set_umask(0);
-        let sdir = tempfile::Builder::new()
-            .prefix("fusebox-pt-src-")
-            .tempdir()
-            .unwrap();
+        let sdir = tempfile::Builder::new().prefix("fusebox-pt-src-").tempdir().unwrap();
         fs::set_permissions(sdir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let src = sdir.path().join("src");
         fs::create_dir(&src).unwrap();
@@ -65,16 +62,12 @@ fn errno_of(e: &std::io::Error) -> i32 {
 fn new_reports_bad_sources() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope");
-    let e = Passthrough::new(&missing)
-        .err()
-        .expect("missing source must fail");
+    let e = Passthrough::new(&missing).err().expect("missing source must fail");
     assert!(matches!(e, PassthroughError::SourceMissing(_)), "{e}");
     assert!(e.to_string().contains("does not exist"), "{e}");
     let file = d.path().join("file");
     fs::write(&file, b"x").unwrap();
-    let e = Passthrough::new(&file)
-        .err()
-        .expect("file source must fail");
+    let e = Passthrough::new(&file).err().expect("file source must fail");
     assert!(matches!(e, PassthroughError::NotADirectory(_)), "{e}");
     assert!(e.to_string().contains("not a directory"), "{e}");
 }
@@ -90,16 +83,11 @@ fn name_validator_rejects_separators_and_dots() {
 #[test]
 fn big_file_round_trip_and_truncate() {
     let Some(f) = Fixture::new() else { return };
-    assert!(
-        f.fs.uses_file_handles(),
-        "ext4/tmpfs as root should support file handles"
-    );
+    assert!(f.fs.uses_file_handles(), "ext4/tmpfs as root should support file handles");
     let data = random_bytes(42, 64 << 20);
     let sum = checksum(&data);
     let p = f.mnt("big");
-    within(Duration::from_secs(120), move || {
-        fs::write(p, &data).unwrap()
-    });
+    within(Duration::from_secs(120), move || fs::write(p, &data).unwrap());
     let back = fs::read(f.mnt("big")).unwrap();
     assert_eq!(back.len(), 64 << 20);
     assert_eq!(checksum(&back), sum);
@@ -113,20 +101,11 @@ fn big_file_round_trip_and_truncate() {
     assert_eq!(&buf[..], &back[12345..12345 + 4096]);
     drop(file);
     // Truncate through a path and through an open file.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(f.mnt("big"))
-        .unwrap()
-        .set_len(1000)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(f.mnt("big")).unwrap().set_len(1000).unwrap();
     assert_eq!(fs::metadata(f.mnt("big")).unwrap().len(), 1000);
     assert_eq!(fs::metadata(f.src("big")).unwrap().len(), 1000);
     assert_eq!(fs::read(f.mnt("big")).unwrap(), &back[..1000]);
-    fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(f.mnt("big"))
-        .unwrap();
+    fs::OpenOptions::new().write(true).truncate(true).open(f.mnt("big")).unwrap();
     assert_eq!(fs::metadata(f.src("big")).unwrap().len(), 0);
 }
 
@@ -136,8 +115,7 @@ fn namespace_ops_round_trip() {
     fs::write(f.mnt("a"), b"A").unwrap();
     fs::write(f.mnt("b"), b"B").unwrap();
     // RENAME_NOREPLACE
-    let e = rustix::fs::renameat_with(CWD, f.mnt("a"), CWD, f.mnt("b"), RenameFlags::NOREPLACE)
-        .unwrap_err();
+    let e = rustix::fs::renameat_with(CWD, f.mnt("a"), CWD, f.mnt("b"), RenameFlags::NOREPLACE).unwrap_err();
     assert_eq!(e, rustix::io::Errno::EXIST);
     rustix::fs::renameat_with(CWD, f.mnt("a"), CWD, f.mnt("c"), RenameFlags::NOREPLACE).unwrap();
     assert!(!f.src("a").exists() && f.src("c").exists());
@@ -153,32 +131,17 @@ fn namespace_ops_round_trip() {
     // Hard link
     fs::hard_link(f.mnt("b"), f.mnt("dir/b2")).unwrap();
     assert_eq!(fs::metadata(f.mnt("b")).unwrap().nlink(), 2);
-    assert_eq!(
-        fs::metadata(f.src("b")).unwrap().ino(),
-        fs::metadata(f.src("dir/b2")).unwrap().ino()
-    );
+    assert_eq!(fs::metadata(f.src("b")).unwrap().ino(), fs::metadata(f.src("dir/b2")).unwrap().ino());
     assert_eq!(fs::read(f.mnt("dir/b2")).unwrap(), b"A");
     // Symlink + readlink
     std::os::unix::fs::symlink("some/where/else", f.mnt("sl")).unwrap();
-    assert_eq!(
-        fs::read_link(f.mnt("sl")).unwrap(),
-        Path::new("some/where/else")
-    );
-    assert_eq!(
-        fs::read_link(f.src("sl")).unwrap(),
-        Path::new("some/where/else")
-    );
-    assert!(fs::symlink_metadata(f.mnt("sl"))
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert_eq!(fs::read_link(f.mnt("sl")).unwrap(), Path::new("some/where/else"));
+    assert_eq!(fs::read_link(f.src("sl")).unwrap(), Path::new("some/where/else"));
+    assert!(fs::symlink_metadata(f.mnt("sl")).unwrap().file_type().is_symlink());
     // Unlink / rmdir
     fs::remove_file(f.mnt("dir/b2")).unwrap();
     assert!(!f.src("dir/b2").exists());
-    assert_eq!(
-        errno_of(&fs::remove_dir(f.mnt("dir")).unwrap_err()),
-        libc::ENOTEMPTY
-    );
+    assert_eq!(errno_of(&fs::remove_dir(f.mnt("dir")).unwrap_err()), libc::ENOTEMPTY);
     fs::remove_file(f.mnt("dir/c")).unwrap();
     fs::remove_dir(f.mnt("dir")).unwrap();
     assert!(!f.src("dir").exists());
@@ -191,9 +154,7 @@ fn namespace_ops_round_trip() {
         0,
     )
     .unwrap();
-    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
-        &fs::metadata(f.src("fifo")).unwrap().file_type()
-    ));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fs::metadata(f.src("fifo")).unwrap().file_type()));
 }
 
 #[test]
@@ -201,13 +162,7 @@ fn attributes_xattrs_and_statfs() {
     let Some(f) = Fixture::new() else { return };
     fs::write(f.mnt("x"), b"data").unwrap();
     // xattrs
-    rustix::fs::setxattr(
-        f.mnt("x"),
-        "user.k",
-        b"value",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    rustix::fs::setxattr(f.mnt("x"), "user.k", b"value", rustix::fs::XattrFlags::empty()).unwrap();
     let mut buf = [0u8; 64];
     let n = rustix::fs::getxattr(f.mnt("x"), "user.k", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"value");
@@ -222,8 +177,7 @@ fn attributes_xattrs_and_statfs() {
     let mut list = [0u8; 256];
     let n = rustix::fs::listxattr(f.mnt("x"), &mut list[..]).unwrap();
     assert!(list[..n].split(|&b| b == 0).any(|s| s == b"user.k"));
-    let e = rustix::fs::setxattr(f.mnt("x"), "user.k", b"v2", rustix::fs::XattrFlags::CREATE)
-        .unwrap_err();
+    let e = rustix::fs::setxattr(f.mnt("x"), "user.k", b"v2", rustix::fs::XattrFlags::CREATE).unwrap_err();
     assert_eq!(e, rustix::io::Errno::EXIST);
     rustix::fs::removexattr(f.mnt("x"), "user.k").unwrap();
     assert_eq!(
@@ -240,20 +194,11 @@ fn attributes_xattrs_and_statfs() {
     assert_eq!((md.uid(), md.gid()), (1234, 5678));
     // utimens with nanoseconds
     let ts = Timestamps {
-        last_access: Timespec {
-            tv_sec: 1_000_000_000,
-            tv_nsec: 123_456_789,
-        },
-        last_modification: Timespec {
-            tv_sec: 1_500_000_000,
-            tv_nsec: 987_654_321,
-        },
+        last_access: Timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 },
+        last_modification: Timespec { tv_sec: 1_500_000_000, tv_nsec: 987_654_321 },
     };
     rustix::fs::utimensat(CWD, f.mnt("x"), &ts, AtFlags::empty()).unwrap();
-    for md in [
-        fs::metadata(f.src("x")).unwrap(),
-        fs::metadata(f.mnt("x")).unwrap(),
-    ] {
+    for md in [fs::metadata(f.src("x")).unwrap(), fs::metadata(f.mnt("x")).unwrap()] {
         assert_eq!((md.atime(), md.atime_nsec()), (1_000_000_000, 123_456_789));
         assert_eq!((md.mtime(), md.mtime_nsec()), (1_500_000_000, 987_654_321));
     }
@@ -278,10 +223,7 @@ fn readdir_ten_thousand_entries() {
             let mut seen = HashSet::new();
             for e in fs::read_dir(&dir).unwrap() {
                 let name = e.unwrap().file_name().into_string().unwrap();
-                assert!(
-                    seen.insert(name.clone()),
-                    "pass {pass}: {name} listed twice"
-                );
+                assert!(seen.insert(name.clone()), "pass {pass}: {name} listed twice");
             }
             assert_eq!(seen.len(), 10_000, "pass {pass}");
             assert!((0..10_000).all(|i| seen.contains(&format!("entry-{i:05}"))));
@@ -316,21 +258,12 @@ fn symlinks_are_never_followed() {
         // lsetxattr: trusted.* works on a symlink as root; user.* is refused by the backing FS.
         rustix::fs::lsetxattr(&link, "trusted.pt", b"1", rustix::fs::XattrFlags::empty()).unwrap();
         let mut buf = [0u8; 8];
-        assert_eq!(
-            rustix::fs::lgetxattr(f.src(name), "trusted.pt", &mut buf[..]).unwrap(),
-            1
-        );
+        assert_eq!(rustix::fs::lgetxattr(f.src(name), "trusted.pt", &mut buf[..]).unwrap(), 1);
         let _ = rustix::fs::lsetxattr(&link, "user.pt", b"1", rustix::fs::XattrFlags::empty());
         // utimensat with AT_SYMLINK_NOFOLLOW changes the link's times.
         let ts = Timestamps {
-            last_access: Timespec {
-                tv_sec: 1_234_567,
-                tv_nsec: 5,
-            },
-            last_modification: Timespec {
-                tv_sec: 1_234_567,
-                tv_nsec: 7,
-            },
+            last_access: Timespec { tv_sec: 1_234_567, tv_nsec: 5 },
+            last_modification: Timespec { tv_sec: 1_234_567, tv_nsec: 7 },
         };
         rustix::fs::utimensat(CWD, &link, &ts, AtFlags::SYMLINK_NOFOLLOW).unwrap();
         let md = fs::symlink_metadata(f.src(name)).unwrap();
@@ -347,10 +280,7 @@ fn symlinks_are_never_followed() {
     // The outside directory is untouched.
     let after = fs::metadata(&outside).unwrap();
     assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
-    assert_eq!(
-        (after.mtime(), after.mtime_nsec()),
-        (before.mtime(), before.mtime_nsec())
-    );
+    assert_eq!((after.mtime(), after.mtime_nsec()), (before.mtime(), before.mtime_nsec()));
     let mut buf = [0u8; 8];
     assert!(rustix::fs::getxattr(&outside, "trusted.pt", &mut buf[..]).is_err());
     assert!(rustix::fs::getxattr(&outside, "user.pt", &mut buf[..]).is_err());
@@ -371,14 +301,8 @@ fn rename_race_never_escapes() {
     let swapper = std::thread::spawn(move || {
         let mut n = 0u64;
         while !stop2.load(Ordering::Relaxed) {
-            rustix::fs::renameat_with(
-                CWD,
-                src.join("d"),
-                CWD,
-                src.join("dl"),
-                RenameFlags::EXCHANGE,
-            )
-            .unwrap();
+            rustix::fs::renameat_with(CWD, src.join("d"), CWD, src.join("dl"), RenameFlags::EXCHANGE)
+                .unwrap();
             n += 1;
         }
         n
@@ -407,27 +331,15 @@ fn rename_race_never_escapes() {
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
     eprintln!("created {created} files during {swaps} swaps");
-    let leaked: Vec<_> = fs::read_dir(&outside)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let leaked: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leaked.is_empty(), "files escaped SOURCE: {leaked:?}");
     // Everything created went into the real directory.
-    let real = if fs::symlink_metadata(f.src("d")).unwrap().is_dir() {
-        f.src("d")
-    } else {
-        f.src("dl")
-    };
+    let real = if fs::symlink_metadata(f.src("d")).unwrap().is_dir() { f.src("d") } else { f.src("dl") };
     assert_eq!(fs::read_dir(real).unwrap().count(), created);
 }
 
 fn as_nobody(cmd: &str, args: &[&Path]) -> std::process::ExitStatus {
-    Command::new(cmd)
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .status()
-        .unwrap()
+    Command::new(cmd).args(args).uid(65534).gid(65534).status().unwrap()
 }
 
 #[test]
@@ -437,21 +349,13 @@ fn new_files_belong_to_the_caller() {
     fs::set_permissions(f.src("pub"), fs::Permissions::from_mode(0o1777)).unwrap();
     assert!(as_nobody("touch", &[&f.mnt("pub/x")]).success());
     assert!(as_nobody("mkdir", &[&f.mnt("pub/d")]).success());
-    assert!(as_nobody(
-        "ln",
-        &[Path::new("-s"), Path::new("target"), &f.mnt("pub/l")]
-    )
-    .success());
+    assert!(as_nobody("ln", &[Path::new("-s"), Path::new("target"), &f.mnt("pub/l")]).success());
     assert!(as_nobody("mkfifo", &[&f.mnt("pub/p")]).success());
     for name in ["x", "d", "l", "p"] {
         let md = fs::symlink_metadata(f.src("pub").join(name)).unwrap();
         assert_eq!((md.uid(), md.gid()), (65534, 65534), "{name} in SOURCE");
         let md = fs::symlink_metadata(f.mnt("pub").join(name)).unwrap();
-        assert_eq!(
-            (md.uid(), md.gid()),
-            (65534, 65534),
-            "{name} through the mount"
-        );
+        assert_eq!((md.uid(), md.gid()), (65534, 65534), "{name} through the mount");
     }
     // A setgid directory owned by group 123: new entries get group 123, subdirs keep S_ISGID.
     fs::create_dir(f.src("sg")).unwrap();
@@ -505,25 +409,17 @@ fn hundred_thousand_files_without_emfile() {
                 drop(fs::File::create(dir.join(format!("f{i:04}"))).unwrap());
             }
         });
-        assert!(
-            fsys.inode_count() > 50_000,
-            "the kernel keeps most inodes referenced"
-        );
+        assert!(fsys.inode_count() > 50_000, "the kernel keeps most inodes referenced");
         let fds = fs::read_dir("/proc/self/fd").unwrap().count();
-        assert!(
-            fds < 5000,
-            "{fds} descriptors open: inodes must not pin them"
-        );
+        assert!(fds < 5000, "{fds} descriptors open: inodes must not pin them");
         work(0, 4, &|dir, _| {
             for i in 0..FILES {
                 assert_eq!(fs::metadata(dir.join(format!("f{i:04}"))).unwrap().len(), 0);
             }
             assert_eq!(fs::read_dir(dir).unwrap().count(), FILES);
         });
-        let total: usize = fs::read_dir(&src_tree)
-            .unwrap()
-            .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum();
+        let total: usize =
+            fs::read_dir(&src_tree).unwrap().map(|d| fs::read_dir(d.unwrap().path()).unwrap().count()).sum();
         assert_eq!(total, DIRS * FILES);
         work(0, 4, &|dir, _| {
             for i in 0..FILES {
@@ -613,10 +509,7 @@ fn pinned_fallback_round_trip() {
     std::os::unix::fs::symlink("g", f.mnt("l")).unwrap();
     assert_eq!(fs::read(f.mnt("l")).unwrap(), data);
     rustix::fs::setxattr(f.mnt("g"), "user.a", b"1", rustix::fs::XattrFlags::empty()).unwrap();
-    let names: HashSet<_> = fs::read_dir(f.mnt(""))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: HashSet<_> = fs::read_dir(f.mnt("")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 3);
     fs::remove_file(f.mnt("g")).unwrap();
     fs::remove_file(f.mnt("l")).unwrap();
@@ -629,34 +522,18 @@ fn fallocate_seek_copy_range_and_tmpfile() {
     let Some(f) = Fixture::new() else { return };
     use rustix::fs::{Mode, OFlags};
     // fallocate extends the backing file.
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(f.mnt("fa"))
-        .unwrap();
+    let file =
+        fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.mnt("fa")).unwrap();
     rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 1 << 20).unwrap();
     assert_eq!(fs::metadata(f.src("fa")).unwrap().len(), 1 << 20);
     drop(file);
     // SEEK_DATA / SEEK_HOLE reach the backing file.
-    let sparse = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(f.mnt("sp"))
-        .unwrap();
+    let sparse =
+        fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(f.mnt("sp")).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&sparse, b"data", 4 << 20).unwrap();
     sparse.sync_all().unwrap();
-    assert_eq!(
-        rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Data(0)).unwrap(),
-        4 << 20
-    );
-    assert_eq!(
-        rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Hole(0)).unwrap(),
-        0
-    );
+    assert_eq!(rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Data(0)).unwrap(), 4 << 20);
+    assert_eq!(rustix::fs::seek(&sparse, rustix::fs::SeekFrom::Hole(0)).unwrap(), 0);
     drop(sparse);
     // copy_file_range between two files of the mount.
     let data = random_bytes(9, 200_000);
@@ -672,14 +549,8 @@ fn fallocate_seek_copy_range_and_tmpfile() {
     let (mut oi, mut oo) = (1000u64, 0u64);
     let mut copied = 0;
     while copied < 100_000 {
-        let n = rustix::fs::copy_file_range(
-            &cin,
-            Some(&mut oi),
-            &cout,
-            Some(&mut oo),
-            100_000 - copied,
-        )
-        .unwrap();
+        let n =
+            rustix::fs::copy_file_range(&cin, Some(&mut oi), &cout, Some(&mut oo), 100_000 - copied).unwrap();
         assert!(n > 0);
         copied += n;
     }
@@ -687,11 +558,7 @@ fn fallocate_seek_copy_range_and_tmpfile() {
     assert_eq!(fs::read(f.mnt("cout")).unwrap(), &data[1000..101_000]);
     assert_eq!(fs::read(f.src("cout")).unwrap(), &data[1000..101_000]);
     // O_TMPFILE, then give it a name.
-    let tmp = match rustix::fs::open(
-        f.mnt(""),
-        OFlags::TMPFILE | OFlags::RDWR,
-        Mode::from_raw_mode(0o600),
-    ) {
+    let tmp = match rustix::fs::open(f.mnt(""), OFlags::TMPFILE | OFlags::RDWR, Mode::from_raw_mode(0o600)) {
         Ok(fd) => fd,
         Err(e) => panic!("O_TMPFILE through the mount: {e}"),
     };

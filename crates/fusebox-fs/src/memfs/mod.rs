@@ -117,10 +117,13 @@ impl MemFs {
         let Some(n) = table.get(&ino) else { return };
         let (dead, freed) = {
             let n = read(n);
-            (n.attr.nlink == 0 && n.nlookup == 0 && ino != 1, match &n.content {
-                Content::File(d) => d.allocated(),
-                _ => 0,
-            })
+            (
+                n.attr.nlink == 0 && n.nlookup == 0 && ino != 1,
+                match &n.content {
+                    Content::File(d) => d.allocated(),
+                    _ => 0,
+                },
+            )
         };
         if dead {
             table.remove(&ino);
@@ -180,7 +183,12 @@ impl MemFs {
             }
         };
         let child = table.get(&ino).ok_or(Errno::ENOENT)?;
-        let mut c = if ino == parent.0 { drop(p); write(child) } else { write(child) };
+        let mut c = if ino == parent.0 {
+            drop(p);
+            write(child)
+        } else {
+            write(child)
+        };
         c.nlookup += 1;
         Ok(entry(&c))
     }
@@ -520,7 +528,15 @@ impl Filesystem for MemFs {
         reply.result(r, |r, e| r.entry(&e))
     }
 
-    fn mknod(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &RequestInfo,
+        parent: NodeId,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let content = match mode & libc::S_IFMT {
             libc::S_IFREG => Content::File(Default::default()),
             libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Content::Special,
@@ -567,7 +583,7 @@ impl Filesystem for MemFs {
     }
 
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
-        let r = self.get(ino).and_then(|n| {
+        let r = self.get(ino).map(|n| {
             let mut n = write(&n);
             if flags & libc::O_TRUNC != 0 {
                 if let Content::File(d) = &mut n.content {
@@ -577,7 +593,6 @@ impl Filesystem for MemFs {
                     n.touch_modified();
                 }
             }
-            Ok(())
         });
         reply.result(r, |r, ()| r.opened(FileHandle(0), 0))
     }
@@ -615,7 +630,14 @@ impl Filesystem for MemFs {
         reply.result(r, |r, ()| r.opened(FileHandle(0), 0))
     }
 
-    fn readdir(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &RequestInfo,
+        ino: NodeId,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let table = self.table();
         let Some(dref) = table.get(&ino.0) else { return reply.error(Errno::ENOENT) };
         let d = read(dref);
@@ -652,7 +674,11 @@ impl Filesystem for MemFs {
             return reply.ok();
         }
         if offset < 2 {
-            let parent = if dir.parent == ino.0 { Some(entry(&d)) } else { table.get(&dir.parent).map(|p| entry(&read(p))) };
+            let parent = if dir.parent == ino.0 {
+                Some(entry(&d))
+            } else {
+                table.get(&dir.parent).map(|p| entry(&read(p)))
+            };
             if let Some(pe) = parent {
                 if reply.add(&pe, 2, OsStr::new("..")) {
                     return reply.ok();
@@ -692,7 +718,15 @@ impl Filesystem for MemFs {
         })
     }
 
-    fn setxattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, value: &[u8], flags: i32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &RequestInfo,
+        ino: NodeId,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        reply: ReplyEmpty,
+    ) {
         let r = self.get(ino).and_then(|n| {
             let mut n = write(&n);
             let exists = n.xattrs.contains_key(name);
@@ -779,7 +813,15 @@ impl Filesystem for MemFs {
         reply.result(self.do_fallocate(ino, args), |r, ()| r.ok())
     }
 
-    fn lseek(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, offset: u64, whence: i32, reply: ReplyLseek) {
+    fn lseek(
+        &self,
+        _req: &RequestInfo,
+        ino: NodeId,
+        _fh: FileHandle,
+        offset: u64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
         let n = match self.get(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -809,7 +851,8 @@ impl Filesystem for MemFs {
             if bytes.is_empty() {
                 return Ok(0);
             }
-            let w = WriteArgs { fh: args.fh_out, offset: args.off_out, data: &bytes, write_flags: 0, flags: 0 };
+            let w =
+                WriteArgs { fh: args.fh_out, offset: args.off_out, data: &bytes, write_flags: 0, flags: 0 };
             self.do_write(args.ino_out, &w).map(u64::from)
         })();
         reply.result(r, |r, n| r.copied(n))
@@ -817,7 +860,9 @@ impl Filesystem for MemFs {
 }
 
 /// Build memfs from `-o` file-system options (`size=`, `mode=`).
-pub fn from_options(fs_options: &std::collections::BTreeMap<String, Option<String>>) -> Result<MemFs, fusebox::session::OptionError> {
+pub fn from_options(
+    fs_options: &std::collections::BTreeMap<String, Option<String>>,
+) -> Result<MemFs, fusebox::session::OptionError> {
     use fusebox::session::OptionError;
     let mut opts = MemFsOptions::default();
     for (k, v) in fs_options {
@@ -825,11 +870,13 @@ pub fn from_options(fs_options: &std::collections::BTreeMap<String, Option<Strin
         match k.as_str() {
             "size" => opts.size = Some(fusebox::session::parse_bytes(k, v)?),
             "mode" => {
-                let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or(OptionError::Malformed {
-                    key: k.clone(),
-                    value: v.into(),
-                    reason: "expected octal permission bits, e.g. 755 or 1777",
-                })?;
+                let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or(
+                    OptionError::Malformed {
+                        key: k.clone(),
+                        value: v.into(),
+                        reason: "expected octal permission bits, e.g. 755 or 1777",
+                    },
+                )?;
                 opts.root_mode = Some(m);
             }
             _ => return Err(OptionError::Unknown(k.clone())),

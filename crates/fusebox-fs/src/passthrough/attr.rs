@@ -21,10 +21,7 @@ pub(crate) fn decode_dev(dev: u32) -> u64 {
 /// backing inode number, which is independent of the node id).
 #[allow(clippy::unnecessary_cast)]
 pub(crate) fn to_attr(st: &Stat) -> FileAttr {
-    let ts = |sec: i64, nsec: u64| Timespec {
-        sec,
-        nsec: nsec as u32,
-    };
+    let ts = |sec: i64, nsec: u64| Timespec { sec, nsec: nsec as u32 };
     FileAttr {
         ino: st.st_ino as u64,
         size: st.st_size as u64,

@@ -28,11 +28,7 @@ impl FdCache {
     /// A cache holding at most `cap` descriptors (at least 1).
     pub(crate) fn new(cap: usize) -> FdCache {
         FdCache {
-            inner: Mutex::new(Lru {
-                map: HashMap::new(),
-                order: BTreeMap::new(),
-                tick: 0,
-            }),
+            inner: Mutex::new(Lru { map: HashMap::new(), order: BTreeMap::new(), tick: 0 }),
             cap: cap.max(1),
         }
     }

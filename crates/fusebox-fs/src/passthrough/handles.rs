@@ -23,11 +23,7 @@ pub(crate) struct Handles {
 
 impl Handles {
     pub(crate) fn new() -> Handles {
-        Handles {
-            next: AtomicU64::new(1),
-            files: RwLock::default(),
-            dirs: RwLock::default(),
-        }
+        Handles { next: AtomicU64::new(1), files: RwLock::default(), dirs: RwLock::default() }
     }
 
     /// Store an open file; its handle.
@@ -39,12 +35,7 @@ impl Handles {
 
     /// The descriptor of an open file.
     pub(crate) fn file(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
-        self.files
-            .read()
-            .unwrap()
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        self.files.read().unwrap().get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
     /// Forget an open file (its descriptor closes when the last user drops it).
@@ -55,24 +46,13 @@ impl Handles {
     /// Store an open directory; its handle.
     pub(crate) fn add_dir(&self, fd: OwnedFd) -> FileHandle {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        self.dirs.write().unwrap().insert(
-            fh,
-            Arc::new(DirHandle {
-                fd,
-                lock: Mutex::new(()),
-            }),
-        );
+        self.dirs.write().unwrap().insert(fh, Arc::new(DirHandle { fd, lock: Mutex::new(()) }));
         FileHandle(fh)
     }
 
     /// An open directory.
     pub(crate) fn dir(&self, fh: FileHandle) -> Result<Arc<DirHandle>, Errno> {
-        self.dirs
-            .read()
-            .unwrap()
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        self.dirs.read().unwrap().get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
     /// Forget an open directory.

@@ -58,27 +58,13 @@ impl Inodes {
         if let Some(h) = &handle {
             mount_fds.insert(h.mount_id, Arc::new(mount_fd));
         }
-        let root = Inode {
-            key,
-            handle,
-            pinned: Some(root_fd),
-        };
+        let root = Inode { key, handle, pinned: Some(root_fd) };
         let mut nodes = HashMap::new();
-        nodes.insert(
-            NodeId::ROOT.0,
-            Node {
-                inode: Arc::new(root),
-                nlookup: 1,
-            },
-        );
+        nodes.insert(NodeId::ROOT.0, Node { inode: Arc::new(root), nlookup: 1 });
         let mut by_key = HashMap::new();
         by_key.insert(key, NodeId::ROOT.0);
         Inodes {
-            table: Mutex::new(Table {
-                nodes,
-                by_key,
-                next: NodeId::ROOT.0 + 1,
-            }),
+            table: Mutex::new(Table { nodes, by_key, next: NodeId::ROOT.0 + 1 }),
             cache: FdCache::new(cache),
             mount_fds: Mutex::new(mount_fds),
         }
@@ -87,10 +73,7 @@ impl Inodes {
     /// The inode of node `id`.
     pub(crate) fn get(&self, id: NodeId) -> Result<Arc<Inode>, Errno> {
         let t = self.table.lock().unwrap();
-        t.nodes
-            .get(&id.0)
-            .map(|n| n.inode.clone())
-            .ok_or(Errno(libc::ESTALE))
+        t.nodes.get(&id.0).map(|n| n.inode.clone()).ok_or(Errno(libc::ESTALE))
     }
 
     /// A descriptor of node `id` (O_PATH unless pinned otherwise): pinned, cached, or reopened
@@ -115,18 +98,8 @@ impl Inodes {
     }
 
     /// Open a node's backing file by handle with `flags` (None when the inode has no handle).
-    pub(crate) fn open_handle(
-        &self,
-        handle: &KernelFileHandle,
-        flags: i32,
-    ) -> Result<OwnedFd, Errno> {
-        let mfd = self
-            .mount_fds
-            .lock()
-            .unwrap()
-            .get(&handle.mount_id)
-            .cloned()
-            .ok_or(Errno::EIO)?;
+    pub(crate) fn open_handle(&self, handle: &KernelFileHandle, flags: i32) -> Result<OwnedFd, Errno> {
+        let mfd = self.mount_fds.lock().unwrap().get(&handle.mount_id).cloned().ok_or(Errno::EIO)?;
         sys::open_by_handle_at(mfd.as_fd(), handle, flags).map_err(io_errno)
     }
 
@@ -137,22 +110,13 @@ impl Inodes {
 
     /// Remember `fd` (a real descriptor, not O_PATH) as the way into mount `mount_id`.
     pub(crate) fn add_mount(&self, mount_id: i32, fd: OwnedFd) {
-        self.mount_fds
-            .lock()
-            .unwrap()
-            .entry(mount_id)
-            .or_insert_with(|| Arc::new(fd));
+        self.mount_fds.lock().unwrap().entry(mount_id).or_insert_with(|| Arc::new(fd));
     }
 
     /// Count one lookup of the backing inode `fd` refers to (`key` from its stat, `handle`
     /// from `name_to_handle_at`, None to pin `fd`), creating a node when it is new. Returns its
     /// node id. A known key with a different handle is a reused inode number: it gets a new node.
-    pub(crate) fn lookup(
-        &self,
-        fd: OwnedFd,
-        key: (u64, u64),
-        handle: Option<KernelFileHandle>,
-    ) -> NodeId {
+    pub(crate) fn lookup(&self, fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>) -> NodeId {
         let fd = Arc::new(fd);
         let mut t = self.table.lock().unwrap();
         if let Some(&id) = t.by_key.get(&key) {
@@ -175,17 +139,7 @@ impl Inodes {
         t.next += 1;
         let pinned = handle.is_none().then(|| fd.clone());
         let has_handle = handle.is_some();
-        t.nodes.insert(
-            id,
-            Node {
-                inode: Arc::new(Inode {
-                    key,
-                    handle,
-                    pinned,
-                }),
-                nlookup: 1,
-            },
-        );
+        t.nodes.insert(id, Node { inode: Arc::new(Inode { key, handle, pinned }), nlookup: 1 });
         t.by_key.insert(key, id);
         drop(t);
         if has_handle {

@@ -68,15 +68,8 @@ impl Passthrough {
         Self::build(source, DEFAULT_FD_CACHE, false)
     }
 
-    fn build(
-        source: &Path,
-        cache: usize,
-        try_handles: bool,
-    ) -> Result<Passthrough, PassthroughError> {
-        let open_err = |e: std::io::Error| PassthroughError::Open {
-            path: source.to_owned(),
-            source: e,
-        };
+    fn build(source: &Path, cache: usize, try_handles: bool) -> Result<Passthrough, PassthroughError> {
+        let open_err = |e: std::io::Error| PassthroughError::Open { path: source.to_owned(), source: e };
         let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PassthroughError::SourceMissing(source.to_owned()),
             _ => open_err(e),
@@ -84,21 +77,13 @@ impl Passthrough {
         if !meta.is_dir() {
             return Err(PassthroughError::NotADirectory(source.to_owned()));
         }
-        let fd = rustix::fs::open(
-            source,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| open_err(e.into()))?;
+        let fd = rustix::fs::open(source, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| open_err(e.into()))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
         // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
-        let mount_fd = rustix::fs::openat(
-            &fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| open_err(e.into()))?;
+        let mount_fd =
+            rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| open_err(e.into()))?;
         // Use file handles only when we can both make and open them.
         let handle = try_handles
             .then(|| sys::name_to_handle_at(fd.as_fd(), OsStr::new("")).ok())
@@ -113,13 +98,7 @@ impl Passthrough {
         }
         let use_handles = handle.is_some();
         Ok(Passthrough {
-            inodes: Inodes::new(
-                fd,
-                (st.st_dev as u64, st.st_ino as u64),
-                handle,
-                mount_fd,
-                cache,
-            ),
+            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
             handles: Handles::new(),
             use_handles,
             writeback: AtomicBool::new(false),
@@ -170,51 +149,29 @@ impl Passthrough {
             }
         }
         let ino = self.inodes.lookup(fd, key, handle);
-        Ok(Entry {
-            ino,
-            generation: 0,
-            attr: to_attr(&st),
-        })
+        Ok(Entry { ino, generation: 0, attr: to_attr(&st) })
     }
 
     /// Look up the single component `name` (already validated) in the directory `dir`.
     fn lookup_at(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+        let fd =
+            rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(errno)?;
         self.register(fd, false)
     }
 
     /// After creating `name` in `dir` as the daemon: give it to the caller and look it up.
-    fn finish_new(
-        &self,
-        req: &RequestInfo,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-    ) -> Result<Entry, Errno> {
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+    fn finish_new(&self, req: &RequestInfo, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
+        let fd =
+            rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(errno)?;
         self.set_owner(req, dir, fd.as_fd())?;
         self.register(fd, false)
     }
 
     /// Make the new file `fd` (in directory `dir`) owned by the caller; its group stays the
     /// one the backing file system gave it when `dir` is setgid.
-    fn set_owner(
-        &self,
-        req: &RequestInfo,
-        dir: BorrowedFd<'_>,
-        fd: BorrowedFd<'_>,
-    ) -> Result<(), Errno> {
+    fn set_owner(&self, req: &RequestInfo, dir: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
         if req.uid == self.euid && req.gid == self.egid {
             return Ok(());
         }
@@ -256,10 +213,6 @@ fn proc_path(fd: &impl AsRawFd) -> String {
 
 /// Reopen the inode a descriptor refers to with `flags`, through `/proc/self/fd/N`.
 fn reopen(fd: &impl AsRawFd, flags: i32) -> Result<OwnedFd, Errno> {
-    rustix::fs::open(
-        proc_path(fd),
-        OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)
+    rustix::fs::open(proc_path(fd), OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC, Mode::empty())
+        .map_err(errno)
 }

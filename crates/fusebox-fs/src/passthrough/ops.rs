@@ -10,9 +10,7 @@ use fusebox::fs::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
 };
-use fusebox::{
-    Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo,
-};
+use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
     AtFlags, Gid, Mode, OFlags, RawDir, RenameFlags, SeekFrom, Timestamps, Uid, XattrFlags, CWD,
 };
@@ -36,18 +34,9 @@ fn mode_of(m: u32) -> Mode {
 
 fn time_of(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
     match t {
-        None => rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_OMIT,
-        },
-        Some(TimeOrNow::Now) => rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_NOW,
-        },
-        Some(TimeOrNow::Time(t)) => rustix::fs::Timespec {
-            tv_sec: t.sec,
-            tv_nsec: t.nsec as _,
-        },
+        None => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+        Some(TimeOrNow::Now) => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+        Some(TimeOrNow::Time(t)) => rustix::fs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ },
     }
 }
 
@@ -81,11 +70,7 @@ impl Passthrough {
             let fd = self.inodes.fd(parent)?;
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
-            return Ok(Entry {
-                ino: parent,
-                generation: 0,
-                attr: to_attr(&st),
-            });
+            return Ok(Entry { ino: parent, generation: 0, attr: to_attr(&st) });
         }
         let dir = self.inodes.fd(parent)?;
         if b == b".." {
@@ -124,14 +109,8 @@ impl Passthrough {
         if a.uid.is_some() || a.gid.is_some() {
             let uid = a.uid.filter(|&u| u != u32::MAX).map(Uid::from_raw);
             let gid = a.gid.filter(|&g| g != u32::MAX).map(Gid::from_raw);
-            rustix::fs::chownat(
-                &*fd,
-                "",
-                uid,
-                gid,
-                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(errno)?;
+            rustix::fs::chownat(&*fd, "", uid, gid, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(errno)?;
         }
         if let Some(size) = a.size {
             match &open {
@@ -144,29 +123,16 @@ impl Passthrough {
             .map_err(errno)?;
         }
         if a.atime.is_some() || a.mtime.is_some() {
-            let ts = Timestamps {
-                last_access: time_of(a.atime),
-                last_modification: time_of(a.mtime),
-            };
-            rustix::fs::utimensat(
-                &*fd,
-                "",
-                &ts,
-                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(errno)?;
+            let ts = Timestamps { last_access: time_of(a.atime), last_modification: time_of(a.mtime) };
+            rustix::fs::utimensat(&*fd, "", &ts, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(errno)?;
         }
         if a.kill_suidgid && a.mode.is_none() {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             let kill = suidgid_bits(st.st_mode);
             if kill != 0 && st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                rustix::fs::chmodat(
-                    CWD,
-                    proc_path(&*fd),
-                    mode_of(st.st_mode & !kill),
-                    AtFlags::empty(),
-                )
-                .map_err(errno)?;
+                rustix::fs::chmodat(CWD, proc_path(&*fd), mode_of(st.st_mode & !kill), AtFlags::empty())
+                    .map_err(errno)?;
             }
         }
         let st = rustix::fs::fstat(&*fd).map_err(errno)?;
@@ -197,13 +163,8 @@ impl Passthrough {
         let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode_of(args.mode)) {
             Ok(fd) => (fd, true),
             Err(rustix::io::Errno::EXIST) if args.flags & libc::O_EXCL == 0 => {
-                let fd = rustix::fs::openat(
-                    &*dir,
-                    name,
-                    OFlags::from_bits_retain(flags as _),
-                    Mode::empty(),
-                )
-                .map_err(errno)?;
+                let fd = rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(flags as _), Mode::empty())
+                    .map_err(errno)?;
                 (fd, false)
             }
             Err(e) => return Err(errno(e)),
@@ -229,13 +190,8 @@ impl Passthrough {
             flags |= libc::O_RDWR;
         }
         flags |= libc::O_TMPFILE;
-        let fd = rustix::fs::openat(
-            &*dir,
-            ".",
-            OFlags::from_bits_retain(flags as _),
-            mode_of(args.mode),
-        )
-        .map_err(errno)?;
+        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode_of(args.mode))
+            .map_err(errno)?;
         self.set_owner(req, dir.as_fd(), fd.as_fd())?;
         // An unlinked file's handle cannot be reopened: this inode pins an O_PATH descriptor.
         let path = reopen(&fd, libc::O_PATH)?;
@@ -252,14 +208,8 @@ impl Passthrough {
             if e != rustix::io::Errno::NOENT && e != rustix::io::Errno::PERM {
                 return Err(errno(e));
             }
-            rustix::fs::linkat(
-                CWD,
-                proc_path(&*fd),
-                &*dir,
-                newname,
-                AtFlags::SYMLINK_FOLLOW,
-            )
-            .map_err(errno)?;
+            rustix::fs::linkat(CWD, proc_path(&*fd), &*dir, newname, AtFlags::SYMLINK_FOLLOW)
+                .map_err(errno)?;
         }
         self.lookup_at(dir.as_fd(), newname)
     }
@@ -303,12 +253,7 @@ impl Passthrough {
         Ok(self.handles.add_dir(dir))
     }
 
-    fn do_readdir(
-        &self,
-        fh: FileHandle,
-        offset: u64,
-        reply: &mut ReplyDirectory,
-    ) -> Result<(), Errno> {
+    fn do_readdir(&self, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
         let dh = self.handles.dir(fh)?;
         let _g = dh.lock.lock().unwrap();
         rustix::fs::seek(&dh.fd, SeekFrom::Start(offset)).map_err(errno)?;
@@ -318,12 +263,7 @@ impl Passthrough {
         while let Some(ent) = it.next() {
             let ent = ent.map_err(errno)?;
             let name = OsStr::from_bytes(ent.file_name().to_bytes());
-            if reply.add(
-                ent.ino(),
-                ent.next_entry_cookie(),
-                kind_of(ent.file_type()),
-                name,
-            ) {
+            if reply.add(ent.ino(), ent.next_entry_cookie(), kind_of(ent.file_type()), name) {
                 break;
             }
         }
@@ -353,11 +293,7 @@ impl Passthrough {
                     mode: kind_of(ent.file_type()).mode_bits(),
                     ..Default::default()
                 };
-                let e = Entry {
-                    ino: NodeId(0),
-                    generation: 0,
-                    attr,
-                };
+                let e = Entry { ino: NodeId(0), generation: 0, attr };
                 if reply.add(&e, cookie, name) {
                     break;
                 }
@@ -431,11 +367,7 @@ impl Passthrough {
         if req.uid == 0 {
             // Root may do anything, except execute a file no one may execute.
             let any_x = mode & 0o111 != 0 || mode & libc::S_IFMT == libc::S_IFDIR;
-            return if mask & libc::X_OK != 0 && !any_x {
-                Err(Errno::EACCES)
-            } else {
-                Ok(())
-            };
+            return if mask & libc::X_OK != 0 && !any_x { Err(Errno::EACCES) } else { Ok(()) };
         }
         let bits = if req.uid == st.st_uid {
             (mode >> 6) & 7
@@ -453,8 +385,7 @@ impl Passthrough {
 
 impl Filesystem for Passthrough {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
-        self.writeback
-            .store(caps.writeback_cache, Ordering::Relaxed);
+        self.writeback.store(caps.writeback_cache, Ordering::Relaxed);
         Ok(())
     }
 
@@ -475,21 +406,12 @@ impl Filesystem for Passthrough {
     }
 
     fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
-        let r = self
-            .inodes
-            .fd(ino)
-            .and_then(|fd| rustix::fs::readlinkat(&*fd, "", Vec::new()).map_err(errno));
+        let r =
+            self.inodes.fd(ino).and_then(|fd| rustix::fs::readlinkat(&*fd, "", Vec::new()).map_err(errno));
         reply.result(r, |r, t| r.data(t.as_bytes()))
     }
 
-    fn symlink(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        target: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn symlink(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, target: &OsStr, reply: ReplyEntry) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             rustix::fs::symlinkat(target, &*dir, name).map_err(errno)?;
@@ -510,8 +432,7 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             let kind = rustix::fs::FileType::from_raw_mode(mode);
-            rustix::fs::mknodat(&*dir, name, kind, mode_of(mode), decode_dev(rdev))
-                .map_err(errno)?;
+            rustix::fs::mknodat(&*dir, name, kind, mode_of(mode), decode_dev(rdev)).map_err(errno)?;
             self.finish_new(req, dir.as_fd(), name)
         });
         reply.result(r, |r, e| r.entry(&e))
@@ -552,35 +473,20 @@ impl Filesystem for Passthrough {
         flags: u32,
         reply: ReplyEmpty,
     ) {
-        let r = check_name(name)
-            .and_then(|_| check_name(newname))
-            .and_then(|_| {
-                let from = self.inodes.fd(parent)?;
-                let to = self.inodes.fd(newparent)?;
-                if flags == 0 {
-                    rustix::fs::renameat(&*from, name, &*to, newname)
-                } else {
-                    rustix::fs::renameat_with(
-                        &*from,
-                        name,
-                        &*to,
-                        newname,
-                        RenameFlags::from_bits_retain(flags),
-                    )
-                }
-                .map_err(errno)
-            });
+        let r = check_name(name).and_then(|_| check_name(newname)).and_then(|_| {
+            let from = self.inodes.fd(parent)?;
+            let to = self.inodes.fd(newparent)?;
+            if flags == 0 {
+                rustix::fs::renameat(&*from, name, &*to, newname)
+            } else {
+                rustix::fs::renameat_with(&*from, name, &*to, newname, RenameFlags::from_bits_retain(flags))
+            }
+            .map_err(errno)
+        });
         reply.result(r, |r, _| r.ok())
     }
 
-    fn link(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        newparent: NodeId,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn link(&self, _req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {
         reply.result(self.do_link(ino, newparent, newname), |r, e| r.entry(&e))
     }
 
@@ -617,14 +523,7 @@ impl Filesystem for Passthrough {
         reply.result(self.do_write(args), |r, n| r.written(n))
     }
 
-    fn flush(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        _fh: FileHandle,
-        _lock_owner: u64,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lock_owner: u64, reply: ReplyEmpty) {
         reply.ok()
     }
 
@@ -633,21 +532,9 @@ impl Filesystem for Passthrough {
         reply.ok()
     }
 
-    fn fsync(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let r = self.handles.file(fh).and_then(|fd| {
-            if datasync {
-                rustix::fs::fdatasync(&*fd)
-            } else {
-                rustix::fs::fsync(&*fd)
-            }
-            .map_err(errno)
+            if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
     }
@@ -689,21 +576,9 @@ impl Filesystem for Passthrough {
         reply.ok()
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let r = self.handles.dir(fh).and_then(|d| {
-            if datasync {
-                rustix::fs::fdatasync(&d.fd)
-            } else {
-                rustix::fs::fsync(&d.fd)
-            }
-            .map_err(errno)
+            if datasync { rustix::fs::fdatasync(&d.fd) } else { rustix::fs::fsync(&d.fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
     }
@@ -722,25 +597,13 @@ impl Filesystem for Passthrough {
         reply: ReplyEmpty,
     ) {
         let r = self.inodes.fd(ino).and_then(|fd| {
-            rustix::fs::setxattr(
-                proc_path(&*fd),
-                name,
-                value,
-                XattrFlags::from_bits_retain(flags as _),
-            )
-            .map_err(errno)
+            rustix::fs::setxattr(proc_path(&*fd), name, value, XattrFlags::from_bits_retain(flags as _))
+                .map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
     }
 
-    fn getxattr(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        name: &OsStr,
-        size: u32,
-        reply: ReplyXattr,
-    ) {
+    fn getxattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, size: u32, reply: ReplyXattr) {
         reply.result(self.do_getxattr(ino, name, size), |r, v| r.value(size, &v))
     }
 
@@ -749,10 +612,8 @@ impl Filesystem for Passthrough {
     }
 
     fn removexattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .inodes
-            .fd(ino)
-            .and_then(|fd| rustix::fs::removexattr(proc_path(&*fd), name).map_err(errno));
+        let r =
+            self.inodes.fd(ino).and_then(|fd| rustix::fs::removexattr(proc_path(&*fd), name).map_err(errno));
         reply.result(r, |r, _| r.ok())
     }
 
@@ -760,23 +621,12 @@ impl Filesystem for Passthrough {
         reply.result(self.do_access(req, ino, mask), |r, _| r.ok())
     }
 
-    fn create(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        args: &CreateArgs,
-        reply: ReplyCreate,
-    ) {
-        reply.result(self.do_create(req, parent, name, args), |r, (e, fh)| {
-            r.created(&e, fh, 0)
-        })
+    fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
+        reply.result(self.do_create(req, parent, name, args), |r, (e, fh)| r.created(&e, fh, 0))
     }
 
     fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
-        reply.result(self.do_tmpfile(req, parent, args), |r, (e, fh)| {
-            r.created(&e, fh, 0)
-        })
+        reply.result(self.do_tmpfile(req, parent, args), |r, (e, fh)| r.created(&e, fh, 0))
     }
 
     fn fallocate(&self, _req: &RequestInfo, _ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
@@ -807,13 +657,7 @@ impl Filesystem for Passthrough {
         reply.result(r, |r, off| r.offset(off))
     }
 
-    fn copy_file_range(
-        &self,
-        _req: &RequestInfo,
-        _ino_in: NodeId,
-        args: &CopyRangeArgs,
-        reply: ReplyCopy,
-    ) {
+    fn copy_file_range(&self, _req: &RequestInfo, _ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
         let r = (|| {
             if args.flags != 0 {
                 return Err(Errno::EINVAL);
@@ -822,8 +666,7 @@ impl Filesystem for Passthrough {
             let fout = self.handles.file(args.fh_out)?;
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
-            rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)
-                .map_err(errno)
+            rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len).map_err(errno)
         })();
         match r {
             Ok(n) => reply.copied(n as u64),

@@ -127,8 +127,14 @@ pub fn xattrs(dir: &Path) {
     fs::write(&p, b"").unwrap();
     rfs::setxattr(&p, "user.one", b"1", XattrFlags::empty()).unwrap();
     rfs::setxattr(&p, "user.two", b"22", XattrFlags::CREATE).unwrap();
-    assert_eq!(rfs::setxattr(&p, "user.two", b"x", XattrFlags::CREATE).unwrap_err(), rustix::io::Errno::EXIST);
-    assert_eq!(rfs::setxattr(&p, "user.nope", b"x", XattrFlags::REPLACE).unwrap_err(), rustix::io::Errno::NODATA);
+    assert_eq!(
+        rfs::setxattr(&p, "user.two", b"x", XattrFlags::CREATE).unwrap_err(),
+        rustix::io::Errno::EXIST
+    );
+    assert_eq!(
+        rfs::setxattr(&p, "user.nope", b"x", XattrFlags::REPLACE).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
     let mut buf = [0u8; 64];
     let n = rfs::getxattr(&p, "user.two", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"22");
@@ -184,7 +190,13 @@ pub fn readdir_10k(dir: &Path) {
 /// statfs answers with sane numbers.
 pub fn statfs(dir: &Path) {
     let s = rfs::statvfs(dir).unwrap();
-    assert!(s.f_bsize > 0 && s.f_blocks > 0 && s.f_namemax >= 255, "bsize {} blocks {} namemax {}", s.f_bsize, s.f_blocks, s.f_namemax);
+    assert!(
+        s.f_bsize > 0 && s.f_blocks > 0 && s.f_namemax >= 255,
+        "bsize {} blocks {} namemax {}",
+        s.f_bsize,
+        s.f_blocks,
+        s.f_namemax
+    );
     assert!(s.f_bfree <= s.f_blocks);
 }
 

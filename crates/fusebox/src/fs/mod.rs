@@ -9,9 +9,8 @@ mod reply;
 mod types;
 
 pub use reply::{
-    ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Responder,
+    ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr, Responder,
 };
 pub use types::*;
 
@@ -59,7 +58,15 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS)
     }
     /// Create a special or regular file (`mode` includes the type bits).
-    fn mknod(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &RequestInfo,
+        parent: NodeId,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::ENOSYS)
     }
     /// Create a directory.
@@ -148,7 +155,15 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS)
     }
     /// Set an extended attribute; `flags` are XATTR_CREATE / XATTR_REPLACE.
-    fn setxattr(&self, req: &RequestInfo, ino: NodeId, name: &OsStr, value: &[u8], flags: i32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        req: &RequestInfo,
+        ino: NodeId,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::ENOSYS)
     }
     /// Get an extended attribute (`size` 0 = size probe; see [`ReplyXattr::value`]).
@@ -180,7 +195,15 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS)
     }
     /// SEEK_DATA / SEEK_HOLE (other whences are handled by the kernel).
-    fn lseek(&self, req: &RequestInfo, ino: NodeId, fh: FileHandle, offset: u64, whence: i32, reply: ReplyLseek) {
+    fn lseek(
+        &self,
+        req: &RequestInfo,
+        ino: NodeId,
+        fh: FileHandle,
+        offset: u64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
         reply.error(Errno::ENOSYS)
     }
     /// copy_file_range(2) between two open files of this file system.

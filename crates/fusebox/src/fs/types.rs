@@ -261,8 +261,7 @@ impl SetAttr {
             size: has(abi::FATTR_SIZE).then_some(a.size),
             atime: time(abi::FATTR_ATIME_NOW, abi::FATTR_ATIME, a.atime, a.atimensec),
             mtime: time(abi::FATTR_MTIME_NOW, abi::FATTR_MTIME, a.mtime, a.mtimensec),
-            ctime: has(abi::FATTR_CTIME)
-                .then_some(Timespec { sec: a.ctime as i64, nsec: a.ctimensec }),
+            ctime: has(abi::FATTR_CTIME).then_some(Timespec { sec: a.ctime as i64, nsec: a.ctimensec }),
             fh: has(abi::FATTR_FH).then_some(FileHandle(a.fh)),
             kill_suidgid: has(abi::FATTR_KILL_SUIDGID),
         }

@@ -25,9 +25,7 @@ pub fn classify(opcode: u32, op: &Operation<'_>) -> RequestClass {
         (_, Operation::Write { arg, .. }) if arg.write_flags & abi::FUSE_WRITE_CACHE != 0 => {
             RequestClass::Background
         }
-        (FUSE_RELEASE | FUSE_RELEASEDIR | FUSE_FORGET | FUSE_BATCH_FORGET, _) => {
-            RequestClass::Background
-        }
+        (FUSE_RELEASE | FUSE_RELEASEDIR | FUSE_FORGET | FUSE_BATCH_FORGET, _) => RequestClass::Background,
         _ => RequestClass::Sync,
     }
 }
@@ -40,14 +38,8 @@ mod tests {
     fn writeback_writes_and_releases_are_background() {
         let wb = abi::fuse_write_in { write_flags: abi::FUSE_WRITE_CACHE, ..Default::default() };
         let direct = abi::fuse_write_in::default();
-        assert_eq!(
-            classify(FUSE_WRITE, &Operation::Write { arg: wb, data: &[] }),
-            RequestClass::Background
-        );
-        assert_eq!(
-            classify(FUSE_WRITE, &Operation::Write { arg: direct, data: &[] }),
-            RequestClass::Sync
-        );
+        assert_eq!(classify(FUSE_WRITE, &Operation::Write { arg: wb, data: &[] }), RequestClass::Background);
+        assert_eq!(classify(FUSE_WRITE, &Operation::Write { arg: direct, data: &[] }), RequestClass::Sync);
         let rel = abi::fuse_release_in::default();
         assert_eq!(classify(FUSE_RELEASE, &Operation::Release(rel)), RequestClass::Background);
         assert_eq!(classify(FUSE_GETATTR, &Operation::Readlink), RequestClass::Sync);

@@ -248,9 +248,19 @@ mod tests {
     fn grants_fast_defaults_offered_by_kernel() {
         let offered = u64::MAX;
         let (out, neg) = negotiate(&kernel_init(offered), &Capabilities::default(), 256).unwrap();
-        for flag in [FUSE_ASYNC_READ, FUSE_ASYNC_DIO, FUSE_PARALLEL_DIROPS, FUSE_DO_READDIRPLUS,
-                     FUSE_READDIRPLUS_AUTO, FUSE_AUTO_INVAL_DATA, FUSE_ATOMIC_O_TRUNC,
-                     FUSE_EXPORT_SUPPORT, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_MAX_PAGES] {
+        for flag in [
+            FUSE_ASYNC_READ,
+            FUSE_ASYNC_DIO,
+            FUSE_PARALLEL_DIROPS,
+            FUSE_DO_READDIRPLUS,
+            FUSE_READDIRPLUS_AUTO,
+            FUSE_AUTO_INVAL_DATA,
+            FUSE_ATOMIC_O_TRUNC,
+            FUSE_EXPORT_SUPPORT,
+            FUSE_HANDLE_KILLPRIV_V2,
+            FUSE_INIT_EXT,
+            FUSE_MAX_PAGES,
+        ] {
             assert!(neg.has(flag), "{flag:#x} not granted");
         }
         assert!(!neg.has(FUSE_WRITEBACK_CACHE));
@@ -270,7 +280,8 @@ mod tests {
 
     #[test]
     fn capabilities_can_be_switched_off_and_pages_are_capped() {
-        let caps = Capabilities { async_dio: false, readdirplus: false, max_pages: 1024, ..Default::default() };
+        let caps =
+            Capabilities { async_dio: false, readdirplus: false, max_pages: 1024, ..Default::default() };
         let (out, neg) = negotiate(&kernel_init(u64::MAX), &caps, 64).unwrap();
         assert!(!neg.has(FUSE_ASYNC_DIO) && !neg.has(FUSE_DO_READDIRPLUS) && !neg.has(FUSE_READDIRPLUS_AUTO));
         assert_eq!((out.max_pages, out.max_write), (64, 64 * 4096));

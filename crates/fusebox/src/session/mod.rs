@@ -76,7 +76,11 @@ pub struct Session {
 
 impl Session {
     /// Check the mountpoint, mount, and complete INIT. When this returns, the mount is live.
-    pub fn mount(fs: Arc<dyn Filesystem>, mountpoint: &Path, config: Config) -> Result<Session, SessionError> {
+    pub fn mount(
+        fs: Arc<dyn Filesystem>,
+        mountpoint: &Path,
+        config: Config,
+    ) -> Result<Session, SessionError> {
         config.options.validate()?;
         let mountpoint = check_mountpoint(mountpoint)?;
         // New files get exactly the mode the kernel asks for (it already applied the umask).

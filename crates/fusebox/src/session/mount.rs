@@ -25,7 +25,9 @@ pub enum MountError {
     #[error("{0} is not a mount point")]
     NotMounted(PathBuf),
     /// `/dev/fuse` cannot be opened.
-    #[error("/dev/fuse is unavailable ({0}); load the fuse module (modprobe fuse) or run where /dev/fuse exists")]
+    #[error(
+        "/dev/fuse is unavailable ({0}); load the fuse module (modprobe fuse) or run where /dev/fuse exists"
+    )]
     DevFuseUnavailable(io::Error),
     /// The caller may not mount or unmount.
     #[error("not permitted to {action} {path}: {err}")]
@@ -77,9 +79,7 @@ fn unescape_mountinfo(s: &str) -> String {
 /// Is `path` (absolute, canonical) a mount point? Reads /proc/self/mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
 }
 
 /// The absolute form of `path` without resolving the final component's mount (a dead FUSE
@@ -145,7 +145,7 @@ fn mount_as_root(mountpoint: &Path, opts: &MountOptions) -> Result<DevFuse, Moun
         (opts.noatime, libc::MS_NOATIME),
     ] {
         if on {
-            flags |= bit as u64;
+            flags |= bit;
         }
     }
     let source = opts.fsname.clone().unwrap_or_else(|| "fusebox".to_string());
@@ -168,8 +168,11 @@ fn fusermount_path() -> Option<PathBuf> {
 
 fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFuse, MountError> {
     let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
-    let (ours, theirs) = sys::socketpair_for_child()
-        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), err: e })?;
+    let (ours, theirs) = sys::socketpair_for_child().map_err(|e| MountError::Other {
+        action: "mount",
+        path: mountpoint.into(),
+        err: e,
+    })?;
     let mut o = vec![format!("fsname={}", opts.fsname.as_deref().unwrap_or("fusebox"))];
     o.push(format!("subtype={}", opts.subtype.as_deref().unwrap_or("fusebox")));
     for (on, name) in [
@@ -202,8 +205,11 @@ fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFu
             err: io::Error::other(format!("fusermount3 exited with {status}")),
         });
     }
-    let fd = sys::recv_fd(ours.as_fd())
-        .map_err(|e| MountError::Other { action: "mount", path: mountpoint.into(), err: e })?;
+    let fd = sys::recv_fd(ours.as_fd()).map_err(|e| MountError::Other {
+        action: "mount",
+        path: mountpoint.into(),
+        err: e,
+    })?;
     Ok(DevFuse::from_owned(fd))
 }
 

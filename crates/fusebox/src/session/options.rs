@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn parses_generic_and_fs_options() {
         let o = MountOptions::parse(
-            &["allow_other,default_permissions,ro", "attr_timeout=0.5,entry_timeout=2,threads=3,size=1G,fsname=x"],
+            &[
+                "allow_other,default_permissions,ro",
+                "attr_timeout=0.5,entry_timeout=2,threads=3,size=1G,fsname=x",
+            ],
             &["size"],
         )
         .unwrap();
@@ -223,7 +226,10 @@ mod tests {
         assert_eq!(MountOptions::parse(&["bogus"], &[]), Err(OptionError::Unknown("bogus".into())));
         assert!(matches!(MountOptions::parse(&["threads=0"], &[]), Err(OptionError::Malformed { .. })));
         assert!(matches!(MountOptions::parse(&["attr_timeout=-1"], &[]), Err(OptionError::Malformed { .. })));
-        assert!(matches!(MountOptions::parse(&["attr_timeout=abc"], &[]), Err(OptionError::Malformed { .. })));
+        assert!(matches!(
+            MountOptions::parse(&["attr_timeout=abc"], &[]),
+            Err(OptionError::Malformed { .. })
+        ));
         assert_eq!(MountOptions::parse(&["fsname"], &[]), Err(OptionError::MissingValue("fsname".into())));
         assert_eq!(MountOptions::parse(&["ro=1"], &[]), Err(OptionError::UnexpectedValue("ro".into())));
     }

@@ -95,8 +95,14 @@ impl Server {
             }
         };
         if self.debug {
-            tracing::debug!(unique = req.header.unique, op = opcode_name(req.header.opcode),
-                nodeid = req.header.nodeid, uid = req.header.uid, pid = req.header.pid, "request");
+            tracing::debug!(
+                unique = req.header.unique,
+                op = opcode_name(req.header.opcode),
+                nodeid = req.header.nodeid,
+                uid = req.header.uid,
+                pid = req.header.pid,
+                "request"
+            );
         }
         if let Operation::Init(init) = &req.op {
             return self.init(req.header.unique, init, chan);
@@ -195,7 +201,12 @@ impl Server {
             }
             Operation::Open(arg) => fs.open(&info, ino, arg.flags as i32, ReplyOpen(r())),
             Operation::Read(arg) => {
-                let args = ReadArgs { fh: FileHandle(arg.fh), offset: arg.offset, size: arg.size, flags: arg.flags as i32 };
+                let args = ReadArgs {
+                    fh: FileHandle(arg.fh),
+                    offset: arg.offset,
+                    size: arg.size,
+                    flags: arg.flags as i32,
+                };
                 fs.read(&info, ino, &args, ReplyData(r()))
             }
             Operation::Write { arg, data } => {
@@ -220,7 +231,9 @@ impl Server {
             Operation::Getxattr { arg, name } => fs.getxattr(&info, ino, name, arg.size, ReplyXattr(r())),
             Operation::Listxattr(arg) => fs.listxattr(&info, ino, arg.size, ReplyXattr(r())),
             Operation::Removexattr { name } => fs.removexattr(&info, ino, name, ReplyEmpty(r())),
-            Operation::Flush(arg) => fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, ReplyEmpty(r())),
+            Operation::Flush(arg) => {
+                fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, ReplyEmpty(r()))
+            }
             Operation::Opendir(arg) => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
             Operation::Readdir(arg) => fs.readdir(
                 &info,

@@ -53,9 +53,7 @@ impl DevFuse {
         let old: u32 = self.fd.as_raw_fd() as u32;
         // SAFETY: FUSE_DEV_IOC_CLONE reads one u32 (the source fd) through the pointer, which
         // points at a live local.
-        cvt(unsafe {
-            libc::ioctl(new.fd.as_raw_fd(), abi::FUSE_DEV_IOC_CLONE as _, &old as *const u32)
-        })?;
+        cvt(unsafe { libc::ioctl(new.fd.as_raw_fd(), abi::FUSE_DEV_IOC_CLONE as _, &old as *const u32) })?;
         Ok(new)
     }
 
@@ -86,9 +84,7 @@ impl DevFuse {
 impl ReplyChannel for DevFuse {
     fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<()> {
         // SAFETY: IoSlice is ABI-compatible with struct iovec and each slice outlives the call.
-        let n = unsafe {
-            libc::writev(self.fd.as_raw_fd(), iov.as_ptr().cast(), iov.len() as libc::c_int)
-        };
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr().cast(), iov.len() as libc::c_int) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -14,12 +14,8 @@ fn cstr(s: &OsStr) -> io::Result<CString> {
 
 /// mount(2).
 pub fn mount(source: &str, target: &Path, fstype: &str, flags: u64, data: &str) -> io::Result<()> {
-    let (s, t, f, d) = (
-        cstr(source.as_ref())?,
-        cstr(target.as_os_str())?,
-        cstr(fstype.as_ref())?,
-        cstr(data.as_ref())?,
-    );
+    let (s, t, f, d) =
+        (cstr(source.as_ref())?, cstr(target.as_os_str())?, cstr(fstype.as_ref())?, cstr(data.as_ref())?);
     // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
     let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags as _, d.as_ptr().cast()) };
     if r < 0 {
@@ -137,7 +133,8 @@ struct RawFileHandle {
 /// `dirfd` itself (`AT_EMPTY_PATH`).
 pub fn name_to_handle_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<KernelFileHandle> {
     let c = cstr(name)?;
-    let mut raw = RawFileHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
+    let mut raw =
+        RawFileHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
     let mut mount_id: libc::c_int = 0;
     let flags = if name.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
     // SAFETY: `raw` is a file_handle with room for MAX_HANDLE_SZ bytes, as handle_bytes says;
@@ -160,7 +157,11 @@ pub fn name_to_handle_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Kern
 }
 
 /// `open_by_handle_at(mount_fd, handle, flags)`. Needs CAP_DAC_READ_SEARCH.
-pub fn open_by_handle_at(mount_fd: BorrowedFd<'_>, handle: &KernelFileHandle, flags: i32) -> io::Result<OwnedFd> {
+pub fn open_by_handle_at(
+    mount_fd: BorrowedFd<'_>,
+    handle: &KernelFileHandle,
+    flags: i32,
+) -> io::Result<OwnedFd> {
     let mut raw = RawFileHandle {
         handle_bytes: handle.bytes.len().min(MAX_HANDLE_SZ) as u32,
         handle_type: handle.handle_type,

@@ -68,9 +68,7 @@ impl<'a> ForgetList<'a> {
     }
     /// Iterate `(nodeid, nlookup)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = abi::fuse_forget_one> + 'a {
-        self.0
-            .chunks_exact(16)
-            .filter_map(|c| abi::fuse_forget_one::read_from_bytes(c).ok())
+        self.0.chunks_exact(16).filter_map(|c| abi::fuse_forget_one::read_from_bytes(c).ok())
     }
 }
 
@@ -78,31 +76,66 @@ impl<'a> ForgetList<'a> {
 #[derive(Debug)]
 #[allow(missing_docs)]
 pub enum Operation<'a> {
-    Lookup { name: &'a OsStr },
+    Lookup {
+        name: &'a OsStr,
+    },
     Forget(abi::fuse_forget_in),
     BatchForget(ForgetList<'a>),
     Getattr(abi::fuse_getattr_in),
     Setattr(abi::fuse_setattr_in),
     Readlink,
-    Symlink { name: &'a OsStr, target: &'a OsStr },
-    Mknod { arg: abi::fuse_mknod_in, name: &'a OsStr },
-    Mkdir { arg: abi::fuse_mkdir_in, name: &'a OsStr },
-    Unlink { name: &'a OsStr },
-    Rmdir { name: &'a OsStr },
+    Symlink {
+        name: &'a OsStr,
+        target: &'a OsStr,
+    },
+    Mknod {
+        arg: abi::fuse_mknod_in,
+        name: &'a OsStr,
+    },
+    Mkdir {
+        arg: abi::fuse_mkdir_in,
+        name: &'a OsStr,
+    },
+    Unlink {
+        name: &'a OsStr,
+    },
+    Rmdir {
+        name: &'a OsStr,
+    },
     /// RENAME and RENAME2 (flags are 0 for plain RENAME).
-    Rename { newdir: u64, flags: u32, name: &'a OsStr, newname: &'a OsStr },
-    Link { arg: abi::fuse_link_in, newname: &'a OsStr },
+    Rename {
+        newdir: u64,
+        flags: u32,
+        name: &'a OsStr,
+        newname: &'a OsStr,
+    },
+    Link {
+        arg: abi::fuse_link_in,
+        newname: &'a OsStr,
+    },
     Open(abi::fuse_open_in),
     Read(abi::fuse_read_in),
     /// WRITE; `data` is a slice of the read buffer (no copy).
-    Write { arg: abi::fuse_write_in, data: &'a [u8] },
+    Write {
+        arg: abi::fuse_write_in,
+        data: &'a [u8],
+    },
     Statfs,
     Release(abi::fuse_release_in),
     Fsync(abi::fuse_fsync_in),
-    Setxattr { arg: abi::fuse_setxattr_in, name: &'a OsStr, value: &'a [u8] },
-    Getxattr { arg: abi::fuse_getxattr_in, name: &'a OsStr },
+    Setxattr {
+        arg: abi::fuse_setxattr_in,
+        name: &'a OsStr,
+        value: &'a [u8],
+    },
+    Getxattr {
+        arg: abi::fuse_getxattr_in,
+        name: &'a OsStr,
+    },
     Listxattr(abi::fuse_getxattr_in),
-    Removexattr { name: &'a OsStr },
+    Removexattr {
+        name: &'a OsStr,
+    },
     Flush(abi::fuse_flush_in),
     Init(abi::fuse_init_in),
     Opendir(abi::fuse_open_in),
@@ -113,23 +146,37 @@ pub enum Operation<'a> {
     Setlk(abi::fuse_lk_in),
     Setlkw(abi::fuse_lk_in),
     Access(abi::fuse_access_in),
-    Create { arg: abi::fuse_create_in, name: &'a OsStr },
+    Create {
+        arg: abi::fuse_create_in,
+        name: &'a OsStr,
+    },
     Interrupt(abi::fuse_interrupt_in),
     Bmap(abi::fuse_bmap_in),
     Destroy,
-    Ioctl { arg: abi::fuse_ioctl_in, data: &'a [u8] },
+    Ioctl {
+        arg: abi::fuse_ioctl_in,
+        data: &'a [u8],
+    },
     Poll(abi::fuse_poll_in),
-    NotifyReply { arg: abi::fuse_notify_retrieve_in, data: &'a [u8] },
+    NotifyReply {
+        arg: abi::fuse_notify_retrieve_in,
+        data: &'a [u8],
+    },
     Fallocate(abi::fuse_fallocate_in),
     Readdirplus(abi::fuse_read_in),
     Lseek(abi::fuse_lseek_in),
     /// COPY_FILE_RANGE and COPY_FILE_RANGE_64 (`wide` tells which reply layout to use).
-    CopyFileRange { arg: abi::fuse_copy_file_range_in, wide: bool },
+    CopyFileRange {
+        arg: abi::fuse_copy_file_range_in,
+        wide: bool,
+    },
     Syncfs(abi::fuse_syncfs_in),
     Tmpfile(abi::fuse_create_in),
     Statx(abi::fuse_statx_in),
     /// A known opcode fusebox does not serve (DAX mappings) or an unknown one.
-    Unsupported { opcode: u32 },
+    Unsupported {
+        opcode: u32,
+    },
 }
 
 /// A cursor over the request body.
@@ -190,7 +237,7 @@ pub fn parse(buf: &[u8], opts: ParseOptions) -> Result<Request<'_>, ParseError> 
         FUSE_FORGET => Operation::Forget(b.fixed()?),
         FUSE_BATCH_FORGET => {
             let arg: abi::fuse_batch_forget_in = b.fixed()?;
-            let len = (arg.count as usize).checked_mul(16).unwrap_or(usize::MAX);
+            let len = (arg.count as usize).saturating_mul(16);
             Operation::BatchForget(ForgetList(b.bytes(len)?))
         }
         FUSE_GETATTR => Operation::Getattr(b.fixed()?),
@@ -454,9 +501,7 @@ mod tests {
         body.extend_from_slice(abi::fuse_forget_one { nodeid: 10, nlookup: 1 }.as_bytes());
         body.extend_from_slice(abi::fuse_forget_one { nodeid: 11, nlookup: 3 }.as_bytes());
         let buf = frame(FUSE_BATCH_FORGET, 0, &body);
-        let Operation::BatchForget(list) = parse(&buf, ParseOptions::default()).unwrap().op else {
-            panic!()
-        };
+        let Operation::BatchForget(list) = parse(&buf, ParseOptions::default()).unwrap().op else { panic!() };
         let v: Vec<_> = list.iter().map(|f| (f.nodeid, f.nlookup)).collect();
         assert_eq!(v, vec![(10, 1), (11, 3)]);
     }

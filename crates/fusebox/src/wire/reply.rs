@@ -7,12 +7,7 @@ use zerocopy::IntoBytes;
 
 /// Send one reply for request `unique`: `error` is 0 or a negative errno; `parts` are concatenated.
 /// Returns the total length written (header included).
-pub fn send_reply(
-    chan: &dyn ReplyChannel,
-    unique: u64,
-    error: i32,
-    parts: &[&[u8]],
-) -> io::Result<usize> {
+pub fn send_reply(chan: &dyn ReplyChannel, unique: u64, error: i32, parts: &[&[u8]]) -> io::Result<usize> {
     let payload: usize = if error == 0 { parts.iter().map(|p| p.len()).sum() } else { 0 };
     let len = core::mem::size_of::<abi::fuse_out_header>() + payload;
     let header = abi::fuse_out_header { len: len as u32, error, unique };
