@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of fusebox, installing what the tests need first.
+# Mount tests need root and /dev/fuse; without them they print why and skip, unless
+# FUSEBOX_REQUIRE_MOUNT=1 (CI), which makes them fail instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" = 0 ]; then
+    missing=()
+    command -v fusermount3 >/dev/null || missing+=(fuse3)
+    command -v fio >/dev/null || missing+=(fio)
+    command -v setpriv >/dev/null || missing+=(util-linux)
+    command -v setfattr >/dev/null || missing+=(attr)
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    [ -e /dev/fuse ] || modprobe fuse || true
+fi
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi
+
+step "fuzzing the request parser and server (bounded)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --version 0.13.1 --locked --quiet
+fi
+# cargo-fuzz needs nightly-only sanitizer flags; the stable toolchain accepts them with
+# RUSTC_BOOTSTRAP=1.
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+for target in parse server; do
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 2>&1 | tail -n 3
+done
+echo "fuzzing: ok"
