@@ -94,7 +94,10 @@ fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>
 }
 
 fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions) -> Result<()> {
-    let config = Config { options, ..Default::default() };
+    let mut config = Config { options, ..Default::default() };
+    // memfs and passthrough follow the write-back cache rules (the framework enforces the
+    // open-flag rules; both honour SETATTR times and KILL_SUIDGID): on unless `no_writeback`.
+    config.caps.writeback_cache = config.options.writeback.unwrap_or(true);
     let session = Session::mount(fs, mountpoint, config)?;
     let mnt = session.mountpoint().to_path_buf();
     daemon::signal_ready();

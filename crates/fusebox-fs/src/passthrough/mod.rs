@@ -38,14 +38,12 @@ use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The passthrough file system. See the [module documentation](self).
 pub struct Passthrough {
     inodes: Inodes,
     handles: Handles,
     use_handles: bool,
-    writeback: AtomicBool,
     euid: u32,
     egid: u32,
 }
@@ -101,7 +99,6 @@ impl Passthrough {
             inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
             handles: Handles::new(),
             use_handles,
-            writeback: AtomicBool::new(false),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
         })
@@ -190,18 +187,11 @@ impl Passthrough {
         .map_err(errno)
     }
 
-    /// open(2) flags for a backing open: never create/follow here, close-on-exec, and with the
-    /// write-back cache an O_WRONLY open becomes O_RDWR (the kernel reads to fill partial pages)
-    /// and O_APPEND is dropped (the kernel computes write offsets).
+    /// open(2) flags for a backing open: never create/follow here, close-on-exec. (The
+    /// write-back cache rules for O_WRONLY and O_APPEND are applied by the framework before
+    /// the flags reach us.)
     fn open_flags(&self, flags: i32) -> i32 {
-        let mut f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW);
-        if self.writeback.load(Ordering::Relaxed) {
-            if f & libc::O_ACCMODE == libc::O_WRONLY {
-                f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
-            }
-            f &= !libc::O_APPEND;
-        }
-        f | libc::O_CLOEXEC
+        (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW)) | libc::O_CLOEXEC
     }
 }
 

@@ -19,7 +19,6 @@ use std::ffi::OsStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::Ordering;
 
 thread_local! {
     /// Per-thread buffer for READ, reused across requests.
@@ -385,7 +384,8 @@ impl Passthrough {
 
 impl Filesystem for Passthrough {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
-        self.writeback.store(caps.writeback_cache, Ordering::Relaxed);
+        // Nanosecond timestamps, like the backing file systems we mirror.
+        caps.time_gran = 1;
         Ok(())
     }
 

@@ -86,7 +86,11 @@ impl Session {
         // New files get exactly the mode the kernel asks for (it already applied the umask).
         sys::set_umask(0);
         let dev = Arc::new(mount::mount(&mountpoint, &config.options)?);
-        let server = Arc::new(Server::new(fs, config.caps.clone(), config.ttl(), config.options.debug));
+        let mut caps = config.caps.clone();
+        if let Some(wb) = config.options.writeback {
+            caps.writeback_cache = wb;
+        }
+        let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
         let session = Session { server, dev, mountpoint, threads: config.threads() };
         match session.wait_for_init() {
             Ok(()) => Ok(session),

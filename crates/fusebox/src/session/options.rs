@@ -56,6 +56,9 @@ pub struct MountOptions {
     pub entry_timeout: Duration,
     /// Log every request (`debug`).
     pub debug: bool,
+    /// Kernel write-back page cache: `writeback` (Some(true)) / `no_writeback` (Some(false));
+    /// `None` keeps the file system's default.
+    pub writeback: Option<bool>,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
 }
@@ -76,6 +79,7 @@ impl Default for MountOptions {
             attr_timeout: Duration::from_secs(1),
             entry_timeout: Duration::from_secs(1),
             debug: false,
+            writeback: None,
             fs_options: BTreeMap::new(),
         }
     }
@@ -157,6 +161,8 @@ impl MountOptions {
                     "noexec" => o.noexec = flag(key, value)?,
                     "noatime" => o.noatime = flag(key, value)?,
                     "debug" => o.debug = flag(key, value)?,
+                    "writeback" => o.writeback = Some(flag(key, value)?),
+                    "no_writeback" => o.writeback = Some(!flag(key, value)?),
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
                     "threads" => {
@@ -219,6 +225,9 @@ mod tests {
         assert_eq!(o.threads, Some(3));
         assert_eq!(o.fsname.as_deref(), Some("x"));
         assert_eq!(o.fs_options.get("size"), Some(&Some("1G".to_string())));
+        assert_eq!(o.writeback, None);
+        assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
+        assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
     }
 
     #[test]

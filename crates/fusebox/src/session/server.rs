@@ -157,6 +157,31 @@ impl Server {
         }
     }
 
+    /// True when the kernel's write-back page cache is on for this session.
+    pub fn writeback(&self) -> bool {
+        self.negotiated.get().is_some_and(|n| n.has(abi::init_flags::FUSE_WRITEBACK_CACHE))
+    }
+
+    /// The open(2) flags a file system sees for OPEN/CREATE/TMPFILE.
+    ///
+    /// Write-back cache rules, applied here so that no file system can get them wrong:
+    /// - O_WRONLY becomes O_RDWR: the kernel reads pages from the server to fill partially
+    ///   written pages, through whichever handle it has, so every writable handle must also
+    ///   be readable in the backing store.
+    /// - O_APPEND is stripped: the kernel owns the file size and computes each write's offset;
+    ///   a backing fd opened O_APPEND would write at the backing file's end instead and two
+    ///   appenders would overwrite each other.
+    fn open_flags(&self, flags: i32) -> i32 {
+        if !self.writeback() {
+            return flags;
+        }
+        let mut f = flags & !libc::O_APPEND;
+        if f & libc::O_ACCMODE == libc::O_WRONLY {
+            f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
+        }
+        f
+    }
+
     fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>) {
         let h = req.header;
         let class = classify(h.opcode, &req.op);
@@ -199,7 +224,7 @@ impl Server {
             Operation::Link { arg, newname } => {
                 fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
             }
-            Operation::Open(arg) => fs.open(&info, ino, arg.flags as i32, ReplyOpen(r())),
+            Operation::Open(arg) => fs.open(&info, ino, self.open_flags(arg.flags as i32), ReplyOpen(r())),
             Operation::Read(arg) => {
                 let args = ReadArgs {
                     fh: FileHandle(arg.fh),
@@ -256,11 +281,13 @@ impl Server {
             }
             Operation::Access(arg) => fs.access(&info, ino, arg.mask as i32, ReplyEmpty(r())),
             Operation::Create { arg, name } => {
-                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
+                let flags = self.open_flags(arg.flags as i32);
+                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags };
                 fs.create(&info, ino, name, &args, ReplyCreate(r()))
             }
             Operation::Tmpfile(arg) => {
-                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
+                let flags = self.open_flags(arg.flags as i32);
+                let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags };
                 fs.tmpfile(&info, ino, &args, ReplyCreate(r()))
             }
             Operation::Fallocate(arg) => {
