@@ -32,6 +32,13 @@ pub enum Command {
         /// What to unmount.
         mountpoint: PathBuf,
     },
+    /// `fusebox stats MOUNTPOINT [--json]`
+    Stats {
+        /// The mount to ask.
+        mountpoint: PathBuf,
+        /// Print the raw JSON report.
+        json: bool,
+    },
     /// `fusebox help`
     Help,
 }
@@ -42,6 +49,7 @@ usage:
   fusebox mount memfs MOUNTPOINT [-o OPTS] [-f]
   fusebox mount passthrough SOURCE MOUNTPOINT [-o OPTS] [-f]
   fusebox umount MOUNTPOINT
+  fusebox stats MOUNTPOINT [--json]
 
 -o takes comma-separated options:
   allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
@@ -57,11 +65,13 @@ pub fn parse(args: &[String]) -> Result<Command> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut foreground = false;
+    let mut json = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-f" | "--foreground" => foreground = true,
             "-h" | "--help" => return Ok(Command::Help),
+            "--json" => json = true,
             "-o" => match it.next() {
                 Some(v) => options.push(v.clone()),
                 None => bail!("option -o needs a value (e.g. -o allow_other)"),
@@ -97,6 +107,10 @@ pub fn parse(args: &[String]) -> Result<Command> {
             }
             Ok(Command::Umount { mountpoint: mountpoint.into() })
         }
+        Some("stats") => {
+            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
+            Ok(Command::Stats { mountpoint: mountpoint.into(), json })
+        }
         Some(other) => bail!("unknown command '{other}'\n{USAGE}"),
     }
 }
@@ -130,6 +144,7 @@ mod tests {
             }
         );
         assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
+        assert_eq!(p("stats /mnt --json").unwrap(), Command::Stats { mountpoint: "/mnt".into(), json: true });
     }
 
     #[test]

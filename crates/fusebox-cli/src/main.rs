@@ -3,6 +3,7 @@
 mod args;
 mod daemon;
 mod logging;
+mod stats;
 
 use anyhow::{Context, Result};
 use args::{Command, FsKind, USAGE};
@@ -30,6 +31,7 @@ fn run(argv: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
+        Command::Stats { mountpoint, json } => stats::show(&mountpoint, json),
         Command::Umount { mountpoint } => {
             fusebox::session::unmount(&mountpoint)?;
             Ok(())

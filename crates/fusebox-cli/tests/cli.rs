@@ -262,3 +262,32 @@ fn source_errors() {
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
     assert!(!is_mounted(&fx.mnt));
 }
+
+#[test]
+fn stats_reports_counters_and_init_parameters() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt));
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(fx.mnt.join("data"), vec![7u8; 3 << 20]).unwrap();
+    fs::File::open(fx.mnt.join("data")).unwrap().sync_all().unwrap();
+    let out = run(fusebox().arg("stats").arg(&fx.mnt).arg("--json"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: fusebox::session::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.init.max_pages, 256);
+    assert_eq!(report.init.max_write, 1 << 20);
+    for flag in ["WRITEBACK_CACHE", "ASYNC_DIO", "PARALLEL_DIROPS", "HANDLE_KILLPRIV_V2", "DO_READDIRPLUS"] {
+        assert!(report.init.flags.iter().any(|f| f == flag), "{flag} missing: {:?}", report.init.flags);
+    }
+    let write = report.stats.ops.iter().find(|o| o.name == "WRITE").expect("WRITE counted");
+    assert!(write.bytes_in >= 3 << 20, "{write:?}");
+    assert!(write.count >= 3, "{write:?}");
+    assert!(write.p50_us <= write.p99_us && write.p99_us <= write.max_us);
+    // The human form names the opcodes.
+    let out = run(fusebox().arg("stats").arg(&fx.mnt));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WRITE"));
+    assert!(run(fusebox().arg("umount").arg(&fx.mnt)).status.success());
+    expect_error(fusebox().arg("stats").arg(&fx.mnt), "no fusebox daemon answers");
+}

@@ -1,10 +1,12 @@
 //! Session lifecycle: mount, INIT, serve with N worker threads, unmount.
 
+mod control;
 mod init;
 mod mount;
 mod options;
 mod server;
 
+pub use control::{control_dir, control_socket_path, query_status, ControlSocket, InitReport, StatusReport};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError};
@@ -72,6 +74,8 @@ pub struct Session {
     dev: Arc<DevFuse>,
     mountpoint: PathBuf,
     threads: usize,
+    /// Kept alive while the session runs; removed when it ends.
+    _control: Option<ControlSocket>,
 }
 
 impl Session {
@@ -91,9 +95,18 @@ impl Session {
             caps.writeback_cache = wb;
         }
         let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
-        let session = Session { server, dev, mountpoint, threads: config.threads() };
+        let mut session = Session { server, dev, mountpoint, threads: config.threads(), _control: None };
         match session.wait_for_init() {
-            Ok(()) => Ok(session),
+            Ok(()) => {
+                session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no control socket: `fusebox stats` will not work here");
+                        None
+                    }
+                };
+                Ok(session)
+            }
             Err(e) => {
                 let _ = sys::umount(&session.mountpoint, libc::MNT_DETACH);
                 Err(e)
@@ -128,7 +141,8 @@ impl Session {
     }
 
     /// Serve until the file system is unmounted or the connection aborted. Spawns the worker
-    /// threads, each with its own cloned `/dev/fuse` fd and buffer, and waits for them.
+    /// threads, each with its own cloned `/dev/fuse` fd and buffer, and waits for them. While
+    /// running, the session answers `fusebox stats` on its control socket.
     pub fn run(self) -> Result<(), SessionError> {
         let neg = self.server.negotiated().ok_or(SessionError::ClosedBeforeInit)?;
         let bufsize = neg.buffer_size();

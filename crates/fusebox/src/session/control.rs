@@ -1,0 +1,168 @@
+//! The per-mount control socket that `fusebox stats` reads.
+//!
+//! Each session listens on a unix socket named after its mountpoint:
+//! `/run/fusebox/<hash>.sock` as root, `$XDG_RUNTIME_DIR/fusebox/<hash>.sock` (or
+//! `/tmp/fusebox-<uid>/<hash>.sock`) otherwise, where `<hash>` is the FNV-1a hash of the absolute
+//! mountpoint (unix socket paths are limited to 108 bytes, mountpoints are not). A client
+//! connects and reads one JSON [`StatusReport`]; the server closes the connection after it.
+
+use super::init::Negotiated;
+use super::server::Server;
+use crate::sched::StatsSnapshot;
+use std::io::{self, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the control socket reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// The mountpoint served.
+    pub mountpoint: PathBuf,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// INIT parameters.
+    pub init: InitReport,
+    /// Request counters.
+    pub stats: StatsSnapshot,
+}
+
+/// The negotiated INIT parameters, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[allow(missing_docs)]
+pub struct InitReport {
+    pub protocol: String,
+    pub max_write: u32,
+    pub max_pages: u32,
+    pub max_readahead: u32,
+    pub max_background: u16,
+    pub congestion_threshold: u16,
+    pub time_gran: u32,
+    pub flags: Vec<String>,
+}
+
+impl From<&Negotiated> for InitReport {
+    fn from(n: &Negotiated) -> Self {
+        InitReport {
+            protocol: format!("7.{}", n.minor),
+            max_write: n.max_write,
+            max_pages: n.max_pages,
+            max_readahead: n.max_readahead,
+            max_background: n.max_background,
+            congestion_threshold: n.congestion_threshold,
+            time_gran: n.time_gran,
+            flags: n.flag_names().into_iter().map(String::from).collect(),
+        }
+    }
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Directory holding the control sockets of this user's mounts.
+pub fn control_dir() -> PathBuf {
+    if crate::transport::sys::geteuid() == 0 {
+        return PathBuf::from("/run/fusebox");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("fusebox"),
+        None => PathBuf::from(format!("/tmp/fusebox-{}", crate::transport::sys::geteuid())),
+    }
+}
+
+/// The control socket path of the session mounted at `mountpoint` (absolute).
+pub fn control_socket_path(mountpoint: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    control_dir().join(format!("{:016x}.sock", fnv1a(mountpoint.as_os_str().as_bytes())))
+}
+
+/// Read the status of the session mounted at `mountpoint`.
+pub fn query_status(mountpoint: &Path) -> io::Result<StatusReport> {
+    let abs = super::mount::absolute(mountpoint)?;
+    let path = control_socket_path(&abs);
+    let no_daemon = |e: &dyn std::fmt::Display| {
+        io::Error::other(format!(
+            "no fusebox daemon answers for {} (control socket {}: {e})",
+            abs.display(),
+            path.display()
+        ))
+    };
+    let stream = UnixStream::connect(&path).map_err(|e| no_daemon(&e))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    serde_json::from_reader(stream).map_err(|e| no_daemon(&e))
+}
+
+/// A listening control socket; dropping it stops the listener and removes the socket file.
+pub struct ControlSocket {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlSocket {
+    /// Listen for `server`'s session mounted at `mountpoint`.
+    pub fn start(mountpoint: &Path, server: Arc<Server>) -> io::Result<ControlSocket> {
+        let path = control_socket_path(mountpoint);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // A socket left by a killed daemon: nobody answers on it, so it can go.
+        if path.exists() && UnixStream::connect(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        let listener = UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, mnt) = (stop.clone(), mountpoint.to_path_buf());
+        let thread = std::thread::Builder::new().name("fusebox-control".into()).spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Err(e) = answer(stream, &mnt, &server) {
+                            tracing::debug!(error = %e, "control client went away");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket failed");
+                        return;
+                    }
+                }
+            }
+        })?;
+        Ok(ControlSocket { path, stop, thread: Some(thread) })
+    }
+
+    /// Where the socket listens.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let report = StatusReport {
+        mountpoint: mountpoint.to_path_buf(),
+        pid: std::process::id(),
+        init: server.negotiated().as_ref().map(InitReport::from).unwrap_or_default(),
+        stats: server.stats().snapshot(),
+    };
+    serde_json::to_writer(&mut stream, &report).map_err(io::Error::other)?;
+    stream.flush()
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
