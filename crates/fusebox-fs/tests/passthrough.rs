@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{checksum, random_bytes, within, TestMount};
+use common::pt::PtMount;
+use common::{checksum, random_bytes, within};
 use fusebox_fs::passthrough::{check_name, Passthrough, PassthroughError};
 use rustix::fs::{AtFlags, RenameFlags, Timespec, Timestamps, CWD};
 use std::collections::HashSet;
@@ -12,47 +13,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const OPTS: &str = "default_permissions,allow_other";
-
-/// A passthrough mount of `src` (inside `sdir`, a temp dir separate from the mount's).
-/// Fields drop in order: unmount first, then remove the source tree.
-struct Fixture {
-    m: TestMount,
-    fs: Arc<Passthrough>,
-    src: PathBuf,
-    sdir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Option<Fixture> {
-        Self::with(Passthrough::new)
-    }
-    fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>) -> Option<Fixture> {
-        // The daemon runs with umask 0: the kernel already applied the caller's umask.
-        fusebox::sys::set_umask(0);
-        let sdir = tempfile::Builder::new().prefix("fusebox-pt-src-").tempdir().unwrap();
-        fs::set_permissions(sdir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let src = sdir.path().join("src");
-        fs::create_dir(&src).unwrap();
-        fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
-        let fs = Arc::new(make(&src).unwrap());
-        let m = TestMount::new(fs.clone(), OPTS)?;
-        fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        Some(Fixture { m, fs, src, sdir })
-    }
-    fn mnt(&self, rel: &str) -> PathBuf {
-        self.m.path(rel)
-    }
-    fn src(&self, rel: &str) -> PathBuf {
-        self.src.join(rel)
-    }
-}
 
 fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
@@ -82,7 +49,7 @@ fn name_validator_rejects_separators_and_dots() {
 
 #[test]
 fn big_file_round_trip_and_truncate() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     assert!(f.fs.uses_file_handles(), "ext4/tmpfs as root should support file handles");
     let data = random_bytes(42, 64 << 20);
     let sum = checksum(&data);
@@ -111,7 +78,7 @@ fn big_file_round_trip_and_truncate() {
 
 #[test]
 fn namespace_ops_round_trip() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     fs::write(f.mnt("a"), b"A").unwrap();
     fs::write(f.mnt("b"), b"B").unwrap();
     // RENAME_NOREPLACE
@@ -159,7 +126,7 @@ fn namespace_ops_round_trip() {
 
 #[test]
 fn attributes_xattrs_and_statfs() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     fs::write(f.mnt("x"), b"data").unwrap();
     // xattrs
     rustix::fs::setxattr(f.mnt("x"), "user.k", b"value", rustix::fs::XattrFlags::empty()).unwrap();
@@ -211,7 +178,7 @@ fn attributes_xattrs_and_statfs() {
 
 #[test]
 fn readdir_ten_thousand_entries() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     let dir = f.mnt("many");
     let src_dir = f.src("many");
     within(Duration::from_secs(120), move || {
@@ -234,7 +201,7 @@ fn readdir_ten_thousand_entries() {
 
 #[test]
 fn symlinks_are_never_followed() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     let outside = f.sdir.path().join("outside");
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("secret"), b"s").unwrap();
@@ -290,7 +257,7 @@ fn symlinks_are_never_followed() {
 
 #[test]
 fn rename_race_never_escapes() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     let outside = f.sdir.path().join("outside");
     fs::create_dir(&outside).unwrap();
     fs::create_dir(f.src("d")).unwrap();
@@ -344,7 +311,7 @@ fn as_nobody(cmd: &str, args: &[&Path]) -> std::process::ExitStatus {
 
 #[test]
 fn new_files_belong_to_the_caller() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     fs::create_dir(f.src("pub")).unwrap();
     fs::set_permissions(f.src("pub"), fs::Permissions::from_mode(0o1777)).unwrap();
     assert!(as_nobody("touch", &[&f.mnt("pub/x")]).success());
@@ -383,7 +350,7 @@ fn new_files_belong_to_the_caller() {
 
 #[test]
 fn hundred_thousand_files_without_emfile() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     let root = f.mnt("tree");
     fs::create_dir(&root).unwrap();
     let fsys = f.fs.clone();
@@ -433,7 +400,7 @@ fn hundred_thousand_files_without_emfile() {
 
 #[test]
 fn eight_threads_mixed_operations() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     let base = f.mnt("");
     within(Duration::from_secs(120), move || {
         std::thread::scope(|s| {
@@ -496,7 +463,7 @@ fn eight_threads_mixed_operations() {
 
 #[test]
 fn pinned_fallback_round_trip() {
-    let Some(f) = Fixture::with(Passthrough::with_pinned_fds) else {
+    let Some(f) = PtMount::with(Passthrough::with_pinned_fds, OPTS) else {
         return;
     };
     assert!(!f.fs.uses_file_handles());
@@ -519,7 +486,7 @@ fn pinned_fallback_round_trip() {
 
 #[test]
 fn fallocate_seek_copy_range_and_tmpfile() {
-    let Some(f) = Fixture::new() else { return };
+    let Some(f) = PtMount::new(OPTS) else { return };
     use rustix::fs::{Mode, OFlags};
     // fallocate extends the backing file.
     let file =

@@ -141,3 +141,4 @@ pub fn wait_for(path: &Path, limit: Duration) -> bool {
     false
 }
 pub mod posix;
+pub mod pt;

@@ -1,0 +1,57 @@
+//! A passthrough mount over a fresh source directory.
+#![allow(dead_code)]
+
+use super::TestMount;
+use fusebox_fs::passthrough::{Passthrough, PassthroughError};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A passthrough mount of `src` (inside `sdir`, a temp dir separate from the mount's).
+/// Fields drop in order: unmount first, then remove the source tree.
+pub struct PtMount {
+    /// The mount.
+    pub m: TestMount,
+    /// The file system instance.
+    pub fs: Arc<Passthrough>,
+    /// The source directory.
+    pub src: PathBuf,
+    /// Temp dir holding `src` (tests may put "outside" files next to it).
+    pub sdir: tempfile::TempDir,
+}
+
+impl PtMount {
+    /// Mount with `opts` (e.g. "default_permissions,allow_other,writeback").
+    pub fn new(opts: &str) -> Option<PtMount> {
+        Self::with(Passthrough::new, opts)
+    }
+
+    /// Mount a passthrough built by `make` with `opts`.
+    pub fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>, opts: &str) -> Option<PtMount> {
+        if !super::can_mount() {
+            return None;
+        }
+        // The daemon runs with umask 0: the kernel already applied the caller's umask.
+        fusebox::sys::set_umask(0);
+        let sdir = tempfile::Builder::new().prefix("fusebox-pt-src-").tempdir().unwrap();
+        fs::set_permissions(sdir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let src = sdir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+        let fs = Arc::new(make(&src).unwrap());
+        let m = TestMount::new(fs.clone(), opts)?;
+        fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        Some(PtMount { m, fs, src, sdir })
+    }
+
+    /// A path inside the mount.
+    pub fn mnt(&self, rel: &str) -> PathBuf {
+        self.m.path(rel)
+    }
+
+    /// The same path in the source directory.
+    pub fn src(&self, rel: &str) -> PathBuf {
+        self.src.join(rel)
+    }
+}
