@@ -354,3 +354,126 @@ fn release_args(arg: &abi::fuse_release_in) -> ReleaseArgs {
         lock_owner: (arg.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(arg.lock_owner),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::mem::MemChannel;
+    use std::time::Duration;
+
+    /// A file system that forgets to answer GETATTR and panics in READLINK.
+    struct Careless;
+    impl Filesystem for Careless {
+        fn getattr(&self, _: &RequestInfo, _: NodeId, _: Option<FileHandle>, reply: ReplyAttr) {
+            drop(reply);
+        }
+        fn readlink(&self, _: &RequestInfo, _: NodeId, _: ReplyData) {
+            panic!("bug in the file system");
+        }
+    }
+
+    fn frame(opcode: u32, unique: u64, body: &[u8]) -> Vec<u8> {
+        let h = abi::fuse_in_header {
+            len: (40 + body.len()) as u32,
+            opcode,
+            unique,
+            nodeid: 1,
+            ..Default::default()
+        };
+        [h.as_bytes(), body].concat()
+    }
+
+    fn setup() -> (Server, Arc<MemChannel>, Arc<dyn ReplyChannel>) {
+        let server = Server::new(Arc::new(Careless), Capabilities::default(), Ttl::default(), false);
+        let chan = Arc::new(MemChannel::new());
+        let dyn_chan: Arc<dyn ReplyChannel> = chan.clone();
+        (server, chan, dyn_chan)
+    }
+
+    fn init(server: &Server, chan: &MemChannel, dyn_chan: &Arc<dyn ReplyChannel>) {
+        let init = abi::fuse_init_in {
+            major: 7,
+            minor: 45,
+            max_readahead: 1 << 20,
+            flags: u32::MAX,
+            flags2: u32::MAX,
+            ..Default::default()
+        };
+        assert!(matches!(
+            server.handle(&frame(FUSE_INIT, 1, init.as_bytes()), dyn_chan),
+            Handled::Initialized(_)
+        ));
+        let reply = chan.next_reply(Duration::from_secs(1)).unwrap();
+        assert_eq!(reply.len(), 16 + 64);
+    }
+
+    /// (unique, error) of the next reply.
+    fn next(chan: &MemChannel) -> (u64, i32) {
+        let r = chan.next_reply(Duration::from_secs(1)).expect("a reply");
+        (u64::from_ne_bytes(r[8..16].try_into().unwrap()), i32::from_ne_bytes(r[4..8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn requests_before_init_get_eio() {
+        let (server, chan, dc) = setup();
+        server.handle(&frame(FUSE_GETATTR, 5, &[0u8; 16]), &dc);
+        assert_eq!(next(&chan), (5, -libc::EIO));
+    }
+
+    #[test]
+    fn unknown_and_unimplemented_opcodes_get_enosys() {
+        let (server, chan, dc) = setup();
+        init(&server, &chan, &dc);
+        server.handle(&frame(4242, 7, &[]), &dc);
+        assert_eq!(next(&chan), (7, -libc::ENOSYS));
+        server.handle(&frame(FUSE_STATFS, 8, &[]), &dc);
+        assert_eq!(next(&chan), (8, -libc::ENOSYS));
+        server.handle(&frame(FUSE_LOOKUP, 9, b"x\0"), &dc);
+        assert_eq!(next(&chan), (9, -libc::ENOSYS));
+    }
+
+    #[test]
+    fn malformed_requests_get_einval() {
+        let (server, chan, dc) = setup();
+        init(&server, &chan, &dc);
+        server.handle(&frame(FUSE_LOOKUP, 10, b"no-nul"), &dc);
+        assert_eq!(next(&chan), (10, -libc::EINVAL));
+        let mut bad_len = frame(FUSE_GETATTR, 11, &[0u8; 16]);
+        bad_len[0] = 200;
+        server.handle(&bad_len, &dc);
+        assert_eq!(next(&chan), (11, -libc::EINVAL));
+        // Too short to name a request: nothing to answer, nothing breaks.
+        server.handle(&[1, 2, 3], &dc);
+        assert_eq!(chan.pending(), 0);
+    }
+
+    #[test]
+    fn forgotten_reply_and_panicking_handler_answer_eio() {
+        let (server, chan, dc) = setup();
+        init(&server, &chan, &dc);
+        server.handle(&frame(FUSE_GETATTR, 12, &[0u8; 16]), &dc);
+        assert_eq!(next(&chan), (12, -libc::EIO));
+        server.handle(&frame(FUSE_READLINK, 13, &[]), &dc);
+        assert_eq!(next(&chan), (13, -libc::EIO));
+        // The server keeps working afterwards.
+        server.handle(&frame(4242, 14, &[]), &dc);
+        assert_eq!(next(&chan), (14, -libc::ENOSYS));
+    }
+
+    #[test]
+    fn forget_and_interrupt_get_no_reply() {
+        let (server, chan, dc) = setup();
+        init(&server, &chan, &dc);
+        server.handle(&frame(FUSE_FORGET, 15, &1u64.to_ne_bytes()), &dc);
+        server.handle(&frame(FUSE_INTERRUPT, 16, &12u64.to_ne_bytes()), &dc);
+        assert_eq!(chan.pending(), 0);
+    }
+
+    #[test]
+    fn destroy_is_answered_and_ends_the_session() {
+        let (server, chan, dc) = setup();
+        init(&server, &chan, &dc);
+        assert_eq!(server.handle(&frame(FUSE_DESTROY, 17, &[]), &dc), Handled::Destroyed);
+        assert_eq!(next(&chan), (17, 0));
+    }
+}
