@@ -57,20 +57,16 @@ impl Fixture {
         fs::create_dir(&mnt).unwrap();
         Fixture { dir, mnt, child: None }
     }
-    fn daemon_pids(&self) -> Vec<u32> {
-        // The background daemon was started by our `fusebox mount`: find it by its unique
-        // mountpoint in its command line.
-        let needle = self.mnt.to_string_lossy().to_string();
-        fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == needle))
-                    .unwrap_or(false)
-            })
-            .collect()
+    /// The pid of the background daemon serving our mountpoint, from its control socket
+    /// (scanning /proc could block on a process stuck in another FUSE mount).
+    fn daemon_pid(&self) -> Option<u32> {
+        fusebox::session::query_status(&self.mnt).ok().map(|r| r.pid)
     }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 impl Drop for Fixture {
@@ -82,7 +78,7 @@ impl Drop for Fixture {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for pid in self.daemon_pids() {
+        if let Some(pid) = self.daemon_pid() {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
@@ -107,11 +103,12 @@ fn background_mount_is_usable_at_once_and_umount_ends_daemon() {
     // The mount is live the moment the command returns.
     fs::write(fx.mnt.join("hello"), b"world").unwrap();
     assert_eq!(fs::read(fx.mnt.join("hello")).unwrap(), b"world");
-    assert_eq!(fx.daemon_pids().len(), 1);
+    let pid = fx.daemon_pid().expect("the daemon answers on its control socket");
+    assert!(alive(pid));
     let out = run(fusebox().arg("umount").arg(&fx.mnt));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!is_mounted(&fx.mnt));
-    assert!(wait_until(Duration::from_secs(10), || fx.daemon_pids().is_empty()), "daemon did not exit");
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)), "daemon did not exit");
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! *Background* requests are those no process is blocked on: writeback WRITEs (FUSE_WRITE_CACHE),
 //! RELEASE/RELEASEDIR and FORGET/BATCH_FORGET. Everything else is *synchronous*.
 
+mod gate;
 mod stats;
 
+pub use gate::{BackgroundGate, Queued};
 pub use stats::{OpStats, Stats, StatsSnapshot};
 
 use crate::abi::{self, opcode::*};
@@ -17,6 +19,19 @@ pub enum RequestClass {
     Sync,
     /// The kernel sent it on its own behalf (writeback, release, forget).
     Background,
+}
+
+/// Classify a raw request buffer without decoding it fully (opcode and, for WRITE, its flags).
+pub fn peek_class(buf: &[u8]) -> RequestClass {
+    let word = |at: usize| buf.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+    match word(4) {
+        Some(FUSE_RELEASE | FUSE_RELEASEDIR | FUSE_FORGET | FUSE_BATCH_FORGET) => RequestClass::Background,
+        // fuse_in_header (40) + fuse_write_in.write_flags at offset 20.
+        Some(FUSE_WRITE) if word(60).is_some_and(|f| f & abi::FUSE_WRITE_CACHE != 0) => {
+            RequestClass::Background
+        }
+        _ => RequestClass::Sync,
+    }
 }
 
 /// Classify a decoded operation.

@@ -27,6 +27,21 @@ pub struct StatusReport {
     pub init: InitReport,
     /// Request counters.
     pub stats: StatsSnapshot,
+    /// Worker pool and request classes.
+    pub sched: SchedReport,
+}
+
+/// The scheduler's state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct SchedReport {
+    /// "classes" (sync first, bounded background) or "fifo".
+    pub mode: String,
+    /// Workers alive now.
+    pub workers: usize,
+    /// Workers that may run background requests at once (0 in fifo mode).
+    pub background_threads: usize,
+    /// Background requests waiting for a slot.
+    pub queued_background: usize,
 }
 
 /// The negotiated INIT parameters, for display.
@@ -152,6 +167,12 @@ fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Res
         pid: std::process::id(),
         init: server.negotiated().as_ref().map(InitReport::from).unwrap_or_default(),
         stats: server.stats().snapshot(),
+        sched: SchedReport {
+            mode: if server.gate().is_some() { "classes" } else { "fifo" }.into(),
+            workers: server.workers(),
+            background_threads: server.gate().map_or(0, |g| g.limit()),
+            queued_background: server.gate().map_or(0, |g| g.queued()),
+        },
     };
     serde_json::to_writer(&mut stream, &report).map_err(io::Error::other)?;
     stream.flush()

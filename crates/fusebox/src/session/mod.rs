@@ -5,12 +5,16 @@ mod init;
 mod mount;
 mod options;
 mod server;
+mod workers;
 
-pub use control::{control_dir, control_socket_path, query_status, ControlSocket, InitReport, StatusReport};
+pub use control::{
+    control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
+};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError};
 pub use server::{Handled, Server};
+pub use workers::{PoolConfig, IDLE_EXIT};
 
 use crate::fs::{Filesystem, Ttl};
 use crate::transport::devfuse::{DevFuse, Received};
@@ -63,6 +67,21 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.options.threads.unwrap_or_else(default_threads)
     }
+
+    /// Pool sizing and scheduling from the options. Defaults: grow to 4× the initial workers
+    /// (at least 32) under blocking load; half the initial workers (at least 1) for background
+    /// requests, so the other half always serves processes that wait.
+    pub fn pool(&self, bufsize: usize) -> PoolConfig {
+        let threads = self.threads();
+        let max_threads = self.options.max_threads.unwrap_or((threads * 4).max(32)).max(threads);
+        let background = self.options.background_threads.unwrap_or((threads / 2).max(1));
+        PoolConfig {
+            threads,
+            max_threads,
+            background_threads: (!self.options.fifo).then_some(background),
+            bufsize,
+        }
+    }
     fn ttl(&self) -> Ttl {
         Ttl { entry: self.options.entry_timeout, attr: self.options.attr_timeout }
     }
@@ -73,7 +92,7 @@ pub struct Session {
     server: Arc<Server>,
     dev: Arc<DevFuse>,
     mountpoint: PathBuf,
-    threads: usize,
+    config: Config,
     /// Kept alive while the session runs; removed when it ends.
     _control: Option<ControlSocket>,
 }
@@ -94,8 +113,14 @@ impl Session {
         if let Some(wb) = config.options.writeback {
             caps.writeback_cache = wb;
         }
+        if let Some(n) = config.options.max_background {
+            caps.max_background = n;
+        }
+        if let Some(n) = config.options.congestion_threshold {
+            caps.congestion_threshold = n;
+        }
         let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
-        let mut session = Session { server, dev, mountpoint, threads: config.threads(), _control: None };
+        let mut session = Session { server, dev, mountpoint, config, _control: None };
         match session.wait_for_init() {
             Ok(()) => {
                 session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
@@ -145,52 +170,10 @@ impl Session {
     /// running, the session answers `fusebox stats` on its control socket.
     pub fn run(self) -> Result<(), SessionError> {
         let neg = self.server.negotiated().ok_or(SessionError::ClosedBeforeInit)?;
-        let bufsize = neg.buffer_size();
-        let mut handles = Vec::with_capacity(self.threads);
-        for i in 0..self.threads {
-            // Worker 0 uses the original fd; the others clone it so each has its own queue of
-            // requests being processed and no lock is shared on the read path.
-            let dev = if i == 0 { self.dev.clone() } else { Arc::new(self.dev.clone_fd()?) };
-            let server = self.server.clone();
-            let handle = thread::Builder::new()
-                .name(format!("fusebox-{i}"))
-                .spawn(move || worker(server, dev, bufsize))?;
-            handles.push(handle);
-        }
-        let mut first_err = None;
-        for h in handles {
-            match h.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => tracing::error!("worker thread panicked"),
-            }
-        }
+        let pool =
+            workers::Pool::new(self.server.clone(), self.dev.clone(), self.config.pool(neg.buffer_size()));
+        let result = pool.run();
         self.server.destroy_once();
-        match first_err {
-            Some(e) => Err(SessionError::Io(e)),
-            None => Ok(()),
-        }
-    }
-}
-
-fn worker(server: Arc<Server>, dev: Arc<DevFuse>, bufsize: usize) -> std::io::Result<()> {
-    let mut buf = vec![0u8; bufsize];
-    let chan: Arc<dyn ReplyChannel> = dev.clone();
-    loop {
-        match dev.receive(&mut buf) {
-            Ok(Received::Request(n)) => {
-                if server.handle(&buf[..n], &chan) == Handled::Destroyed {
-                    return Ok(());
-                }
-            }
-            Ok(Received::Retry) => continue,
-            Ok(Received::Closed) => return Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "reading /dev/fuse failed; worker stops");
-                return Err(e);
-            }
-        }
+        result.map_err(SessionError::Io)
     }
 }

@@ -50,6 +50,16 @@ pub struct MountOptions {
     pub subtype: Option<String>,
     /// Worker threads (`threads=`); `None` = the default.
     pub threads: Option<usize>,
+    /// Most worker threads when growing under blocking load (`max_threads=`).
+    pub max_threads: Option<usize>,
+    /// Workers that may handle background requests at once (`background_threads=`).
+    pub background_threads: Option<usize>,
+    /// `sched=fifo` turns request classes off (for comparison); `sched=classes` is the default.
+    pub fifo: bool,
+    /// Kernel limit on background requests in flight (`max_background=`).
+    pub max_background: Option<u16>,
+    /// Kernel congestion threshold (`congestion_threshold=`).
+    pub congestion_threshold: Option<u16>,
     /// How long the kernel may cache attributes (`attr_timeout=` seconds).
     pub attr_timeout: Duration,
     /// How long the kernel may cache names (`entry_timeout=` seconds).
@@ -76,6 +86,11 @@ impl Default for MountOptions {
             fsname: None,
             subtype: None,
             threads: None,
+            max_threads: None,
+            background_threads: None,
+            fifo: false,
+            max_background: None,
+            congestion_threshold: None,
             attr_timeout: Duration::from_secs(1),
             entry_timeout: Duration::from_secs(1),
             debug: false,
@@ -123,6 +138,19 @@ pub fn parse_bytes(key: &str, value: &str) -> Result<u64, OptionError> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// A count from 1 to `max`.
+fn count(key: &str, value: &str, max: usize) -> Result<usize, OptionError> {
+    value.parse().ok().filter(|n| (1..=max).contains(n)).ok_or(OptionError::Malformed {
+        key: key.into(),
+        value: value.into(),
+        reason: if max == 1024 {
+            "expected a count from 1 to 1024"
+        } else {
+            "expected a count from 1 to 65535"
+        },
+    })
+}
+
 fn flag(key: &str, value: Option<&str>) -> Result<bool, OptionError> {
     match value {
         None => Ok(true),
@@ -165,16 +193,29 @@ impl MountOptions {
                     "no_writeback" => o.writeback = Some(!flag(key, value)?),
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
-                    "threads" => {
-                        let v = required(key, value)?;
-                        let n: usize = v.parse().ok().filter(|n| (1..=1024).contains(n)).ok_or(
-                            OptionError::Malformed {
-                                key: key.into(),
-                                value: v.into(),
-                                reason: "expected a thread count from 1 to 1024",
-                            },
-                        )?;
-                        o.threads = Some(n);
+                    "threads" => o.threads = Some(count(key, required(key, value)?, 1024)?),
+                    "max_threads" => o.max_threads = Some(count(key, required(key, value)?, 1024)?),
+                    "background_threads" => {
+                        o.background_threads = Some(count(key, required(key, value)?, 1024)?)
+                    }
+                    "max_background" => {
+                        o.max_background = Some(count(key, required(key, value)?, 65535)? as u16)
+                    }
+                    "congestion_threshold" => {
+                        o.congestion_threshold = Some(count(key, required(key, value)?, 65535)? as u16)
+                    }
+                    "sched" => {
+                        o.fifo = match required(key, value)? {
+                            "fifo" => true,
+                            "classes" => false,
+                            v => {
+                                return Err(OptionError::Malformed {
+                                    key: key.into(),
+                                    value: v.into(),
+                                    reason: "expected fifo or classes",
+                                })
+                            }
+                        }
                     }
                     "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
                     "entry_timeout" => o.entry_timeout = parse_seconds(key, required(key, value)?)?,
@@ -226,6 +267,15 @@ mod tests {
         assert_eq!(o.fsname.as_deref(), Some("x"));
         assert_eq!(o.fs_options.get("size"), Some(&Some("1G".to_string())));
         assert_eq!(o.writeback, None);
+        let o = MountOptions::parse(
+            &["sched=fifo,max_background=128,congestion_threshold=96,max_threads=9"],
+            &[],
+        )
+        .unwrap();
+        assert!(o.fifo);
+        assert_eq!((o.max_background, o.congestion_threshold, o.max_threads), (Some(128), Some(96), Some(9)));
+        assert!(MountOptions::parse(&["sched=lifo"], &[]).is_err());
+        assert!(MountOptions::parse(&["max_background=0"], &[]).is_err());
         assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
     }

@@ -4,12 +4,13 @@
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
+use crate::sched::BackgroundGate;
 use crate::sched::{classify, RequestClass, Stats};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;
 use crate::wire::{opcode_name, parse, Operation, ParseOptions, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use zerocopy::IntoBytes;
@@ -35,6 +36,8 @@ pub struct Server {
     negotiated: OnceLock<Negotiated>,
     destroyed: AtomicBool,
     debug: bool,
+    gate: OnceLock<Arc<BackgroundGate>>,
+    workers: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -48,7 +51,29 @@ impl Server {
             negotiated: OnceLock::new(),
             destroyed: AtomicBool::new(false),
             debug,
+            gate: OnceLock::new(),
+            workers: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Attach the background gate of the worker pool (for queue-depth reporting).
+    pub(crate) fn set_gate(&self, gate: Arc<BackgroundGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// The background gate, when classes are on.
+    pub fn gate(&self) -> Option<&Arc<BackgroundGate>> {
+        self.gate.get()
+    }
+
+    /// The live worker count, shared with the pool.
+    pub(crate) fn workers_counter(&self) -> Arc<AtomicUsize> {
+        self.workers.clone()
+    }
+
+    /// Workers alive now.
+    pub fn workers(&self) -> usize {
+        self.workers.load(Ordering::SeqCst)
     }
 
     /// Statistics of this server.

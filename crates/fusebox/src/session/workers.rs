@@ -1,0 +1,185 @@
+//! The worker pool: threads that read `/dev/fuse` (each with its own cloned fd and buffer) and
+//! handle requests inline.
+//!
+//! Policy: the pool starts with `threads` workers. When a worker takes a request and no other
+//! worker is left waiting in `read`, every worker is busy (blocked in the file system), so one
+//! more is started, up to `max_threads`. Workers beyond `threads` that see no request for
+//! `IDLE_EXIT` leave again. Background requests (writeback, release, forget) pass through the
+//! [`BackgroundGate`], so at most `background_threads` workers are ever busy with them and the
+//! others stay free for requests a process is waiting on. `sched=fifo` disables the gate.
+
+use super::server::{Handled, Server};
+use crate::sched::{peek_class, BackgroundGate, RequestClass};
+use crate::transport::devfuse::{DevFuse, Received};
+use crate::transport::ReplyChannel;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long an extra worker waits for work before it exits.
+pub const IDLE_EXIT: Duration = Duration::from_secs(5);
+
+/// Sizing and scheduling of a pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Workers started at once (and kept while idle).
+    pub threads: usize,
+    /// Upper limit when growing under blocking load.
+    pub max_threads: usize,
+    /// Workers that may handle background requests at once; `None` = no classes (FIFO).
+    pub background_threads: Option<usize>,
+    /// Size of each worker's read buffer.
+    pub bufsize: usize,
+}
+
+pub(crate) struct Pool {
+    server: Arc<Server>,
+    dev: Arc<DevFuse>,
+    gate: Option<Arc<BackgroundGate>>,
+    config: PoolConfig,
+    live: Arc<AtomicUsize>,
+    idle: AtomicUsize,
+    next_id: AtomicUsize,
+    handles: Mutex<Vec<JoinHandle<io::Result<()>>>>,
+}
+
+impl Pool {
+    pub(crate) fn new(server: Arc<Server>, dev: Arc<DevFuse>, config: PoolConfig) -> Arc<Pool> {
+        let gate = config.background_threads.map(|n| Arc::new(BackgroundGate::new(n)));
+        if let Some(g) = &gate {
+            server.set_gate(g.clone());
+        }
+        let live = server.workers_counter();
+        Arc::new(Pool {
+            server,
+            dev,
+            gate,
+            config,
+            live,
+            idle: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(0),
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Start the initial workers, then wait until every worker has ended.
+    pub(crate) fn run(self: &Arc<Self>) -> io::Result<()> {
+        for _ in 0..self.config.threads.max(1) {
+            self.live.fetch_add(1, Ordering::SeqCst);
+            if let Err(e) = self.spawn() {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        let mut first_err = None;
+        loop {
+            let batch: Vec<_> = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+            if batch.is_empty() {
+                break;
+            }
+            for h in batch {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(_) => tracing::error!("worker thread panicked"),
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn spawn(self: &Arc<Self>) -> io::Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        // The first worker uses the mount's fd; the others clone it, so each has its own
+        // processing list in the kernel and no lock is shared on the read path.
+        let dev = if id == 0 { self.dev.clone() } else { Arc::new(self.dev.clone_fd()?) };
+        let pool = self.clone();
+        let h = std::thread::Builder::new().name(format!("fusebox-{id}")).spawn(move || pool.work(dev))?;
+        self.handles.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        Ok(())
+    }
+
+    /// Grow by one worker if all are busy and the limit allows.
+    fn maybe_grow(self: &Arc<Self>) {
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let grew = self
+            .live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.config.max_threads).then_some(n + 1)
+            })
+            .is_ok();
+        if grew {
+            if let Err(e) = self.spawn() {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                tracing::debug!(error = %e, "could not add a worker");
+            } else {
+                tracing::debug!(workers = self.live(), "all workers busy: added one");
+            }
+        }
+    }
+
+    /// An extra worker that found no work leaves, never going below `threads`.
+    fn try_retire(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > self.config.threads).then_some(n - 1))
+            .is_ok()
+    }
+
+    fn work(self: Arc<Self>, dev: Arc<DevFuse>) -> io::Result<()> {
+        let mut buf = vec![0u8; self.config.bufsize];
+        let chan: Arc<dyn ReplyChannel> = dev.clone();
+        let result = loop {
+            if self.live.load(Ordering::SeqCst) > self.config.threads {
+                match dev.wait_readable(IDLE_EXIT) {
+                    Ok(false) if self.try_retire() => {
+                        tracing::debug!(workers = self.live(), "idle worker retired");
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            }
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            let r = dev.receive(&mut buf);
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            match r {
+                Ok(Received::Request(n)) => {
+                    self.maybe_grow();
+                    if self.handle(&buf[..n], &chan) == Handled::Destroyed {
+                        break Ok(());
+                    }
+                }
+                Ok(Received::Retry) => continue,
+                Ok(Received::Closed) => break Ok(()),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading /dev/fuse failed; worker stops");
+                    break Err(e);
+                }
+            }
+        };
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        match (&self.gate, peek_class(buf)) {
+            (Some(gate), RequestClass::Background) => {
+                gate.submit(buf, chan, |b, c| {
+                    self.server.handle(b, c);
+                });
+                Handled::Continue
+            }
+            _ => self.server.handle(buf, chan),
+        }
+    }
+}
