@@ -162,7 +162,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
                     mb_per_s: res.bw_bytes / 1e6,
                     write_requests: None,
                     avg_write_bytes: None,
-                    daemon_cpu_s: before_cpu.zip(after_cpu).map(|(b, a)| a - b),
+                    daemon_cpu_s: before_cpu.zip(after_cpu).map(|(b, a)| ((a - b) * 1000.0).round() / 1000.0),
                 };
                 if let Some((c0, b0)) = before_w {
                     let (c1, b1) = write_counters(&target.dir)?;
