@@ -39,6 +39,8 @@ pub enum Command {
         /// Print the raw JSON report.
         json: bool,
     },
+    /// `fusebox bench [OPTIONS]`
+    Bench(crate::bench::options::BenchOptions),
     /// `fusebox help`
     Help,
 }
@@ -50,6 +52,7 @@ usage:
   fusebox mount passthrough SOURCE MOUNTPOINT [-o OPTS] [-f]
   fusebox umount MOUNTPOINT
   fusebox stats MOUNTPOINT [--json]
+  fusebox bench [OPTIONS]   (fusebox bench --help for its options)
 
 -o takes comma-separated options:
   allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
@@ -62,6 +65,9 @@ FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 
 /// Parse `argv[1..]`.
 pub fn parse(args: &[String]) -> Result<Command> {
+    if args.first().map(String::as_str) == Some("bench") {
+        return crate::bench::options::parse(&args[1..]).map(Command::Bench);
+    }
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut foreground = false;
@@ -145,6 +151,10 @@ mod tests {
         );
         assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
         assert_eq!(p("stats /mnt --json").unwrap(), Command::Stats { mountpoint: "/mnt".into(), json: true });
+        match p("bench --quick --json").unwrap() {
+            Command::Bench(o) => assert!(o.json && o.seq_size == 64 << 20),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -156,5 +166,6 @@ mod tests {
         assert!(p("mount memfs /a -o").is_err());
         assert!(p("mount memfs /a -x").is_err());
         assert!(p("frobnicate").is_err());
+        assert!(p("bench --frob").is_err());
     }
 }

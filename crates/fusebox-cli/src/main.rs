@@ -1,6 +1,7 @@
-//! `fusebox`: mount memfs or passthrough, unmount.
+//! `fusebox`: mount memfs or passthrough, unmount, show stats, benchmark.
 
 mod args;
+mod bench;
 mod daemon;
 mod logging;
 mod stats;
@@ -32,6 +33,7 @@ fn run(argv: &[String]) -> Result<()> {
             Ok(())
         }
         Command::Stats { mountpoint, json } => stats::show(&mountpoint, json),
+        Command::Bench(opts) => bench::run(&opts),
         Command::Umount { mountpoint } => {
             fusebox::session::unmount(&mountpoint)?;
             Ok(())

@@ -1,0 +1,323 @@
+//! Backing storage, fusebox daemons, `/proc` and `/sys` readings.
+//!
+//! Everything the benchmark creates is registered in a [`Guard`] as soon as it exists; dropping
+//! the guard (normal end, error, or Ctrl-C noticed between jobs) unmounts the fusebox mounts,
+//! waits for their daemons, unmounts the loop mount, detaches the loop device and deletes the
+//! image and temp directories.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run a command, failing with its stderr.
+fn sh(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A running fusebox daemon serving one mount.
+pub struct Daemon {
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+    /// The `mount ... -f` child.
+    pub child: Child,
+    /// `major:minor` of the mount (its BDI name).
+    pub dev: String,
+    /// Where the daemon's stderr goes.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Owns everything the benchmark set up.
+#[derive(Default)]
+pub struct Guard {
+    /// Temp directory for mountpoints, logs and the loop mount.
+    pub tmp: Option<PathBuf>,
+    /// The sparse image file.
+    pub image: Option<PathBuf>,
+    /// The loop device.
+    pub loopdev: Option<String>,
+    /// Where the loop device is mounted.
+    pub loop_mount: Option<PathBuf>,
+    /// Directories created inside a user-supplied `--dir`.
+    pub made_dirs: Vec<PathBuf>,
+    /// Live fusebox daemons.
+    pub daemons: Vec<Daemon>,
+}
+
+impl Guard {
+    /// Create the temp directory.
+    pub fn new() -> Result<Guard> {
+        let tmp = std::env::temp_dir().join(format!("fusebox-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut g = Guard::default();
+        g.tmp = Some(tmp);
+        Ok(g)
+    }
+
+    /// The temp directory.
+    pub fn tmp(&self) -> &Path {
+        self.tmp.as_deref().expect("guard has a temp dir")
+    }
+
+    /// Create a sparse ext4 image of `size` bytes in `dir`, attach it to a direct-IO loop device
+    /// and mount it; returns the mount directory.
+    pub fn setup_loop(&mut self, dir: &Path, size: u64) -> Result<PathBuf> {
+        let image = dir.join(format!("fusebox-bench-{}.img", std::process::id()));
+        let f = std::fs::File::create(&image).with_context(|| format!("creating {}", image.display()))?;
+        self.image = Some(image.clone());
+        f.set_len(size).context("sizing the image")?;
+        drop(f);
+        let img = image.to_str().context("image path is not UTF-8")?;
+        sh("mkfs.ext4", &["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img])?;
+        let dev = sh("losetup", &["--direct-io=on", "--find", "--show", img])?;
+        self.loopdev = Some(dev.clone());
+        let mnt = self.tmp().join("backing");
+        std::fs::create_dir_all(&mnt)?;
+        sh("mount", &[&dev, mnt.to_str().context("temp path is not UTF-8")?])?;
+        self.loop_mount = Some(mnt.clone());
+        Ok(mnt)
+    }
+
+    /// Spawn `fusebox mount ARGS MNT -o OPTS -f` from our own executable and wait until the
+    /// mount is live.
+    pub fn mount(&mut self, fs_args: &[&str], mountpoint: &Path, opts: &str) -> Result<&Daemon> {
+        std::fs::create_dir_all(mountpoint)?;
+        let exe = std::env::current_exe().context("locating the fusebox executable")?;
+        let name = mountpoint.file_name().and_then(|n| n.to_str()).unwrap_or("mnt");
+        let log = self.tmp().join(format!("{name}.log"));
+        let logf = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("mount").args(fs_args).arg(mountpoint).arg("-o").arg(opts).arg("-f");
+        // Own process group: a terminal Ctrl-C reaches us and fio, and we unmount in order.
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .env_remove("FUSEBOX_DAEMON_CHILD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .process_group(0)
+            .spawn()
+            .context("starting a fusebox daemon")?;
+        self.daemons.push(Daemon { mountpoint: mountpoint.to_path_buf(), child, dev: String::new(), log });
+        let d = self.daemons.last_mut().expect("just pushed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(dev) = mount_dev(mountpoint) {
+                d.dev = dev;
+                break;
+            }
+            if let Some(status) = d.child.try_wait()? {
+                let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+                let pid = d.child.id();
+                self.daemons.pop();
+                bail!("fusebox daemon (pid {pid}) exited with {status} before mounting: {}", log.trim());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not show up in /proc/self/mountinfo within 20 s", mountpoint.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(self.daemons.last().expect("just pushed"))
+    }
+
+    /// Unmount the most recent daemon's mount and wait for the daemon to exit.
+    pub fn unmount_last(&mut self) -> Result<()> {
+        match self.daemons.pop() {
+            Some(d) => stop_daemon(d),
+            None => Ok(()),
+        }
+    }
+}
+
+fn stop_daemon(mut d: Daemon) -> Result<()> {
+    let mut result = Ok(());
+    for attempt in 0..50 {
+        if !fusebox::session::is_mount_point(&d.mountpoint) {
+            break;
+        }
+        match fusebox::session::unmount(&d.mountpoint) {
+            Ok(()) => break,
+            Err(e) if attempt == 49 => result = Err(anyhow::Error::new(e)),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match d.child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                // Only the pid we started.
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+                if result.is_ok() {
+                    result = Err(anyhow::anyhow!(
+                        "daemon pid {} did not exit after unmount; killed",
+                        d.child.id()
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    result
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        while let Some(d) = self.daemons.pop() {
+            let mp = d.mountpoint.clone();
+            if let Err(e) = stop_daemon(d) {
+                eprintln!("fusebox: bench cleanup: unmounting {}: {e:#}", mp.display());
+            }
+        }
+        for d in self.made_dirs.drain(..).rev() {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+        if let Some(m) = self.loop_mount.take() {
+            if let Err(e) = sh("umount", &[&m.to_string_lossy()]) {
+                eprintln!("fusebox: bench cleanup: {e:#}");
+            }
+        }
+        if let Some(dev) = self.loopdev.take() {
+            if let Err(e) = sh("losetup", &["-d", &dev]) {
+                eprintln!("fusebox: bench cleanup: {e:#}");
+            }
+        }
+        if let Some(img) = self.image.take() {
+            let _ = std::fs::remove_file(img);
+        }
+        if let Some(t) = self.tmp.take() {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+/// `major:minor` of the mount at `mountpoint`, from `/proc/self/mountinfo`.
+pub fn mount_dev(mountpoint: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    parse_mount_dev(&info, mountpoint)
+}
+
+fn parse_mount_dev(info: &str, mountpoint: &Path) -> Option<String> {
+    let want = mountpoint.to_str()?.replace(' ', "\\040");
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && f[4] == want).then(|| f[2].to_string())
+    })
+}
+
+/// utime + stime of process `pid`, seconds (all threads).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&stat).map(|t| t as f64 / clock_ticks()).context("malformed /proc/<pid>/stat")
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may contain spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime is field 14, stime field 15 (1-based) => indices 11, 12 after "pid (comm)".
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The BDI max_ratio of device `dev` (`major:minor`), if readable.
+pub fn bdi_max_ratio(dev: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/bdi/{dev}/max_ratio")).ok()?.trim().parse().ok()
+}
+
+/// Set the BDI max_ratio of device `dev`.
+pub fn set_bdi_max_ratio(dev: &str, pct: u32) -> Result<()> {
+    let p = format!("/sys/class/bdi/{dev}/max_ratio");
+    std::fs::write(&p, format!("{pct}\n")).with_context(|| format!("writing {pct} to {p}"))
+}
+
+/// `sync; echo 3 > /proc/sys/vm/drop_caches`. Returns false if caches could not be dropped.
+pub fn drop_caches() -> bool {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+/// Facts about the machine for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// `uname -r`.
+    pub kernel: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// MemTotal, bytes.
+    pub mem_bytes: u64,
+    /// fio's version.
+    pub fio: String,
+}
+
+/// Read the machine facts.
+pub fn machine(fio: &Path) -> Machine {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0)
+        * 1024;
+    let fio = Command::new(fio)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Machine { kernel, cpus, mem_bytes, fio }
+}
+
+/// A one-line description of the file system holding `path` (`df`-style source and type).
+pub fn describe_fs(path: &Path) -> String {
+    sh("findmnt", &["-n", "-o", "SOURCE,FSTYPE", "--target", &path.to_string_lossy()])
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_with_spaces_in_comm() {
+        let stat = "1234 (fuse box) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn finds_mount_device() {
+        let info = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                    90 22 0:55 / /tmp/a\\040b rw,nosuid - fuse.memfs memfs rw\n";
+        assert_eq!(parse_mount_dev(info, Path::new("/tmp/a b")).as_deref(), Some("0:55"));
+        assert_eq!(parse_mount_dev(info, Path::new("/")).as_deref(), Some("0:21"));
+        assert_eq!(parse_mount_dev(info, Path::new("/nope")), None);
+    }
+}
