@@ -42,6 +42,8 @@ pub struct TestMount {
     pub mnt: PathBuf,
     server: Arc<fusebox::session::Server>,
     thread: Option<JoinHandle<()>>,
+    /// The FUSE connection id (the minor number of the mount's st_dev).
+    conn: u32,
 }
 
 impl TestMount {
@@ -58,17 +60,34 @@ impl TestMount {
         let config = Config { options, ..Default::default() };
         let session = Session::mount(fs, &mnt, config).expect("mount");
         let server = session.server().clone();
+
         let thread = std::thread::spawn(move || {
             if let Err(e) = session.run() {
                 eprintln!("session ended with error: {e}");
             }
         });
-        Some(TestMount { dir, mnt, server, thread: Some(thread) })
+        // Only now that workers serve the mount may we stat it.
+        let conn = {
+            use std::os::unix::fs::MetadataExt;
+            let dev = std::fs::metadata(&mnt).expect("stat mountpoint").dev();
+            (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32
+        };
+        Some(TestMount { dir, mnt, server, thread: Some(thread), conn })
     }
 
     /// Path of `rel` inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
+    }
+
+    /// Abort the FUSE connection (as `echo 1 > /sys/fs/fuse/connections/N/abort`): pending and
+    /// future requests fail at once, workers see ENODEV.
+    pub fn abort(&self) {
+        let dir = Path::new("/sys/fs/fuse/connections");
+        if !dir.join(self.conn.to_string()).exists() {
+            let _ = fusebox::sys::mount("fusectl", dir, "fusectl", 0, "");
+        }
+        let _ = std::fs::write(dir.join(self.conn.to_string()).join("abort"), "1");
     }
 
     /// The server (stats, negotiated parameters).
@@ -83,14 +102,23 @@ impl Drop for TestMount {
         // workers see ENODEV.
         let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
         if let Some(t) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !t.is_finished() {
+                // A handler is stuck (a failed test left it blocked): abort the connection, so
+                // every waiting caller gets an error instead of hanging this process forever
+                // (callers waiting on an answer cannot even be killed while we hold the device).
+                eprintln!("warning: session still running after unmount; aborting connection {}", self.conn);
+                self.abort();
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if t.is_finished() {
                 let _ = t.join();
-            } else {
-                eprintln!("warning: session threads still running after unmount");
             }
         }
     }
