@@ -3,7 +3,7 @@
 //! (+ msync), copy_file_range (within the file and via a second file), fsync and close/reopen, each
 //! checked against an in-memory model; full-file compares periodically and at the end.
 //!
-//! Environment: `FSX_SEED` (default: from the time; always printed), `FSX_OPS` (default 100,000;
+//! Environment: `FSX_SRC_DIR` (passthrough source parent, default /dev/shm), `FSX_SEED` (default: from the time; always printed), `FSX_OPS` (default 100,000;
 //! 1,000,000 for the ignored soak), `FSX_LOG=1` (print every op), `FSX_FULL_EVERY` (default 500).
 //! Soak run: `cargo test --release -p fusebox-fs --test fsx -- --ignored fsx_soak --nocapture`.
 
@@ -42,7 +42,17 @@ fn opts(writeback: bool) -> &'static str {
 fn run(backend: Backend, writeback: bool, cfg: Config, limit: Duration) {
     let name = format!("{backend:?}/{}", if writeback { "writeback" } else { "writethrough" });
     // Passthrough: the daemon runs with umask 0 (the kernel applied the caller's umask).
-    let sdir = tempfile::Builder::new().prefix("fusebox-fsx-src-").tempdir().unwrap();
+    // The source lives in FSX_SRC_DIR, else /dev/shm when present: on the disk-backed /tmp every
+    // shrinking truncate waits for a block discard, which makes 100,000 ops take very long.
+    let src_parent = std::env::var_os("FSX_SRC_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let shm = PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let sdir = tempfile::Builder::new().prefix("fusebox-fsx-src-").tempdir_in(&src_parent).unwrap();
     let fs: Arc<dyn fusebox::Filesystem> = match backend {
         Backend::MemFs => Arc::new(MemFs::new(MemFsOptions::default())),
         Backend::Passthrough => {

@@ -154,11 +154,6 @@ impl Fsx {
         }
     }
 
-    /// The expected contents.
-    pub fn model(&self) -> &[u8] {
-        &self.model
-    }
-
     fn f(&self) -> &File {
         self.file.as_ref().expect("file open")
     }
@@ -397,7 +392,10 @@ impl Fsx {
                     self.record(format!("copy     {src:#x} ({len}): no free destination, skipped"));
                     return;
                 };
-                self.record(format!("copy     {src:#x}..{:#x} -> {dst:#x} ({len}) size={size:#x}", src + len));
+                self.record(format!(
+                    "copy     {src:#x}..{:#x} -> {dst:#x} ({len}) size={size:#x}",
+                    src + len
+                ));
                 let f = self.file.take().unwrap();
                 let r = self.copy_range(&f, src, &f, dst, len);
                 self.file = Some(f);

@@ -227,7 +227,8 @@ impl SharedMap {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         Ok(SharedMap { ptr, len })
     }
 
@@ -323,7 +324,8 @@ mod tests {
 
     fn tempfile_in_tmp() -> File {
         let p = std::env::temp_dir().join(format!("fusebox-sharedmap-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
         let _ = std::fs::remove_file(&p);
         f
     }
