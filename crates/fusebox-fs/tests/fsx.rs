@@ -12,7 +12,6 @@ mod fsx {
     pub mod engine;
 }
 
-use common::TestMount;
 use fsx::engine::{Config, Fsx};
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use fusebox_fs::passthrough::Passthrough;
@@ -53,15 +52,12 @@ fn run(backend: Backend, writeback: bool, cfg: Config, limit: Duration) {
         }
     });
     let sdir = tempfile::Builder::new().prefix("fusebox-fsx-src-").tempdir_in(&src_parent).unwrap();
-    let fs: Arc<dyn fusebox::Filesystem> = match backend {
-        Backend::MemFs => Arc::new(MemFs::new(MemFsOptions::default())),
-        Backend::Passthrough => {
-            fusebox::sys::set_umask(0);
-            Arc::new(Passthrough::new(sdir.path()).expect("passthrough source"))
-        }
+    let kind = match backend {
+        Backend::MemFs => "memfs".to_string(),
+        Backend::Passthrough => format!("passthrough:{}", sdir.path().display()),
     };
-    let Some(m) = TestMount::new(fs, opts(writeback)) else { return };
-    let (p1, p2): (PathBuf, PathBuf) = (m.path("fsx.file"), m.path("fsx.scratch"));
+    let Some(m) = DaemonMount::new(&kind, opts(writeback)) else { return };
+    let (p1, p2): (PathBuf, PathBuf) = (m.mnt.join("fsx.file"), m.mnt.join("fsx.scratch"));
     let model = common::within(limit, move || Fsx::new(&name, p1, p2, cfg).run().1);
     if let Backend::Passthrough = backend {
         let backing = std::fs::read(sdir.path().join("fsx.file")).expect("read backing file");
@@ -75,6 +71,73 @@ fn run(backend: Backend, writeback: bool, cfg: Config, limit: Duration) {
         }
     }
     drop(m);
+}
+
+/// A mount served by a child process running [`fsx_daemon`]. fsx mmaps files of the mount, so
+/// the daemon must not share its process: a page fault holds the process's mmap lock while it
+/// waits for the daemon, and a daemon thread that needs that lock (a new thread stack, a
+/// malloc'd page) would deadlock with it.
+struct DaemonMount {
+    _dir: tempfile::TempDir,
+    mnt: PathBuf,
+    child: std::process::Child,
+}
+
+impl DaemonMount {
+    fn new(kind: &str, opts: &str) -> Option<DaemonMount> {
+        if !common::can_mount() {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("fusebox-fsx-").tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["fsx_daemon", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("FSX_DAEMON", format!("{kind}|{}|{opts}", mnt.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = DaemonMount { _dir: dir, mnt, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !fusebox::session::is_mount_point(&m.mnt) {
+            if std::time::Instant::now() > deadline || m.child.try_wait().unwrap().is_some() {
+                panic!("fsx daemon did not mount {}", m.mnt.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(m)
+    }
+}
+
+impl Drop for DaemonMount {
+    fn drop(&mut self) {
+        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Not a test on its own: the daemon half of [`DaemonMount`], run in a child process with
+/// `FSX_DAEMON=KIND|MOUNTPOINT|OPTIONS` (KIND `memfs` or `passthrough:SOURCE`).
+#[test]
+#[ignore]
+fn fsx_daemon() {
+    let Ok(spec) = std::env::var("FSX_DAEMON") else { return };
+    let mut parts = spec.splitn(3, '|');
+    let (kind, mnt, opts) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
+    let fs: Arc<dyn fusebox::Filesystem> = match kind.strip_prefix("passthrough:") {
+        Some(src) => Arc::new(Passthrough::new(std::path::Path::new(src)).expect("passthrough source")),
+        None => Arc::new(MemFs::new(MemFsOptions::default())),
+    };
+    let options = fusebox::MountOptions::parse(&[opts], &[]).unwrap();
+    let config = fusebox::Config { options, ..Default::default() };
+    let session = fusebox::Session::mount(fs, std::path::Path::new(mnt), config).expect("mount");
+    session.run().expect("serve");
 }
 
 fn default_run(backend: Backend, writeback: bool) {

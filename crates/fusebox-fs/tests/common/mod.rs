@@ -53,6 +53,10 @@ impl TestMount {
         if !can_mount() {
             return None;
         }
+        // Daemon warnings and errors show up in the test output (RUST_LOG overrides).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let dir = tempfile::Builder::new().prefix("fusebox-test-").tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
