@@ -25,12 +25,6 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
-else
-    cargo test --workspace --no-fail-fast
-fi
 
 step "fuzzing the request parser and server (bounded)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -43,3 +37,11 @@ for target in parse server; do
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 2>&1 | tail -n 3
 done
 echo "fuzzing: ok"
+
+# The test runner's summary is the last thing printed.
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi

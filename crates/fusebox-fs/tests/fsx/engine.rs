@@ -247,16 +247,7 @@ impl Fsx {
 
     /// Cheap deterministic data (xorshift seeded from the run's RNG).
     fn data(&mut self, len: usize) -> Vec<u8> {
-        let mut x = self.rng.gen::<u64>() | 1;
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v.truncate(len);
-        v
+        crate::common::random_bytes(self.rng.gen::<u64>(), len)
     }
 
     fn model_write(&mut self, off: u64, data: &[u8]) {
