@@ -186,7 +186,7 @@ impl Fsx {
             self.counts[idx] += 1;
             self.step(kind);
             self.check_size("after op");
-            if self.op % self.cfg.full_every == 0 {
+            if self.op.is_multiple_of(self.cfg.full_every) {
                 self.full_check("periodic full compare");
             }
         }
