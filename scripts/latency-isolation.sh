@@ -40,7 +40,7 @@ for sched in classes fifo; do
     read -r p50 p99 max n < <(probe "$mnt/probe" "$SECS")
     printf '%-8s %-7s %9s %9s %10s %8s\n' "$sched" flood "$p50" "$p99" "$max" "$n"
     wait "$dd_pid"
-    "$BIN" stats "$mnt" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); w=[o for o in r["stats"]["ops"] if o["name"]=="WRITE"]; print("   WRITEs:", w[0]["count"] if w else 0, "sched:", r["sched"])'
+    "$BIN" stats "$mnt" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); w=[o for o in r["stats"]["ops"] if o["name"]=="WRITE"]; g=[o for o in r["stats"]["ops"] if o["name"]=="GETATTR"]; print("   WRITEs:", w[0]["count"] if w else 0, "server-side GETATTR p50/p99/max us:", (g[0]["p50_us"], g[0]["p99_us"], g[0]["max_us"]) if g else None, "sched:", r["sched"])'
     "$BIN" umount "$mnt"
     rm -rf "$src"
 done
