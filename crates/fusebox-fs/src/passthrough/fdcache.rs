@@ -35,7 +35,7 @@ impl FdCache {
 
     /// The cached descriptor of `node`, marked as most recently used.
     pub(crate) fn get(&self, node: u64) -> Option<Arc<OwnedFd>> {
-        let mut l = self.inner.lock().unwrap();
+        let mut l = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         l.tick += 1;
         let tick = l.tick;
         let (fd, old) = {
@@ -52,7 +52,7 @@ impl FdCache {
     pub(crate) fn insert(&self, node: u64, fd: Arc<OwnedFd>) {
         let mut evicted = Vec::new();
         {
-            let mut l = self.inner.lock().unwrap();
+            let mut l = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             l.tick += 1;
             let tick = l.tick;
             if let Some((old_fd, old)) = l.map.insert(node, (fd, tick)) {
@@ -75,7 +75,7 @@ impl FdCache {
     /// Forget `node`'s descriptor.
     pub(crate) fn remove(&self, node: u64) {
         let removed = {
-            let mut l = self.inner.lock().unwrap();
+            let mut l = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let r = l.map.remove(&node);
             if let Some((_, t)) = &r {
                 let t = *t;
@@ -89,7 +89,7 @@ impl FdCache {
     /// Number of cached descriptors.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().unwrap().map.len()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.len()
     }
 }
 

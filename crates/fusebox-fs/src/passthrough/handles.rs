@@ -29,34 +29,37 @@ impl Handles {
     /// Store an open file; its handle.
     pub(crate) fn add_file(&self, fd: OwnedFd) -> FileHandle {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        self.files.write().unwrap().insert(fh, Arc::new(fd));
+        self.files.write().unwrap_or_else(|e| e.into_inner()).insert(fh, Arc::new(fd));
         FileHandle(fh)
     }
 
     /// The descriptor of an open file.
     pub(crate) fn file(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
-        self.files.read().unwrap().get(&fh.0).cloned().ok_or(Errno::EBADF)
+        self.files.read().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
     /// Forget an open file (its descriptor closes when the last user drops it).
     pub(crate) fn remove_file(&self, fh: FileHandle) -> Option<Arc<OwnedFd>> {
-        self.files.write().unwrap().remove(&fh.0)
+        self.files.write().unwrap_or_else(|e| e.into_inner()).remove(&fh.0)
     }
 
     /// Store an open directory; its handle.
     pub(crate) fn add_dir(&self, fd: OwnedFd) -> FileHandle {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        self.dirs.write().unwrap().insert(fh, Arc::new(DirHandle { fd, lock: Mutex::new(()) }));
+        self.dirs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, Arc::new(DirHandle { fd, lock: Mutex::new(()) }));
         FileHandle(fh)
     }
 
     /// An open directory.
     pub(crate) fn dir(&self, fh: FileHandle) -> Result<Arc<DirHandle>, Errno> {
-        self.dirs.read().unwrap().get(&fh.0).cloned().ok_or(Errno::EBADF)
+        self.dirs.read().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
     /// Forget an open directory.
     pub(crate) fn remove_dir(&self, fh: FileHandle) -> Option<Arc<DirHandle>> {
-        self.dirs.write().unwrap().remove(&fh.0)
+        self.dirs.write().unwrap_or_else(|e| e.into_inner()).remove(&fh.0)
     }
 }

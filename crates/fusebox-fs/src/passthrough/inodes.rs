@@ -72,7 +72,7 @@ impl Inodes {
 
     /// The inode of node `id`.
     pub(crate) fn get(&self, id: NodeId) -> Result<Arc<Inode>, Errno> {
-        let t = self.table.lock().unwrap();
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         t.nodes.get(&id.0).map(|n| n.inode.clone()).ok_or(Errno(libc::ESTALE))
     }
 
@@ -99,18 +99,28 @@ impl Inodes {
 
     /// Open a node's backing file by handle with `flags` (None when the inode has no handle).
     pub(crate) fn open_handle(&self, handle: &KernelFileHandle, flags: i32) -> Result<OwnedFd, Errno> {
-        let mfd = self.mount_fds.lock().unwrap().get(&handle.mount_id).cloned().ok_or(Errno::EIO)?;
+        let mfd = self
+            .mount_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&handle.mount_id)
+            .cloned()
+            .ok_or(Errno::EIO)?;
         sys::open_by_handle_at(mfd.as_fd(), handle, flags).map_err(io_errno)
     }
 
     /// True when a descriptor for `open_by_handle_at` on mount `mount_id` is known.
     pub(crate) fn has_mount(&self, mount_id: i32) -> bool {
-        self.mount_fds.lock().unwrap().contains_key(&mount_id)
+        self.mount_fds.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&mount_id)
     }
 
     /// Remember `fd` (a real descriptor, not O_PATH) as the way into mount `mount_id`.
     pub(crate) fn add_mount(&self, mount_id: i32, fd: OwnedFd) {
-        self.mount_fds.lock().unwrap().entry(mount_id).or_insert_with(|| Arc::new(fd));
+        self.mount_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(mount_id)
+            .or_insert_with(|| Arc::new(fd));
     }
 
     /// Count one lookup of the backing inode `fd` refers to (`key` from its stat, `handle`
@@ -118,7 +128,7 @@ impl Inodes {
     /// node id. A known key with a different handle is a reused inode number: it gets a new node.
     pub(crate) fn lookup(&self, fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>) -> NodeId {
         let fd = Arc::new(fd);
-        let mut t = self.table.lock().unwrap();
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&id) = t.by_key.get(&key) {
             let node = t.nodes.get_mut(&id).expect("by_key points at a live node");
             let same = match (&node.inode.handle, &handle) {
@@ -150,7 +160,7 @@ impl Inodes {
 
     /// Count one more lookup of an existing node (LOOKUP of "." or "..").
     pub(crate) fn add_lookup(&self, id: NodeId) -> Result<(), Errno> {
-        let mut t = self.table.lock().unwrap();
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let n = t.nodes.get_mut(&id.0).ok_or(Errno(libc::ESTALE))?;
         n.nlookup += 1;
         Ok(())
@@ -163,7 +173,7 @@ impl Inodes {
             return;
         }
         let removed = {
-            let mut t = self.table.lock().unwrap();
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             let Some(node) = t.nodes.get_mut(&id.0) else {
                 return;
             };
@@ -183,6 +193,6 @@ impl Inodes {
 
     /// Number of live nodes (including the root).
     pub(crate) fn len(&self) -> usize {
-        self.table.lock().unwrap().nodes.len()
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).nodes.len()
     }
 }

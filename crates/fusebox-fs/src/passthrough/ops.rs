@@ -254,7 +254,7 @@ impl Passthrough {
 
     fn do_readdir(&self, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
         let dh = self.handles.dir(fh)?;
-        let _g = dh.lock.lock().unwrap();
+        let _g = dh.lock.lock().unwrap_or_else(|e| e.into_inner());
         rustix::fs::seek(&dh.fd, SeekFrom::Start(offset)).map_err(errno)?;
         let mut buf: Vec<MaybeUninit<u8>> = Vec::with_capacity(DIR_BUF);
         buf.resize(DIR_BUF, MaybeUninit::uninit());
@@ -276,7 +276,7 @@ impl Passthrough {
         reply: &mut ReplyDirectoryPlus,
     ) -> Result<(), Errno> {
         let dh = self.handles.dir(fh)?;
-        let _g = dh.lock.lock().unwrap();
+        let _g = dh.lock.lock().unwrap_or_else(|e| e.into_inner());
         rustix::fs::seek(&dh.fd, SeekFrom::Start(offset)).map_err(errno)?;
         let mut buf: Vec<MaybeUninit<u8>> = Vec::with_capacity(DIR_BUF);
         buf.resize(DIR_BUF, MaybeUninit::uninit());
