@@ -148,6 +148,37 @@ fn suid_cleared_by_a_write_from_another_user() {
     suid_cleared_by_foreign_write(&m.mnt, None);
 }
 
+fn suid_cleared_by_foreign_truncating_open(dir: &std::path::Path) {
+    let p = dir.join("suid-trunc");
+    fs::write(&p, b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
+    // User nobody truncates it on open (O_TRUNC): FUSE_OPEN_KILL_SUIDGID.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(": > '{}'", p.display()))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+    let mode = fs::metadata(&p).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o0777, "suid/sgid survived a truncating open by another user: {mode:o}");
+}
+
+#[test]
+fn suid_cleared_by_a_truncating_open_from_another_user() {
+    let Some(f) = PtMount::new(WB) else { return };
+    fs::create_dir(f.mnt("open")).unwrap();
+    fs::set_permissions(f.mnt("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    suid_cleared_by_foreign_truncating_open(&f.mnt("open"));
+    assert_eq!(fs::metadata(f.src("open/suid-trunc")).unwrap().mode() & 0o7777, 0o0777);
+
+    let Some(m) = TestMount::new(Arc::new(MemFs::new(MemFsOptions::default())), WB) else { return };
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o777)).unwrap();
+    suid_cleared_by_foreign_truncating_open(&m.mnt);
+}
+
 #[test]
 fn fsync_and_close_push_data_to_the_backing_file() {
     let Some(f) = PtMount::new(WB) else { return };

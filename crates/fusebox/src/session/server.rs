@@ -207,6 +207,27 @@ impl Server {
         f
     }
 
+    /// HANDLE_KILLPRIV_V2 rule: an OPEN with O_TRUNC by a caller without CAP_FSETID carries
+    /// FUSE_OPEN_KILL_SUIDGID, and the server must clear suid (and sgid if group-executable)
+    /// as a truncating write would. The framework does it with a SETATTR(kill_suidgid) to the
+    /// file system before the OPEN, so no file system needs an extra open argument. Its answer
+    /// is captured here, not sent to the kernel.
+    fn kill_suidgid_before_open(&self, info: &RequestInfo, ino: NodeId) {
+        let capture = Arc::new(crate::transport::mem::MemChannel::new());
+        let chan: Arc<dyn ReplyChannel> = capture.clone();
+        let op = abi::opcode::FUSE_SETATTR;
+        self.shared.stats.begin(op, RequestClass::Sync, 0);
+        let reply = Responder::new(chan, self.shared.clone(), info.unique, op, RequestClass::Sync);
+        let attr = SetAttr { kill_suidgid: true, ..Default::default() };
+        self.fs.setattr(info, ino, &attr, ReplyAttr(reply));
+        if let Some(out) = capture.next_reply(std::time::Duration::ZERO) {
+            let error = i32::from_ne_bytes(out[4..8].try_into().expect("out header"));
+            if error != 0 {
+                tracing::warn!(ino = ino.0, error, "clearing suid/sgid before a truncating open failed");
+            }
+        }
+    }
+
     fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>) {
         let h = req.header;
         let class = classify(h.opcode, &req.op);
@@ -249,7 +270,12 @@ impl Server {
             Operation::Link { arg, newname } => {
                 fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
             }
-            Operation::Open(arg) => fs.open(&info, ino, self.open_flags(arg.flags as i32), ReplyOpen(r())),
+            Operation::Open(arg) => {
+                if arg.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0 {
+                    self.kill_suidgid_before_open(&info, ino);
+                }
+                fs.open(&info, ino, self.open_flags(arg.flags as i32), ReplyOpen(r()))
+            }
             Operation::Read(arg) => {
                 let args = ReadArgs {
                     fh: FileHandle(arg.fh),
