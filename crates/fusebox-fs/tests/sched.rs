@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{within, TestMount};
+use common::{wait_until, within, TestMount};
 use fusebox::fs::*;
 use std::ffi::OsStr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Two files: reading `slow` blocks until the test opens the gate; `fast` answers at once.
 #[derive(Default)]
@@ -62,17 +62,6 @@ impl Filesystem for GatedFs {
         }
         reply.data(b"data")
     }
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

@@ -18,7 +18,7 @@ use fusebox::fs::*;
 use fusebox::session::Capabilities;
 use node::{Content, DirEntries, Node, FIRST_COOKIE};
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -887,10 +887,3 @@ pub fn from_options(
 
 /// The `-o` keys memfs understands.
 pub const OPTION_KEYS: &[&str] = &["size", "mode"];
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<MemFs>();
-    let _: Option<OsString> = None;
-}

@@ -161,16 +161,17 @@ pub fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-/// Wait until `path` exists or `limit` passes.
-pub fn wait_for(path: &Path, limit: Duration) -> bool {
+/// Poll `cond` every 20 ms until it holds (true) or `limit` passes (false).
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if path.exists() {
+        if cond() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     false
 }
+
 pub mod posix;
 pub mod pt;

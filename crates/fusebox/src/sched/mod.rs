@@ -10,7 +10,6 @@ pub use gate::{BackgroundGate, Queued};
 pub use stats::{OpStats, Stats, StatsSnapshot};
 
 use crate::abi::{self, opcode::*};
-use crate::wire::Operation;
 
 /// Whether a process is waiting on a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,29 +33,26 @@ pub fn peek_class(buf: &[u8]) -> RequestClass {
     }
 }
 
-/// Classify a decoded operation.
-pub fn classify(opcode: u32, op: &Operation<'_>) -> RequestClass {
-    match (opcode, op) {
-        (_, Operation::Write { arg, .. }) if arg.write_flags & abi::FUSE_WRITE_CACHE != 0 => {
-            RequestClass::Background
-        }
-        (FUSE_RELEASE | FUSE_RELEASEDIR | FUSE_FORGET | FUSE_BATCH_FORGET, _) => RequestClass::Background,
-        _ => RequestClass::Sync,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn writeback_writes_and_releases_are_background() {
+        use zerocopy::IntoBytes;
+        let frame = |opcode: u32, body: &[u8]| {
+            let h = abi::fuse_in_header { len: (40 + body.len()) as u32, opcode, ..Default::default() };
+            [h.as_bytes(), body].concat()
+        };
         let wb = abi::fuse_write_in { write_flags: abi::FUSE_WRITE_CACHE, ..Default::default() };
         let direct = abi::fuse_write_in::default();
-        assert_eq!(classify(FUSE_WRITE, &Operation::Write { arg: wb, data: &[] }), RequestClass::Background);
-        assert_eq!(classify(FUSE_WRITE, &Operation::Write { arg: direct, data: &[] }), RequestClass::Sync);
+        assert_eq!(peek_class(&frame(FUSE_WRITE, wb.as_bytes())), RequestClass::Background);
+        assert_eq!(peek_class(&frame(FUSE_WRITE, direct.as_bytes())), RequestClass::Sync);
         let rel = abi::fuse_release_in::default();
-        assert_eq!(classify(FUSE_RELEASE, &Operation::Release(rel)), RequestClass::Background);
-        assert_eq!(classify(FUSE_GETATTR, &Operation::Readlink), RequestClass::Sync);
+        assert_eq!(peek_class(&frame(FUSE_RELEASE, rel.as_bytes())), RequestClass::Background);
+        assert_eq!(peek_class(&frame(FUSE_FORGET, &1u64.to_ne_bytes())), RequestClass::Background);
+        assert_eq!(peek_class(&frame(FUSE_GETATTR, &[0u8; 16])), RequestClass::Sync);
+        // Too short to tell: synchronous, never dropped into the background queue.
+        assert_eq!(peek_class(&[0u8; 3]), RequestClass::Sync);
     }
 }

@@ -5,7 +5,7 @@ use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Ne
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
 use crate::sched::BackgroundGate;
-use crate::sched::{classify, RequestClass, Stats};
+use crate::sched::{peek_class, RequestClass, Stats};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;
 use crate::wire::{opcode_name, parse, Operation, ParseOptions, Request};
@@ -101,6 +101,17 @@ impl Server {
     /// Handle one request buffer read from `chan`. Never panics: a handler panic is caught
     /// and the request answered EIO (by the dropped reply token).
     pub fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        self.handle_classified(buf, chan, peek_class(buf))
+    }
+
+    /// [`Server::handle`] for a caller that has already classified `buf` with
+    /// [`peek_class`] (the worker pool does, to route background requests).
+    pub(crate) fn handle_classified(
+        &self,
+        buf: &[u8],
+        chan: &Arc<dyn ReplyChannel>,
+        class: RequestClass,
+    ) -> Handled {
         let opts = ParseOptions { setxattr_ext: false };
         let req = match parse(buf, opts) {
             Ok(r) => r,
@@ -138,7 +149,7 @@ impl Server {
             return Handled::Continue;
         }
         let destroy = matches!(req.op, Operation::Destroy);
-        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, chan)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, chan, class)));
         if result.is_err() {
             tracing::error!("file system handler panicked; request answered EIO");
         }
@@ -228,9 +239,8 @@ impl Server {
         }
     }
 
-    fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>) {
+    fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass) {
         let h = req.header;
-        let class = classify(h.opcode, &req.op);
         let stats = &self.shared.stats;
         stats.begin(h.opcode, class, h.len as usize);
         let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid };
@@ -382,7 +392,7 @@ impl Server {
             }
             Operation::Interrupt(_) | Operation::NotifyReply { .. } => {
                 // No reply is expected. Handlers run to completion; interrupts are advisory.
-                stats.end(h.opcode, RequestClass::Sync, false, 0, Default::default());
+                stats.end(h.opcode, class, false, 0, Default::default());
             }
             Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
             Operation::Getlk(_)

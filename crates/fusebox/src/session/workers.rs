@@ -172,14 +172,15 @@ impl Pool {
     }
 
     fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
-        match (&self.gate, peek_class(buf)) {
+        let class = peek_class(buf);
+        match (&self.gate, class) {
             (Some(gate), RequestClass::Background) => {
                 gate.submit(buf, chan, |b, c| {
-                    self.server.handle(b, c);
+                    self.server.handle_classified(b, c, class);
                 });
                 Handled::Continue
             }
-            _ => self.server.handle(buf, chan),
+            _ => self.server.handle_classified(buf, chan, class),
         }
     }
 }
