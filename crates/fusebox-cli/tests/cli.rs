@@ -157,9 +157,12 @@ fn killed_daemon_gives_enotconn_and_umount_removes_the_dead_mount() {
     });
     let res = rx.recv_timeout(Duration::from_secs(20)).expect("read on a dead mount hung");
     assert_eq!(res.unwrap_err(), Some(libc::ENOTCONN));
+    let socket = fusebox::session::control_socket_path(&fx.mnt);
+    assert!(socket.exists(), "the killed daemon's control socket is left behind");
     let out = run(fusebox().arg("umount").arg(&fx.mnt));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!is_mounted(&fx.mnt));
+    assert!(!socket.exists(), "umount did not remove the dead daemon's control socket");
 }
 
 /// Run a failing command and check exit code 1 and the message.

@@ -110,6 +110,15 @@ pub fn query_status(mountpoint: &Path) -> io::Result<StatusReport> {
     serde_json::from_reader(stream).map_err(|e| no_daemon(&e))
 }
 
+/// Remove the control socket of `mountpoint` (absolute) if no daemon answers on it (one left
+/// by a killed daemon).
+pub fn remove_stale_socket(mountpoint: &Path) {
+    let path = control_socket_path(mountpoint);
+    if path.exists() && UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 /// A listening control socket; dropping it stops the listener and removes the socket file.
 pub struct ControlSocket {
     path: PathBuf,
@@ -124,10 +133,7 @@ impl ControlSocket {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        // A socket left by a killed daemon: nobody answers on it, so it can go.
-        if path.exists() && UnixStream::connect(&path).is_err() {
-            let _ = std::fs::remove_file(&path);
-        }
+        remove_stale_socket(mountpoint);
         let listener = UnixListener::bind(&path)?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));

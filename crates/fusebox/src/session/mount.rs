@@ -217,6 +217,15 @@ fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFu
 /// (daemon killed) too.
 pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     let abs = absolute(mountpoint).map_err(|_| MountError::MountpointMissing(mountpoint.into()))?;
+    unmount_path(&abs)?;
+    // A daemon that was killed could not remove its control socket; a live one removes its
+    // own as it exits.
+    super::control::remove_stale_socket(&abs);
+    Ok(())
+}
+
+fn unmount_path(abs: &Path) -> Result<(), MountError> {
+    let abs = abs.to_path_buf();
     if !is_mount_point(&abs) {
         return Err(MountError::NotMounted(abs));
     }
