@@ -1,8 +1,11 @@
-//! memfs through a real mount.
+//! memfs through a real mount, served through both API flavours: the synchronous
+//! `Filesystem` trait and the async one (`AsyncFilesystem` run by `AsyncAdapter`). Every test
+//! runs once per flavour (modules `sync_api` and `async_api`).
 
 mod common;
 
 use common::{posix, within, TestMount};
+use fusebox::fs::asyncfs::AsyncAdapter;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use std::fs;
 use std::io::Write;
@@ -10,27 +13,54 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn mount(opts: MemFsOptions) -> Option<TestMount> {
-    TestMount::new(Arc::new(MemFs::new(opts)), "default_permissions,allow_other")
+/// How a test mounts memfs: one of the two API flavours.
+type Mounter = fn(MemFsOptions) -> Option<TestMount>;
+
+const OPTS: &str = "default_permissions,allow_other";
+
+fn mount_sync(opts: MemFsOptions) -> Option<TestMount> {
+    TestMount::new(Arc::new(MemFs::new(opts)), OPTS)
 }
 
-#[test]
-fn posix_suite() {
+fn mount_async(opts: MemFsOptions) -> Option<TestMount> {
+    let adapter = AsyncAdapter::new(MemFs::new(opts), Default::default()).expect("tokio runtime");
+    TestMount::new(Arc::new(adapter), OPTS)
+}
+
+/// Generate one `#[test]` per flavour for each listed test function.
+macro_rules! both_flavours {
+    ($($name:ident),* $(,)?) => {
+        mod sync_api {
+            $(#[test] fn $name() { super::$name(super::mount_sync) })*
+        }
+        mod async_api {
+            $(#[test] fn $name() { super::$name(super::mount_async) })*
+        }
+    };
+}
+
+both_flavours!(
+    posix_suite,
+    eight_threads_mixed_operations,
+    size_limit_gives_enospc_and_space_comes_back,
+    sparse_files_punch_hole_and_seek,
+    permissions_are_enforced_for_other_users,
+);
+
+fn posix_suite(mount: Mounter) {
     let Some(m) = mount(MemFsOptions::default()) else { return };
     let dir = m.mnt.clone();
     within(Duration::from_secs(300), move || posix::run_all(&dir));
 }
 
-#[test]
-fn eight_threads_mixed_operations() {
+fn eight_threads_mixed_operations(mount: Mounter) {
     let Some(m) = mount(MemFsOptions::default()) else { return };
     let dir = m.mnt.clone();
     let ops = within(Duration::from_secs(300), move || posix::concurrent_mixed(&dir, 200));
     assert_eq!(ops, 8 * 200 * 12);
 }
 
-#[test]
-fn size_limit_gives_enospc_and_space_comes_back() {
+fn size_limit_gives_enospc_and_space_comes_back(mount: Mounter) {
     let Some(m) = mount(MemFsOptions { size: Some(4 << 20), ..Default::default() }) else { return };
     let p = m.path("fill");
     let mut f = fs::File::create(&p).unwrap();
@@ -50,8 +80,7 @@ fn size_limit_gives_enospc_and_space_comes_back() {
     fs::write(m.path("again"), vec![2u8; 3 << 20]).unwrap();
 }
 
-#[test]
-fn sparse_files_punch_hole_and_seek() {
+fn sparse_files_punch_hole_and_seek(mount: Mounter) {
     use rustix::fs::{fallocate, seek, FallocateFlags, SeekFrom};
     let Some(m) = mount(MemFsOptions::default()) else { return };
     let p = m.path("sparse");
@@ -72,8 +101,7 @@ fn sparse_files_punch_hole_and_seek() {
     assert_eq!(seek(&f, SeekFrom::Data(0)).unwrap_err(), rustix::io::Errno::NXIO);
 }
 
-#[test]
-fn permissions_are_enforced_for_other_users() {
+fn permissions_are_enforced_for_other_users(mount: Mounter) {
     let Some(m) = mount(MemFsOptions { root_mode: Some(0o1777), ..Default::default() }) else { return };
     let private = m.path("private");
     fs::write(&private, b"secret").unwrap();

@@ -10,8 +10,10 @@
 //! operations hold only their node's lock. No thread ever waits for the table while holding a
 //! node, so there is no lock cycle.
 
+mod async_api;
 mod data;
 mod node;
+mod sync_api;
 
 use data::CHUNK;
 use fusebox::fs::*;
@@ -468,29 +470,11 @@ impl MemFs {
     }
 }
 
-impl Filesystem for MemFs {
-    fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
-        // Nanosecond timestamps.
-        caps.time_gran = 1;
-        Ok(())
-    }
-
-    fn lookup(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEntry) {
-        reply.result(self.lookup_entry(parent, name), |r, e| r.entry(&e))
-    }
-
-    fn forget(&self, ino: NodeId, nlookup: u64) {
+/// The operations both API flavours share: each returns its result instead of replying.
+impl MemFs {
+    fn do_forget(&self, nodes: impl IntoIterator<Item = (NodeId, u64)>) {
         let mut table = self.table_mut();
-        if let Some(n) = table.get(&ino.0) {
-            let mut n = write(n);
-            n.nlookup = n.nlookup.saturating_sub(nlookup);
-        }
-        self.maybe_evict(&mut table, ino.0);
-    }
-
-    fn batch_forget(&self, nodes: &[(NodeId, u64)]) {
-        let mut table = self.table_mut();
-        for &(ino, nlookup) in nodes {
+        for (ino, nlookup) in nodes {
             if let Some(n) = table.get(&ino.0) {
                 let mut n = write(n);
                 n.nlookup = n.nlookup.saturating_sub(nlookup);
@@ -499,179 +483,117 @@ impl Filesystem for MemFs {
         }
     }
 
-    fn getattr(&self, _req: &RequestInfo, ino: NodeId, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply.result(self.get(ino).map(|n| read(&n).stat()), |r, a| r.attr(&a))
+    fn do_getattr(&self, ino: NodeId) -> Result<FileAttr, Errno> {
+        self.get(ino).map(|n| read(&n).stat())
     }
 
-    fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
-        reply.result(self.do_setattr(ino, attr), |r, a| r.attr(&a))
-    }
-
-    fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
-        let n = match self.get(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let n = read(&n);
-        match &n.content {
-            Content::Symlink(t) => reply.data(t.as_bytes()),
-            _ => reply.error(Errno::EINVAL),
+    fn do_readlink(&self, ino: NodeId) -> Result<Vec<u8>, Errno> {
+        match &read(&self.get(ino)?).content {
+            Content::Symlink(t) => Ok(t.as_bytes().to_vec()),
+            _ => Err(Errno::EINVAL),
         }
     }
 
-    fn symlink(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, target: &OsStr, reply: ReplyEntry) {
+    fn do_symlink(
+        &self,
+        req: &RequestInfo,
+        parent: NodeId,
+        name: &OsStr,
+        target: &OsStr,
+    ) -> Result<Entry, Errno> {
         if target.len() >= 4096 {
-            return reply.error(Errno::ENAMETOOLONG);
+            return Err(Errno::ENAMETOOLONG);
         }
         let mode = libc::S_IFLNK | 0o777;
-        let r = self.create_node(req, parent, name, mode, |_| Content::Symlink(target.to_os_string()));
-        reply.result(r, |r, e| r.entry(&e))
+        self.create_node(req, parent, name, mode, |_| Content::Symlink(target.to_os_string()))
     }
 
-    fn mknod(
+    fn do_mknod(
         &self,
         req: &RequestInfo,
         parent: NodeId,
         name: &OsStr,
         mode: u32,
         rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    ) -> Result<Entry, Errno> {
         let content = match mode & libc::S_IFMT {
             libc::S_IFREG => Content::File(Default::default()),
             libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Content::Special,
-            _ => return reply.error(Errno::EINVAL),
+            _ => return Err(Errno::EINVAL),
         };
-        let r = self.create_node(req, parent, name, mode, |_| content).and_then(|e| {
-            let n = self.get(e.ino)?;
-            let mut n = write(&n);
-            n.attr.rdev = rdev;
-            Ok(entry(&n))
-        });
-        reply.result(r, |r, e| r.entry(&e))
+        let e = self.create_node(req, parent, name, mode, |_| content)?;
+        let n = self.get(e.ino)?;
+        let mut n = write(&n);
+        n.attr.rdev = rdev;
+        Ok(entry(&n))
     }
 
-    fn mkdir(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, reply: ReplyEntry) {
+    fn do_mkdir(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32) -> Result<Entry, Errno> {
         let mode = libc::S_IFDIR | (mode & 0o7777);
-        let r = self.create_node(req, parent, name, mode, |p| Content::Dir(DirEntries::new(p)));
-        reply.result(r, |r, e| r.entry(&e))
+        self.create_node(req, parent, name, mode, |p| Content::Dir(DirEntries::new(p)))
     }
 
-    fn unlink(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEmpty) {
-        reply.result(self.do_unlink(parent, name, false), |r, ()| r.ok())
-    }
-
-    fn rmdir(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEmpty) {
-        reply.result(self.do_unlink(parent, name, true), |r, ()| r.ok())
-    }
-
-    fn rename(
-        &self,
-        _req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        newparent: NodeId,
-        newname: &OsStr,
-        flags: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.result(self.do_rename(parent, name, newparent, newname, flags), |r, ()| r.ok())
-    }
-
-    fn link(&self, _req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {
-        reply.result(self.do_link(ino, newparent, newname), |r, e| r.entry(&e))
-    }
-
-    fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
-        let r = self.get(ino).map(|n| {
-            let mut n = write(&n);
-            if flags & libc::O_TRUNC != 0 {
-                if let Content::File(d) = &mut n.content {
-                    let before = d.allocated();
-                    d.truncate(0);
-                    self.release_space(before);
-                    n.touch_modified();
-                }
+    fn do_open(&self, ino: NodeId, flags: i32) -> Result<(), Errno> {
+        let n = self.get(ino)?;
+        let mut n = write(&n);
+        if flags & libc::O_TRUNC != 0 {
+            if let Content::File(d) = &mut n.content {
+                let before = d.allocated();
+                d.truncate(0);
+                self.release_space(before);
+                n.touch_modified();
             }
-        });
-        reply.result(r, |r, ()| r.opened(FileHandle(0), 0))
-    }
-
-    fn read(&self, _req: &RequestInfo, ino: NodeId, args: &ReadArgs, reply: ReplyData) {
-        let n = match self.get(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let n = read(&n);
-        match &n.content {
-            Content::File(d) => reply.data_vectored(&d.read_slices(args.offset, args.size as usize)),
-            Content::Dir(_) => reply.error(Errno::EISDIR),
-            _ => reply.error(Errno::EINVAL),
         }
+        Ok(())
     }
 
-    fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
-        reply.result(self.do_write(ino, args), |r, n| r.written(n))
-    }
-
-    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lo: u64, reply: ReplyEmpty) {
-        reply.ok()
-    }
-
-    fn fsync(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        reply.ok()
-    }
-
-    fn opendir(&self, _req: &RequestInfo, ino: NodeId, _flags: i32, reply: ReplyOpen) {
-        let r = self.get(ino).and_then(|n| match read(&n).content {
+    fn do_opendir(&self, ino: NodeId) -> Result<(), Errno> {
+        match read(&self.get(ino)?).content {
             Content::Dir(_) => Ok(()),
             _ => Err(Errno::ENOTDIR),
-        });
-        reply.result(r, |r, ()| r.opened(FileHandle(0), 0))
+        }
     }
 
-    fn readdir(
+    /// Feed the entries after cookie `offset` to `add` until it reports the reply full.
+    fn do_readdir(
         &self,
-        _req: &RequestInfo,
         ino: NodeId,
-        _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+        mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
+    ) -> Result<(), Errno> {
         let table = self.table();
-        let Some(dref) = table.get(&ino.0) else { return reply.error(Errno::ENOENT) };
+        let dref = table.get(&ino.0).ok_or(Errno::ENOENT)?;
         let d = read(dref);
-        let Content::Dir(dir) = &d.content else { return reply.error(Errno::ENOTDIR) };
-        if offset < 1 && reply.add(ino.0, 1, FileType::Directory, OsStr::new(".")) {
-            return reply.ok();
+        let Content::Dir(dir) = &d.content else { return Err(Errno::ENOTDIR) };
+        if offset < 1 && add(ino.0, 1, FileType::Directory, OsStr::new(".")) {
+            return Ok(());
         }
-        if offset < 2 && reply.add(dir.parent, 2, FileType::Directory, OsStr::new("..")) {
-            return reply.ok();
+        if offset < 2 && add(dir.parent, 2, FileType::Directory, OsStr::new("..")) {
+            return Ok(());
         }
         for (cookie, name, child) in dir.after(offset.max(FIRST_COOKIE - 1)) {
             let kind = table.get(&child).map(|c| read(c).kind()).unwrap_or(FileType::Regular);
-            if reply.add(child, cookie, kind, name) {
+            if add(child, cookie, kind, name) {
                 break;
             }
         }
-        reply.ok()
+        Ok(())
     }
 
-    fn readdirplus(
+    /// Like [`MemFs::do_readdir`] with attributes; counts a lookup for every entry `add` took.
+    fn do_readdirplus(
         &self,
-        _req: &RequestInfo,
         ino: NodeId,
-        _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
+        mut add: impl FnMut(&Entry, u64, &OsStr) -> bool,
+    ) -> Result<(), Errno> {
         let table = self.table();
-        let Some(dref) = table.get(&ino.0) else { return reply.error(Errno::ENOENT) };
+        let dref = table.get(&ino.0).ok_or(Errno::ENOENT)?;
         let d = read(dref);
-        let Content::Dir(dir) = &d.content else { return reply.error(Errno::ENOTDIR) };
+        let Content::Dir(dir) = &d.content else { return Err(Errno::ENOTDIR) };
         // "." and ".." carry attributes but, as the kernel skips them, no lookup count.
-        if offset < 1 && reply.add(&entry(&d), 1, OsStr::new(".")) {
-            return reply.ok();
+        if offset < 1 && add(&entry(&d), 1, OsStr::new(".")) {
+            return Ok(());
         }
         if offset < 2 {
             let parent = if dir.parent == ino.0 {
@@ -680,33 +602,29 @@ impl Filesystem for MemFs {
                 table.get(&dir.parent).map(|p| entry(&read(p)))
             };
             if let Some(pe) = parent {
-                if reply.add(&pe, 2, OsStr::new("..")) {
-                    return reply.ok();
+                if add(&pe, 2, OsStr::new("..")) {
+                    return Ok(());
                 }
             }
         }
         for (cookie, name, child) in dir.after(offset.max(FIRST_COOKIE - 1)) {
             let Some(cref) = table.get(&child) else { continue };
             let mut c = write(cref);
-            if reply.add(&entry(&c), cookie, name) {
+            if add(&entry(&c), cookie, name) {
                 break;
             }
             c.nlookup += 1;
         }
-        reply.ok()
+        Ok(())
     }
 
-    fn fsyncdir(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        reply.ok()
-    }
-
-    fn statfs(&self, _req: &RequestInfo, _ino: NodeId, reply: ReplyStatfs) {
+    fn do_statfs(&self) -> Statfs {
         let bsize = 4096u64;
         let total = if self.limit == u64::MAX { 1 << 44 } else { self.limit };
         let used = self.used.load(Ordering::Relaxed);
         let files = self.node_ids() as u64;
         let free = total.saturating_sub(used) / bsize;
-        reply.statfs(&Statfs {
+        Statfs {
             blocks: total / bsize,
             bfree: free,
             bavail: free,
@@ -715,147 +633,113 @@ impl Filesystem for MemFs {
             bsize: bsize as u32,
             namelen: NAME_MAX as u32,
             frsize: bsize as u32,
-        })
-    }
-
-    fn setxattr(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-        reply: ReplyEmpty,
-    ) {
-        let r = self.get(ino).and_then(|n| {
-            let mut n = write(&n);
-            let exists = n.xattrs.contains_key(name);
-            if flags & libc::XATTR_CREATE != 0 && exists {
-                return Err(Errno::EEXIST);
-            }
-            if flags & libc::XATTR_REPLACE != 0 && !exists {
-                return Err(Errno::ENODATA);
-            }
-            if name.is_empty() || name.len() > 255 {
-                return Err(Errno::ERANGE);
-            }
-            n.xattrs.insert(name.to_os_string(), value.to_vec());
-            n.touch_changed();
-            Ok(())
-        });
-        reply.result(r, |r, ()| r.ok())
-    }
-
-    fn getxattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let n = match self.get(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let n = read(&n);
-        match n.xattrs.get(name) {
-            Some(v) => reply.value(size, v),
-            None => reply.error(Errno::ENODATA),
         }
     }
 
-    fn listxattr(&self, _req: &RequestInfo, ino: NodeId, size: u32, reply: ReplyXattr) {
-        let n = match self.get(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let list: Vec<u8> = read(&n)
+    fn do_setxattr(&self, ino: NodeId, name: &OsStr, value: &[u8], flags: i32) -> Result<(), Errno> {
+        let n = self.get(ino)?;
+        let mut n = write(&n);
+        let exists = n.xattrs.contains_key(name);
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(Errno::EEXIST);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(Errno::ENODATA);
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(Errno::ERANGE);
+        }
+        n.xattrs.insert(name.to_os_string(), value.to_vec());
+        n.touch_changed();
+        Ok(())
+    }
+
+    fn do_getxattr(&self, ino: NodeId, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        read(&self.get(ino)?).xattrs.get(name).cloned().ok_or(Errno::ENODATA)
+    }
+
+    fn do_listxattr(&self, ino: NodeId) -> Result<Vec<u8>, Errno> {
+        let n = self.get(ino)?;
+        let list = read(&n)
             .xattrs
             .keys()
             .flat_map(|k| k.as_bytes().iter().copied().chain(std::iter::once(0)))
             .collect();
-        reply.value(size, &list)
+        Ok(list)
     }
 
-    fn removexattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.get(ino).and_then(|n| {
-            let mut n = write(&n);
-            n.xattrs.remove(name).ok_or(Errno::ENODATA)?;
-            n.touch_changed();
-            Ok(())
-        });
-        reply.result(r, |r, ()| r.ok())
+    fn do_removexattr(&self, ino: NodeId, name: &OsStr) -> Result<(), Errno> {
+        let n = self.get(ino)?;
+        let mut n = write(&n);
+        n.xattrs.remove(name).ok_or(Errno::ENODATA)?;
+        n.touch_changed();
+        Ok(())
     }
 
-    fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
-        let mode = libc::S_IFREG | (args.mode & 0o7777);
-        let r = self.create_node(req, parent, name, mode, |_| Content::File(Default::default()));
-        reply.result(r, |r, e| r.created(&e, FileHandle(0), 0))
-    }
-
-    fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
-        let r = (|| {
-            let table = self.table();
-            let p = read(table.get(&parent.0).ok_or(Errno::ENOENT)?);
-            if !matches!(p.content, Content::Dir(_)) {
-                return Err(Errno::ENOTDIR);
-            }
-            let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
-            drop(p);
-            drop(table);
-            let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
-            let mode = libc::S_IFREG | (args.mode & 0o7777);
-            let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
-            node.attr.nlink = 0;
-            node.nlookup = 1;
-            let e = entry(&node);
-            self.table_mut().insert(ino, Arc::new(RwLock::new(node)));
-            Ok(e)
-        })();
-        reply.result(r, |r, e| r.created(&e, FileHandle(0), 0))
-    }
-
-    fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
-        reply.result(self.do_fallocate(ino, args), |r, ()| r.ok())
-    }
-
-    fn lseek(
+    fn do_create(
         &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        whence: i32,
-        reply: ReplyLseek,
-    ) {
-        let n = match self.get(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        req: &RequestInfo,
+        parent: NodeId,
+        name: &OsStr,
+        args: &CreateArgs,
+    ) -> Result<Entry, Errno> {
+        let mode = libc::S_IFREG | (args.mode & 0o7777);
+        self.create_node(req, parent, name, mode, |_| Content::File(Default::default()))
+    }
+
+    fn do_tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs) -> Result<Entry, Errno> {
+        let table = self.table();
+        let p = read(table.get(&parent.0).ok_or(Errno::ENOENT)?);
+        if !matches!(p.content, Content::Dir(_)) {
+            return Err(Errno::ENOTDIR);
+        }
+        let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
+        drop(p);
+        drop(table);
+        let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+        let mode = libc::S_IFREG | (args.mode & 0o7777);
+        let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
+        node.attr.nlink = 0;
+        node.nlookup = 1;
+        let e = entry(&node);
+        self.table_mut().insert(ino, Arc::new(RwLock::new(node)));
+        Ok(e)
+    }
+
+    fn do_lseek(&self, ino: NodeId, offset: u64, whence: i32) -> Result<u64, Errno> {
+        let n = self.get(ino)?;
         let n = read(&n);
-        let Content::File(d) = &n.content else { return reply.error(Errno::EINVAL) };
-        let r = match whence {
+        let Content::File(d) = &n.content else { return Err(Errno::EINVAL) };
+        let found = match whence {
             libc::SEEK_DATA => d.seek_data(offset),
             libc::SEEK_HOLE => d.seek_hole(offset),
-            _ => return reply.error(Errno::EINVAL),
+            _ => return Err(Errno::EINVAL),
         };
-        match r {
-            Some(off) => reply.offset(off),
-            None => reply.error(Errno::ENXIO),
-        }
+        found.ok_or(Errno::ENXIO)
     }
 
-    fn copy_file_range(&self, _req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
-        let r = (|| {
-            let src = self.get(ino_in)?;
-            let bytes = {
-                let s = read(&src);
-                let Content::File(d) = &s.content else { return Err(Errno::EISDIR) };
-                let len = args.len.min(d.size().saturating_sub(args.off_in)).min(1 << 30);
-                d.read_vec(args.off_in, len as usize)
-            };
-            if bytes.is_empty() {
-                return Ok(0);
-            }
-            let w =
-                WriteArgs { fh: args.fh_out, offset: args.off_out, data: &bytes, write_flags: 0, flags: 0 };
-            self.do_write(args.ino_out, &w).map(u64::from)
-        })();
-        reply.result(r, |r, n| r.copied(n))
+    fn do_copy_file_range(&self, ino_in: NodeId, args: &CopyRangeArgs) -> Result<u64, Errno> {
+        let src = self.get(ino_in)?;
+        let bytes = {
+            let s = read(&src);
+            let Content::File(d) = &s.content else { return Err(Errno::EISDIR) };
+            let len = args.len.min(d.size().saturating_sub(args.off_in)).min(1 << 30);
+            d.read_vec(args.off_in, len as usize)
+        };
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let w = WriteArgs { fh: args.fh_out, offset: args.off_out, data: &bytes, write_flags: 0, flags: 0 };
+        self.do_write(args.ino_out, &w).map(u64::from)
+    }
+}
+
+/// The file data of a node, or the error reading it gives.
+fn file_data(n: &Node) -> Result<&data::SparseData, Errno> {
+    match &n.content {
+        Content::File(d) => Ok(d),
+        Content::Dir(_) => Err(Errno::EISDIR),
+        _ => Err(Errno::EINVAL),
     }
 }
 

@@ -6,7 +6,7 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, ReadArgs, ReleaseArgs, Reply, ReplyAttr, ReplyCopy,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
 };

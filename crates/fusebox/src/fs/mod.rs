@@ -5,12 +5,14 @@
 //! interior locking. Each method receives a reply token it must consume exactly once; it may
 //! answer inline or move the token to another thread and answer later.
 
+pub mod asyncfs;
 mod reply;
 mod types;
 
 pub use reply::{
-    ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr, Responder,
+    Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Responder,
 };
 pub use types::*;
 

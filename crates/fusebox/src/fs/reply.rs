@@ -102,21 +102,32 @@ pub(crate) fn entry_out(entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
     }
 }
 
+/// What every reply token can do, for code generic over tokens (e.g. the async adapter).
+pub trait Reply: Send + Sized + 'static {
+    /// Answer with an error.
+    fn fail(self, e: Errno);
+    /// Answer with the result: `ok` for the value, or the error.
+    fn result<T>(self, r: Result<T, Errno>, ok: impl FnOnce(Self, T)) {
+        match r {
+            Ok(v) => ok(self, v),
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
 macro_rules! token {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         pub struct $name(pub(crate) Responder);
+        impl Reply for $name {
+            fn fail(self, e: Errno) {
+                self.0.error(e)
+            }
+        }
         impl $name {
             /// Answer with an error.
             pub fn error(self, e: Errno) {
                 self.0.error(e)
-            }
-            /// Answer with the result: the value, or the error.
-            pub fn result<T>(self, r: Result<T, Errno>, ok: impl FnOnce(Self, T)) {
-                match r {
-                    Ok(v) => ok(self, v),
-                    Err(e) => self.error(e),
-                }
             }
         }
     };
@@ -288,6 +299,11 @@ pub struct ReplyCopy {
     pub(crate) inner: Responder,
     pub(crate) wide: bool,
 }
+impl Reply for ReplyCopy {
+    fn fail(self, e: Errno) {
+        self.inner.error(e)
+    }
+}
 impl ReplyCopy {
     /// `n` bytes were copied.
     pub fn copied(self, n: u64) {
@@ -302,13 +318,6 @@ impl ReplyCopy {
     /// Answer with an error.
     pub fn error(self, e: Errno) {
         self.inner.error(e)
-    }
-    /// Answer with the result: the byte count, or the error.
-    pub fn result(self, r: Result<u64, Errno>, ok: impl FnOnce(Self, u64)) {
-        match r {
-            Ok(n) => ok(self, n),
-            Err(e) => self.error(e),
-        }
     }
 }
 
@@ -330,9 +339,18 @@ pub struct ReplyDirectory {
     buf: Vec<u8>,
     max: usize,
 }
+impl Reply for ReplyDirectory {
+    fn fail(self, e: Errno) {
+        self.inner.error(e)
+    }
+}
 impl ReplyDirectory {
     pub(crate) fn new(inner: Responder, max: usize) -> Self {
         ReplyDirectory { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+    }
+    /// The kernel's buffer size for this reply, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.max
     }
     /// Add an entry; `offset` is the cookie of the *next* entry. Returns `true` when the buffer is
     /// full and the entry was not added.
@@ -358,9 +376,18 @@ pub struct ReplyDirectoryPlus {
     buf: Vec<u8>,
     max: usize,
 }
+impl Reply for ReplyDirectoryPlus {
+    fn fail(self, e: Errno) {
+        self.inner.error(e)
+    }
+}
 impl ReplyDirectoryPlus {
     pub(crate) fn new(inner: Responder, max: usize) -> Self {
         ReplyDirectoryPlus { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+    }
+    /// The kernel's buffer size for this reply, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.max
     }
     /// Add an entry with its attributes; `offset` is the cookie of the next entry. Returns
     /// `true` when full (entry not added, so no lookup counted).
