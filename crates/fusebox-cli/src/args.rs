@@ -57,7 +57,8 @@ usage:
 -o takes comma-separated options:
   allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
   fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS, debug,
-  writeback (default for memfs and passthrough), no_writeback
+  writeback (default for memfs and passthrough), no_writeback, async_dio (default), no_async_dio,
+  max_threads=N, background_threads=N, sched=classes|fifo, max_background=N, congestion_threshold=N
   memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024)
 -f stays in the foreground; otherwise fusebox returns once the mount is live.

@@ -58,17 +58,18 @@ pub fn render(r: &StatusReport) -> String {
         i.time_gran
     );
     let _ = writeln!(s, "flags     {}", i.flags.join(" "));
+    let _ = writeln!(s, "(1-file: most READs/WRITEs of one file in flight at once)");
     let _ =
         writeln!(s, "in flight sync {}  background {}", r.stats.in_flight_sync, r.stats.in_flight_background);
     let _ = writeln!(
         s,
-        "\n{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9}",
-        "opcode", "count", "errors", "bytes in", "bytes out", "p50", "p99", "max"
+        "\n{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9}",
+        "opcode", "count", "errors", "bytes in", "bytes out", "p50", "p99", "max", "1-file"
     );
     for o in &r.stats.ops {
         let _ = writeln!(
             s,
-            "{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9}",
+            "{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9}",
             o.name,
             o.count,
             o.errors,
@@ -76,7 +77,8 @@ pub fn render(r: &StatusReport) -> String {
             bytes(o.bytes_out),
             micros(o.p50_us),
             micros(o.p99_us),
-            micros(o.max_us)
+            micros(o.max_us),
+            if o.max_in_flight_one_file > 0 { o.max_in_flight_one_file.to_string() } else { "-".into() }
         );
     }
     s

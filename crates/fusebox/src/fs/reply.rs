@@ -20,6 +20,8 @@ pub struct Responder {
     class: RequestClass,
     start: Instant,
     done: bool,
+    /// The node of a READ/WRITE counted in the per-file in-flight stats.
+    file: Option<u64>,
 }
 
 /// Session-wide state the reply tokens need.
@@ -38,11 +40,32 @@ impl Responder {
         opcode: u32,
         class: RequestClass,
     ) -> Self {
-        Responder { chan, shared, unique, opcode, class, start: Instant::now(), done: false }
+        Responder { chan, shared, unique, opcode, class, start: Instant::now(), done: false, file: None }
+    }
+
+    /// Count this request in the per-file in-flight stats of `nodeid` until it is answered.
+    pub(crate) fn tracking_file(mut self, nodeid: u64) -> Self {
+        self.shared.stats.file_enter(nodeid, self.opcode);
+        self.file = Some(nodeid);
+        self
+    }
+
+    /// Leave the per-file in-flight count. Done *before* the reply is written: once it is,
+    /// the caller may already have the next request on its way.
+    fn leave_file(&mut self) {
+        if let Some(nodeid) = self.file.take() {
+            self.shared.stats.file_exit(nodeid, self.opcode);
+        }
+    }
+
+    /// Account for the answered request in the stats.
+    fn finish(&mut self, error: bool, bytes: usize) {
+        self.done = true;
+        self.shared.stats.end(self.opcode, self.class, error, bytes, self.start.elapsed());
     }
 
     fn send(mut self, error: Errno, parts: &[&[u8]]) {
-        self.done = true;
+        self.leave_file();
         let err = if error.0 == 0 { 0 } else { -error.0.abs() };
         let bytes = match send_reply(&*self.chan, self.unique, err, parts) {
             Ok(n) => n,
@@ -52,7 +75,7 @@ impl Responder {
                 0
             }
         };
-        self.shared.stats.end(self.opcode, self.class, err != 0, bytes, self.start.elapsed());
+        self.finish(err != 0, bytes);
     }
 
     fn ok(self, parts: &[&[u8]]) {
@@ -77,9 +100,9 @@ impl Drop for Responder {
                 opcode = crate::wire::opcode_name(self.opcode),
                 "handler dropped its reply without answering; replying EIO"
             );
-            self.done = true;
+            self.leave_file();
             let _ = send_reply(&*self.chan, self.unique, -libc::EIO, &[]);
-            self.shared.stats.end(self.opcode, self.class, true, 16, self.start.elapsed());
+            self.finish(true, 16);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! RELEASE/RELEASEDIR and FORGET/BATCH_FORGET. Everything else is *synchronous*.
 
 mod gate;
+mod perfile;
 mod stats;
 
 pub use gate::{BackgroundGate, Queued};

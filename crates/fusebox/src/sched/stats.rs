@@ -1,5 +1,6 @@
 //! Lock-free per-opcode counters: requests, errors, bytes, latency histogram.
 
+use super::perfile::PerFileInFlight;
 use super::RequestClass;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -15,6 +16,8 @@ struct OpCounters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     max_us: AtomicU64,
+    /// Most requests of this opcode in flight at once on one file (READ and WRITE only).
+    max_one_file: AtomicU64,
     hist: [AtomicU64; BUCKETS],
 }
 
@@ -26,6 +29,7 @@ impl OpCounters {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
+            max_one_file: AtomicU64::new(0),
             hist: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -35,11 +39,16 @@ impl OpCounters {
 pub struct Stats {
     ops: Vec<OpCounters>,
     in_flight: [AtomicU64; 2],
+    per_file: PerFileInFlight,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { ops: (0..OPCODES).map(|_| OpCounters::new()).collect(), in_flight: Default::default() }
+        Stats {
+            ops: (0..OPCODES).map(|_| OpCounters::new()).collect(),
+            in_flight: Default::default(),
+            per_file: PerFileInFlight::default(),
+        }
     }
 }
 
@@ -81,6 +90,17 @@ impl Stats {
         self.in_flight[class_index(class)].fetch_sub(1, Relaxed);
     }
 
+    /// A READ or WRITE on `nodeid` started: tracked per file until [`Stats::file_exit`].
+    pub fn file_enter(&self, nodeid: u64, opcode: u32) {
+        let n = self.per_file.enter(nodeid, opcode);
+        self.ops[slot(opcode)].max_one_file.fetch_max(n as u64, Relaxed);
+    }
+
+    /// The READ or WRITE on `nodeid` announced by [`Stats::file_enter`] was answered.
+    pub fn file_exit(&self, nodeid: u64, opcode: u32) {
+        self.per_file.exit(nodeid, opcode)
+    }
+
     /// A consistent-enough copy of all counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let ops = self
@@ -102,6 +122,7 @@ impl Stats {
                     p50_us: percentile(&hist, 0.50).min(max_us),
                     p99_us: percentile(&hist, 0.99).min(max_us),
                     max_us,
+                    max_in_flight_one_file: c.max_one_file.load(Relaxed),
                 }
             })
             .collect();
@@ -143,6 +164,9 @@ pub struct OpStats {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// Most requests of this opcode in flight at once on a single file (READ and WRITE only).
+    #[serde(default)]
+    pub max_in_flight_one_file: u64,
 }
 
 /// All counters of a session at one moment.
@@ -176,5 +200,20 @@ mod tests {
         assert_eq!(w.p99_us, 5000);
         assert_eq!(snap.ops.iter().find(|o| o.name == "LOOKUP").unwrap().errors, 1);
         assert_eq!(snap.in_flight_sync, 0);
+    }
+
+    #[test]
+    fn tracks_the_most_requests_of_one_file_in_flight() {
+        let s = Stats::default();
+        s.begin(15, RequestClass::Sync, 0);
+        s.file_enter(9, 15);
+        s.file_enter(9, 15);
+        s.file_enter(10, 15);
+        s.file_exit(9, 15);
+        s.file_exit(9, 15);
+        s.file_exit(10, 15);
+        s.end(15, RequestClass::Sync, false, 0, Duration::from_micros(1));
+        let read = s.snapshot().ops.into_iter().find(|o| o.name == "READ").unwrap();
+        assert_eq!(read.max_in_flight_one_file, 2);
     }
 }

@@ -113,6 +113,9 @@ impl Session {
         if let Some(wb) = config.options.writeback {
             caps.writeback_cache = wb;
         }
+        if let Some(on) = config.options.async_dio {
+            caps.async_dio = on;
+        }
         if let Some(n) = config.options.max_background {
             caps.max_background = n;
         }

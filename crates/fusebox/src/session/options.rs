@@ -69,6 +69,9 @@ pub struct MountOptions {
     /// Kernel write-back page cache: `writeback` (Some(true)) / `no_writeback` (Some(false));
     /// `None` keeps the file system's default.
     pub writeback: Option<bool>,
+    /// Asynchronous direct IO (FUSE_ASYNC_DIO): `async_dio` / `no_async_dio`; `None` keeps the
+    /// default (on: the kernel sends the pieces of one large direct IO at once).
+    pub async_dio: Option<bool>,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
 }
@@ -95,6 +98,7 @@ impl Default for MountOptions {
             entry_timeout: Duration::from_secs(1),
             debug: false,
             writeback: None,
+            async_dio: None,
             fs_options: BTreeMap::new(),
         }
     }
@@ -191,6 +195,8 @@ impl MountOptions {
                     "debug" => o.debug = flag(key, value)?,
                     "writeback" => o.writeback = Some(flag(key, value)?),
                     "no_writeback" => o.writeback = Some(!flag(key, value)?),
+                    "async_dio" => o.async_dio = Some(flag(key, value)?),
+                    "no_async_dio" => o.async_dio = Some(!flag(key, value)?),
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
                     "threads" => o.threads = Some(count(key, required(key, value)?, 1024)?),
@@ -278,6 +284,7 @@ mod tests {
         assert!(MountOptions::parse(&["max_background=0"], &[]).is_err());
         assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
+        assert_eq!(MountOptions::parse(&["no_async_dio"], &[]).unwrap().async_dio, Some(false));
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl Server {
                     size: arg.size,
                     flags: arg.flags as i32,
                 };
-                fs.read(&info, ino, &args, ReplyData(r()))
+                fs.read(&info, ino, &args, ReplyData(r().tracking_file(h.nodeid)))
             }
             Operation::Write { arg, data } => {
                 let args = WriteArgs {
@@ -303,7 +303,7 @@ impl Server {
                     write_flags: arg.write_flags,
                     flags: arg.flags as i32,
                 };
-                fs.write(&info, ino, &args, ReplyWrite(r()))
+                fs.write(&info, ino, &args, ReplyWrite(r().tracking_file(h.nodeid)))
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
             Operation::Release(arg) => fs.release(&info, ino, &release_args(&arg), ReplyEmpty(r())),
