@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{within, TestMount};
+use common::{within, Aligned, TestMount};
 use fusebox::fs::*;
 use fusebox::sched::OpStats;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
@@ -20,27 +20,6 @@ fn op(m: &TestMount, name: &str) -> Option<OpStats> {
 
 fn count(m: &TestMount, name: &str) -> u64 {
     op(m, name).map_or(0, |o| o.count)
-}
-
-/// A page-aligned buffer, as O_DIRECT wants: a window into a slightly larger vector.
-struct Aligned {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Aligned {
-    fn new(len: usize, fill: u8) -> Aligned {
-        let buf = vec![fill; len + 4096];
-        let start = buf.as_ptr().align_offset(4096);
-        Aligned { buf, start, len }
-    }
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.start + self.len]
-    }
 }
 
 #[test]

@@ -536,3 +536,32 @@ fn fallocate_seek_copy_range_and_tmpfile() {
     assert_eq!(fs::read(f.mnt("named")).unwrap(), b"tmp data");
     assert_eq!(fs::read(f.src("named")).unwrap(), b"tmp data");
 }
+
+#[test]
+fn o_direct_io_reaches_the_backing_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(pt) = PtMount::new("default_permissions,writeback") else { return };
+    let path = pt.mnt("direct");
+    let open = |direct: bool| {
+        let flags = if direct { libc::O_DIRECT } else { 0 };
+        fs::OpenOptions::new().create(true).read(true).write(true).custom_flags(flags).open(&path).unwrap()
+    };
+    let d = open(true);
+    let mut buf = common::Aligned::new(1 << 20, 0);
+    buf.as_mut().copy_from_slice(&common::random_bytes(7, 1 << 20));
+    assert_eq!(rustix::io::pwrite(&d, buf.as_ref(), 0).unwrap(), 1 << 20);
+    // A buffered writer appends an unaligned tail; write-back may send it through the O_DIRECT
+    // handle, which the backing file refuses unless passthrough falls back.
+    let b = open(false);
+    rustix::io::pwrite(&b, b"unaligned tail", 1 << 20).unwrap();
+    b.sync_all().unwrap();
+    drop(b);
+    let mut back = common::Aligned::new(1 << 20, 0);
+    assert_eq!(rustix::io::pread(&d, back.as_mut(), 0).unwrap(), 1 << 20);
+    assert_eq!(back.as_ref(), buf.as_ref());
+    drop(d);
+    let on_disk = fs::read(pt.src("direct")).unwrap();
+    assert_eq!(on_disk.len(), (1 << 20) + 14);
+    assert_eq!(&on_disk[..1 << 20], buf.as_ref());
+    assert_eq!(&on_disk[1 << 20..], b"unaligned tail");
+}

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod attr;
+mod direct;
 mod error;
 mod fdcache;
 mod handles;

@@ -2,6 +2,7 @@
 //! and answers with its value or errno.
 
 use super::attr::{decode_dev, to_attr};
+use super::direct::{read_at, write_at, AlignedBuf};
 use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
@@ -21,8 +22,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 thread_local! {
-    /// Per-thread buffer for READ, reused across requests.
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread page-aligned buffer for READ (O_DIRECT-ready), reused across requests.
+    static READ_BUF: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
+    /// Per-thread bounce buffer for direct WRITEs whose payload is not aligned.
+    static BOUNCE: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 
 const DIR_BUF: usize = 32 * 1024;
@@ -227,16 +230,7 @@ impl Passthrough {
                 rustix::fs::fchmod(&*fd, mode_of(st.st_mode & !kill)).map_err(errno)?;
             }
         }
-        let mut done = 0;
-        while done < args.data.len() {
-            match rustix::io::pwrite(&*fd, &args.data[done..], args.offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) if done == 0 => return Err(errno(e)),
-                Err(_) => break,
-            }
-        }
+        let done = BOUNCE.with(|b| write_at(&fd, args.data, args.offset, &mut b.borrow_mut()))?;
         Ok(done as u32)
     }
 
@@ -499,23 +493,13 @@ impl Filesystem for Passthrough {
             Ok(fd) => fd,
             Err(e) => return reply.error(e),
         };
-        let size = args.size as usize;
         READ_BUF.with(|b| {
             let mut b = b.borrow_mut();
-            if b.len() < size {
-                b.resize(size, 0);
+            let buf = b.get(args.size as usize);
+            match read_at(&fd, buf, args.offset) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(e),
             }
-            let mut done = 0;
-            while done < size {
-                match rustix::io::pread(&*fd, &mut b[done..size], args.offset + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) if done == 0 => return reply.error(errno(e)),
-                    Err(_) => break,
-                }
-            }
-            reply.data(&b[..done])
         })
     }
 

@@ -175,3 +175,27 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub mod posix;
 pub mod pt;
+
+/// A page-aligned buffer, as O_DIRECT wants: a window into a slightly larger vector.
+pub struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    /// `len` bytes, all `fill`.
+    pub fn new(len: usize, fill: u8) -> Aligned {
+        let buf = vec![fill; len + 4096];
+        let start = buf.as_ptr().align_offset(4096);
+        Aligned { buf, start, len }
+    }
+    /// The bytes.
+    pub fn as_ref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    /// The bytes, writable.
+    pub fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}

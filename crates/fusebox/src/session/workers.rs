@@ -10,6 +10,7 @@
 
 use super::server::{Handled, Server};
 use crate::sched::{peek_class, BackgroundGate, RequestClass};
+use crate::transport::buffer::RequestBuffer;
 use crate::transport::devfuse::{DevFuse, Received};
 use crate::transport::ReplyChannel;
 use std::io;
@@ -136,7 +137,7 @@ impl Pool {
     }
 
     fn work(self: Arc<Self>, dev: Arc<DevFuse>) -> io::Result<()> {
-        let mut buf = vec![0u8; self.config.bufsize];
+        let mut buf = RequestBuffer::new(self.config.bufsize);
         let chan: Arc<dyn ReplyChannel> = dev.clone();
         let result = loop {
             if self.live.load(Ordering::SeqCst) > self.config.threads {
@@ -150,12 +151,12 @@ impl Pool {
                 }
             }
             self.idle.fetch_add(1, Ordering::SeqCst);
-            let r = dev.receive(&mut buf);
+            let r = dev.receive(buf.as_mut_slice());
             self.idle.fetch_sub(1, Ordering::SeqCst);
             match r {
                 Ok(Received::Request(n)) => {
                     self.maybe_grow();
-                    if self.handle(&buf[..n], &chan) == Handled::Destroyed {
+                    if self.handle(&buf.as_slice()[..n], &chan) == Handled::Destroyed {
                         break Ok(());
                     }
                 }

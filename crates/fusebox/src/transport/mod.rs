@@ -3,6 +3,7 @@
 //!
 //! This module and `abi` are the only places with `unsafe`.
 
+pub mod buffer;
 pub mod devfuse;
 pub mod mem;
 pub mod sys;
