@@ -11,13 +11,13 @@ SECS="${SECS:-8}"
 work=$(mktemp -d /var/tmp/fusebox-lat-XXXXXX)
 trap 'for m in "$work"/mnt-*; do umount -l "$m" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
-probe() { # probe FILE SECONDS -> "p50_us p99_us max_us samples"
-    python3 - "$1" "$2" <<'PY'
+probe() { # probe FILE SECONDS [PID] -> "p50_us p99_us max_us samples" (stops early when PID exits)
+    python3 - "$1" "$2" "${3:-0}" <<'PY'
 import os, sys, time
-path, secs = sys.argv[1], float(sys.argv[2])
+path, secs, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 lat = []
 end = time.monotonic() + secs
-while time.monotonic() < end:
+while time.monotonic() < end and (pid == 0 or os.path.exists(f"/proc/{pid}")):
     t = time.perf_counter_ns(); os.stat(path); lat.append((time.perf_counter_ns() - t) / 1000)
     time.sleep(0.001)
 lat.sort()
@@ -27,19 +27,22 @@ PY
 }
 
 printf '%-8s %-7s %9s %9s %10s %8s\n' sched phase p50_us p99_us max_us samples
-for sched in classes fifo; do
+for sched in ${SCHEDS:-classes fifo}; do
     src="$work/src-$sched" mnt="$work/mnt-$sched"
     mkdir -p "$src" "$mnt"
     "$BIN" mount passthrough "$src" "$mnt" -o "sched=$sched,attr_timeout=0,entry_timeout=0${EXTRA_OPTS:+,$EXTRA_OPTS}"
     echo x > "$mnt/probe"
     read -r p50 p99 max n < <(probe "$mnt/probe" "$SECS")
     printf '%-8s %-7s %9s %9s %10s %8s\n' "$sched" idle "$p50" "$p99" "$max" "$n"
+    t0=$(date +%s.%N)
     dd if=/dev/zero of="$mnt/flood" bs=1M count="$FLOOD_MIB" status=none &
     dd_pid=$!
-    sleep 1
-    read -r p50 p99 max n < <(probe "$mnt/probe" "$SECS")
+    sleep 0.5
+    read -r p50 p99 max n < <(probe "$mnt/probe" "$SECS" "$dd_pid")
     printf '%-8s %-7s %9s %9s %10s %8s\n' "$sched" flood "$p50" "$p99" "$max" "$n"
     wait "$dd_pid"
+    sync -f "$mnt/flood"
+    echo "   flood: $FLOOD_MIB MiB written and synced at $(python3 -c "import sys; print(round($FLOOD_MIB / ($(date +%s.%N) - $t0)))") MiB/s"
     "$BIN" stats "$mnt" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); w=[o for o in r["stats"]["ops"] if o["name"]=="WRITE"]; g=[o for o in r["stats"]["ops"] if o["name"]=="GETATTR"]; print("   WRITEs:", w[0]["count"] if w else 0, "server-side GETATTR p50/p99/max us:", (g[0]["p50_us"], g[0]["p99_us"], g[0]["max_us"]) if g else None, "sched:", r["sched"])'
     "$BIN" umount "$mnt"
     rm -rf "$src"

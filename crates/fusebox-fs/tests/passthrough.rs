@@ -565,3 +565,25 @@ fn o_direct_io_reaches_the_backing_file() {
     assert_eq!(&on_disk[..1 << 20], buf.as_ref());
     assert_eq!(&on_disk[1 << 20..], b"unaligned tail");
 }
+
+#[test]
+fn splice_write_replies_carry_the_same_bytes() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Some(pt) = PtMount::new("default_permissions,splice_write") else { return };
+    let data = random_bytes(11, (3 << 20) + 123);
+    fs::write(pt.src("spliced"), &data).unwrap();
+    // Whole-file read (readahead-sized READs, the last one short at end of file).
+    assert_eq!(checksum(&fs::read(pt.mnt("spliced")).unwrap()), checksum(&data));
+    // Direct reads at odd places: past the end, straddling it, empty.
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(pt.mnt("spliced")).unwrap();
+    let mut buf = common::Aligned::new(1 << 20, 0);
+    for (off, want) in [(0u64, 1usize << 20), (3 << 20, 123), (4 << 20, 0), (1 << 20, 1 << 20)] {
+        let n = f.read_at(buf.as_mut(), off).unwrap();
+        assert_eq!(n, want, "read at {off}");
+        if n > 0 {
+            assert_eq!(&buf.as_ref()[..n], &data[off as usize..off as usize + n], "bytes at {off}");
+        }
+    }
+    let reads = pt.m.server().stats().snapshot().ops.into_iter().find(|o| o.name == "READ").unwrap();
+    assert_eq!(reads.errors, 0);
+}

@@ -5,8 +5,10 @@ use super::types::{Entry, FileAttr, FileHandle, FileType, Statfs, Ttl};
 use super::Errno;
 use crate::abi;
 use crate::sched::{RequestClass, Stats};
+use crate::transport::splice::Spliced;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
@@ -30,6 +32,8 @@ pub struct ReplyShared {
     pub ttl: Ttl,
     /// Statistics sink.
     pub stats: Arc<Stats>,
+    /// Answer [`ReplyData::splice_from_file`] with splice(2) (`-o splice_write`).
+    pub splice_write: bool,
 }
 
 impl Responder {
@@ -215,6 +219,37 @@ impl ReplyData {
     /// Answer with several slices, concatenated by one vectored write (no copy).
     pub fn data_vectored(self, parts: &[&[u8]]) {
         self.0.ok(parts)
+    }
+    /// Answer with up to `len` bytes of the regular file `file` at `offset`, moved with
+    /// splice(2) when the session has `-o splice_write` and replies go to `/dev/fuse`. Gives the
+    /// token back (`Err`) when splicing is off or not possible for this file or range, so the
+    /// caller answers the ordinary way; nothing has been sent then.
+    pub fn splice_from_file(
+        mut self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Result<(), ReplyData> {
+        if !self.0.shared.splice_write || self.0.chan.splice_target().is_none() {
+            return Err(self);
+        }
+        let r = &mut self.0;
+        r.leave_file();
+        let chan = r.chan.clone();
+        let dev = chan.splice_target().expect("checked above");
+        match crate::transport::splice::reply_from_file(dev, r.unique, file, offset, len) {
+            Ok(Spliced::Sent(n)) => {
+                r.finish(false, std::mem::size_of::<abi::fuse_out_header>() + n);
+                Ok(())
+            }
+            Ok(Spliced::Fallback) => Err(self),
+            Err(e) => {
+                // Like a failed writev: the request is gone (interrupted) or the device is.
+                tracing::debug!(unique = r.unique, error = %e, "spliced reply not delivered");
+                r.finish(true, 0);
+                Ok(())
+            }
+        }
     }
 }
 

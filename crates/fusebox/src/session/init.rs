@@ -46,6 +46,9 @@ pub struct Capabilities {
     pub congestion_threshold: u16,
     /// Timestamp granularity in nanoseconds.
     pub time_gran: u32,
+    /// Answer READs with data spliced from a file ([`crate::fs::ReplyData::splice_from_file`]);
+    /// announced as SPLICE_WRITE + SPLICE_MOVE. Off by default (see docs/BENCHMARKS.md).
+    pub splice_write: bool,
 }
 
 impl Default for Capabilities {
@@ -70,6 +73,7 @@ impl Default for Capabilities {
             max_background: 64,
             congestion_threshold: 48,
             time_gran: 1,
+            splice_write: false,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Capabilities {
         set(self.posix_locks, FUSE_POSIX_LOCKS);
         set(self.flock_locks, FUSE_FLOCK_LOCKS);
         set(self.cache_symlinks, FUSE_CACHE_SYMLINKS);
+        set(self.splice_write, FUSE_SPLICE_WRITE | FUSE_SPLICE_MOVE);
         f
     }
 }

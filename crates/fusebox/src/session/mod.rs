@@ -113,6 +113,7 @@ impl Session {
         if let Some(wb) = config.options.writeback {
             caps.writeback_cache = wb;
         }
+        caps.splice_write |= config.options.splice_write;
         if let Some(on) = config.options.async_dio {
             caps.async_dio = on;
         }

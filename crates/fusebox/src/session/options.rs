@@ -72,6 +72,9 @@ pub struct MountOptions {
     /// Asynchronous direct IO (FUSE_ASYNC_DIO): `async_dio` / `no_async_dio`; `None` keeps the
     /// default (on: the kernel sends the pieces of one large direct IO at once).
     pub async_dio: Option<bool>,
+    /// Move READ data from files into replies with splice(2) (`splice_write`), where the file
+    /// system supports it (passthrough).
+    pub splice_write: bool,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
 }
@@ -99,6 +102,7 @@ impl Default for MountOptions {
             debug: false,
             writeback: None,
             async_dio: None,
+            splice_write: false,
             fs_options: BTreeMap::new(),
         }
     }
@@ -197,6 +201,7 @@ impl MountOptions {
                     "no_writeback" => o.writeback = Some(!flag(key, value)?),
                     "async_dio" => o.async_dio = Some(flag(key, value)?),
                     "no_async_dio" => o.async_dio = Some(!flag(key, value)?),
+                    "splice_write" => o.splice_write = flag(key, value)?,
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
                     "threads" => o.threads = Some(count(key, required(key, value)?, 1024)?),

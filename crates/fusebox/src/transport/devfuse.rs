@@ -110,4 +110,9 @@ impl ReplyChannel for DevFuse {
         }
         Ok(())
     }
+
+    fn splice_target(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.fd.as_fd())
+    }
 }
