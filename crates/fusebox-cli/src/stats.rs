@@ -61,6 +61,12 @@ pub fn render(r: &StatusReport) -> String {
     let _ = writeln!(s, "(1-file: most READs/WRITEs of one file in flight at once)");
     let _ =
         writeln!(s, "in flight sync {}  background {}", r.stats.in_flight_sync, r.stats.in_flight_background);
+    let q = &r.sched;
+    let _ = writeln!(
+        s,
+        "sched     {}  workers {}  background lane: {} threads, {} running, {} queued",
+        q.mode, q.workers, q.background_threads, q.running_background, q.queued_background
+    );
     let _ = writeln!(
         s,
         "\n{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9}",

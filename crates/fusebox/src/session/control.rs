@@ -38,10 +38,13 @@ pub struct SchedReport {
     pub mode: String,
     /// Workers alive now.
     pub workers: usize,
-    /// Workers that may run background requests at once (0 in fifo mode).
+    /// Threads of the background lane (0 in fifo mode).
     pub background_threads: usize,
-    /// Background requests waiting for a slot.
+    /// Background requests waiting for a lane thread.
     pub queued_background: usize,
+    /// Background requests being served now.
+    #[serde(default)]
+    pub running_background: usize,
 }
 
 /// The negotiated INIT parameters, for display.
@@ -178,6 +181,7 @@ fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Res
             workers: server.workers(),
             background_threads: server.gate().map_or(0, |g| g.limit()),
             queued_background: server.gate().map_or(0, |g| g.queued()),
+            running_background: server.gate().map_or(0, |g| g.running()),
         },
     };
     serde_json::to_writer(&mut stream, &report).map_err(io::Error::other)?;

@@ -4,9 +4,10 @@
 //! Policy: the pool starts with `threads` workers. When a worker takes a request and no other
 //! worker is left waiting in `read`, every worker is busy (blocked in the file system), so one
 //! more is started, up to `max_threads`. Workers beyond `threads` that see no request for
-//! `IDLE_EXIT` leave again. Background requests (writeback, release, forget) pass through the
-//! [`BackgroundGate`], so at most `background_threads` workers are ever busy with them and the
-//! others stay free for requests a process is waiting on. `sched=fifo` disables the gate.
+//! `IDLE_EXIT` leave again. Background requests (writeback, release, forget) go to the
+//! background lane ([`BackgroundGate`]): `background_threads` threads of their own, running at
+//! nice [`BACKGROUND_NICE`], so workers only ever serve requests a process is waiting on and
+//! win the CPU over background work. `sched=fifo` disables the lane (workers serve everything).
 
 use super::server::{Handled, Server};
 use crate::sched::{peek_class, BackgroundGate, RequestClass};
@@ -18,6 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// CPU priority (nice) of the background lane's threads.
+pub const BACKGROUND_NICE: i32 = 10;
 
 /// How long an extra worker waits for work before it exits.
 pub const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -48,7 +52,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn new(server: Arc<Server>, dev: Arc<DevFuse>, config: PoolConfig) -> Arc<Pool> {
-        let gate = config.background_threads.map(|n| Arc::new(BackgroundGate::new(n)));
+        let gate = config.background_threads.map(|n| Arc::new(BackgroundGate::new(n, config.bufsize)));
         if let Some(g) = &gate {
             server.set_gate(g.clone());
         }
@@ -65,8 +69,40 @@ impl Pool {
         })
     }
 
-    /// Start the initial workers, then wait until every worker has ended.
+    /// Start the background lane and the initial workers, then wait until every worker has
+    /// ended (and the lane has finished what it was given).
     pub(crate) fn run(self: &Arc<Self>) -> io::Result<()> {
+        let lane = self.start_lane()?;
+        let result = self.run_workers();
+        if let Some(g) = &self.gate {
+            g.close();
+        }
+        for h in lane {
+            if h.join().is_err() {
+                tracing::error!("background thread panicked");
+            }
+        }
+        result
+    }
+
+    fn start_lane(&self) -> io::Result<Vec<JoinHandle<()>>> {
+        let Some(gate) = &self.gate else { return Ok(Vec::new()) };
+        (0..gate.limit())
+            .map(|i| {
+                let (gate, server) = (gate.clone(), self.server.clone());
+                std::thread::Builder::new().name(format!("fusebox-bg-{i}")).spawn(move || {
+                    if let Err(e) = crate::sys::set_thread_nice(BACKGROUND_NICE) {
+                        tracing::debug!(error = %e, "background thread keeps normal priority");
+                    }
+                    gate.serve(|b, c| {
+                        server.handle_classified(b, c, RequestClass::Background);
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn run_workers(self: &Arc<Self>) -> io::Result<()> {
         for _ in 0..self.config.threads.max(1) {
             self.live.fetch_add(1, Ordering::SeqCst);
             if let Err(e) = self.spawn() {
@@ -155,8 +191,14 @@ impl Pool {
             self.idle.fetch_sub(1, Ordering::SeqCst);
             match r {
                 Ok(Received::Request(n)) => {
+                    let class = peek_class(&buf.as_slice()[..n]);
+                    if let (Some(gate), RequestClass::Background) = (&self.gate, class) {
+                        gate.submit(&mut buf, n, &chan);
+                        continue;
+                    }
                     self.maybe_grow();
-                    if self.handle(&buf.as_slice()[..n], &chan) == Handled::Destroyed {
+                    if self.server.handle_classified(&buf.as_slice()[..n], &chan, class) == Handled::Destroyed
+                    {
                         break Ok(());
                     }
                 }
@@ -170,18 +212,5 @@ impl Pool {
         };
         self.live.fetch_sub(1, Ordering::SeqCst);
         result
-    }
-
-    fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
-        let class = peek_class(buf);
-        match (&self.gate, class) {
-            (Some(gate), RequestClass::Background) => {
-                gate.submit(buf, chan, |b, c| {
-                    self.server.handle_classified(b, c, class);
-                });
-                Handled::Continue
-            }
-            _ => self.server.handle_classified(buf, chan, class),
-        }
     }
 }

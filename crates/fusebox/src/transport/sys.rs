@@ -46,6 +46,18 @@ pub fn getuid_gid() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
+/// Lower the calling thread's CPU priority to `nice` (Linux: per thread). Lowering needs no
+/// privilege; raising it back would, so callers only ever lower.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a tid changes only
+    // that thread's nice value.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Set the process umask, returning the old one.
 pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask has no preconditions and cannot fail.
