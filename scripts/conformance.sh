@@ -183,14 +183,10 @@ run_pjdfstest() {
 
 # ---- stress-ng -------------------------------------------------------------------------------
 # Filesystem-class stressors that apply to a FUSE mount; left out: bind-mount, binderfs,
-# fanotify and verity (need features no FUSE mount has), procfs (not about our mount), and io
-# (sync + syncfs in a loop): on passthrough with write-back, syncfs reports ENOENT while the
-# dentry/dir stressors create and unlink files. That is a known open issue (README, Status):
-# a write-back time flush (SETATTR) of a file already unlinked reaches passthrough, which can
-# no longer open the deleted backing file.
+# fanotify and verity (need features no FUSE mount has), procfs (not about our mount).
 STRESSORS=(access chattr chdir chmod chown copy-file dentry dir dirdeep dirmany dnotify dup
     fallocate fcntl fiemap file-ioctl filename flock fpunch fsize fstat getdent handle hdd
-    inode-flags inotify iomix lease link locka lockf lockofd mknod open rename symlink
+    inode-flags inotify io iomix lease link locka lockf lockofd mknod open rename symlink
     sync-file touch utime xattr)
 # memfs holds at most its capacity (size=768M); freed chunks stay in the allocator's arenas
 # (several per thread pool), so the bound is twice that, plus the daemon itself.

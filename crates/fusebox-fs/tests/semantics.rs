@@ -1,5 +1,6 @@
 //! Semantics that FUSE servers commonly get wrong, each checked on a real mount: operations on
-//! an open but unlinked file once passthrough's descriptor cache has forgotten it.
+//! an open but unlinked file once passthrough's descriptor cache has forgotten it, and requests
+//! for an inode whose backing file is already deleted (syncfs after create/unlink).
 
 mod common;
 
@@ -51,4 +52,57 @@ fn passthrough_unlinked_open_file_writeback() {
 #[test]
 fn passthrough_unlinked_open_file_no_writeback() {
     unlinked_open_file_after_fd_cache_eviction(&format!("{OPTS},no_writeback"));
+}
+
+/// With write-back, UNLINK marks the victim's ctime dirty; a sync running at the same time
+/// flushes it with a SETATTR after the backing file is deleted. Passthrough must still answer
+/// it (it keeps a descriptor of a known node that loses its last name), or the kernel records a
+/// write-back error and syncfs fails for everybody (found by stress-ng's io + dentry stressors).
+#[test]
+fn passthrough_syncfs_survives_create_unlink_churn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(pt) = PtMount::with(|p| Passthrough::with_fd_cache(p, 4), &format!("{OPTS},writeback")) else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let dir = pt.mnt("churn");
+    fs::create_dir(&dir).unwrap();
+    let churners: Vec<_> = (0..2)
+        .map(|t| {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // Batches, as stress-ng's dentry stressor does: many dirty inodes in the
+                // kernel's cache when the unlinks (and the syncs) come.
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let names: Vec<_> = (0..256).map(|i| dir.join(format!("f{t}-{i}"))).collect();
+                    for p in &names {
+                        fs::File::create(p).unwrap();
+                    }
+                    for p in &names {
+                        fs::remove_file(p).unwrap();
+                    }
+                    n += names.len() as u64;
+                }
+                n
+            })
+        })
+        .collect();
+    let root = fs::File::open(pt.mnt("")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut syncs = 0;
+    let result = loop {
+        if std::time::Instant::now() > deadline {
+            break Ok(());
+        }
+        if let Err(e) = rustix::fs::syncfs(&root) {
+            break Err(e);
+        }
+        syncs += 1;
+    };
+    stop.store(true, Ordering::Relaxed);
+    let files: u64 = churners.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(files > 0 && syncs > 0);
+    result.unwrap_or_else(|e| panic!("syncfs failed after {syncs} syncs, {files} files: {e}"));
 }

@@ -138,6 +138,23 @@ impl Passthrough {
         Ok(to_attr(&st))
     }
 
+    /// The kernel keeps an unlinked inode until its last reference goes and may still send
+    /// requests for it (with write-back, UNLINK marks its ctime dirty and a concurrent sync
+    /// flushes it with SETATTR). Once the backing file is deleted it cannot be reopened by
+    /// handle, so keep an O_PATH descriptor of a known node about to lose a name until FORGET.
+    /// Best effort: if the name cannot be opened, unlinkat reports why.
+    #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are not u64 on every target
+    fn pin_before_unlink(&self, dir: std::os::fd::BorrowedFd<'_>, name: &OsStr) {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+            if let Ok(st) = rustix::fs::fstat(&fd) {
+                if st.st_nlink <= 1 {
+                    self.inodes.pin_if_known(fd, (st.st_dev as u64, st.st_ino as u64));
+                }
+            }
+        }
+    }
+
     /// Open the backing file of `ino` with `flags`: by file handle, or through the pinned
     /// descriptor's `/proc/self/fd` entry.
     fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
@@ -450,6 +467,7 @@ impl Filesystem for Passthrough {
     fn unlink(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEmpty) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
+            self.pin_before_unlink(dir.as_fd(), name);
             rustix::fs::unlinkat(&*dir, name, AtFlags::empty()).map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
@@ -476,6 +494,10 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| check_name(newname)).and_then(|_| {
             let from = self.inodes.fd(parent)?;
             let to = self.inodes.fd(newparent)?;
+            if flags & libc::RENAME_EXCHANGE == 0 {
+                // A replaced target loses its name like an unlinked file.
+                self.pin_before_unlink(to.as_fd(), newname);
+            }
             if flags == 0 {
                 rustix::fs::renameat(&*from, name, &*to, newname)
             } else {
