@@ -13,6 +13,11 @@ use std::time::{Duration, SystemTime};
 
 const OPTS: &str = "default_permissions,allow_other";
 
+fn memfs(opts: &str) -> Option<common::TestMount> {
+    let fs = fusebox_fs::memfs::MemFs::new(fusebox_fs::memfs::MemFsOptions::default());
+    common::TestMount::new(std::sync::Arc::new(fs), opts)
+}
+
 /// A file that is open but unlinked can no longer be reopened by its file handle
 /// (open_by_handle_at says ESTALE). Operations that carry the open file (fchmod, ftruncate,
 /// futimens, fstat) must use it, also after the cached O_PATH descriptor was evicted.
@@ -105,4 +110,76 @@ fn passthrough_syncfs_survives_create_unlink_churn() {
     let files: u64 = churners.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(files > 0 && syncs > 0);
     result.unwrap_or_else(|e| panic!("syncfs failed after {syncs} syncs, {files} files: {e}"));
+}
+
+/// chattr/lsattr (FS_IOC_GETFLAGS/SETFLAGS, reached through the kernel's fileattr path, which
+/// also asks FS_IOC_FSGETXATTR) act on the backing file, and the backing file enforces them.
+#[test]
+fn passthrough_inode_flags_reach_the_backing_file() {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let Some(pt) = PtMount::new(OPTS) else { return };
+    fs::write(pt.mnt("f"), b"data").unwrap();
+    fs::create_dir(pt.mnt("d")).unwrap();
+    let f = fs::File::open(pt.mnt("f")).unwrap();
+    let before = ioctl_getflags(&f).expect("FS_IOC_GETFLAGS through the mount");
+    assert_eq!(before, ioctl_getflags(fs::File::open(pt.src("f")).unwrap()).unwrap());
+    ioctl_setflags(&f, before | IFlags::IMMUTABLE).expect("FS_IOC_SETFLAGS through the mount");
+    let backing = ioctl_getflags(fs::File::open(pt.src("f")).unwrap()).unwrap();
+    assert!(backing.contains(IFlags::IMMUTABLE), "backing flags {backing:?}");
+    assert!(ioctl_getflags(&f).unwrap().contains(IFlags::IMMUTABLE));
+    let e = fs::OpenOptions::new().write(true).open(pt.mnt("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "an immutable file must refuse writers: {e}");
+    ioctl_setflags(&f, before).unwrap();
+    assert!(!ioctl_getflags(fs::File::open(pt.src("f")).unwrap()).unwrap().contains(IFlags::IMMUTABLE));
+    fs::write(pt.mnt("f"), b"writable again").unwrap();
+
+    let d = fs::File::open(pt.mnt("d")).unwrap();
+    let dflags = ioctl_getflags(&d).unwrap();
+    ioctl_setflags(&d, dflags | IFlags::NOATIME).expect("FS_IOC_SETFLAGS on a directory");
+    assert!(ioctl_getflags(fs::File::open(pt.src("d")).unwrap()).unwrap().contains(IFlags::NOATIME));
+}
+
+/// renameat2 with RENAME_EXCHANGE swaps two names atomically and RENAME_WHITEOUT (when
+/// `whiteout`) leaves a whiteout (a 0:0 character device) behind, on the backing directory too.
+fn rename_flags(
+    mnt: &dyn Fn(&str) -> std::path::PathBuf,
+    backing: Option<&dyn Fn(&str) -> std::path::PathBuf>,
+    whiteout: bool,
+) {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    fs::write(mnt("a"), b"A").unwrap();
+    fs::create_dir(mnt("b")).unwrap();
+    renameat_with(CWD, mnt("a"), CWD, mnt("b"), RenameFlags::EXCHANGE).expect("RENAME_EXCHANGE");
+    assert!(fs::metadata(mnt("a")).unwrap().is_dir());
+    assert_eq!(fs::read(mnt("b")).unwrap(), b"A");
+    if let Some(src) = backing {
+        assert!(fs::metadata(src("a")).unwrap().is_dir());
+        assert_eq!(fs::read(src("b")).unwrap(), b"A");
+    }
+    if !whiteout {
+        return;
+    }
+    renameat_with(CWD, mnt("b"), CWD, mnt("c"), RenameFlags::WHITEOUT).expect("RENAME_WHITEOUT");
+    assert_eq!(fs::read(mnt("c")).unwrap(), b"A");
+    let paths: Vec<std::path::PathBuf> =
+        std::iter::once(mnt("b")).chain(backing.map(|src| src("b"))).collect();
+    for p in paths {
+        let md = fs::symlink_metadata(&p).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(md.file_type().is_char_device(), "{p:?} is not a whiteout");
+        assert_eq!(md.rdev(), 0, "{p:?}: a whiteout is device 0:0");
+    }
+}
+
+#[test]
+fn passthrough_rename_exchange_and_whiteout() {
+    let Some(pt) = PtMount::new(OPTS) else { return };
+    rename_flags(&|p| pt.mnt(p), Some(&|p| pt.src(p)), true);
+}
+
+#[test]
+fn memfs_rename_exchange() {
+    let Some(m) = memfs(OPTS) else { return };
+    // memfs has no whiteouts (RENAME_WHITEOUT is EINVAL there, as on file systems without them).
+    rename_flags(&|p| m.path(p), None, false);
 }

@@ -6,9 +6,9 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -559,6 +559,13 @@ impl Filesystem for Passthrough {
             if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
+    }
+
+    fn ioctl(&self, _req: &RequestInfo, _ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+        match super::ioctl::serve(&self.handles, args) {
+            Ok((result, data)) => reply.ioctl(result, &data),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn opendir(&self, _req: &RequestInfo, ino: NodeId, _flags: i32, reply: ReplyOpen) {
