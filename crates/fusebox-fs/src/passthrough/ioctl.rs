@@ -23,9 +23,12 @@ const SETFLAGS: [u32; 2] = [0x4008_6602, 0x4004_6602];
 const FSGETXATTR: u32 = 0x801c_581f;
 const FSSETXATTR: u32 = 0x401c_5820;
 
-/// Serve one IOCTL on an open file or directory: the ioctl's result and its output bytes.
-pub(crate) fn serve(handles: &Handles, args: &IoctlArgs<'_>) -> Result<(i32, Vec<u8>), Errno> {
-    let with_fd = |f: &dyn Fn(std::os::fd::BorrowedFd<'_>) -> Result<(i32, Vec<u8>), Errno>| {
+/// An ioctl's result value and the bytes for the caller's output buffer.
+type Outcome = Result<(i32, Vec<u8>), Errno>;
+
+/// Serve one IOCTL on an open file or directory.
+pub(crate) fn serve(handles: &Handles, args: &IoctlArgs<'_>) -> Outcome {
+    let with_fd = |f: &dyn Fn(std::os::fd::BorrowedFd<'_>) -> Outcome| {
         if args.flags & FUSE_IOCTL_DIR != 0 {
             let d = handles.dir(args.fh)?;
             f(d.fd.as_fd())
