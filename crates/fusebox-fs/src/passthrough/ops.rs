@@ -187,6 +187,16 @@ impl Passthrough {
         };
         if created {
             self.set_owner(req, dir.as_fd(), fd.as_fd())?;
+        } else if args.flags & libc::O_TRUNC != 0 && req.uid != 0 {
+            // CREATE reaches an existing file only when it appeared in SOURCE between the
+            // kernel's negative LOOKUP and its CREATE (fusebox never lets the kernel cache
+            // negative names). A truncating open by a caller without CAP_FSETID (approximated:
+            // not root) clears suid/sgid, as the framework does for OPEN.
+            let st = rustix::fs::fstat(&fd).map_err(errno)?;
+            let kill = suidgid_bits(st.st_mode);
+            if kill != 0 {
+                rustix::fs::fchmod(&fd, mode_of(st.st_mode & !kill)).map_err(errno)?;
+            }
         }
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, false)?;

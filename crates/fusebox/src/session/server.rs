@@ -239,6 +239,15 @@ impl Server {
         }
     }
 
+    /// HANDLE_KILLPRIV_V2 rule for FALLOCATE: a local file system clears suid/sgid on any
+    /// fallocate by a caller without CAP_FSETID (file_modified), but with KILLPRIV_V2 the
+    /// kernel leaves that to the server and FALLOCATE carries no flag saying so. The framework
+    /// clears them (same internal SETATTR as a truncating OPEN) when the caller is not root,
+    /// the closest a server can get to "has no CAP_FSETID".
+    fn fallocate_kills_suidgid(&self, uid: u32) -> bool {
+        uid != 0 && self.negotiated.get().is_some_and(|n| n.has(abi::init_flags::FUSE_HANDLE_KILLPRIV_V2))
+    }
+
     fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass) {
         let h = req.header;
         let stats = &self.shared.stats;
@@ -352,6 +361,9 @@ impl Server {
                 fs.tmpfile(&info, ino, &args, ReplyCreate(r()))
             }
             Operation::Fallocate(arg) => {
+                if self.fallocate_kills_suidgid(h.uid) {
+                    self.kill_suidgid_before_open(&info, ino);
+                }
                 let args = FallocateArgs {
                     fh: FileHandle(arg.fh),
                     offset: arg.offset,
