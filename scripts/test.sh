@@ -13,6 +13,7 @@ if [ "$(id -u)" = 0 ]; then
     command -v fio >/dev/null || missing+=(fio)
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v setfattr >/dev/null || missing+=(attr)
+    command -v setfacl >/dev/null || missing+=(acl)
     command -v stress-ng >/dev/null || missing+=(stress-ng)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]}"

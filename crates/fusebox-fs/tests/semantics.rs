@@ -249,3 +249,75 @@ fn passthrough_suid_cleared_by_foreign_changes() {
         suid_cleared_all(&pt.mnt("open"));
     }
 }
+
+/// Run `script` with `sh -c` in `dir` (a separate process: the umask is per process, and the
+/// daemon serving the mount lives in this one).
+fn sh_in(dir: &std::path::Path, script: &str) {
+    let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn perms(p: &std::path::Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+/// New files, directories and fifos get the caller's mode minus the caller's umask. The
+/// file system applies it (DONT_MASK negotiated), as the kernel would otherwise.
+fn umask_applied(m: &common::TestMount) {
+    let dont_mask = fusebox::abi::init_flags::FUSE_DONT_MASK;
+    assert!(m.server().negotiated().is_some_and(|n| n.has(dont_mask)), "DONT_MASK not negotiated");
+    sh_in(&m.mnt, "umask 027 && touch f && mkdir d && mkfifo p && umask 0 && touch g && mkdir e");
+    assert_eq!(perms(&m.mnt.join("f")), 0o640);
+    assert_eq!(perms(&m.mnt.join("d")), 0o750);
+    assert_eq!(perms(&m.mnt.join("p")), 0o640);
+    assert_eq!(perms(&m.mnt.join("g")), 0o666);
+    assert_eq!(perms(&m.mnt.join("e")), 0o777);
+}
+
+#[test]
+fn memfs_new_nodes_honour_the_callers_umask() {
+    let Some(m) = memfs(OPTS) else { return };
+    umask_applied(&m);
+}
+
+#[test]
+fn passthrough_new_nodes_honour_the_callers_umask() {
+    let Some(pt) = PtMount::new(OPTS) else { return };
+    umask_applied(&pt.m);
+    assert_eq!(perms(&pt.src("f")), 0o640);
+    assert_eq!(perms(&pt.src("d")), 0o750);
+}
+
+/// A parent directory's default ACL replaces the umask for new nodes and is inherited; the
+/// ACLs live on the backing files and the kernel enforces them (POSIX_ACL negotiated).
+#[test]
+fn passthrough_default_acl_is_inherited_and_enforced() {
+    use std::os::unix::process::CommandExt;
+    let Some(pt) = PtMount::new(OPTS) else { return };
+    let acl = fusebox::abi::init_flags::FUSE_POSIX_ACL;
+    assert!(pt.m.server().negotiated().is_some_and(|n| n.has(acl)), "POSIX_ACL not negotiated");
+    fs::create_dir(pt.mnt("shared")).unwrap();
+    sh_in(&pt.m.mnt, "setfacl -m d:u::rwx,d:g::rwx,d:o::rwx,d:u:nobody:r-x shared");
+    sh_in(&pt.m.mnt, "umask 077 && touch shared/f && mkdir shared/d && echo secret > shared/f");
+    // The default ACL, not the umask 077, decides the permissions.
+    assert_eq!(perms(&pt.mnt("shared/f")), 0o666);
+    assert_eq!(perms(&pt.mnt("shared/d")), 0o777);
+    assert_eq!(perms(&pt.src("shared/f")), 0o666);
+    let out =
+        std::process::Command::new("getfacl").args(["-p", "-c"]).arg(pt.src("shared/d")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("user:nobody:r-x"), "access ACL not inherited on the backing dir:\n{text}");
+    assert!(
+        text.contains("default:user:nobody:r-x"),
+        "default ACL not inherited by the subdirectory:\n{text}"
+    );
+    // The named entry for nobody beats "other": read allowed, write denied.
+    let as_nobody = |script: &str| {
+        std::process::Command::new("sh").arg("-c").arg(script).uid(65534).gid(65534).output().unwrap()
+    };
+    let read = as_nobody(&format!("cat '{}'", pt.mnt("shared/f").display()));
+    assert!(read.status.success(), "nobody may read: {}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "secret\n");
+    let write = as_nobody(&format!("echo x >> '{}'", pt.mnt("shared/f").display()));
+    assert!(!write.status.success(), "the ACL entry r-x must deny nobody's write");
+}

@@ -141,6 +141,8 @@ impl MemFs {
         make: impl FnOnce(u64) -> Content,
     ) -> Result<Entry, Errno> {
         check_name(name)?;
+        // DONT_MASK: the caller's umask is ours to apply (0 for symlinks).
+        let mode = mode & !(req.umask & 0o7777);
         let mut table = self.table_mut();
         let pref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let mut p = write(&pref);
@@ -472,6 +474,8 @@ impl Filesystem for MemFs {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         // Nanosecond timestamps.
         caps.time_gran = 1;
+        // The request's umask is applied by memfs (create_node), as the kernel would.
+        caps.dont_mask = true;
         Ok(())
     }
 
@@ -798,7 +802,7 @@ impl Filesystem for MemFs {
             drop(p);
             drop(table);
             let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
-            let mode = libc::S_IFREG | (args.mode & 0o7777);
+            let mode = libc::S_IFREG | (args.mode & 0o7777 & !req.umask);
             let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
             node.attr.nlink = 0;
             node.nlookup = 1;

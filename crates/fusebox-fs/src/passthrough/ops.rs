@@ -52,6 +52,26 @@ fn kind_of(t: rustix::fs::FileType) -> FileType {
     }
 }
 
+/// The mode to create a node with, given the caller's `umask` (DONT_MASK: the kernel left it
+/// to us). As on a local file system, a parent directory with a default ACL replaces the
+/// umask: the node is created with the full mode and the backing file system applies the
+/// inherited ACL (the daemon runs with umask 0). Otherwise the umask applies.
+fn new_node_mode(dir: std::os::fd::BorrowedFd<'_>, mode: u32, umask: u32) -> u32 {
+    // Any answer but "no such attribute" (or no ACL support) means there is one; ERANGE is a
+    // default ACL larger than the probe buffer.
+    let mut probe = [0u8; 64];
+    let has_default_acl =
+        match rustix::fs::getxattr(proc_path(&dir), "system.posix_acl_default", &mut probe[..]) {
+            Ok(n) => n > 0,
+            Err(e) => e == rustix::io::Errno::RANGE,
+        };
+    if has_default_acl {
+        mode
+    } else {
+        mode & !(umask & 0o7777)
+    }
+}
+
 /// The suid/sgid bits a "kill suid/sgid" must clear from `mode` (sgid only with group exec).
 fn suidgid_bits(mode: u32) -> u32 {
     let mut bits = mode & libc::S_ISUID;
@@ -176,7 +196,8 @@ impl Passthrough {
         let dir = self.inodes.fd(parent)?;
         let flags = self.open_flags(args.flags) | libc::O_NOFOLLOW;
         let excl = OFlags::from_bits_retain((flags | libc::O_CREAT | libc::O_EXCL) as _);
-        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode_of(args.mode)) {
+        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
+        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode) {
             Ok(fd) => (fd, true),
             Err(rustix::io::Errno::EXIST) if args.flags & libc::O_EXCL == 0 => {
                 let fd = rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(flags as _), Mode::empty())
@@ -216,8 +237,8 @@ impl Passthrough {
             flags |= libc::O_RDWR;
         }
         flags |= libc::O_TMPFILE;
-        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode_of(args.mode))
-            .map_err(errno)?;
+        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
+        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode).map_err(errno)?;
         self.set_owner(req, dir.as_fd(), fd.as_fd())?;
         // An unlinked file's handle cannot be reopened: this inode pins an O_PATH descriptor.
         let path = reopen(&fd, libc::O_PATH)?;
@@ -413,6 +434,10 @@ impl Filesystem for Passthrough {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         // Nanosecond timestamps, like the backing file systems we mirror.
         caps.time_gran = 1;
+        // POSIX ACLs live on the backing files; new nodes get the caller's umask or the
+        // parent's default ACL from the backing file system (see `new_node_mode`).
+        caps.dont_mask = true;
+        caps.posix_acl = true;
         Ok(())
     }
 
@@ -459,7 +484,8 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             let kind = rustix::fs::FileType::from_raw_mode(mode);
-            rustix::fs::mknodat(&*dir, name, kind, mode_of(mode), decode_dev(rdev)).map_err(errno)?;
+            let mode = mode_of(new_node_mode(dir.as_fd(), mode, req.umask));
+            rustix::fs::mknodat(&*dir, name, kind, mode, decode_dev(rdev)).map_err(errno)?;
             self.finish_new(req, dir.as_fd(), name)
         });
         reply.result(r, |r, e| r.entry(&e))
@@ -468,7 +494,8 @@ impl Filesystem for Passthrough {
     fn mkdir(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, reply: ReplyEntry) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
-            rustix::fs::mkdirat(&*dir, name, mode_of(mode)).map_err(errno)?;
+            rustix::fs::mkdirat(&*dir, name, mode_of(new_node_mode(dir.as_fd(), mode, req.umask)))
+                .map_err(errno)?;
             self.finish_new(req, dir.as_fd(), name)
         });
         reply.result(r, |r, e| r.entry(&e))

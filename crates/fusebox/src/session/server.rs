@@ -252,7 +252,14 @@ impl Server {
         let h = req.header;
         let stats = &self.shared.stats;
         stats.begin(h.opcode, class, h.len as usize);
-        let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid };
+        let umask = match &req.op {
+            Operation::Mknod { arg, .. } => arg.umask,
+            Operation::Mkdir { arg, .. } => arg.umask,
+            Operation::Create { arg, .. } => arg.umask,
+            Operation::Tmpfile(arg) => arg.umask,
+            _ => 0,
+        };
+        let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, umask };
         let ino = NodeId(h.nodeid);
         let r = || Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class);
         let fs = &*self.fs;
