@@ -63,6 +63,7 @@ work="$(mktemp -d /tmp/fbconf.XXXXXX)"
 chmod 755 "$work"
 mnt=""
 src=""
+daemon_log=""
 mkdir -p "$work/logs" "$work/bin" "$work/second"
 cleanup() {
     if [ -n "$mnt" ] && grep -qF " $mnt " /proc/self/mountinfo 2>/dev/null; then
@@ -87,11 +88,13 @@ mount_config() {
     # pjdfstest needs other users (allow_other), set-id bits (suid) and device nodes (dev);
     # the CLI always adds default_permissions for memfs and passthrough.
     local opts="allow_other,suid,dev,$wb${extra:+,$extra}"
+    # The daemon's own log (warnings and errors), checked after the stress run.
+    daemon_log="$work/logs/daemon-$fs-$wb-$(basename "$mnt").log"
     if [ "$fs" = memfs ]; then
-        "$FUSEBOX" mount memfs "$mnt" -o "$opts"
+        FUSEBOX_LOG="$daemon_log" "$FUSEBOX" mount memfs "$mnt" -o "$opts"
     else
         src="$(mktemp -d "$work/s.XXX")"
-        "$FUSEBOX" mount passthrough "$src" "$mnt" -o "$opts"
+        FUSEBOX_LOG="$daemon_log" "$FUSEBOX" mount passthrough "$src" "$mnt" -o "$opts"
     fi
     chmod 755 "$mnt"
 }
@@ -235,6 +238,10 @@ run_stress() {
             problems+=("unmount failed")
             umount -l "$mnt" || true
         fi
+        # No error from the mount: the daemon logged no error and no handler panicked.
+        if grep -qE 'ERROR|panicked' "$daemon_log" 2>/dev/null; then
+            problems+=("the daemon logged errors: $(grep -m3 -E 'ERROR|panicked' "$daemon_log" | tr '\n' ' ')")
+        fi
         # A clean unmount ends the daemon.
         local i
         for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -242,7 +249,7 @@ run_stress() {
         # Stressors that completed no operation in the time (metrics table: name, bogo ops).
         local idle
         idle="$(awk '/metrc:/ && $5 ~ /^[0-9]+$/ && $5 == 0 {printf "%s ", $4}' "$log")"
-        printf '%-28s stress-ng %s stressors %ss: exit %s; daemon RSS %s KiB; clean unmount; no ops: %s\n' \
+        printf '%-28s stress-ng %s stressors %ss: exit %s; daemon RSS %s KiB, no errors logged, clean unmount; no ops: %s\n' \
             "$config" "${#STRESSORS[@]}" "$STRESS_SECONDS" "$rc" "${rss:-?}" "${idle:-none}"
         if [ ${#problems[@]} -gt 0 ]; then
             status=1
