@@ -288,25 +288,24 @@ fn passthrough_new_nodes_honour_the_callers_umask() {
     assert_eq!(perms(&pt.src("d")), 0o750);
 }
 
-/// A parent directory's default ACL replaces the umask for new nodes and is inherited; the
-/// ACLs live on the backing files and the kernel enforces them (POSIX_ACL negotiated).
-#[test]
-fn passthrough_default_acl_is_inherited_and_enforced() {
+/// A parent directory's default ACL replaces the umask for new nodes and is inherited by
+/// files and subdirectories; the kernel enforces it (POSIX_ACL negotiated). Returns nothing;
+/// `getfacl` of the new directory must show the inherited entries.
+fn default_acl_inherited_and_enforced(m: &common::TestMount) {
     use std::os::unix::process::CommandExt;
-    let Some(pt) = PtMount::new(OPTS) else { return };
     let acl = fusebox::abi::init_flags::FUSE_POSIX_ACL;
-    assert!(pt.m.server().negotiated().is_some_and(|n| n.has(acl)), "POSIX_ACL not negotiated");
-    fs::create_dir(pt.mnt("shared")).unwrap();
-    sh_in(&pt.m.mnt, "setfacl -m d:u::rwx,d:g::rwx,d:o::rwx,d:u:nobody:r-x shared");
-    sh_in(&pt.m.mnt, "umask 077 && touch shared/f && mkdir shared/d && echo secret > shared/f");
+    assert!(m.server().negotiated().is_some_and(|n| n.has(acl)), "POSIX_ACL not negotiated");
+    let mnt = &m.mnt;
+    fs::create_dir(mnt.join("shared")).unwrap();
+    sh_in(mnt, "setfacl -m d:u::rwx,d:g::rwx,d:o::rwx,d:u:nobody:r-x shared");
+    sh_in(mnt, "umask 077 && touch shared/f && mkdir shared/d && echo secret > shared/f");
     // The default ACL, not the umask 077, decides the permissions.
-    assert_eq!(perms(&pt.mnt("shared/f")), 0o666);
-    assert_eq!(perms(&pt.mnt("shared/d")), 0o777);
-    assert_eq!(perms(&pt.src("shared/f")), 0o666);
+    assert_eq!(perms(&mnt.join("shared/f")), 0o666);
+    assert_eq!(perms(&mnt.join("shared/d")), 0o777);
     let out =
-        std::process::Command::new("getfacl").args(["-p", "-c"]).arg(pt.src("shared/d")).output().unwrap();
+        std::process::Command::new("getfacl").args(["-p", "-c"]).arg(mnt.join("shared/d")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("user:nobody:r-x"), "access ACL not inherited on the backing dir:\n{text}");
+    assert!(text.contains("user:nobody:r-x"), "access ACL not inherited by the subdirectory:\n{text}");
     assert!(
         text.contains("default:user:nobody:r-x"),
         "default ACL not inherited by the subdirectory:\n{text}"
@@ -315,9 +314,36 @@ fn passthrough_default_acl_is_inherited_and_enforced() {
     let as_nobody = |script: &str| {
         std::process::Command::new("sh").arg("-c").arg(script).uid(65534).gid(65534).output().unwrap()
     };
-    let read = as_nobody(&format!("cat '{}'", pt.mnt("shared/f").display()));
+    let read = as_nobody(&format!("cat '{}'", mnt.join("shared/f").display()));
     assert!(read.status.success(), "nobody may read: {}", String::from_utf8_lossy(&read.stderr));
     assert_eq!(String::from_utf8_lossy(&read.stdout), "secret\n");
-    let write = as_nobody(&format!("echo x >> '{}'", pt.mnt("shared/f").display()));
+    let write = as_nobody(&format!("echo x >> '{}'", mnt.join("shared/f").display()));
     assert!(!write.status.success(), "the ACL entry r-x must deny nobody's write");
+    // chmod moves the ACL mask; the named entry still applies through it: with 0660 the
+    // mask is rw-, so nobody (named r-x) may read although "other" has nothing.
+    sh_in(mnt, "chmod 660 shared/f");
+    let out =
+        std::process::Command::new("getfacl").args(["-p", "-c"]).arg(mnt.join("shared/f")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mask::rw-") && text.contains("other::---"), "chmod did not move the ACL:\n{text}");
+    let read = as_nobody(&format!("cat '{}'", mnt.join("shared/f").display()));
+    assert!(read.status.success(), "nobody's named entry must still allow reading after chmod 660");
+}
+
+#[test]
+fn memfs_default_acl_is_inherited_and_enforced() {
+    let Some(m) = memfs(OPTS) else { return };
+    default_acl_inherited_and_enforced(&m);
+}
+
+#[test]
+fn passthrough_default_acl_is_inherited_and_enforced() {
+    let Some(pt) = PtMount::new(OPTS) else { return };
+    default_acl_inherited_and_enforced(&pt.m);
+    // The ACLs live on the backing files.
+    assert_eq!(perms(&pt.src("shared/d")), 0o777);
+    let out =
+        std::process::Command::new("getfacl").args(["-p", "-c"]).arg(pt.src("shared/d")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("default:user:nobody:r-x"), "backing directory lacks the default ACL:\n{text}");
 }
