@@ -178,10 +178,9 @@ fn passthrough_rename_exchange_and_whiteout() {
 }
 
 #[test]
-fn memfs_rename_exchange() {
+fn memfs_rename_exchange_and_whiteout() {
     let Some(m) = memfs(OPTS) else { return };
-    // memfs has no whiteouts (RENAME_WHITEOUT is EINVAL there, as on file systems without them).
-    rename_flags(&|p| m.path(p), None, false);
+    rename_flags(&|p| m.path(p), None, true);
 }
 
 /// How a user other than the owner modifies a set-id file.

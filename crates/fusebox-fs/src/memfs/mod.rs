@@ -287,6 +287,7 @@ impl MemFs {
 
     fn do_rename(
         &self,
+        req: &RequestInfo,
         parent: NodeId,
         name: &OsStr,
         newparent: NodeId,
@@ -294,11 +295,14 @@ impl MemFs {
         flags: u32,
     ) -> Result<(), Errno> {
         check_name(newname)?;
-        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
-            || flags == libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE
+        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
+        if flags & !known != 0
+            || flags & libc::RENAME_EXCHANGE != 0
+                && flags & (libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT) != 0
         {
             return Err(Errno::EINVAL);
         }
+        let whiteout = flags & libc::RENAME_WHITEOUT != 0;
         let mut table = self.table_mut();
         let src_ref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let dst_ref = table.get(&newparent.0).cloned().ok_or(Errno::ENOENT)?;
@@ -413,6 +417,18 @@ impl MemFs {
                 }
             }
             self.maybe_evict(&mut table, d);
+        }
+        // RENAME_WHITEOUT: the old name now holds a whiteout, a 0:0 character device owned by
+        // the caller (what overlayfs uses to hide a lower entry).
+        if whiteout {
+            let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+            let node = Node::new(ino, libc::S_IFCHR, req.uid, req.gid, Content::Special);
+            let mut s = write(&src_ref);
+            if let Content::Dir(sd) = &mut s.content {
+                sd.insert(name, ino);
+            }
+            drop(s);
+            table.insert(ino, Arc::new(RwLock::new(node)));
         }
         Ok(())
     }
@@ -605,7 +621,7 @@ impl Filesystem for MemFs {
 
     fn rename(
         &self,
-        _req: &RequestInfo,
+        req: &RequestInfo,
         parent: NodeId,
         name: &OsStr,
         newparent: NodeId,
@@ -613,7 +629,7 @@ impl Filesystem for MemFs {
         flags: u32,
         reply: ReplyEmpty,
     ) {
-        reply.result(self.do_rename(parent, name, newparent, newname, flags), |r, ()| r.ok())
+        reply.result(self.do_rename(req, parent, name, newparent, newname, flags), |r, ()| r.ok())
     }
 
     fn link(&self, _req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {
