@@ -213,9 +213,11 @@ fn suid_cleared(dir: &std::path::Path, change: ForeignChange) {
     };
     let out = std::process::Command::new("sh").arg("-c").arg(&script).uid(65534).gid(65534).output().unwrap();
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    // std's metadata asks statx for more than the basic attributes, which makes the kernel
-    // ask the file system. (A plain stat(1) may still show the kernel's cached mode for up to
-    // attr_timeout after a write or truncating open: the kernel is not told; README, Status.)
+    // stat(1) first: it asks only for the mode, which the kernel answers from its cache unless
+    // told the attributes changed (OPEN, WRITE and FALLOCATE replies carry none).
+    let out = std::process::Command::new("stat").args(["-c", "%a"]).arg(&p).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(shown, "777", "{change:?} by another user: stat(1) still shows suid/sgid");
     let mode = fs::metadata(&p).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o0777, "{change:?} by another user left suid/sgid: {mode:o}");
 }
