@@ -13,6 +13,8 @@ if [ "$(id -u)" = 0 ]; then
     command -v fio >/dev/null || missing+=(fio)
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v setfattr >/dev/null || missing+=(attr)
+    command -v setfacl >/dev/null || missing+=(acl)
+    command -v stress-ng >/dev/null || missing+=(stress-ng)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]}"
         apt-get update -qq
@@ -38,10 +40,19 @@ for target in parse server; do
 done
 echo "fuzzing: ok"
 
+step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the binary"
+# A failure here is reported at the end, after the tests have run too.
+conformance=0
+bash scripts/conformance.sh || conformance=$?
+
 # The test runner's summary is the last thing printed.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
+fi
+if [ "$conformance" != 0 ]; then
+    echo "conformance/stress failed (see its output above)" >&2
+    exit 1
 fi

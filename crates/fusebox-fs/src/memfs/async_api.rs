@@ -11,7 +11,7 @@ const NO_HANDLE: Opened = Opened { fh: FileHandle(0), flags: 0 };
 
 impl AsyncFilesystem for MemFs {
     fn init(&self, caps: &mut Capabilities) -> FsResult<()> {
-        caps.time_gran = 1;
+        MemFs::set_capabilities(caps);
         Ok(())
     }
 
@@ -70,14 +70,14 @@ impl AsyncFilesystem for MemFs {
 
     async fn rename(
         &self,
-        _req: RequestInfo,
+        req: RequestInfo,
         parent: NodeId,
         name: OsString,
         newparent: NodeId,
         newname: OsString,
         flags: u32,
     ) -> FsResult<()> {
-        self.do_rename(parent, &name, newparent, &newname, flags)
+        self.do_rename(&req, parent, &name, newparent, &newname, flags)
     }
 
     async fn link(

@@ -10,6 +10,7 @@
 //! operations hold only their node's lock. No thread ever waits for the table while holding a
 //! node, so there is no lock cycle.
 
+mod acl;
 mod async_api;
 mod data;
 mod node;
@@ -146,6 +147,7 @@ impl MemFs {
         let mut table = self.table_mut();
         let pref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let mut p = write(&pref);
+        let (mode, acls) = new_node_mode(&p.xattrs, mode, req.umask);
         let (pgid, psetgid) = (p.attr.gid, p.attr.mode & libc::S_ISGID != 0);
         let Content::Dir(dir) = &mut p.content else { return Err(Errno::ENOTDIR) };
         if dir.get(name).is_some() {
@@ -158,6 +160,7 @@ impl MemFs {
         let gid = if psetgid { pgid } else { req.gid };
         let mode = if psetgid && is_dir { mode | libc::S_ISGID } else { mode };
         let mut node = Node::new(ino, mode, req.uid, gid, content);
+        node.xattrs.extend(acls);
         node.nlookup = 1;
         dir.insert(name, ino);
         if is_dir {
@@ -210,6 +213,12 @@ impl MemFs {
         }
         if let Some(mode) = a.mode {
             n.attr.mode = (n.attr.mode & libc::S_IFMT) | (mode & !libc::S_IFMT);
+            // An access ACL follows chmod (owner, mask, other entries).
+            if let Some(mut acl) = n.xattrs.get(OsStr::new(acl::ACCESS)).and_then(|v| acl::Acl::parse(v).ok())
+            {
+                acl.chmod(mode);
+                n.xattrs.insert(acl::ACCESS.into(), acl.to_bytes());
+            }
         }
         if let Some(uid) = a.uid {
             n.attr.uid = uid;
@@ -280,6 +289,7 @@ impl MemFs {
 
     fn do_rename(
         &self,
+        req: &RequestInfo,
         parent: NodeId,
         name: &OsStr,
         newparent: NodeId,
@@ -287,11 +297,14 @@ impl MemFs {
         flags: u32,
     ) -> Result<(), Errno> {
         check_name(newname)?;
-        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
-            || flags == libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE
+        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
+        if flags & !known != 0
+            || flags & libc::RENAME_EXCHANGE != 0
+                && flags & (libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT) != 0
         {
             return Err(Errno::EINVAL);
         }
+        let whiteout = flags & libc::RENAME_WHITEOUT != 0;
         let mut table = self.table_mut();
         let src_ref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let dst_ref = table.get(&newparent.0).cloned().ok_or(Errno::ENOENT)?;
@@ -407,6 +420,18 @@ impl MemFs {
             }
             self.maybe_evict(&mut table, d);
         }
+        // RENAME_WHITEOUT: the old name now holds a whiteout, a 0:0 character device owned by
+        // the caller (what overlayfs uses to hide a lower entry).
+        if whiteout {
+            let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+            let node = Node::new(ino, libc::S_IFCHR, req.uid, req.gid, Content::Special);
+            let mut s = write(&src_ref);
+            if let Content::Dir(sd) = &mut s.content {
+                sd.insert(name, ino);
+            }
+            drop(s);
+            table.insert(ino, Arc::new(RwLock::new(node)));
+        }
         Ok(())
     }
 
@@ -470,8 +495,43 @@ impl MemFs {
     }
 }
 
+/// The mode of a new node (`mode` as requested, `umask` the caller's) and the ACL xattrs it
+/// starts with, given its parent's xattrs: under a default ACL the node inherits it (a
+/// directory also as its own default ACL) and the umask does not apply; otherwise the umask
+/// does. Symlinks get neither.
+fn new_node_mode(
+    parent_xattrs: &std::collections::BTreeMap<std::ffi::OsString, Vec<u8>>,
+    mode: u32,
+    umask: u32,
+) -> (u32, Vec<(std::ffi::OsString, Vec<u8>)>) {
+    if mode & libc::S_IFMT == libc::S_IFLNK {
+        return (mode, Vec::new());
+    }
+    let default = parent_xattrs.get(OsStr::new(acl::DEFAULT)).and_then(|v| acl::Acl::parse(v).ok());
+    let Some(default) = default else { return (mode & !(umask & 0o7777), Vec::new()) };
+    let (access, mode) = default.inherit(mode);
+    let mut xattrs = Vec::new();
+    if let Some(a) = access {
+        xattrs.push((acl::ACCESS.into(), a.to_bytes()));
+    }
+    if mode & libc::S_IFMT == libc::S_IFDIR {
+        xattrs.push((acl::DEFAULT.into(), default.to_bytes()));
+    }
+    (mode, xattrs)
+}
+
 /// The operations both API flavours share: each returns its result instead of replying.
 impl MemFs {
+    /// INIT: what memfs asks of the kernel.
+    fn set_capabilities(caps: &mut Capabilities) {
+        // Nanosecond timestamps.
+        caps.time_gran = 1;
+        // POSIX ACLs are memfs's: the umask, or a parent's default ACL, is applied to new
+        // nodes by memfs (`new_node_mode`), and access ACLs move with the mode.
+        caps.dont_mask = true;
+        caps.posix_acl = true;
+    }
+
     fn do_forget(&self, nodes: impl IntoIterator<Item = (NodeId, u64)>) {
         let mut table = self.table_mut();
         for (ino, nlookup) in nodes {
@@ -649,6 +709,25 @@ impl MemFs {
         if name.is_empty() || name.len() > 255 {
             return Err(Errno::ERANGE);
         }
+        if name == acl::ACCESS {
+            // The access ACL and the mode bits are one thing: the mode takes the ACL's
+            // owner/mask/other bits, and an ACL saying no more than them is not stored.
+            let a = acl::Acl::parse(value)?;
+            n.attr.mode = (n.attr.mode & !0o777) | a.mode_bits();
+            if a.is_minimal() {
+                n.xattrs.remove(name);
+            } else {
+                n.xattrs.insert(name.to_os_string(), a.to_bytes());
+            }
+            n.touch_changed();
+            return Ok(());
+        }
+        if name == acl::DEFAULT {
+            if !matches!(n.content, Content::Dir(_)) {
+                return Err(Errno::EACCES);
+            }
+            acl::Acl::parse(value)?;
+        }
         n.xattrs.insert(name.to_os_string(), value.to_vec());
         n.touch_changed();
         Ok(())
@@ -694,11 +773,12 @@ impl MemFs {
             return Err(Errno::ENOTDIR);
         }
         let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
+        let (mode, acls) = new_node_mode(&p.xattrs, libc::S_IFREG | (args.mode & 0o7777), req.umask);
         drop(p);
         drop(table);
         let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
-        let mode = libc::S_IFREG | (args.mode & 0o7777);
         let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
+        node.xattrs.extend(acls);
         node.attr.nlink = 0;
         node.nlookup = 1;
         let e = entry(&node);

@@ -4,8 +4,7 @@ use super::*;
 
 impl Filesystem for MemFs {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
-        // Nanosecond timestamps.
-        caps.time_gran = 1;
+        MemFs::set_capabilities(caps);
         Ok(())
     }
 
@@ -63,7 +62,7 @@ impl Filesystem for MemFs {
 
     fn rename(
         &self,
-        _req: &RequestInfo,
+        req: &RequestInfo,
         parent: NodeId,
         name: &OsStr,
         newparent: NodeId,
@@ -71,7 +70,7 @@ impl Filesystem for MemFs {
         flags: u32,
         reply: ReplyEmpty,
     ) {
-        reply.result(self.do_rename(parent, name, newparent, newname, flags), |r, ()| r.ok())
+        reply.result(self.do_rename(req, parent, name, newparent, newname, flags), |r, ()| r.ok())
     }
 
     fn link(&self, _req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {

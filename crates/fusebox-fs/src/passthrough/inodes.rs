@@ -40,6 +40,11 @@ pub(crate) struct Inodes {
     table: Mutex<Table>,
     cache: FdCache,
     mount_fds: Mutex<HashMap<i32, Arc<OwnedFd>>>,
+    /// Descriptors pinned for nodes whose backing file was unlinked while the kernel still
+    /// knows them: a deleted file cannot be reopened by handle (ESTALE), yet the kernel may
+    /// still send requests for it (e.g. a write-back ctime flush right after UNLINK). Dropped
+    /// at FORGET.
+    unlinked: Mutex<HashMap<u64, Arc<OwnedFd>>>,
 }
 
 impl Inodes {
@@ -67,6 +72,7 @@ impl Inodes {
             table: Mutex::new(Table { nodes, by_key, next: NodeId::ROOT.0 + 1 }),
             cache: FdCache::new(cache),
             mount_fds: Mutex::new(mount_fds),
+            unlinked: Mutex::default(),
         }
     }
 
@@ -86,6 +92,9 @@ impl Inodes {
     /// Like [`Inodes::fd`] with the inode already at hand.
     pub(crate) fn fd_of(&self, id: NodeId, inode: &Inode) -> Result<Arc<OwnedFd>, Errno> {
         if let Some(fd) = &inode.pinned {
+            return Ok(fd.clone());
+        }
+        if let Some(fd) = self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).get(&id.0) {
             return Ok(fd.clone());
         }
         if let Some(fd) = self.cache.get(id.0) {
@@ -158,6 +167,19 @@ impl Inodes {
         NodeId(id)
     }
 
+    /// Before its last name may go: if the backing inode `fd` refers to (`key` from its stat)
+    /// is a node the kernel knows, keep `fd` for that node until it is forgotten.
+    pub(crate) fn pin_if_known(&self, fd: OwnedFd, key: (u64, u64)) {
+        let id = {
+            let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            match t.by_key.get(&key) {
+                Some(&id) if t.nodes.get(&id).is_some_and(|n| n.inode.pinned.is_none()) => id,
+                _ => return,
+            }
+        };
+        self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(fd));
+    }
+
     /// Count one more lookup of an existing node (LOOKUP of "." or "..").
     pub(crate) fn add_lookup(&self, id: NodeId) -> Result<(), Errno> {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,6 +210,7 @@ impl Inodes {
             node
         };
         self.cache.remove(id.0);
+        self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.0);
         drop(removed);
     }
 

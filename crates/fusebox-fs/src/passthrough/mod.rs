@@ -22,6 +22,7 @@ mod error;
 mod fdcache;
 mod handles;
 mod inodes;
+mod ioctl;
 mod names;
 mod ops;
 

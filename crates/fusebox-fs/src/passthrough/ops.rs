@@ -7,9 +7,10 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, ReadArgs, ReleaseArgs, Reply, ReplyAttr, ReplyCopy,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, ReadArgs, ReleaseArgs, Reply, ReplyAttr,
+    ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow,
+    WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -52,6 +53,26 @@ fn kind_of(t: rustix::fs::FileType) -> FileType {
         T::CharacterDevice => FileType::CharDevice,
         T::BlockDevice => FileType::BlockDevice,
         _ => FileType::Regular,
+    }
+}
+
+/// The mode to create a node with, given the caller's `umask` (DONT_MASK: the kernel left it
+/// to us). As on a local file system, a parent directory with a default ACL replaces the
+/// umask: the node is created with the full mode and the backing file system applies the
+/// inherited ACL (the daemon runs with umask 0). Otherwise the umask applies.
+fn new_node_mode(dir: std::os::fd::BorrowedFd<'_>, mode: u32, umask: u32) -> u32 {
+    // Any answer but "no such attribute" (or no ACL support) means there is one; ERANGE is a
+    // default ACL larger than the probe buffer.
+    let mut probe = [0u8; 64];
+    let has_default_acl =
+        match rustix::fs::getxattr(proc_path(&dir), "system.posix_acl_default", &mut probe[..]) {
+            Ok(n) => n > 0,
+            Err(e) => e == rustix::io::Errno::RANGE,
+        };
+    if has_default_acl {
+        mode
+    } else {
+        mode & !(umask & 0o7777)
     }
 }
 
@@ -141,6 +162,23 @@ impl Passthrough {
         Ok(to_attr(&st))
     }
 
+    /// The kernel keeps an unlinked inode until its last reference goes and may still send
+    /// requests for it (with write-back, UNLINK marks its ctime dirty and a concurrent sync
+    /// flushes it with SETATTR). Once the backing file is deleted it cannot be reopened by
+    /// handle, so keep an O_PATH descriptor of a known node about to lose a name until FORGET.
+    /// Best effort: if the name cannot be opened, unlinkat reports why.
+    #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are not u64 on every target
+    fn pin_before_unlink(&self, dir: std::os::fd::BorrowedFd<'_>, name: &OsStr) {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+            if let Ok(st) = rustix::fs::fstat(&fd) {
+                if st.st_nlink <= 1 {
+                    self.inodes.pin_if_known(fd, (st.st_dev as u64, st.st_ino as u64));
+                }
+            }
+        }
+    }
+
     /// Open the backing file of `ino` with `flags`: by file handle, or through the pinned
     /// descriptor's `/proc/self/fd` entry.
     fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
@@ -162,7 +200,8 @@ impl Passthrough {
         let dir = self.inodes.fd(parent)?;
         let flags = self.open_flags(args.flags) | libc::O_NOFOLLOW;
         let excl = OFlags::from_bits_retain((flags | libc::O_CREAT | libc::O_EXCL) as _);
-        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode_of(args.mode)) {
+        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
+        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode) {
             Ok(fd) => (fd, true),
             Err(rustix::io::Errno::EXIST) if args.flags & libc::O_EXCL == 0 => {
                 let fd = rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(flags as _), Mode::empty())
@@ -173,6 +212,16 @@ impl Passthrough {
         };
         if created {
             self.set_owner(req, dir.as_fd(), fd.as_fd())?;
+        } else if args.flags & libc::O_TRUNC != 0 && req.uid != 0 {
+            // CREATE reaches an existing file only when it appeared in SOURCE between the
+            // kernel's negative LOOKUP and its CREATE (fusebox never lets the kernel cache
+            // negative names). A truncating open by a caller without CAP_FSETID (approximated:
+            // not root) clears suid/sgid, as the framework does for OPEN.
+            let st = rustix::fs::fstat(&fd).map_err(errno)?;
+            let kill = suidgid_bits(st.st_mode);
+            if kill != 0 {
+                rustix::fs::fchmod(&fd, mode_of(st.st_mode & !kill)).map_err(errno)?;
+            }
         }
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, false)?;
@@ -192,8 +241,8 @@ impl Passthrough {
             flags |= libc::O_RDWR;
         }
         flags |= libc::O_TMPFILE;
-        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode_of(args.mode))
-            .map_err(errno)?;
+        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
+        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode).map_err(errno)?;
         self.set_owner(req, dir.as_fd(), fd.as_fd())?;
         // An unlinked file's handle cannot be reopened: this inode pins an O_PATH descriptor.
         let path = reopen(&fd, libc::O_PATH)?;
@@ -380,6 +429,10 @@ impl Filesystem for Passthrough {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         // Nanosecond timestamps, like the backing file systems we mirror.
         caps.time_gran = 1;
+        // POSIX ACLs live on the backing files; new nodes get the caller's umask or the
+        // parent's default ACL from the backing file system (see `new_node_mode`).
+        caps.dont_mask = true;
+        caps.posix_acl = true;
         Ok(())
     }
 
@@ -426,7 +479,8 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             let kind = rustix::fs::FileType::from_raw_mode(mode);
-            rustix::fs::mknodat(&*dir, name, kind, mode_of(mode), decode_dev(rdev)).map_err(errno)?;
+            let mode = mode_of(new_node_mode(dir.as_fd(), mode, req.umask));
+            rustix::fs::mknodat(&*dir, name, kind, mode, decode_dev(rdev)).map_err(errno)?;
             self.finish_new(req, dir.as_fd(), name)
         });
         reply.result(r, |r, e| r.entry(&e))
@@ -435,7 +489,8 @@ impl Filesystem for Passthrough {
     fn mkdir(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, reply: ReplyEntry) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
-            rustix::fs::mkdirat(&*dir, name, mode_of(mode)).map_err(errno)?;
+            rustix::fs::mkdirat(&*dir, name, mode_of(new_node_mode(dir.as_fd(), mode, req.umask)))
+                .map_err(errno)?;
             self.finish_new(req, dir.as_fd(), name)
         });
         reply.result(r, |r, e| r.entry(&e))
@@ -444,6 +499,7 @@ impl Filesystem for Passthrough {
     fn unlink(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEmpty) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
+            self.pin_before_unlink(dir.as_fd(), name);
             rustix::fs::unlinkat(&*dir, name, AtFlags::empty()).map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
@@ -470,6 +526,10 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| check_name(newname)).and_then(|_| {
             let from = self.inodes.fd(parent)?;
             let to = self.inodes.fd(newparent)?;
+            if flags & libc::RENAME_EXCHANGE == 0 {
+                // A replaced target loses its name like an unlinked file.
+                self.pin_before_unlink(to.as_fd(), newname);
+            }
             if flags == 0 {
                 rustix::fs::renameat(&*from, name, &*to, newname)
             } else {
@@ -525,6 +585,13 @@ impl Filesystem for Passthrough {
             if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
+    }
+
+    fn ioctl(&self, _req: &RequestInfo, _ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+        match super::ioctl::serve(&self.handles, args) {
+            Ok((result, data)) => reply.ioctl(result, &data),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn opendir(&self, _req: &RequestInfo, ino: NodeId, _flags: i32, reply: ReplyOpen) {

@@ -293,6 +293,10 @@ pub struct RequestInfo {
     pub gid: u32,
     /// Caller's pid (0 for requests on behalf of the kernel, e.g. writeback).
     pub pid: u32,
+    /// Caller's umask for MKNOD, MKDIR, CREATE and TMPFILE (0 for other requests). The mode
+    /// of those requests is already masked with it unless the file system negotiated
+    /// `Capabilities::dont_mask`, in which case applying it is the file system's job.
+    pub umask: u32,
 }
 
 /// Arguments of READ.

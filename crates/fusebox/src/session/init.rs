@@ -33,6 +33,14 @@ pub struct Capabilities {
     pub flock_locks: bool,
     /// Cache symlink targets in the page cache (CACHE_SYMLINKS).
     pub cache_symlinks: bool,
+    /// The kernel does not apply the caller's umask to new nodes; the file system applies
+    /// [`RequestInfo::umask`](crate::RequestInfo::umask) itself (DONT_MASK). Needed with
+    /// `posix_acl`, where a parent's default ACL replaces the umask.
+    pub dont_mask: bool,
+    /// POSIX ACLs stored by the file system as `system.posix_acl_*` xattrs; the kernel checks
+    /// them and the file system applies default ACLs to new nodes (POSIX_ACL; implies
+    /// default_permissions).
+    pub posix_acl: bool,
     /// Maximum pages per request (MAX_PAGES); 256 = 1 MiB. Capped by
     /// /proc/sys/fs/fuse/max_pages_limit.
     pub max_pages: u32,
@@ -67,6 +75,8 @@ impl Default for Capabilities {
             posix_locks: false,
             flock_locks: false,
             cache_symlinks: false,
+            dont_mask: false,
+            posix_acl: false,
             max_pages: 256,
             max_write: 1 << 20,
             max_readahead: 1 << 20,
@@ -101,6 +111,8 @@ impl Capabilities {
         set(self.flock_locks, FUSE_FLOCK_LOCKS);
         set(self.cache_symlinks, FUSE_CACHE_SYMLINKS);
         set(self.splice_write, FUSE_SPLICE_WRITE | FUSE_SPLICE_MOVE);
+        set(self.dont_mask, FUSE_DONT_MASK);
+        set(self.posix_acl, FUSE_POSIX_ACL);
         f
     }
 }
@@ -159,6 +171,7 @@ pub const FLAG_NAMES: &[(u64, &str)] = &[
     (FUSE_WRITEBACK_CACHE, "WRITEBACK_CACHE"),
     (FUSE_PARALLEL_DIROPS, "PARALLEL_DIROPS"),
     (FUSE_MAX_PAGES, "MAX_PAGES"),
+    (FUSE_POSIX_ACL, "POSIX_ACL"),
     (FUSE_CACHE_SYMLINKS, "CACHE_SYMLINKS"),
     (FUSE_HANDLE_KILLPRIV_V2, "HANDLE_KILLPRIV_V2"),
     (FUSE_INIT_EXT, "INIT_EXT"),

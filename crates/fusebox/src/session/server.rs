@@ -224,7 +224,7 @@ impl Server {
     /// as a truncating write would. The framework does it with a SETATTR(kill_suidgid) to the
     /// file system before the OPEN, so no file system needs an extra open argument. Its answer
     /// is captured here, not sent to the kernel.
-    fn kill_suidgid_before_open(&self, info: &RequestInfo, ino: NodeId) {
+    fn kill_suidgid_before_open(&self, info: &RequestInfo, ino: NodeId, dev: &Arc<dyn ReplyChannel>) {
         let capture = Arc::new(crate::transport::mem::MemChannel::new());
         let chan: Arc<dyn ReplyChannel> = capture.clone();
         let op = abi::opcode::FUSE_SETATTR;
@@ -236,15 +236,33 @@ impl Server {
             let error = i32::from_ne_bytes(out[4..8].try_into().expect("out header"));
             if error != 0 {
                 tracing::warn!(ino = ino.0, error, "clearing suid/sgid before a truncating open failed");
+            } else {
+                notify_attrs_changed(dev, ino);
             }
         }
+    }
+
+    /// HANDLE_KILLPRIV_V2 rule for FALLOCATE: a local file system clears suid/sgid on any
+    /// fallocate by a caller without CAP_FSETID (file_modified), but with KILLPRIV_V2 the
+    /// kernel leaves that to the server and FALLOCATE carries no flag saying so. The framework
+    /// clears them (same internal SETATTR as a truncating OPEN) when the caller is not root,
+    /// the closest a server can get to "has no CAP_FSETID".
+    fn fallocate_kills_suidgid(&self, uid: u32) -> bool {
+        uid != 0 && self.negotiated.get().is_some_and(|n| n.has(abi::init_flags::FUSE_HANDLE_KILLPRIV_V2))
     }
 
     fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass) {
         let h = req.header;
         let stats = &self.shared.stats;
         stats.begin(h.opcode, class, h.len as usize);
-        let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid };
+        let umask = match &req.op {
+            Operation::Mknod { arg, .. } => arg.umask,
+            Operation::Mkdir { arg, .. } => arg.umask,
+            Operation::Create { arg, .. } => arg.umask,
+            Operation::Tmpfile(arg) => arg.umask,
+            _ => 0,
+        };
+        let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, umask };
         let ino = NodeId(h.nodeid);
         let r = || Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class);
         let fs = &*self.fs;
@@ -283,7 +301,7 @@ impl Server {
             }
             Operation::Open(arg) => {
                 if arg.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0 {
-                    self.kill_suidgid_before_open(&info, ino);
+                    self.kill_suidgid_before_open(&info, ino, chan);
                 }
                 fs.open(&info, ino, self.open_flags(arg.flags as i32), ReplyOpen(r()))
             }
@@ -304,7 +322,15 @@ impl Server {
                     write_flags: arg.write_flags,
                     flags: arg.flags as i32,
                 };
-                fs.write(&info, ino, &args, ReplyWrite(r().tracking_file(h.nodeid)))
+                fs.write(&info, ino, &args, ReplyWrite(r().tracking_file(h.nodeid)));
+                // A WRITE flagged "kill suid/sgid" may have changed the mode (the file system
+                // cleared the bits), which the WRITE reply cannot say: make the kernel forget
+                // the cached attributes. With write-back the kernel flags only writes to set-id
+                // files (they bypass the cache); write-through flags every write by a caller
+                // without CAP_FSETID, so there this costs one extra small write per WRITE.
+                if args.kill_suidgid() {
+                    notify_attrs_changed(chan, ino);
+                }
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
             Operation::Release(arg) => fs.release(&info, ino, &release_args(&arg), ReplyEmpty(r())),
@@ -353,6 +379,9 @@ impl Server {
                 fs.tmpfile(&info, ino, &args, ReplyCreate(r()))
             }
             Operation::Fallocate(arg) => {
+                if self.fallocate_kills_suidgid(h.uid) {
+                    self.kill_suidgid_before_open(&info, ino, chan);
+                }
                 let args = FallocateArgs {
                     fh: FileHandle(arg.fh),
                     offset: arg.offset,
@@ -404,6 +433,26 @@ impl Server {
             | Operation::Syncfs(_)
             | Operation::Statx(_)
             | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),
+        }
+    }
+}
+
+/// Tell the kernel that `ino`'s attributes changed behind its back (FUSE_NOTIFY_INVAL_INODE
+/// with a negative offset: attributes only, no page is touched, so this cannot wait on a page
+/// lock held by the caller whose request is in flight). Used after the framework or the file
+/// system cleared suid/sgid for a request whose reply carries no attributes (OPEN, WRITE,
+/// FALLOCATE); otherwise `stat` shows the old mode until `attr_timeout` expires.
+fn notify_attrs_changed(chan: &Arc<dyn ReplyChannel>, ino: NodeId) {
+    use zerocopy::IntoBytes;
+    let body = abi::fuse_notify_inval_inode_out { ino: ino.0, off: -1, len: 0 };
+    let len = (std::mem::size_of::<abi::fuse_out_header>() + std::mem::size_of_val(&body)) as u32;
+    let header = abi::fuse_out_header { len, error: abi::notify_code::FUSE_NOTIFY_INVAL_INODE, unique: 0 };
+    if let Err(e) =
+        chan.send(&[std::io::IoSlice::new(header.as_bytes()), std::io::IoSlice::new(body.as_bytes())])
+    {
+        // ENOENT: the kernel no longer knows the inode; nothing is cached.
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            tracing::warn!(ino = ino.0, error = %e, "attribute invalidation failed");
         }
     }
 }

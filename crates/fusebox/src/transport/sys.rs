@@ -202,6 +202,32 @@ pub fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
     fd.as_fd().try_clone_to_owned()
 }
 
+/// Size of `struct fsxattr` (FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR): xflags, extsize,
+/// nextents, projid, cowextsize (u32 each) and 8 bytes of padding.
+pub const FSXATTR_SIZE: usize = 28;
+const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+
+/// `ioctl(FS_IOC_FSGETXATTR)`: the file's extended attributes (`struct fsxattr`) as raw bytes.
+pub fn fs_get_xattr(fd: BorrowedFd<'_>) -> io::Result<[u8; FSXATTR_SIZE]> {
+    let mut buf = [0u8; FSXATTR_SIZE];
+    // SAFETY: the command writes exactly one `struct fsxattr` (28 bytes) to `buf`, which is
+    // that size and lives across the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSGETXATTR, buf.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf)
+}
+
+/// `ioctl(FS_IOC_FSSETXATTR)` with a raw `struct fsxattr`.
+pub fn fs_set_xattr(fd: BorrowedFd<'_>, attr: &[u8; FSXATTR_SIZE]) -> io::Result<()> {
+    // SAFETY: the command reads exactly one `struct fsxattr` (28 bytes) from `attr`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR, attr.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A `MAP_SHARED`, read-write mapping of part of a file, unmapped on drop.
 ///
 /// The file must be open for reading and writing. Touching a page of the mapping that lies
