@@ -5,12 +5,17 @@
 //! interior locking. Each method receives a reply token it must consume exactly once; it may
 //! answer inline or move the token to another thread and answer later.
 
+mod interrupt;
 mod reply;
 mod types;
 
+pub use interrupt::{Interrupt, PENDING_EXPIRY};
+pub(crate) use interrupt::{InterruptRegistry, Registration};
+
 pub use reply::{
     ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr, Responder,
+    ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Responder,
 };
 pub use types::*;
 
@@ -112,10 +117,20 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS)
     }
     /// close(2) of one file descriptor: the synchronous commit point of a close.
+    ///
+    /// The contract fusebox gives (see docs/ARCHITECTURE.md, "Synchronous close"): when
+    /// FLUSH arrives, every byte written through this file has already reached
+    /// [`Filesystem::write`] (the kernel writes back dirty pages and waits for those WRITEs
+    /// first), and the answer to FLUSH is what close(2) returns. So commit here and report
+    /// commit errors (ENOSPC, EIO): close(2) returns them. A failed writeback WRITE already
+    /// makes close(2) fail, with or without this method. POSIX record locks of `lock_owner` are
+    /// released by close(2): a file system serving locks drops them here.
     fn flush(&self, req: &RequestInfo, ino: NodeId, fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
         reply.error(Errno::ENOSYS)
     }
-    /// The last reference to an open file went away (asynchronous to close(2)).
+    /// The last reference to an open file went away. The kernel sends it after close(2) has
+    /// returned; fusebox orders a RELEASE it has received before any later OPEN of the same
+    /// inode (the OPEN waits until this method has answered).
     fn release(&self, req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
         reply.ok()
     }
@@ -208,6 +223,20 @@ pub trait Filesystem: Send + Sync + 'static {
     }
     /// copy_file_range(2) between two open files of this file system.
     fn copy_file_range(&self, req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
+        reply.error(Errno::ENOSYS)
+    }
+    /// Test for a lock (F_GETLK): answer the first conflicting lock, or `args.lock` with
+    /// `typ = F_UNLCK` when it could be granted. Only sent when the file system switched on
+    /// `Capabilities::posix_locks` in [`Filesystem::init`]; otherwise the kernel keeps locks
+    /// locally (per mount).
+    fn getlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.error(Errno::ENOSYS)
+    }
+    /// Take or release a lock (F_SETLK/F_SETLKW, and flock(2) when `args.flock`; flock
+    /// requests come only with `Capabilities::flock_locks`). With `args.sleep`, wait for
+    /// conflicting locks and answer EINTR when the request is interrupted (`reply.interrupt()`);
+    /// otherwise answer EAGAIN on conflict.
+    fn setlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
         reply.error(Errno::ENOSYS)
     }
     /// ioctl(2) on an open file.

@@ -1,7 +1,8 @@
 //! One-shot reply tokens. Each handler gets exactly one; answering consumes it. A token dropped
 //! without an answer replies EIO and logs a warning, so a forgotten reply never hangs a caller.
 
-use super::types::{Entry, FileAttr, FileHandle, FileType, Statfs, Ttl};
+use super::interrupt::{Interrupt, Registration};
+use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl};
 use super::Errno;
 use crate::abi;
 use crate::sched::{RequestClass, Stats};
@@ -20,6 +21,9 @@ pub struct Responder {
     class: RequestClass,
     start: Instant,
     done: bool,
+    intr: Interrupt,
+    /// Unregisters the request from the interrupt registry when the token goes away.
+    _reg: Option<Registration>,
 }
 
 /// Session-wide state the reply tokens need.
@@ -38,7 +42,29 @@ impl Responder {
         opcode: u32,
         class: RequestClass,
     ) -> Self {
-        Responder { chan, shared, unique, opcode, class, start: Instant::now(), done: false }
+        Responder {
+            chan,
+            shared,
+            unique,
+            opcode,
+            class,
+            start: Instant::now(),
+            done: false,
+            intr: Interrupt::never(),
+            _reg: None,
+        }
+    }
+
+    /// Attach the request's interrupt handle and its registration (dropped with the token).
+    pub(crate) fn registered(mut self, intr: Interrupt, reg: Registration) -> Self {
+        self.intr = intr;
+        self._reg = Some(reg);
+        self
+    }
+
+    /// The request's interrupt handle.
+    pub fn interrupt(&self) -> Interrupt {
+        self.intr.clone()
     }
 
     fn send(mut self, error: Errno, parts: &[&[u8]]) {
@@ -110,6 +136,10 @@ macro_rules! token {
             /// Answer with an error.
             pub fn error(self, e: Errno) {
                 self.0.error(e)
+            }
+            /// The request's interrupt handle (see [`Interrupt`]).
+            pub fn interrupt(&self) -> Interrupt {
+                self.0.interrupt()
             }
             /// Answer with the result: the value, or the error.
             pub fn result<T>(self, r: Result<T, Errno>, ok: impl FnOnce(Self, T)) {
@@ -303,12 +333,28 @@ impl ReplyCopy {
     pub fn error(self, e: Errno) {
         self.inner.error(e)
     }
+    /// The request's interrupt handle.
+    pub fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
+    }
     /// Answer with the result: the byte count, or the error.
     pub fn result(self, r: Result<u64, Errno>, ok: impl FnOnce(Self, u64)) {
         match r {
             Ok(n) => ok(self, n),
             Err(e) => self.error(e),
         }
+    }
+}
+
+token!(
+    /// Reply to GETLK: the conflicting lock, or the probe back with type F_UNLCK.
+    ReplyLock
+);
+impl ReplyLock {
+    /// Answer with `lock` (a conflicting lock, or `typ == F_UNLCK` when there is none).
+    pub fn lock(self, lock: &FileLock) {
+        let out = abi::fuse_lk_out { lk: lock.to_abi() };
+        self.0.ok(&[out.as_bytes()])
     }
 }
 
@@ -349,6 +395,10 @@ impl ReplyDirectory {
     pub fn error(self, e: Errno) {
         self.inner.error(e)
     }
+    /// The request's interrupt handle.
+    pub fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
+    }
 }
 
 /// Reply to READDIRPLUS. Every entry added, except `.` and `..`, counts as one LOOKUP of its
@@ -378,5 +428,9 @@ impl ReplyDirectoryPlus {
     /// Answer with an error.
     pub fn error(self, e: Errno) {
         self.inner.error(e)
+    }
+    /// The request's interrupt handle.
+    pub fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
     }
 }

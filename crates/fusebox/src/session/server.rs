@@ -38,6 +38,7 @@ pub struct Server {
     debug: bool,
     gate: OnceLock<Arc<BackgroundGate>>,
     workers: Arc<AtomicUsize>,
+    interrupts: Arc<InterruptRegistry>,
 }
 
 impl Server {
@@ -53,6 +54,7 @@ impl Server {
             debug,
             gate: OnceLock::new(),
             workers: Arc::new(AtomicUsize::new(0)),
+            interrupts: Arc::default(),
         }
     }
 
@@ -245,7 +247,11 @@ impl Server {
         stats.begin(h.opcode, class, h.len as usize);
         let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid };
         let ino = NodeId(h.nodeid);
-        let r = || Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class);
+        let r = || {
+            let intr = self.interrupts.begin(h.unique);
+            let reg = Registration { registry: self.interrupts.clone(), unique: h.unique };
+            Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class).registered(intr, reg)
+        };
         let fs = &*self.fs;
         let max_readdir = |size: u32| (size as usize).min(1 << 20);
         match req.op {
@@ -390,20 +396,34 @@ impl Server {
                 self.destroy_once();
                 ReplyEmpty(r()).ok()
             }
-            Operation::Interrupt(_) | Operation::NotifyReply { .. } => {
-                // No reply is expected. Handlers run to completion; interrupts are advisory.
+            Operation::Interrupt(arg) => {
+                // Never answered, except EAGAIN when its request does not show up.
+                self.interrupts.interrupt(arg.unique, h.unique, chan);
+                stats.end(h.opcode, class, false, 0, Default::default());
+            }
+            Operation::NotifyReply { .. } => {
                 stats.end(h.opcode, class, false, 0, Default::default());
             }
             Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
-            Operation::Getlk(_)
-            | Operation::Setlk(_)
-            | Operation::Setlkw(_)
-            | Operation::Bmap(_)
+            Operation::Getlk(arg) => fs.getlk(&info, ino, &lock_args(&arg, false), ReplyLock(r())),
+            Operation::Setlk(arg) => fs.setlk(&info, ino, &lock_args(&arg, false), ReplyEmpty(r())),
+            Operation::Setlkw(arg) => fs.setlk(&info, ino, &lock_args(&arg, true), ReplyEmpty(r())),
+            Operation::Bmap(_)
             | Operation::Poll(_)
             | Operation::Syncfs(_)
             | Operation::Statx(_)
             | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),
         }
+    }
+}
+
+fn lock_args(arg: &abi::fuse_lk_in, sleep: bool) -> LockArgs {
+    LockArgs {
+        fh: FileHandle(arg.fh),
+        owner: arg.owner,
+        lock: FileLock::from_abi(&arg.lk),
+        flock: arg.lk_flags & abi::FUSE_LK_FLOCK != 0,
+        sleep,
     }
 }
 
@@ -528,6 +548,51 @@ mod tests {
         server.handle(&frame(FUSE_FORGET, 15, &1u64.to_ne_bytes()), &dc);
         server.handle(&frame(FUSE_INTERRUPT, 16, &12u64.to_ne_bytes()), &dc);
         assert_eq!(chan.pending(), 0);
+    }
+
+    /// SETLKW waits until interrupted and then answers EINTR.
+    struct Waiter;
+    impl Filesystem for Waiter {
+        fn setlk(&self, _: &RequestInfo, _: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+            assert!(args.sleep);
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            reply.interrupt().on_interrupt(move || {
+                let _ = tx.send(());
+            });
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(()) => reply.error(Errno::EINTR),
+                Err(_) => reply.ok(),
+            }
+        }
+    }
+
+    #[test]
+    fn interrupt_cancels_a_waiting_request_in_either_order() {
+        let server = Arc::new(Server::new(Arc::new(Waiter), Capabilities::default(), Ttl::default(), false));
+        let chan = Arc::new(MemChannel::new());
+        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        init(&server, &chan, &dc);
+        let lk = abi::fuse_lk_in {
+            lk: abi::fuse_file_lock { r#type: libc::F_WRLCK as u32, ..Default::default() },
+            ..Default::default()
+        };
+        // Request first, then its INTERRUPT from another worker.
+        let (s2, c2) = (server.clone(), dc.clone());
+        let body = lk.as_bytes().to_vec();
+        let t = std::thread::spawn(move || s2.handle(&frame(FUSE_SETLKW, 40, &body), &c2));
+        while server.interrupts.inflight() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.handle(&frame(FUSE_INTERRUPT, 41, &40u64.to_ne_bytes()), &dc);
+        t.join().unwrap();
+        assert_eq!(next(&chan), (40, -libc::EINTR));
+        // INTERRUPT decoded before its request: kept, and applied when the request registers.
+        server.handle(&frame(FUSE_INTERRUPT, 51, &50u64.to_ne_bytes()), &dc);
+        assert_eq!(chan.pending(), 0, "an INTERRUPT is not answered");
+        server.handle(&frame(FUSE_SETLKW, 50, lk.as_bytes()), &dc);
+        assert_eq!(next(&chan), (50, -libc::EINTR));
+        assert_eq!(server.interrupts.inflight(), 0);
+        assert_eq!(server.interrupts.pending(), 0);
     }
 
     #[test]
