@@ -13,6 +13,7 @@
 mod data;
 mod node;
 
+use crate::locks::LockTable;
 use data::CHUNK;
 use fusebox::fs::*;
 use fusebox::session::Capabilities;
@@ -42,6 +43,7 @@ pub struct MemFs {
     next_ino: AtomicU64,
     used: AtomicU64,
     limit: u64,
+    locks: Arc<LockTable>,
 }
 
 const NAME_MAX: usize = 255;
@@ -83,6 +85,7 @@ impl MemFs {
             next_ino: AtomicU64::new(2),
             used: AtomicU64::new(0),
             limit: opts.size.unwrap_or(u64::MAX),
+            locks: LockTable::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl MemFs {
         if dead {
             table.remove(&ino);
             self.release_space(freed);
+            self.locks.forget_inode(ino);
         }
     }
 
@@ -472,6 +476,9 @@ impl Filesystem for MemFs {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         // Nanosecond timestamps.
         caps.time_gran = 1;
+        // Locks are served here, so they are shared by everyone using this mount.
+        caps.posix_locks = true;
+        caps.flock_locks = true;
         Ok(())
     }
 
@@ -614,8 +621,26 @@ impl Filesystem for MemFs {
         reply.result(self.do_write(ino, args), |r, n| r.written(n))
     }
 
-    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lo: u64, reply: ReplyEmpty) {
+    fn flush(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
+        // close(2) drops the caller's POSIX locks on the file. Data is in memory already.
+        self.locks.release_posix(ino.0, lock_owner);
         reply.ok()
+    }
+
+    fn release(&self, _req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
+        if let Some(owner) = args.lock_owner {
+            self.locks.release_flock(ino.0, owner);
+        }
+        reply.ok()
+    }
+
+    fn getlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.lock(&self.locks.test(ino.0, args))
+    }
+
+    fn setlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+        let intr = reply.interrupt();
+        reply.result(self.locks.set(ino.0, args, &intr), |r, ()| r.ok())
     }
 
     fn fsync(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {

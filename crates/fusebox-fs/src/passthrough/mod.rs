@@ -21,6 +21,7 @@ mod error;
 mod fdcache;
 mod handles;
 mod inodes;
+mod locks;
 mod names;
 mod ops;
 
@@ -46,6 +47,7 @@ pub struct Passthrough {
     use_handles: bool,
     euid: u32,
     egid: u32,
+    posix_locks: locks::PosixLockFds,
 }
 
 impl Passthrough {
@@ -101,6 +103,7 @@ impl Passthrough {
             use_handles,
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
+            posix_locks: Default::default(),
         })
     }
 

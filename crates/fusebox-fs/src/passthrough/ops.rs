@@ -6,9 +6,9 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, LockArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -386,6 +386,9 @@ impl Filesystem for Passthrough {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         // Nanosecond timestamps, like the backing file systems we mirror.
         caps.time_gran = 1;
+        // Locks are forwarded to the backing files (see locks.rs).
+        caps.posix_locks = true;
+        caps.flock_locks = true;
         Ok(())
     }
 
@@ -523,13 +526,27 @@ impl Filesystem for Passthrough {
         reply.result(self.do_write(args), |r, n| r.written(n))
     }
 
-    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lock_owner: u64, reply: ReplyEmpty) {
+    fn flush(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
+        self.release_posix_locks(ino, lock_owner);
         reply.ok()
     }
 
     fn release(&self, _req: &RequestInfo, _ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
-        drop(self.handles.remove_file(args.fh));
+        if let Some(fd) = self.handles.remove_file(args.fh) {
+            if args.lock_owner.is_some() {
+                let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);
+            }
+        }
         reply.ok()
+    }
+
+    fn getlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.result(self.do_getlk(ino, args), |r, l| r.lock(&l))
+    }
+
+    fn setlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+        let intr = reply.interrupt();
+        reply.result(self.do_setlk(ino, args, &intr), |r, ()| r.ok())
     }
 
     fn fsync(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {

@@ -5,6 +5,7 @@
 
 pub mod devfuse;
 pub mod mem;
+pub mod oslocks;
 pub mod sys;
 
 use std::io::{self, IoSlice};
