@@ -191,6 +191,11 @@ impl Inodes {
         drop(removed);
     }
 
+    /// The node of backing inode `key` (st_dev, st_ino), if the kernel knows it.
+    pub(crate) fn by_key(&self, key: (u64, u64)) -> Option<NodeId> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(&key).map(|&id| NodeId(id))
+    }
+
     /// Number of live nodes (including the root).
     pub(crate) fn len(&self) -> usize {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).nodes.len()

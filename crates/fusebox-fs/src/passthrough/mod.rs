@@ -112,6 +112,11 @@ impl Passthrough {
         self.use_handles
     }
 
+    /// The node id the kernel knows for the backing file with `st_dev`/`st_ino`, if any.
+    pub fn node_of(&self, st_dev: u64, st_ino: u64) -> Option<fusebox::NodeId> {
+        self.inodes.by_key((st_dev, st_ino))
+    }
+
     /// Number of inodes the kernel currently holds references to (including the root).
     pub fn inode_count(&self) -> usize {
         self.inodes.len()

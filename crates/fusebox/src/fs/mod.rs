@@ -19,7 +19,16 @@ pub use reply::{
 };
 pub use types::*;
 
-use crate::session::Capabilities;
+use crate::session::{Capabilities, Notifier};
+
+/// What a file system learns when its mount goes live ([`Filesystem::mounted`]).
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    /// Sends notifications to this mount's kernel caches.
+    pub notifier: Notifier,
+    /// Where it is mounted (absolute).
+    pub mountpoint: std::path::PathBuf,
+}
 use std::ffi::OsStr;
 
 /// A FUSE file system. Every method has a default that answers ENOSYS (or does nothing, for
@@ -31,6 +40,9 @@ pub trait Filesystem: Send + Sync + 'static {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         Ok(())
     }
+    /// The mount is live (INIT done), before workers start serving: keep `mount.notifier` to
+    /// push invalidations later. The default ignores it.
+    fn mounted(&self, mount: &MountInfo) {}
     /// The session is ending (DESTROY or unmount).
     fn destroy(&self) {}
 

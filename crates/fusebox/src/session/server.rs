@@ -2,6 +2,7 @@
 //! [`Filesystem`], and make sure every request that needs an answer gets exactly one.
 
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
+use super::notify::{Notifier, Retrievals};
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
 use crate::sched::BackgroundGate;
@@ -39,6 +40,7 @@ pub struct Server {
     gate: OnceLock<Arc<BackgroundGate>>,
     workers: Arc<AtomicUsize>,
     interrupts: Arc<InterruptRegistry>,
+    retrievals: Arc<Retrievals>,
 }
 
 impl Server {
@@ -55,6 +57,7 @@ impl Server {
             gate: OnceLock::new(),
             workers: Arc::new(AtomicUsize::new(0)),
             interrupts: Arc::default(),
+            retrievals: Arc::default(),
         }
     }
 
@@ -76,6 +79,11 @@ impl Server {
     /// Workers alive now.
     pub fn workers(&self) -> usize {
         self.workers.load(Ordering::SeqCst)
+    }
+
+    /// A notifier writing to `chan` (any `/dev/fuse` fd of this session).
+    pub fn notifier(&self, chan: Arc<dyn ReplyChannel>) -> Notifier {
+        Notifier::new(chan, self.retrievals.clone())
     }
 
     /// Statistics of this server.
@@ -401,7 +409,10 @@ impl Server {
                 self.interrupts.interrupt(arg.unique, h.unique, chan);
                 stats.end(h.opcode, class, false, 0, Default::default());
             }
-            Operation::NotifyReply { .. } => {
+            Operation::NotifyReply { arg, data } => {
+                // The kernel's answer to a retrieve; `unique` is the notify unique we chose.
+                let n = (arg.size as usize).min(data.len());
+                self.retrievals.complete(h.unique, arg.offset, &data[..n]);
                 stats.end(h.opcode, class, false, 0, Default::default());
             }
             Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
