@@ -24,6 +24,8 @@ pub struct Responder {
     intr: Interrupt,
     /// Unregisters the request from the interrupt registry when the token goes away.
     _reg: Option<Registration>,
+    /// Dropped after the answer: whatever must follow it (RELEASE ordering) may proceed.
+    _after: Option<Box<dyn Send>>,
 }
 
 /// Session-wide state the reply tokens need.
@@ -52,7 +54,14 @@ impl Responder {
             done: false,
             intr: Interrupt::never(),
             _reg: None,
+            _after: None,
         }
+    }
+
+    /// Keep `guard` until this request is answered (its drop runs after the reply is sent).
+    pub(crate) fn hold_until_answered(mut self, guard: Box<dyn Send>) -> Self {
+        self._after = Some(guard);
+        self
     }
 
     /// Attach the request's interrupt handle and its registration (dropped with the token).

@@ -5,6 +5,7 @@ mod init;
 mod mount;
 mod notify;
 mod options;
+mod order;
 mod server;
 mod workers;
 

@@ -3,6 +3,7 @@
 
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
 use super::notify::{Notifier, Retrievals};
+use super::order::{ReleaseGuard, ReleaseOrder};
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
 use crate::sched::BackgroundGate;
@@ -41,6 +42,7 @@ pub struct Server {
     workers: Arc<AtomicUsize>,
     interrupts: Arc<InterruptRegistry>,
     retrievals: Arc<Retrievals>,
+    releases: Arc<ReleaseOrder>,
 }
 
 impl Server {
@@ -58,6 +60,7 @@ impl Server {
             workers: Arc::new(AtomicUsize::new(0)),
             interrupts: Arc::default(),
             retrievals: Arc::default(),
+            releases: Arc::default(),
         }
     }
 
@@ -111,7 +114,20 @@ impl Server {
     /// Handle one request buffer read from `chan`. Never panics: a handler panic is caught
     /// and the request answered EIO (by the dropped reply token).
     pub fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        self.received(buf);
         self.handle_classified(buf, chan, peek_class(buf))
+    }
+
+    /// Note a request as soon as it is read, before any queueing: a RELEASE is counted against
+    /// its inode so that a later OPEN of that inode waits for it (session/order.rs). Every
+    /// transport calls this once per request buffer, then `handle_classified`.
+    pub(crate) fn received(&self, buf: &[u8]) {
+        let word =
+            |at: usize| buf.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+        if word(4) == Some(FUSE_RELEASE) && buf.len() >= 40 {
+            let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
+            self.releases.noted(nodeid);
+        }
     }
 
     /// [`Server::handle`] for a caller that has already classified `buf` with
@@ -131,6 +147,10 @@ impl Server {
                     let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes"));
                     let opcode = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
                     tracing::warn!(unique, opcode = opcode_name(opcode), error = %e, "malformed request");
+                    if opcode == FUSE_RELEASE {
+                        let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
+                        self.releases.released(nodeid);
+                    }
                     if opcode != FUSE_FORGET && opcode != FUSE_BATCH_FORGET && opcode != FUSE_INTERRUPT {
                         let _ = send_reply(&**chan, unique, -libc::EINVAL, &[]);
                     }
@@ -295,6 +315,8 @@ impl Server {
                 fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
             }
             Operation::Open(arg) => {
+                // Work done at an earlier RELEASE of this inode comes first.
+                self.releases.wait(h.nodeid);
                 if arg.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0 {
                     self.kill_suidgid_before_open(&info, ino);
                 }
@@ -320,7 +342,12 @@ impl Server {
                 fs.write(&info, ino, &args, ReplyWrite(r()))
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
-            Operation::Release(arg) => fs.release(&info, ino, &release_args(&arg), ReplyEmpty(r())),
+            Operation::Release(arg) => {
+                // Counted by `received`; uncounted when the answer is sent.
+                let guard = ReleaseGuard { order: self.releases.clone(), ino: h.nodeid };
+                let reply = ReplyEmpty(r().hold_until_answered(Box::new(guard)));
+                fs.release(&info, ino, &release_args(&arg), reply)
+            }
             Operation::Fsync(arg) => {
                 let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
@@ -604,6 +631,56 @@ mod tests {
         assert_eq!(next(&chan), (50, -libc::EINTR));
         assert_eq!(server.interrupts.inflight(), 0);
         assert_eq!(server.interrupts.pending(), 0);
+    }
+
+    /// RELEASE takes a while; OPEN records whether it came after.
+    #[derive(Default)]
+    struct SlowRelease {
+        released: AtomicBool,
+    }
+    impl Filesystem for SlowRelease {
+        fn release(&self, _: &RequestInfo, _: NodeId, _: &ReleaseArgs, reply: ReplyEmpty) {
+            std::thread::sleep(Duration::from_millis(200));
+            self.released.store(true, Ordering::SeqCst);
+            reply.ok()
+        }
+        fn open(&self, _: &RequestInfo, _: NodeId, _: i32, reply: ReplyOpen) {
+            if self.released.load(Ordering::SeqCst) {
+                reply.opened(FileHandle(1), 0)
+            } else {
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    #[test]
+    fn open_waits_for_an_earlier_release_of_the_same_inode() {
+        let server = Arc::new(Server::new(
+            Arc::new(SlowRelease::default()),
+            Capabilities::default(),
+            Ttl::default(),
+            false,
+        ));
+        let chan = Arc::new(MemChannel::new());
+        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        init(&server, &chan, &dc);
+        let rel = frame(FUSE_RELEASE, 60, abi::fuse_release_in::default().as_bytes());
+        // A worker reads the RELEASE (and, say, queues it); another worker handles the OPEN.
+        server.received(&rel);
+        let (s2, c2) = (server.clone(), dc.clone());
+        let t = std::thread::spawn(move || s2.handle_classified(&rel, &c2, RequestClass::Background));
+        server.handle(&frame(FUSE_OPEN, 62, abi::fuse_open_in::default().as_bytes()), &dc);
+        t.join().unwrap();
+        let mut got = [next(&chan), next(&chan)];
+        got.sort();
+        assert_eq!(got, [(60, 0), (62, 0)], "OPEN must run after the RELEASE finished");
+        // A malformed RELEASE does not leave OPENs waiting forever.
+        let mut bad = frame(FUSE_RELEASE, 64, &[0u8; 4]);
+        bad[0] = bad.len() as u8;
+        server.handle(&bad, &dc);
+        assert_eq!(next(&chan), (64, -libc::EINVAL));
+        server.handle(&frame(FUSE_OPEN, 66, abi::fuse_open_in::default().as_bytes()), &dc);
+        assert_eq!(next(&chan), (66, 0));
     }
 
     #[test]

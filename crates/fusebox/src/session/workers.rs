@@ -172,6 +172,7 @@ impl Pool {
     }
 
     fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        self.server.received(buf);
         let class = peek_class(buf);
         match (&self.gate, class) {
             (Some(gate), RequestClass::Background) => {

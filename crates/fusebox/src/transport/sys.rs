@@ -189,6 +189,20 @@ pub fn open_by_handle_at(
     Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
 }
 
+/// close(2) that reports the error (dropping an `OwnedFd` ignores it). On a FUSE mount this
+/// is where FLUSH and write-back errors (ENOSPC, EIO) show up.
+pub fn close(fd: OwnedFd) -> io::Result<()> {
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: `raw` was owned by `fd`, whose ownership we took; it is closed exactly once here
+    // and never used again (Linux frees the descriptor even when close reports an error).
+    let r = unsafe { libc::close(raw) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Duplicate a borrowed fd into an owned one (close-on-exec).
 pub fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
     fd.as_fd().try_clone_to_owned()
