@@ -44,3 +44,146 @@ fn memfs_full_writeback_fails_at_close_and_what_fit_is_intact() {
     fusebox::sys::close(OwnedFd::from(g)).unwrap();
     assert_eq!(std::fs::read(m.path("small")).unwrap(), &data[..100_000]);
 }
+
+// ---- passthrough -o sync_close ----
+
+use common::pt::PtMount;
+use fusebox_fs::passthrough::Passthrough;
+use rustix::fs::FlockOperation;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::time::Duration;
+
+const PT_OPTS: &str = "default_permissions,allow_other";
+
+fn sync_close(p: &Path) -> Result<Passthrough, fusebox_fs::passthrough::PassthroughError> {
+    Passthrough::new(p).map(|f| f.with_sync_close(true))
+}
+
+/// One round: on the mount open, flock(LOCK_EX), write, close; then directly in the source
+/// flock(LOCK_EX|LOCK_NB) and read. Returns (lock was free, data was complete).
+fn round(m: &PtMount, seed: u64) -> (bool, bool) {
+    let len = 1 + (seed as usize * 7919) % 65536;
+    let data = random_bytes(seed, len);
+    let f = OpenOptions::new().write(true).create(true).truncate(true).open(m.mnt("f")).unwrap();
+    rustix::fs::flock(&f, FlockOperation::LockExclusive).unwrap();
+    (&f).write_all(&data).unwrap();
+    fusebox::sys::close(OwnedFd::from(f)).expect("close(2)");
+    let direct = File::open(m.src("f")).unwrap();
+    let free = rustix::fs::flock(&direct, FlockOperation::NonBlockingLockExclusive).is_ok();
+    let mut back = Vec::new();
+    (&direct).read_to_end(&mut back).unwrap();
+    (free, back == data)
+}
+
+fn rounds(m: &PtMount, n: u64) -> (u64, u64) {
+    let (mut busy, mut short) = (0, 0);
+    for i in 0..n {
+        let (free, complete) = round(m, i + 1);
+        busy += u64::from(!free);
+        short += u64::from(!complete);
+    }
+    (busy, short)
+}
+
+#[test]
+fn sync_close_lock_free_and_data_complete_when_close_returns_1000_rounds() {
+    for opts in [PT_OPTS.to_string(), format!("{PT_OPTS},writeback")] {
+        let Some(m) = PtMount::with(sync_close, &opts) else { return };
+        let (busy, short) = rounds(&m, 1000);
+        assert_eq!((busy, short), (0, 0), "with sync_close ({opts}): lock still held / data incomplete");
+    }
+}
+
+#[test]
+fn without_sync_close_reports_how_often_the_lock_is_still_held() {
+    let Some(m) = PtMount::new(PT_OPTS) else { return };
+    let (busy, short) = rounds(&m, 1000);
+    eprintln!("without sync_close: lock still held after close(2) in {busy} of 1000 rounds");
+    // Without write-back every write reached the source before close(2) returned.
+    assert_eq!(short, 0);
+}
+
+#[test]
+fn sync_close_shared_descriptors_release_the_lock_at_the_last_close() {
+    let Some(m) = PtMount::with(sync_close, PT_OPTS) else { return };
+    let direct_free = || {
+        let d = File::open(m.src("f")).unwrap();
+        rustix::fs::flock(&d, FlockOperation::NonBlockingLockExclusive).is_ok()
+    };
+    // dup: the first close keeps the lock; the last drops it; no byte is lost.
+    let f = OpenOptions::new().write(true).create(true).truncate(true).open(m.mnt("f")).unwrap();
+    rustix::fs::flock(&f, FlockOperation::LockExclusive).unwrap();
+    let g = f.try_clone().unwrap();
+    (&f).write_all(b"first ").unwrap();
+    fusebox::sys::close(OwnedFd::from(f)).unwrap();
+    assert!(!direct_free(), "a dup still refers to the open file: the lock must stay");
+    (&g).write_all(b"second").unwrap();
+    fusebox::sys::close(OwnedFd::from(g)).unwrap();
+    assert!(direct_free(), "last close: the lock must be gone when close(2) returns");
+    assert_eq!(std::fs::read(m.src("f")).unwrap(), b"first second");
+    // fork: a child inherits the descriptor; the parent's close keeps the lock, the child's
+    // exit releases it.
+    let f = OpenOptions::new().write(true).open(m.mnt("f")).unwrap();
+    rustix::fs::flock(&f, FlockOperation::LockExclusive).unwrap();
+    rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::empty()).unwrap();
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::CLOEXEC).unwrap();
+    (&f).write_all(b"third").unwrap();
+    fusebox::sys::close(OwnedFd::from(f)).unwrap();
+    assert!(!direct_free(), "the child still holds the open file: the lock must stay");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(5), direct_free),
+        "lock not released after the child exited"
+    );
+    assert_eq!(std::fs::read(m.src("f")).unwrap(), b"third second");
+}
+
+#[test]
+fn sync_close_data_survives_kill_9_of_the_daemon_right_after_close() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("fusebox-kill9-").tempdir().unwrap();
+    let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
+    std::fs::create_dir(&src).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["sync_close_daemon", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("SYNC_CLOSE_DAEMON", format!("{}|{}", src.display(), mnt.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = common::wait_until(Duration::from_secs(20), || fusebox::session::is_mount_point(&mnt));
+    let data = random_bytes(99, 3 << 20);
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "daemon did not mount");
+        let mut f = File::create(mnt.join("f")).unwrap();
+        f.write_all(&data).unwrap();
+        fusebox::sys::close(OwnedFd::from(f)).unwrap();
+    });
+    // SIGKILL at once: whatever close(2) promised must already be in the source.
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = fusebox::sys::umount(&mnt, libc::MNT_DETACH);
+    result.unwrap();
+    assert!(std::fs::read(src.join("f")).unwrap() == data, "data lost by kill -9 after close(2)");
+}
+
+/// Not a test on its own: the daemon of the kill -9 test, run in a child process with
+/// `SYNC_CLOSE_DAEMON=SOURCE|MOUNTPOINT` (passthrough, sync_close, write-back).
+#[test]
+#[ignore]
+fn sync_close_daemon() {
+    let Ok(spec) = std::env::var("SYNC_CLOSE_DAEMON") else { return };
+    let (src, mnt) = spec.split_once('|').unwrap();
+    fusebox::sys::set_umask(0);
+    let fs = Arc::new(sync_close(Path::new(src)).unwrap());
+    let options = fusebox::MountOptions::parse(&[&format!("{PT_OPTS},writeback")], &[]).unwrap();
+    let config = fusebox::Config { options, ..Default::default() };
+    let session = fusebox::Session::mount(fs, Path::new(mnt), config).expect("mount");
+    session.run().expect("serve");
+}

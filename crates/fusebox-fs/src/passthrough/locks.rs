@@ -126,7 +126,11 @@ impl Passthrough {
                 _ => return Err(Errno::EINVAL),
             };
             let call = || rustix::fs::flock(&*fd, op).map_err(std::io::Error::from);
-            return if args.sleep { interruptible(intr, call) } else { call().map_err(io_errno) };
+            let r = if args.sleep { interruptible(intr, call) } else { call().map_err(io_errno) };
+            if r.is_ok() {
+                self.note_flock(args.fh, args.lock.typ != libc::F_UNLCK);
+            }
+            return r;
         }
         let unlock = args.lock.typ == libc::F_UNLCK;
         let Some(fd) = self.lock_fd(ino, args.owner, !unlock)? else { return Ok(()) };

@@ -24,6 +24,7 @@ mod inodes;
 mod locks;
 mod names;
 mod ops;
+mod sync_close;
 
 pub use error::PassthroughError;
 pub use fdcache::DEFAULT_FD_CACHE;
@@ -48,6 +49,14 @@ pub struct Passthrough {
     euid: u32,
     egid: u32,
     posix_locks: locks::PosixLockFds,
+    /// `-o sync_close` (see sync_close.rs).
+    sync_close: bool,
+    /// Handles holding a flock lock.
+    flocked: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Where we are mounted (from `Filesystem::mounted`).
+    mountpoint: std::sync::OnceLock<std::path::PathBuf>,
+    /// The session's notifier (from `Filesystem::mounted`).
+    notifier: std::sync::OnceLock<fusebox::session::Notifier>,
 }
 
 impl Passthrough {
@@ -104,7 +113,18 @@ impl Passthrough {
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             posix_locks: Default::default(),
+            sync_close: false,
+            flocked: Default::default(),
+            mountpoint: Default::default(),
+            notifier: Default::default(),
         })
+    }
+
+    /// `-o sync_close`: close(2) returns only after the backing file is fsynced and, when it
+    /// was the open file's last descriptor, its flock lock in the source is released.
+    pub fn with_sync_close(mut self, on: bool) -> Passthrough {
+        self.sync_close = on;
+        self
     }
 
     /// True when inodes are kept as kernel file handles (not as pinned descriptors).

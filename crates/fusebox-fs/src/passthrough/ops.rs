@@ -6,8 +6,8 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, LockArgs, ReadArgs, ReleaseArgs, ReplyAttr, ReplyCopy,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs, ReplyAttr,
+    ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
@@ -526,12 +526,22 @@ impl Filesystem for Passthrough {
         reply.result(self.do_write(args), |r, n| r.written(n))
     }
 
-    fn flush(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
+    fn mounted(&self, mount: &MountInfo) {
+        let _ = self.mountpoint.set(mount.mountpoint.clone());
+        let _ = self.notifier.set(mount.notifier.clone());
+    }
+
+    fn flush(&self, _req: &RequestInfo, ino: NodeId, fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
         self.release_posix_locks(ino, lock_owner);
-        reply.ok()
+        if self.sync_close {
+            reply.result(self.sync_close_flush(ino, fh), |r, ()| r.ok())
+        } else {
+            reply.ok()
+        }
     }
 
     fn release(&self, _req: &RequestInfo, _ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
+        self.note_flock(args.fh, false);
         if let Some(fd) = self.handles.remove_file(args.fh) {
             if args.lock_owner.is_some() {
                 let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);

@@ -1,0 +1,125 @@
+//! `-o sync_close`: close(2) on the mount returns only when the backing file is durable and,
+//! if that close was the last descriptor of the open file, its flock lock in the source is
+//! gone — so a process using the source directly sees the data and can take the lock the
+//! moment close(2) returns.
+//!
+//! The kernel tells the daemon about every close(2) (FLUSH) but not whether it was the last
+//! descriptor of the open file (dup, fork and mmap share one open file; RELEASE comes only
+//! after the last reference is gone, asynchronously). By the time FLUSH arrives, the closing
+//! descriptor has already left its process's table. So the daemon looks for any other reference
+//! to a file of this mount with the same inode number: descriptors in `/proc/*/fd` and mappings
+//! in `/proc/*/maps`. None means the open file is going away and its flock lock is dropped now;
+//! any (even an unrelated open of the same file) means the lock stays until RELEASE — never
+//! early. The scan runs only for handles that hold a flock lock. The backing descriptor itself
+//! stays open until RELEASE: the kernel may still write back pages through this handle.
+
+use super::error::errno;
+use super::Passthrough;
+use fusebox::{Errno, FileHandle, NodeId};
+use rustix::fs::{FlockOperation, OFlags};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+impl Passthrough {
+    /// Note that `fh` holds (or no longer holds) a flock lock.
+    pub(super) fn note_flock(&self, fh: FileHandle, held: bool) {
+        let mut set = self.flocked.lock().unwrap_or_else(|e| e.into_inner());
+        if held {
+            set.insert(fh.0);
+        } else {
+            set.remove(&fh.0);
+        }
+    }
+
+    /// The FLUSH part of sync_close: fsync the backing file (its errors are close(2)'s) and
+    /// drop the flock lock when this was the last descriptor.
+    pub(super) fn sync_close_flush(&self, ino: NodeId, fh: FileHandle) -> Result<(), Errno> {
+        let fd = self.handles.file(fh)?;
+        let flags = rustix::fs::fcntl_getfl(&*fd).map_err(errno)?;
+        if flags & OFlags::ACCMODE != OFlags::RDONLY {
+            rustix::fs::fsync(&*fd).map_err(errno)?;
+        }
+        let holds = self.flocked.lock().unwrap_or_else(|e| e.into_inner()).contains(&fh.0);
+        if holds && self.last_descriptor(ino) {
+            rustix::fs::flock(&*fd, FlockOperation::Unlock).map_err(errno)?;
+            self.note_flock(fh, false);
+        }
+        Ok(())
+    }
+
+    /// True when no process holds a descriptor or mapping of this mount's file `ino`.
+    fn last_descriptor(&self, ino: NodeId) -> bool {
+        let Some(mnt) = self.mountpoint.get() else { return false };
+        let Ok(fd) = self.inodes.fd(ino) else { return false };
+        let Ok(st) = rustix::fs::fstat(&*fd) else { return false };
+        !referenced(mnt, st.st_ino as u64)
+    }
+}
+
+/// Whether any process has a descriptor or a mapping of a file under `mnt` with inode number
+/// `ino`. Errors reading a process (it exited) count as "no reference" for that process.
+pub(crate) fn referenced(mnt: &Path, ino: u64) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    let prefix = mnt.as_os_str().as_bytes();
+    let under = |target: &[u8]| {
+        target.starts_with(prefix) && (target.len() == prefix.len() || target[prefix.len()] == b'/')
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        if !name.as_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let base = p.path();
+        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+                if !under(target.as_os_str().as_bytes()) {
+                    continue;
+                }
+                let info =
+                    std::fs::read_to_string(base.join("fdinfo").join(fd.file_name())).unwrap_or_default();
+                let fd_ino =
+                    info.lines().find_map(|l| l.strip_prefix("ino:")).and_then(|v| v.trim().parse().ok());
+                // Without an inode number we cannot tell: assume it is ours.
+                if fd_ino.map_or(true, |i: u64| i == ino) {
+                    return true;
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read(base.join("maps")) {
+            for line in maps.split(|&b| b == b'\n') {
+                // address perms offset dev inode path
+                let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+                let inode = fields.nth(4);
+                let path = fields.next();
+                if let (Some(i), Some(path)) = (inode, path) {
+                    if under(path) && std::str::from_utf8(i).ok().and_then(|s| s.parse().ok()) == Some(ino) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn finds_descriptors_of_files_under_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        assert!(!referenced(d.path(), ino));
+        let f = std::fs::File::open(&p).unwrap();
+        assert!(referenced(d.path(), ino));
+        assert!(!referenced(d.path(), ino + 1));
+        assert!(!referenced(&d.path().join("elsewhere"), ino));
+        drop(f);
+        assert!(!referenced(d.path(), ino));
+    }
+}
