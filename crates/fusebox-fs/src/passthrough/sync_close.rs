@@ -48,6 +48,7 @@ impl Passthrough {
     }
 
     /// True when no process holds a descriptor or mapping of this mount's file `ino`.
+    #[allow(clippy::unnecessary_cast)]
     fn last_descriptor(&self, ino: NodeId) -> bool {
         let Some(mnt) = self.mountpoint.get() else { return false };
         let Ok(fd) = self.inodes.fd(ino) else { return false };
@@ -81,7 +82,7 @@ pub(crate) fn referenced(mnt: &Path, ino: u64) -> bool {
                 let fd_ino =
                     info.lines().find_map(|l| l.strip_prefix("ino:")).and_then(|v| v.trim().parse().ok());
                 // Without an inode number we cannot tell: assume it is ours.
-                if fd_ino.map_or(true, |i: u64| i == ino) {
+                if fd_ino.is_none_or(|i: u64| i == ino) {
                     return true;
                 }
             }
