@@ -60,7 +60,8 @@ usage:
   writeback (default for memfs and passthrough), no_writeback
   memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024), sync_close (close(2) returns
-               after fsync of the backing file and release of its flock lock)
+               after fsync of the backing file and release of its flock lock),
+               watch (push invalidations for changes made in SOURCE outside this mount)
 -f stays in the foreground; otherwise fusebox returns once the mount is live.
 FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 

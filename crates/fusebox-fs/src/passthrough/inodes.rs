@@ -166,20 +166,20 @@ impl Inodes {
         Ok(())
     }
 
-    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away. The root
-    /// is never removed.
-    pub(crate) fn forget(&self, id: NodeId, n: u64) {
+    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away (true).
+    /// The root is never removed.
+    pub(crate) fn forget(&self, id: NodeId, n: u64) -> bool {
         if id == NodeId::ROOT {
-            return;
+            return false;
         }
         let removed = {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             let Some(node) = t.nodes.get_mut(&id.0) else {
-                return;
+                return false;
             };
             node.nlookup = node.nlookup.saturating_sub(n);
             if node.nlookup > 0 {
-                return;
+                return false;
             }
             let node = t.nodes.remove(&id.0).expect("present");
             if t.by_key.get(&node.inode.key) == Some(&id.0) {
@@ -189,6 +189,7 @@ impl Inodes {
         };
         self.cache.remove(id.0);
         drop(removed);
+        true
     }
 
     /// The node of backing inode `key` (st_dev, st_ino), if the kernel knows it.

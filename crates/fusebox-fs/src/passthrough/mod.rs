@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod attr;
+mod coherence;
 mod error;
 mod fdcache;
 mod handles;
@@ -25,6 +26,7 @@ mod locks;
 mod names;
 mod ops;
 mod sync_close;
+mod watch;
 
 pub use error::PassthroughError;
 pub use fdcache::DEFAULT_FD_CACHE;
@@ -43,7 +45,7 @@ use std::path::Path;
 
 /// The passthrough file system. See the [module documentation](self).
 pub struct Passthrough {
-    inodes: Inodes,
+    inodes: std::sync::Arc<Inodes>,
     handles: Handles,
     use_handles: bool,
     euid: u32,
@@ -57,6 +59,10 @@ pub struct Passthrough {
     mountpoint: std::sync::OnceLock<std::path::PathBuf>,
     /// The session's notifier (from `Filesystem::mounted`).
     notifier: std::sync::OnceLock<fusebox::session::Notifier>,
+    /// What the kernel was last told about each node (coherence.rs).
+    told: coherence::Told,
+    /// `-o watch`: the source watcher (watch.rs).
+    watch: Option<std::sync::Arc<watch::Watch>>,
 }
 
 impl Passthrough {
@@ -107,7 +113,13 @@ impl Passthrough {
         }
         let use_handles = handle.is_some();
         Ok(Passthrough {
-            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
+            inodes: std::sync::Arc::new(Inodes::new(
+                fd,
+                (st.st_dev as u64, st.st_ino as u64),
+                handle,
+                mount_fd,
+                cache,
+            )),
             handles: Handles::new(),
             use_handles,
             euid: rustix::process::geteuid().as_raw(),
@@ -117,6 +129,8 @@ impl Passthrough {
             flocked: Default::default(),
             mountpoint: Default::default(),
             notifier: Default::default(),
+            told: Default::default(),
+            watch: None,
         })
     }
 
@@ -125,6 +139,24 @@ impl Passthrough {
     pub fn with_sync_close(mut self, on: bool) -> Passthrough {
         self.sync_close = on;
         self
+    }
+
+    /// `-o watch`: watch the source (inotify) and push invalidations for changes made outside
+    /// this mount. Without inotify (an error is logged) the mount works without it.
+    pub fn with_watch(mut self, on: bool) -> Passthrough {
+        self.watch = if on {
+            watch::Watch::new()
+                .map_err(|e| tracing::warn!(error = %e, "no inotify: changes made outside the mount are not pushed"))
+                .ok()
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Directories watched by `-o watch` (0 without it).
+    pub fn watched_directories(&self) -> usize {
+        self.watch.as_ref().map_or(0, |w| w.watched())
     }
 
     /// True when inodes are kept as kernel file handles (not as pinned descriptors).
@@ -174,7 +206,16 @@ impl Passthrough {
             }
         }
         let ino = self.inodes.lookup(fd, key, handle);
-        Ok(Entry { ino, generation: 0, attr: to_attr(&st) })
+        let attr = to_attr(&st);
+        self.refresh_if_changed(ino, &attr);
+        if let Some(w) = &self.watch {
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if let Ok(fd) = self.inodes.fd(ino) {
+                    w.add_dir(ino, &*fd);
+                }
+            }
+        }
+        Ok(Entry { ino, generation: 0, attr })
     }
 
     /// Look up the single component `name` (already validated) in the directory `dir`.

@@ -69,7 +69,9 @@ impl Passthrough {
             let fd = self.inodes.fd(parent)?;
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
-            return Ok(Entry { ino: parent, generation: 0, attr: to_attr(&st) });
+            let attr = to_attr(&st);
+            self.refresh_if_changed(parent, &attr);
+            return Ok(Entry { ino: parent, generation: 0, attr });
         }
         let dir = self.inodes.fd(parent)?;
         if b == b".." {
@@ -92,7 +94,9 @@ impl Passthrough {
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
         }
         .map_err(errno)?;
-        Ok(to_attr(&st))
+        let attr = to_attr(&st);
+        self.told(ino, &attr);
+        Ok(attr)
     }
 
     fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
@@ -215,6 +219,11 @@ impl Passthrough {
 
     fn do_open(&self, ino: NodeId, flags: i32) -> Result<FileHandle, Errno> {
         let fd = self.open_node(ino, self.open_flags(flags))?;
+        // Close-to-open: if the file changed since the kernel last heard about it (another
+        // mount, a direct user), drop its cached attributes and pages before it is opened.
+        if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.refresh_if_changed(ino, &to_attr(&st));
+        }
         Ok(self.handles.add_file(fd))
     }
 
@@ -397,7 +406,18 @@ impl Filesystem for Passthrough {
     }
 
     fn forget(&self, ino: NodeId, nlookup: u64) {
-        self.inodes.forget(ino, nlookup)
+        if self.inodes.forget(ino, nlookup) {
+            self.told.forget(ino);
+            if let Some(w) = &self.watch {
+                w.forget(ino);
+            }
+        }
+    }
+
+    fn destroy(&self) {
+        if let Some(w) = &self.watch {
+            w.stop();
+        }
     }
 
     fn getattr(&self, _req: &RequestInfo, ino: NodeId, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -405,7 +425,14 @@ impl Filesystem for Passthrough {
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
-        reply.result(self.do_setattr(ino, attr), |r, a| r.attr(&a))
+        if let Some(w) = &self.watch {
+            w.mark_self_dirty(ino);
+        }
+        let r = self.do_setattr(ino, attr);
+        if let Ok(a) = &r {
+            self.told(ino, a);
+        }
+        reply.result(r, |r, a| r.attr(&a))
     }
 
     fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
@@ -522,13 +549,22 @@ impl Filesystem for Passthrough {
         })
     }
 
-    fn write(&self, _req: &RequestInfo, _ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+    fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+        if let Some(w) = &self.watch {
+            w.mark_self_dirty(ino);
+        }
         reply.result(self.do_write(args), |r, n| r.written(n))
     }
 
     fn mounted(&self, mount: &MountInfo) {
         let _ = self.mountpoint.set(mount.mountpoint.clone());
         let _ = self.notifier.set(mount.notifier.clone());
+        if let Some(w) = &self.watch {
+            if let Ok(fd) = self.inodes.fd(NodeId::ROOT) {
+                w.add_dir(NodeId::ROOT, &*fd);
+            }
+            w.spawn(self.inodes.clone(), mount.notifier.clone());
+        }
     }
 
     fn flush(&self, _req: &RequestInfo, ino: NodeId, fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
@@ -656,7 +692,10 @@ impl Filesystem for Passthrough {
         reply.result(self.do_tmpfile(req, parent, args), |r, (e, fh)| r.created(&e, fh, 0))
     }
 
-    fn fallocate(&self, _req: &RequestInfo, _ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
+    fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
+        if let Some(w) = &self.watch {
+            w.mark_self_dirty(ino);
+        }
         let r = self.handles.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
             rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)
@@ -685,6 +724,9 @@ impl Filesystem for Passthrough {
     }
 
     fn copy_file_range(&self, _req: &RequestInfo, _ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
+        if let Some(w) = &self.watch {
+            w.mark_self_dirty(args.ino_out);
+        }
         let r = (|| {
             if args.flags != 0 {
                 return Err(Errno::EINVAL);
