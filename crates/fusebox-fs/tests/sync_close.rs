@@ -187,3 +187,58 @@ fn sync_close_daemon() {
     let session = fusebox::Session::mount(fs, Path::new(mnt), config).expect("mount");
     session.run().expect("serve");
 }
+
+/// Files per second: create, write `size` bytes, (optionally flock first, fsync last), close.
+fn small_files(dir: &Path, n: usize, size: usize, flock: bool, fsync: bool) -> f64 {
+    let data = random_bytes(5, size);
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let f = File::create(dir.join(format!("s{i}"))).unwrap();
+        if flock {
+            rustix::fs::flock(&f, FlockOperation::LockExclusive).unwrap();
+        }
+        (&f).write_all(&data).unwrap();
+        if fsync {
+            f.sync_all().unwrap();
+        }
+        fusebox::sys::close(OwnedFd::from(f)).unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Not run by default: the numbers in docs/BENCHMARKS.md ("sync_close"). Run with
+/// `cargo test --release -p fusebox-fs --test sync_close -- --ignored bench_sync_close --nocapture`.
+#[test]
+#[ignore]
+fn bench_sync_close_small_files() {
+    let n: usize = std::env::var("BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let size = 4096;
+    let Some(plain) = PtMount::new(PT_OPTS) else { return };
+    let Some(sync) = PtMount::with(sync_close, PT_OPTS) else { return };
+    println!("{n} files of {size} B each: created, written, closed (files/s)");
+    println!("{:<44} {:>10} {:>10}", "", "no flock", "flock");
+    let native_dir = plain.sdir.path().join("native");
+    std::fs::create_dir(&native_dir).unwrap();
+    let row = |name: &str, dir: &Path, fsync: bool| {
+        let _ = std::fs::remove_dir_all(dir.join("a"));
+        let _ = std::fs::remove_dir_all(dir.join("b"));
+        std::fs::create_dir(dir.join("a")).unwrap();
+        std::fs::create_dir(dir.join("b")).unwrap();
+        let a = small_files(&dir.join("a"), n, size, false, fsync);
+        let b = small_files(&dir.join("b"), n, size, true, fsync);
+        println!("{name:<44} {a:>10.0} {b:>10.0}");
+        (a, b)
+    };
+    let native = row("native (source file system)", &native_dir, false);
+    let native_fsync = row("native + fsync before close", &native_dir, true);
+    let pt = row("passthrough", &plain.mnt(""), false);
+    let pt_sync = row("passthrough -o sync_close", &sync.mnt(""), false);
+    println!(
+        "sync_close / passthrough: {:.2} (no flock), {:.2} (flock); sync_close / native+fsync: {:.2}, {:.2}",
+        pt_sync.0 / pt.0,
+        pt_sync.1 / pt.1,
+        pt_sync.0 / native_fsync.0,
+        pt_sync.1 / native_fsync.1
+    );
+    let _ = native;
+}
