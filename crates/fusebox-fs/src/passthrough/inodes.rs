@@ -197,6 +197,23 @@ impl Inodes {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(&key).map(|&id| NodeId(id))
     }
 
+    /// Retire `id`: the next lookup of its backing file makes a new node (the kernel then
+    /// instantiates a fresh inode). The node itself lives on until forgotten. Returns its key
+    /// when it was the current node of that key. The root is never retired.
+    pub(crate) fn retire(&self, id: NodeId) -> Option<(u64, u64)> {
+        if id == NodeId::ROOT {
+            return None;
+        }
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let key = t.nodes.get(&id.0)?.inode.key;
+        if t.by_key.get(&key) == Some(&id.0) {
+            t.by_key.remove(&key);
+            Some(key)
+        } else {
+            None
+        }
+    }
+
     /// Number of live nodes (including the root).
     pub(crate) fn len(&self) -> usize {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).nodes.len()

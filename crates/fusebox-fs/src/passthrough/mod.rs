@@ -60,7 +60,7 @@ pub struct Passthrough {
     /// The session's notifier (from `Filesystem::mounted`).
     notifier: std::sync::OnceLock<fusebox::session::Notifier>,
     /// What the kernel was last told about each node (coherence.rs).
-    told: coherence::Told,
+    coherence: std::sync::Arc<coherence::Coherence>,
     /// `-o watch`: the source watcher (watch.rs).
     watch: Option<std::sync::Arc<watch::Watch>>,
 }
@@ -129,7 +129,7 @@ impl Passthrough {
             flocked: Default::default(),
             mountpoint: Default::default(),
             notifier: Default::default(),
-            told: Default::default(),
+            coherence: Default::default(),
             watch: None,
         })
     }
@@ -205,9 +205,20 @@ impl Passthrough {
                 }
             }
         }
-        let ino = self.inodes.lookup(fd, key, handle);
         let attr = to_attr(&st);
-        self.refresh_if_changed(ino, &attr);
+        // A file changed elsewhere since the kernel last heard of it (coherence.rs).
+        let mut before = self.inodes.by_key(key);
+        if let Some(old) = before {
+            if self.lookup_changed(old, &attr) {
+                before = None;
+            }
+        }
+        let ino = self.inodes.lookup(fd, key, handle);
+        if before == Some(ino) {
+            self.told(ino, &attr);
+        } else {
+            self.coherence.born(ino, key, &attr);
+        }
         if let Some(w) = &self.watch {
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                 if let Ok(fd) = self.inodes.fd(ino) {

@@ -70,7 +70,7 @@ impl Passthrough {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
             let attr = to_attr(&st);
-            self.refresh_if_changed(parent, &attr);
+            self.told(parent, &attr);
             return Ok(Entry { ino: parent, generation: 0, attr });
         }
         let dir = self.inodes.fd(parent)?;
@@ -218,11 +218,19 @@ impl Passthrough {
     }
 
     fn do_open(&self, ino: NodeId, flags: i32) -> Result<FileHandle, Errno> {
-        let fd = self.open_node(ino, self.open_flags(flags))?;
         // Close-to-open: if the file changed since the kernel last heard about it (another
-        // mount, a direct user), drop its cached attributes and pages before it is opened.
-        if let Ok(st) = rustix::fs::fstat(&fd) {
-            self.refresh_if_changed(ino, &to_attr(&st));
+        // mount, a direct user), drop its cached attributes and pages before it is opened
+        // (coherence.rs). A truncating open is checked before it truncates: that change is ours.
+        let trunc = flags & libc::O_TRUNC != 0;
+        if trunc {
+            let st = rustix::fs::fstat(&*self.inodes.fd(ino)?).map_err(errno)?;
+            self.open_changed(ino, &to_attr(&st))?;
+        }
+        let fd = self.open_node(ino, self.open_flags(flags))?;
+        if trunc {
+            self.own_change(ino, &fd);
+        } else if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.open_changed(ino, &to_attr(&st))?;
         }
         Ok(self.handles.add_file(fd))
     }
@@ -398,6 +406,8 @@ impl Filesystem for Passthrough {
         // Locks are forwarded to the backing files (see locks.rs).
         caps.posix_locks = true;
         caps.flock_locks = true;
+        // Close-to-open handling depends on who owns cached sizes (coherence.rs).
+        self.coherence.writeback.store(caps.writeback_cache, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -407,7 +417,7 @@ impl Filesystem for Passthrough {
 
     fn forget(&self, ino: NodeId, nlookup: u64) {
         if self.inodes.forget(ino, nlookup) {
-            self.told.forget(ino);
+            self.coherence.forget(ino);
             if let Some(w) = &self.watch {
                 w.forget(ino);
             }
@@ -425,9 +435,6 @@ impl Filesystem for Passthrough {
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
-        if let Some(w) = &self.watch {
-            w.mark_self_dirty(ino);
-        }
         let r = self.do_setattr(ino, attr);
         if let Ok(a) = &r {
             self.told(ino, a);
@@ -550,10 +557,13 @@ impl Filesystem for Passthrough {
     }
 
     fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
-        if let Some(w) = &self.watch {
-            w.mark_self_dirty(ino);
+        let r = self.do_write(args);
+        if r.is_ok() {
+            if let Ok(fd) = self.handles.file(args.fh) {
+                self.own_change(ino, &*fd);
+            }
         }
-        reply.result(self.do_write(args), |r, n| r.written(n))
+        reply.result(r, |r, n| r.written(n))
     }
 
     fn mounted(&self, mount: &MountInfo) {
@@ -563,7 +573,7 @@ impl Filesystem for Passthrough {
             if let Ok(fd) = self.inodes.fd(NodeId::ROOT) {
                 w.add_dir(NodeId::ROOT, &*fd);
             }
-            w.spawn(self.inodes.clone(), mount.notifier.clone());
+            w.spawn(self.inodes.clone(), self.coherence.clone(), mount.notifier.clone());
         }
     }
 
@@ -693,12 +703,11 @@ impl Filesystem for Passthrough {
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
-        if let Some(w) = &self.watch {
-            w.mark_self_dirty(ino);
-        }
         let r = self.handles.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
-            rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)
+            rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)?;
+            self.own_change(ino, &*fd);
+            Ok(())
         });
         reply.result(r, |r, _| r.ok())
     }
@@ -724,9 +733,6 @@ impl Filesystem for Passthrough {
     }
 
     fn copy_file_range(&self, _req: &RequestInfo, _ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
-        if let Some(w) = &self.watch {
-            w.mark_self_dirty(args.ino_out);
-        }
         let r = (|| {
             if args.flags != 0 {
                 return Err(Errno::EINVAL);
@@ -735,7 +741,10 @@ impl Filesystem for Passthrough {
             let fout = self.handles.file(args.fh_out)?;
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
-            rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len).map_err(errno)
+            let n = rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)
+                .map_err(errno)?;
+            self.own_change(args.ino_out, &*fout);
+            Ok(n)
         })();
         match r {
             Ok(n) => reply.copied(n as u64),

@@ -7,16 +7,19 @@
 //! sends:
 //! - a name removed, renamed away, created or renamed in (DELETE, MOVED_FROM, CREATE,
 //!   MOVED_TO): INVAL_ENTRY of that name (a name replaced by a rename must be looked up again);
-//! - a file modified or its attributes changed (MODIFY, ATTRIB): INVAL_INODE of its node —
-//!   attributes only when this daemon itself wrote the file since the last event (its own pages
-//!   are current), attributes and pages otherwise;
+//! - a file modified or its attributes changed (MODIFY, ATTRIB) by someone else (its state
+//!   differs from what the daemon last told the kernel or made of it itself, see coherence.rs):
+//!   INVAL_INODE of its node (attributes and pages); with the write-back cache, where the kernel
+//!   keeps cached sizes, the node is also retired and the name invalidated, so the next access
+//!   looks it up as a fresh inode;
 //! - a directory's own attributes changed: INVAL_INODE (attributes) of the directory.
 //!
-//! The daemon's own changes also produce events; those invalidations are redundant but
-//! harmless. Bound: the latency of inotify plus one poll round (events are handled as they
+//! The daemon's own changes also produce events; they match what the daemon recorded and are
+//! skipped (name events are not: a redundant INVAL_ENTRY is cheap). Bound: the latency of inotify plus one poll round (events are handled as they
 //! arrive). An overflowed event queue is logged; the next OPEN/LOOKUP still checks (see
 //! coherence.rs).
 
+use super::coherence::Coherence;
 use super::inodes::Inodes;
 use fusebox::session::Notifier;
 use fusebox::NodeId;
@@ -40,7 +43,6 @@ struct Maps {
 pub(crate) struct Watch {
     fd: OwnedFd,
     maps: Mutex<Maps>,
-    self_dirty: Mutex<HashSet<u64>>,
     stop: AtomicBool,
 }
 
@@ -64,12 +66,7 @@ impl Watch {
     /// A new inotify instance (non-blocking, close-on-exec).
     pub(crate) fn new() -> std::io::Result<Arc<Watch>> {
         let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
-        Ok(Arc::new(Watch {
-            fd,
-            maps: Mutex::default(),
-            self_dirty: Mutex::default(),
-            stop: AtomicBool::new(false),
-        }))
+        Ok(Arc::new(Watch { fd, maps: Mutex::default(), stop: AtomicBool::new(false) }))
     }
 
     /// Watch directory `node`, whose descriptor is `fd` (O_PATH is fine).
@@ -100,12 +97,6 @@ impl Watch {
         if let Some(wd) = wd {
             let _ = inotify::remove_watch(&self.fd, wd);
         }
-        self.self_dirty.lock().unwrap_or_else(|e| e.into_inner()).remove(&node.0);
-    }
-
-    /// This daemon changed `node`'s data (its own pages are current).
-    pub(crate) fn mark_self_dirty(&self, node: NodeId) {
-        self.self_dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(node.0);
     }
 
     /// Directories watched (tests, diagnostics).
@@ -119,17 +110,22 @@ impl Watch {
     }
 
     /// Start the thread that turns events into notifications.
-    pub(crate) fn spawn(self: &Arc<Self>, inodes: Arc<Inodes>, notifier: Notifier) {
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        inodes: Arc<Inodes>,
+        coherence: Arc<Coherence>,
+        notifier: Notifier,
+    ) {
         let me = self.clone();
         let r = std::thread::Builder::new()
             .name("fusebox-watch".into())
-            .spawn(move || me.run(&inodes, &notifier));
+            .spawn(move || me.run(&inodes, &coherence, &notifier));
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot start the source watcher");
         }
     }
 
-    fn run(&self, inodes: &Inodes, notifier: &Notifier) {
+    fn run(&self, inodes: &Inodes, coherence: &Coherence, notifier: &Notifier) {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         while !self.stop.load(Ordering::SeqCst) {
             let mut pfd = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::IN)];
@@ -144,7 +140,7 @@ impl Watch {
             }
             let actions = self.drain(&mut buf);
             for a in actions {
-                if !self.apply(a, inodes, notifier) {
+                if !self.apply(a, inodes, coherence, notifier) {
                     tracing::debug!("mount gone: source watcher stops");
                     return;
                 }
@@ -204,7 +200,7 @@ impl Watch {
 
     /// Send the notification for one action. False when the mount is gone.
     #[allow(clippy::unnecessary_cast)]
-    fn apply(&self, action: Action, inodes: &Inodes, notifier: &Notifier) -> bool {
+    fn apply(&self, action: Action, inodes: &Inodes, coherence: &Coherence, notifier: &Notifier) -> bool {
         let r = match action {
             Action::Entry(dir, name) => notifier.inval_entry(dir, OsStr::from_bytes(name.as_bytes())),
             Action::Dir(dir) => notifier.inval_inode(dir, -1, 0),
@@ -214,17 +210,32 @@ impl Watch {
                 else {
                     return true;
                 };
-                let Some(node) = inodes.by_key((st.st_dev as u64, st.st_ino as u64)) else { return true };
-                let own = self.self_dirty.lock().unwrap_or_else(|e| e.into_inner()).remove(&node.0);
-                if own {
-                    notifier.inval_inode(node, -1, 0)
-                } else {
-                    notifier.inval_inode(node, 0, 0)
+                let key = (st.st_dev as u64, st.st_ino as u64);
+                let Some(node) = inodes.by_key(key) else { return true };
+                let attr = super::to_attr(&st);
+                let regular = attr.kind() == Some(fusebox::FileType::Regular);
+                if !regular || !coherence.differs(node, &attr) {
+                    // Attributes only (mode, owner, times, links), or the daemon's own change.
+                    return !gone(notifier.inval_inode(node, -1, 0));
                 }
+                if coherence.writeback() {
+                    if let Some(key) = inodes.retire(node) {
+                        coherence.retired(key);
+                    }
+                    let _ = notifier.inval_entry(dir, OsStr::from_bytes(name.as_bytes()));
+                } else {
+                    coherence.record(node, &attr);
+                }
+                notifier.inval_inode(node, 0, 0)
             }
         };
-        !matches!(r, Err(fusebox::session::NotifyError::Io(e)) if e.raw_os_error() == Some(libc::ENODEV))
+        !gone(r)
     }
+}
+
+/// The notification failed because the mount is gone.
+fn gone(r: Result<(), fusebox::session::NotifyError>) -> bool {
+    matches!(r, Err(fusebox::session::NotifyError::Io(e)) if e.raw_os_error() == Some(libc::ENODEV))
 }
 
 fn action_key(a: &Action) -> (u8, u64, Vec<u8>) {
