@@ -16,7 +16,10 @@
 use super::error::errno;
 use super::Passthrough;
 use fusebox::{Errno, FileHandle, NodeId};
-use rustix::fs::{FlockOperation, OFlags};
+use rustix::fs::{FlockOperation, Mode, OFlags, RawDir};
+use std::ffi::OsStr;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -58,36 +61,75 @@ impl Passthrough {
 }
 
 /// Whether any process has a descriptor or a mapping of a file under `mnt` with inode number
-/// `ino`. Errors reading a process (it exited) count as "no reference" for that process.
+/// `ino`. Errors reading a process (it exited) count as "no reference" for that process; not
+/// being able to read `/proc` at all counts as "referenced" (the lock then waits for RELEASE).
+/// Written with raw directory reads and reused buffers: it runs on every sync_close FLUSH of a
+/// handle holding a flock lock.
 pub(crate) fn referenced(mnt: &Path, ino: u64) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(proc_fd) = rustix::fs::open("/proc", dir_flags, Mode::empty()) else { return true };
     let prefix = mnt.as_os_str().as_bytes();
     let under = |target: &[u8]| {
         target.starts_with(prefix) && (target.len() == prefix.len() || target[prefix.len()] == b'/')
     };
-    for p in procs.flatten() {
-        let name = p.file_name();
-        if !name.as_bytes().iter().all(u8::is_ascii_digit) {
+    let mut pbuf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut fbuf = vec![MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut link = [0u8; 4096];
+    let mut maps: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut path: Vec<u8> = Vec::with_capacity(64);
+    let mut procs = RawDir::new(&proc_fd, &mut pbuf);
+    while let Some(ent) = procs.next() {
+        let Ok(ent) = ent else { return true };
+        let pid = ent.file_name().to_bytes();
+        if pid.is_empty() || !pid.iter().all(u8::is_ascii_digit) {
             continue;
         }
-        let base = p.path();
-        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-                if !under(target.as_os_str().as_bytes()) {
+        let at = |path: &mut Vec<u8>, tail: &[u8]| {
+            path.clear();
+            path.extend_from_slice(pid);
+            path.extend_from_slice(tail);
+        };
+        at(&mut path, b"/fd");
+        if let Ok(fd_dir) = rustix::fs::openat(&proc_fd, OsStr::from_bytes(&path), dir_flags, Mode::empty()) {
+            let mut fds = RawDir::new(&fd_dir, &mut fbuf);
+            while let Some(Ok(fd)) = fds.next() {
+                let name = fd.file_name();
+                if name.to_bytes().first() == Some(&b'.') {
                     continue;
                 }
-                let info =
-                    std::fs::read_to_string(base.join("fdinfo").join(fd.file_name())).unwrap_or_default();
+                let Ok(n) = rustix::fs::readlinkat_raw(&fd_dir, name, &mut link[..]) else { continue };
+                if !under(&link[..n]) {
+                    continue;
+                }
+                let mut info = Vec::new();
+                at(&mut path, b"/fdinfo/");
+                path.extend_from_slice(name.to_bytes());
+                if let Ok(f) = rustix::fs::openat(
+                    &proc_fd,
+                    OsStr::from_bytes(&path),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    read_all(&f, &mut info);
+                }
+                let text = String::from_utf8_lossy(&info);
                 let fd_ino =
-                    info.lines().find_map(|l| l.strip_prefix("ino:")).and_then(|v| v.trim().parse().ok());
+                    text.lines().find_map(|l| l.strip_prefix("ino:")).and_then(|v| v.trim().parse().ok());
                 // Without an inode number we cannot tell: assume it is ours.
                 if fd_ino.is_none_or(|i: u64| i == ino) {
                     return true;
                 }
             }
         }
-        if let Ok(maps) = std::fs::read(base.join("maps")) {
+        at(&mut path, b"/maps");
+        if let Ok(f) = rustix::fs::openat(
+            &proc_fd,
+            OsStr::from_bytes(&path),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            maps.clear();
+            read_all(&f, &mut maps);
             for line in maps.split(|&b| b == b'\n') {
                 // address perms offset dev inode path
                 let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
@@ -102,6 +144,17 @@ pub(crate) fn referenced(mnt: &Path, ino: u64) -> bool {
         }
     }
     false
+}
+
+/// Read a (proc) file to its end into `out`.
+fn read_all(f: &OwnedFd, out: &mut Vec<u8>) {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match rustix::io::read(f, &mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 #[cfg(test)]
