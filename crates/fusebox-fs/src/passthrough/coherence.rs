@@ -28,6 +28,9 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 
+/// Bound on remembered retired keys.
+const MAX_RETIRED: usize = 4096;
+
 #[derive(Clone, Copy)]
 struct Record {
     stamp: u64,
@@ -106,7 +109,13 @@ impl Coherence {
 
     /// Backing `key` was retired (its next lookup makes a new node).
     pub(crate) fn retired(&self, key: (u64, u64)) {
-        self.retired.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        let mut set = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        // Keys of files never looked up again (deleted) would pile up: bound the set. Losing a
+        // mark only allows one more retirement at that file's first OPEN.
+        if set.len() >= MAX_RETIRED {
+            set.clear();
+        }
+        set.insert(key);
     }
 
     /// The node is gone.
