@@ -194,3 +194,46 @@ impl Passthrough {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(size: u64, mtime: i64) -> FileAttr {
+        FileAttr {
+            ino: 7,
+            size,
+            mode: libc::S_IFREG | 0o644,
+            mtime: fusebox::fs::Timespec { sec: mtime, nsec: 0 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn changes_are_what_differs_from_the_last_record() {
+        let c = Coherence::default();
+        let n = NodeId(5);
+        c.born(n, (1, 7), &attr(10, 1));
+        assert!(!c.differs(n, &attr(10, 1)));
+        assert!(c.differs(n, &attr(11, 1)));
+        assert!(c.differs(n, &attr(10, 2)));
+        // The daemon's own change is recorded: no longer a difference.
+        c.record(n, &attr(11, 2));
+        assert_eq!(c.observe(n, &attr(11, 2), true), (Change::None, true));
+        assert_eq!(c.observe(n, &attr(12, 3), true), (Change::External, true));
+        assert!(!c.differs(NodeId(99), &attr(1, 1)), "nothing told: no difference");
+    }
+
+    #[test]
+    fn a_node_born_from_a_retirement_is_not_retired_by_its_first_open() {
+        let c = Coherence::default();
+        c.retired((1, 7));
+        c.born(NodeId(8), (1, 7), &attr(10, 1));
+        assert_eq!(c.observe(NodeId(8), &attr(20, 2), true), (Change::External, false));
+        // After that first open, it may be retired again.
+        assert_eq!(c.observe(NodeId(8), &attr(30, 3), true), (Change::External, true));
+        // A key retired once does not mark later births.
+        c.born(NodeId(9), (1, 7), &attr(10, 1));
+        assert_eq!(c.observe(NodeId(9), &attr(20, 2), true), (Change::External, true));
+    }
+}
