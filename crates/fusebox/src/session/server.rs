@@ -175,6 +175,9 @@ impl Server {
         }
         if self.negotiated.get().is_none() {
             tracing::warn!(op = opcode_name(req.header.opcode), "request before INIT");
+            if req.header.opcode == FUSE_RELEASE {
+                self.releases.released(req.header.nodeid);
+            }
             let _ = send_reply(&**chan, req.header.unique, -libc::EIO, &[]);
             return Handled::Continue;
         }
