@@ -129,13 +129,26 @@ fn passthrough_posix_lock_is_seen_through_other_mount_and_source_and_drops_at_cl
     let direct = rw(&a.src("f"));
     let r = sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 0, pid: 0 }, false);
     assert_eq!(errno(r), libc::EAGAIN, "the source must see mount A's lock");
-    // close(2) on mount A drops A's locks.
+    // A blocking request through mount B waits for A's lock.
+    let fb2 = rw(&b.path("f"));
+    let waiter = std::thread::spawn(move || {
+        let r =
+            sys::process_setlk(fb2.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 4, pid: 0 }, true);
+        (r.is_ok(), fb2)
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(!waiter.is_finished(), "mount B's SETLKW must wait for mount A's lock");
+    // close(2) on mount A drops A's locks: B's waiter gets the lock.
     drop(fa);
-    sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 4, pid: 0 }, false).unwrap();
-    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 5, end: 5, pid: 0 }, false);
-    assert_eq!(errno(r), libc::EAGAIN, "mount B's lock is still held");
-    drop(fb);
+    let (granted, fb2) = within(Duration::from_secs(10), move || waiter.join().unwrap());
+    assert!(granted);
+    // Mount B now holds 0..9 for this process; the source sees it.
+    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 0, pid: 0 }, false);
+    assert_eq!(errno(r), libc::EAGAIN, "mount B's locks must be seen in the source");
+    // POSIX: closing any descriptor of the file drops all of the process's locks on it.
+    drop(fb2);
     sys::ofd_setlk(direct.as_fd(), &whole(libc::F_WRLCK), false).unwrap();
+    drop(fb);
     assert_eq!(a.fs.posix_lock_descriptors(), 0);
 }
 
