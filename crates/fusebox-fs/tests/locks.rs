@@ -71,9 +71,12 @@ fn memfs_flock_and_ofd_locks_conflict_and_interrupted_wait_is_eintr() {
         Err(rustix::io::Errno::WOULDBLOCK)
     );
     assert_eq!(interrupted_wait(b.try_clone().unwrap(), true), libc::EINTR);
-    // The daemon still serves, and the lock drops with the last close of `a`.
+    // The daemon still serves, and the lock drops with the last close of `a` (at RELEASE,
+    // which the kernel sends after close(2) has returned: hence the wait).
     drop(a);
-    rustix::fs::flock(&b, FlockOperation::NonBlockingLockExclusive).unwrap();
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        rustix::fs::flock(&b, FlockOperation::NonBlockingLockExclusive).is_ok()
+    }));
     drop(b);
     // Record locks (OFD, owned by the open file): ranges conflict, GETLK reports the holder.
     let c = rw(&p);
