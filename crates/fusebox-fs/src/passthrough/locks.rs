@@ -116,7 +116,7 @@ impl Passthrough {
 
     pub(super) fn do_setlk(&self, ino: NodeId, args: &LockArgs, intr: &Interrupt) -> Result<(), Errno> {
         if args.flock {
-            let fd = self.handles.file(args.fh)?;
+            let fd = self.file(args.fh)?;
             let op = match (args.lock.typ, args.sleep) {
                 (libc::F_UNLCK, _) => FlockOperation::Unlock,
                 (libc::F_WRLCK, true) => FlockOperation::LockExclusive,

@@ -89,7 +89,7 @@ impl Passthrough {
     }
 
     fn do_getattr(&self, ino: NodeId, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
-        let st = match fh.and_then(|fh| self.handles.file(fh).ok()) {
+        let st = match fh.and_then(|fh| self.file(fh).ok()) {
             Some(fd) => rustix::fs::fstat(&*fd),
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
         }
@@ -101,7 +101,7 @@ impl Passthrough {
 
     fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let fd = self.inodes.fd(ino)?;
-        let open = a.fh.and_then(|fh| self.handles.file(fh).ok());
+        let open = a.fh.and_then(|fh| self.file(fh).ok());
         if let Some(mode) = a.mode {
             match &open {
                 Some(f) => rustix::fs::fchmod(&**f, mode_of(mode)),
@@ -144,7 +144,7 @@ impl Passthrough {
 
     /// Open the backing file of `ino` with `flags`: by file handle, or through the pinned
     /// descriptor's `/proc/self/fd` entry.
-    fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
+    pub(super) fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
         let inode = self.inodes.get(ino)?;
         match (&inode.pinned, &inode.handle) {
             (None, Some(h)) => self.inodes.open_handle(h, flags),
@@ -236,7 +236,7 @@ impl Passthrough {
     }
 
     fn do_write(&self, args: &WriteArgs<'_>) -> Result<u32, Errno> {
-        let fd = self.handles.file(args.fh)?;
+        let fd = self.file(args.fh)?;
         if args.kill_suidgid() {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             let kill = suidgid_bits(st.st_mode);
@@ -532,7 +532,7 @@ impl Filesystem for Passthrough {
     }
 
     fn read(&self, _req: &RequestInfo, _ino: NodeId, args: &ReadArgs, reply: ReplyData) {
-        let fd = match self.handles.file(args.fh) {
+        let fd = match self.file(args.fh) {
             Ok(fd) => fd,
             Err(e) => return reply.error(e),
         };
@@ -559,7 +559,7 @@ impl Filesystem for Passthrough {
     fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
         let r = self.do_write(args);
         if r.is_ok() {
-            if let Ok(fd) = self.handles.file(args.fh) {
+            if let Ok(fd) = self.file(args.fh) {
                 self.own_change(ino, &*fd);
             }
         }
@@ -606,7 +606,7 @@ impl Filesystem for Passthrough {
     }
 
     fn fsync(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        let r = self.handles.file(fh).and_then(|fd| {
+        let r = self.file(fh).and_then(|fd| {
             if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
@@ -703,7 +703,7 @@ impl Filesystem for Passthrough {
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
-        let r = self.handles.file(args.fh).and_then(|fd| {
+        let r = self.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
             rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)?;
             self.own_change(ino, &*fd);
@@ -721,7 +721,7 @@ impl Filesystem for Passthrough {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let r = self.handles.file(fh).and_then(|fd| {
+        let r = self.file(fh).and_then(|fd| {
             let pos = match whence {
                 libc::SEEK_DATA => SeekFrom::Data(offset),
                 libc::SEEK_HOLE => SeekFrom::Hole(offset),
@@ -737,8 +737,8 @@ impl Filesystem for Passthrough {
             if args.flags != 0 {
                 return Err(Errno::EINVAL);
             }
-            let fin = self.handles.file(args.fh_in)?;
-            let fout = self.handles.file(args.fh_out)?;
+            let fin = self.file(args.fh_in)?;
+            let fout = self.file(args.fh_out)?;
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
             let n = rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)

@@ -10,8 +10,10 @@
 //! to a file of this mount with the same inode number: descriptors in `/proc/*/fd` and mappings
 //! in `/proc/*/maps`. None means the open file is going away and its flock lock is dropped now;
 //! any (even an unrelated open of the same file) means the lock stays until RELEASE — never
-//! early. The scan runs only for handles that hold a flock lock. The backing descriptor itself
-//! stays open until RELEASE: the kernel may still write back pages through this handle.
+//! early. The scan runs only for handles that hold a flock lock. At a last close the backing
+//! descriptor is closed too; if the kernel still uses the handle before RELEASE (it may write
+//! back pages dirtied through another open of the inode with any writable handle) the file is
+//! reopened for it.
 
 use super::error::errno;
 use super::Passthrough;
@@ -37,7 +39,7 @@ impl Passthrough {
     /// The FLUSH part of sync_close: fsync the backing file (its errors are close(2)'s) and
     /// drop the flock lock when this was the last descriptor.
     pub(super) fn sync_close_flush(&self, ino: NodeId, fh: FileHandle) -> Result<(), Errno> {
-        let fd = self.handles.file(fh)?;
+        let fd = self.file(fh)?;
         let flags = rustix::fs::fcntl_getfl(&*fd).map_err(errno)?;
         if flags & OFlags::ACCMODE != OFlags::RDONLY {
             rustix::fs::fsync(&*fd).map_err(errno)?;
@@ -46,8 +48,29 @@ impl Passthrough {
         if holds && self.last_descriptor(ino) {
             rustix::fs::flock(&*fd, FlockOperation::Unlock).map_err(errno)?;
             self.note_flock(fh, false);
+            // The open file is going away: close the backing descriptor now too. Should the
+            // kernel still use the handle before RELEASE (write-back of pages dirtied through
+            // another open of the inode), it is reopened.
+            let reopen_flags =
+                (flags.bits() as i32 & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) | libc::O_CLOEXEC;
+            drop(fd);
+            self.handles.park(fh, ino, reopen_flags);
         }
         Ok(())
+    }
+
+    /// The backing descriptor of open file `fh`, reopened if sync_close parked it.
+    pub(super) fn file(&self, fh: FileHandle) -> Result<std::sync::Arc<OwnedFd>, Errno> {
+        match self.handles.file(fh) {
+            Ok(fd) => Ok(fd),
+            Err(e) => match self.handles.parked(fh) {
+                Some((ino, flags)) => {
+                    let fd = self.open_node(ino, flags)?;
+                    Ok(self.handles.unpark(fh, fd))
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// True when no process holds a descriptor or mapping of this mount's file `ino`.
