@@ -5,8 +5,11 @@
 //! Every directory the kernel knows gets an inotify watch (added when its node is registered,
 //! removed when the node is forgotten). A thread reads the events, deduplicates a batch, and
 //! sends:
-//! - a name removed, renamed away, created or renamed in (DELETE, MOVED_FROM, CREATE,
-//!   MOVED_TO): INVAL_ENTRY of that name (a name replaced by a rename must be looked up again);
+//! - a name removed or renamed away (DELETE, MOVED_FROM), or a non-directory renamed over a
+//!   name (MOVED_TO): INVAL_ENTRY of that name (a replaced name must be looked up again);
+//! - a name created (CREATE, or a directory renamed in): INVAL_INODE (attributes) of the
+//!   directory only — the kernel caches no negative entries, and unhashing a directory entry
+//!   the daemon itself just created could break a process whose working directory it is;
 //! - a file modified or its attributes changed (MODIFY, ATTRIB) by someone else (its state
 //!   differs from what the daemon last told the kernel or made of it itself, see coherence.rs):
 //!   INVAL_INODE of its node (attributes and pages); with the write-back cache, where the kernel
@@ -181,10 +184,17 @@ impl Watch {
             let action = match ev.file_name() {
                 Some(name) if !name.is_empty() => {
                     let name = name.to_owned();
-                    if flags.intersects(
-                        ReadFlags::DELETE | ReadFlags::MOVED_FROM | ReadFlags::CREATE | ReadFlags::MOVED_TO,
-                    ) {
+                    if flags.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM)
+                        || flags.contains(ReadFlags::MOVED_TO) && !flags.contains(ReadFlags::ISDIR)
+                    {
+                        // The name is gone, or now names another file (a rename over it).
                         Action::Entry(dir, name)
+                    } else if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                        // A new name: the kernel has no entry for it (negative lookups are not
+                        // cached), only the directory's attributes changed. Invalidating the
+                        // entry would unhash a directory just created through this mount,
+                        // perhaps already a process's working directory.
+                        Action::Dir(dir)
                     } else {
                         Action::Child(dir, name)
                     }
