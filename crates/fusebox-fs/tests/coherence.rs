@@ -41,6 +41,10 @@ fn writer_on_a_reader_on_b_never_sees_stale_bytes_or_size_1000_rounds() {
     for mode in MODES {
         c2o_rounds(mode);
     }
+    // B revalidates attributes on every stat (GETATTR) but keeps names for 60 s: with the
+    // write-back cache a GETATTR reply cannot change the kernel's size, and must not hide the
+    // change from the next OPEN.
+    c2o_rounds("writeback,attr_timeout=0");
 }
 
 fn c2o_rounds(mode: &str) {
@@ -54,6 +58,10 @@ fn c2o_rounds(mode: &str) {
         let mut w = OpenOptions::new().write(true).create(true).truncate(true).open(a.mnt("f")).unwrap();
         w.write_all(&data).unwrap();
         fusebox::sys::close(OwnedFd::from(w)).unwrap();
+        // Every third round B also stats the file first (a GETATTR must not hide the change).
+        if i % 3 == 0 {
+            let _ = std::fs::metadata(b.path("f"));
+        }
         let (size, back) = read_all(&b.path("f"));
         if size != len as u64 || back != data {
             stale += 1;

@@ -95,7 +95,12 @@ impl Passthrough {
         }
         .map_err(errno)?;
         let attr = to_attr(&st);
-        self.told(ino, &attr);
+        // With the write-back cache the kernel keeps its own size of a cached regular file,
+        // so a GETATTR reply does not tell it a size changed elsewhere: leave the record for
+        // OPEN/LOOKUP to notice the change (coherence.rs).
+        if !(self.coherence.writeback() && attr.kind() == Some(FileType::Regular)) {
+            self.told(ino, &attr);
+        }
         Ok(attr)
     }
 
