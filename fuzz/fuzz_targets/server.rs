@@ -32,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
             let len = (frame.len() as u32).to_ne_bytes();
             frame[0..4].copy_from_slice(&len);
         }
+        // A SETLKW conflicting with an earlier lock waits until that lock is released or the
+        // request is interrupted, which in this one-threaded harness is never: fuzz it as SETLK
+        // (same parsing and lock logic, answers EAGAIN instead of waiting).
+        if frame.len() >= 8 && u32::from_ne_bytes(frame[4..8].try_into().unwrap()) == abi::opcode::FUSE_SETLKW {
+            frame[4..8].copy_from_slice(&abi::opcode::FUSE_SETLK.to_ne_bytes());
+        }
         server.handle(&frame, &dyn_chan);
     }
 });

@@ -67,9 +67,29 @@ fn build(fs: &FsKind, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountO
     }
 }
 
+/// A file-system switch option: absent = off, `key` or `key=on|1|yes|true` = on.
+fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
+    Ok(match opts.fs_options.get(key) {
+        None => false,
+        Some(None) => true,
+        Some(Some(v)) => match v.as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => {
+                return Err(fusebox::session::OptionError::Malformed {
+                    key: key.into(),
+                    value: v.clone(),
+                    reason: "expected no value (or on/off)",
+                }
+                .into())
+            }
+        },
+    })
+}
+
 fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
     use fusebox_fs::passthrough::Passthrough;
-    let mut opts = MountOptions::parse(options, &["fd_cache"])?;
+    let mut opts = MountOptions::parse(options, &["fd_cache", "sync_close", "watch"])?;
     // The daemon performs operations with its own (root) credentials: let the kernel check
     // every caller's permissions against the mirrored modes.
     opts.default_permissions = true;
@@ -87,6 +107,7 @@ fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>
             Passthrough::with_fd_cache(source, n)?
         }
     };
+    let fs = fs.with_sync_close(switch(&opts, "sync_close")?).with_watch(switch(&opts, "watch")?);
     if opts.subtype.is_none() {
         opts.subtype = Some("passthrough".into());
     }

@@ -259,8 +259,44 @@ fn source_errors() {
         fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "fd_cache=0"]),
         "bad value for option 'fd_cache'",
     );
+    expect_error(
+        fusebox()
+            .args(["mount", "passthrough"])
+            .arg(fx.dir.path())
+            .arg(&fx.mnt)
+            .args(["-o", "sync_close=maybe"]),
+        "bad value for option 'sync_close'",
+    );
+    expect_error(
+        fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "watch=2"]),
+        "bad value for option 'watch'",
+    );
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
     assert!(!is_mounted(&fx.mnt));
+}
+
+#[test]
+fn passthrough_sync_close_and_watch_mount() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let out = run(fusebox()
+        .args(["mount", "passthrough"])
+        .arg(&src)
+        .arg(&fx.mnt)
+        .args(["-o", "sync_close,watch,attr_timeout=60,entry_timeout=60"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(fx.mnt.join("f"), b"through the mount").unwrap();
+    assert_eq!(fs::read(src.join("f")).unwrap(), b"through the mount");
+    // watch: a change made directly in the source shows within 1 s despite 60 s timeouts.
+    assert_eq!(fs::metadata(fx.mnt.join("f")).unwrap().len(), 17);
+    fs::write(src.join("f"), b"direct").unwrap();
+    assert!(wait_until(Duration::from_secs(1), || fs::metadata(fx.mnt.join("f")).unwrap().len() == 6));
+    let out = run(fusebox().arg("umount").arg(&fx.mnt));
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

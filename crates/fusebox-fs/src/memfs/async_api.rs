@@ -104,14 +104,37 @@ impl AsyncFilesystem for MemFs {
         self.do_write(ino, &args.as_args())
     }
 
-    async fn flush(
+    async fn flush(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64) -> FsResult<()> {
+        self.locks.release_posix(ino.0, lock_owner);
+        Ok(())
+    }
+
+    async fn release(&self, _req: RequestInfo, ino: NodeId, args: ReleaseArgs) -> FsResult<()> {
+        if let Some(owner) = args.lock_owner {
+            self.locks.release_flock(ino.0, owner);
+        }
+        Ok(())
+    }
+
+    async fn getlk(&self, _req: RequestInfo, ino: NodeId, args: LockArgs) -> FsResult<FileLock> {
+        Ok(self.locks.test(ino.0, &args))
+    }
+
+    async fn setlk(
         &self,
         _req: RequestInfo,
-        _ino: NodeId,
-        _fh: FileHandle,
-        _lock_owner: u64,
+        ino: NodeId,
+        args: LockArgs,
+        interrupt: Interrupt,
     ) -> FsResult<()> {
-        Ok(())
+        if !args.sleep {
+            return self.locks.set(ino.0, &args, &interrupt);
+        }
+        // A wait blocks a thread (the lock table waits on a condvar, woken by the interrupt).
+        let locks = self.locks.clone();
+        tokio::task::spawn_blocking(move || locks.set(ino.0, &args, &interrupt))
+            .await
+            .unwrap_or(Err(Errno::EIO))
     }
 
     async fn fsync(&self, _req: RequestInfo, _ino: NodeId, _fh: FileHandle, _datasync: bool) -> FsResult<()> {

@@ -16,6 +16,7 @@ mod data;
 mod node;
 mod sync_api;
 
+use crate::locks::LockTable;
 use data::CHUNK;
 use fusebox::fs::*;
 use fusebox::session::Capabilities;
@@ -45,6 +46,7 @@ pub struct MemFs {
     next_ino: AtomicU64,
     used: AtomicU64,
     limit: u64,
+    locks: Arc<LockTable>,
 }
 
 const NAME_MAX: usize = 255;
@@ -86,6 +88,7 @@ impl MemFs {
             next_ino: AtomicU64::new(2),
             used: AtomicU64::new(0),
             limit: opts.size.unwrap_or(u64::MAX),
+            locks: LockTable::new(),
         }
     }
 
@@ -131,6 +134,7 @@ impl MemFs {
         if dead {
             table.remove(&ino);
             self.release_space(freed);
+            self.locks.forget_inode(ino);
         }
     }
 
@@ -530,6 +534,9 @@ impl MemFs {
         // nodes by memfs (`new_node_mode`), and access ACLs move with the mode.
         caps.dont_mask = true;
         caps.posix_acl = true;
+        // Locks are served here, so they are shared by everyone using this mount.
+        caps.posix_locks = true;
+        caps.flock_locks = true;
     }
 
     fn do_forget(&self, nodes: impl IntoIterator<Item = (NodeId, u64)>) {

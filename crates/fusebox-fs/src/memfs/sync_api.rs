@@ -98,8 +98,26 @@ impl Filesystem for MemFs {
         reply.result(self.do_write(ino, args), |r, n| r.written(n))
     }
 
-    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lo: u64, reply: ReplyEmpty) {
+    fn flush(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
+        // close(2) drops the caller's POSIX locks on the file. Data is in memory already.
+        self.locks.release_posix(ino.0, lock_owner);
         reply.ok()
+    }
+
+    fn release(&self, _req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
+        if let Some(owner) = args.lock_owner {
+            self.locks.release_flock(ino.0, owner);
+        }
+        reply.ok()
+    }
+
+    fn getlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.lock(&self.locks.test(ino.0, args))
+    }
+
+    fn setlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+        let intr = reply.interrupt();
+        reply.result(self.locks.set(ino.0, args, &intr), |r, ()| r.ok())
     }
 
     fn fsync(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {

@@ -188,20 +188,20 @@ impl Inodes {
         Ok(())
     }
 
-    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away. The root
-    /// is never removed.
-    pub(crate) fn forget(&self, id: NodeId, n: u64) {
+    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away (true).
+    /// The root is never removed.
+    pub(crate) fn forget(&self, id: NodeId, n: u64) -> bool {
         if id == NodeId::ROOT {
-            return;
+            return false;
         }
         let removed = {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             let Some(node) = t.nodes.get_mut(&id.0) else {
-                return;
+                return false;
             };
             node.nlookup = node.nlookup.saturating_sub(n);
             if node.nlookup > 0 {
-                return;
+                return false;
             }
             let node = t.nodes.remove(&id.0).expect("present");
             if t.by_key.get(&node.inode.key) == Some(&id.0) {
@@ -212,6 +212,29 @@ impl Inodes {
         self.cache.remove(id.0);
         self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.0);
         drop(removed);
+        true
+    }
+
+    /// The node of backing inode `key` (st_dev, st_ino), if the kernel knows it.
+    pub(crate) fn by_key(&self, key: (u64, u64)) -> Option<NodeId> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(&key).map(|&id| NodeId(id))
+    }
+
+    /// Retire `id`: the next lookup of its backing file makes a new node (the kernel then
+    /// instantiates a fresh inode). The node itself lives on until forgotten. Returns its key
+    /// when it was the current node of that key. The root is never retired.
+    pub(crate) fn retire(&self, id: NodeId) -> Option<(u64, u64)> {
+        if id == NodeId::ROOT {
+            return None;
+        }
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let key = t.nodes.get(&id.0)?.inode.key;
+        if t.by_key.get(&key) == Some(&id.0) {
+            t.by_key.remove(&key);
+            Some(key)
+        } else {
+            None
+        }
     }
 
     /// Number of live nodes (including the root).

@@ -17,14 +17,18 @@
 #![deny(missing_docs)]
 
 mod attr;
+mod coherence;
 mod direct;
 mod error;
 mod fdcache;
 mod handles;
 mod inodes;
 mod ioctl;
+mod locks;
 mod names;
 mod ops;
+mod sync_close;
+mod watch;
 
 pub use error::PassthroughError;
 pub use fdcache::DEFAULT_FD_CACHE;
@@ -43,11 +47,24 @@ use std::path::Path;
 
 /// The passthrough file system. See the [module documentation](self).
 pub struct Passthrough {
-    inodes: Inodes,
+    inodes: std::sync::Arc<Inodes>,
     handles: Handles,
     use_handles: bool,
     euid: u32,
     egid: u32,
+    posix_locks: locks::PosixLockFds,
+    /// `-o sync_close` (see sync_close.rs).
+    sync_close: bool,
+    /// Handles holding a flock lock.
+    flocked: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Where we are mounted (from `Filesystem::mounted`).
+    mountpoint: std::sync::OnceLock<std::path::PathBuf>,
+    /// The session's notifier (from `Filesystem::mounted`).
+    notifier: std::sync::OnceLock<fusebox::session::Notifier>,
+    /// What the kernel was last told about each node (coherence.rs).
+    coherence: std::sync::Arc<coherence::Coherence>,
+    /// `-o watch`: the source watcher (watch.rs).
+    watch: Option<std::sync::Arc<watch::Watch>>,
 }
 
 impl Passthrough {
@@ -98,17 +115,60 @@ impl Passthrough {
         }
         let use_handles = handle.is_some();
         Ok(Passthrough {
-            inodes: Inodes::new(fd, (st.st_dev as u64, st.st_ino as u64), handle, mount_fd, cache),
+            inodes: std::sync::Arc::new(Inodes::new(
+                fd,
+                (st.st_dev as u64, st.st_ino as u64),
+                handle,
+                mount_fd,
+                cache,
+            )),
             handles: Handles::new(),
             use_handles,
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
+            posix_locks: Default::default(),
+            sync_close: false,
+            flocked: Default::default(),
+            mountpoint: Default::default(),
+            notifier: Default::default(),
+            coherence: Default::default(),
+            watch: None,
         })
+    }
+
+    /// `-o sync_close`: close(2) returns only after the backing file is fsynced and, when it
+    /// was the open file's last descriptor, its flock lock in the source is released.
+    pub fn with_sync_close(mut self, on: bool) -> Passthrough {
+        self.sync_close = on;
+        self
+    }
+
+    /// `-o watch`: watch the source (inotify) and push invalidations for changes made outside
+    /// this mount. Without inotify (an error is logged) the mount works without it.
+    pub fn with_watch(mut self, on: bool) -> Passthrough {
+        self.watch = if on {
+            watch::Watch::new()
+                .map_err(|e| tracing::warn!(error = %e, "no inotify: changes made outside the mount are not pushed"))
+                .ok()
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Directories watched by `-o watch` (0 without it).
+    pub fn watched_directories(&self) -> usize {
+        self.watch.as_ref().map_or(0, |w| w.watched())
     }
 
     /// True when inodes are kept as kernel file handles (not as pinned descriptors).
     pub fn uses_file_handles(&self) -> bool {
         self.use_handles
+    }
+
+    /// The node id the kernel knows for the backing file with `st_dev`/`st_ino`, if any.
+    pub fn node_of(&self, st_dev: u64, st_ino: u64) -> Option<fusebox::NodeId> {
+        self.inodes.by_key((st_dev, st_ino))
     }
 
     /// Number of inodes the kernel currently holds references to (including the root).
@@ -147,8 +207,28 @@ impl Passthrough {
                 }
             }
         }
+        let attr = to_attr(&st);
+        // A file changed elsewhere since the kernel last heard of it (coherence.rs).
+        let mut before = self.inodes.by_key(key);
+        if let Some(old) = before {
+            if self.lookup_changed(old, &attr) {
+                before = None;
+            }
+        }
         let ino = self.inodes.lookup(fd, key, handle);
-        Ok(Entry { ino, generation: 0, attr: to_attr(&st) })
+        if before == Some(ino) {
+            self.told(ino, &attr);
+        } else {
+            self.coherence.born(ino, key, &attr);
+        }
+        if let Some(w) = &self.watch {
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if let Ok(fd) = self.inodes.fd(ino) {
+                    w.add_dir(ino, &*fd);
+                }
+            }
+        }
+        Ok(Entry { ino, generation: 0, attr })
     }
 
     /// Look up the single component `name` (already validated) in the directory `dir`.

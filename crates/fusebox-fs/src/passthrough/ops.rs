@@ -7,10 +7,10 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, ReadArgs, ReleaseArgs, Reply, ReplyAttr,
-    ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow,
-    WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
+    Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr,
+    Statfs, TimeOrNow, WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -93,7 +93,9 @@ impl Passthrough {
             let fd = self.inodes.fd(parent)?;
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
-            return Ok(Entry { ino: parent, generation: 0, attr: to_attr(&st) });
+            let attr = to_attr(&st);
+            self.told(parent, &attr);
+            return Ok(Entry { ino: parent, generation: 0, attr });
         }
         let dir = self.inodes.fd(parent)?;
         if b == b".." {
@@ -111,17 +113,24 @@ impl Passthrough {
     }
 
     fn do_getattr(&self, ino: NodeId, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
-        let st = match fh.and_then(|fh| self.handles.file(fh).ok()) {
+        let st = match fh.and_then(|fh| self.file(fh).ok()) {
             Some(fd) => rustix::fs::fstat(&*fd),
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
         }
         .map_err(errno)?;
-        Ok(to_attr(&st))
+        let attr = to_attr(&st);
+        // With the write-back cache the kernel keeps its own size of a cached regular file,
+        // so a GETATTR reply does not tell it a size changed elsewhere: leave the record for
+        // OPEN/LOOKUP to notice the change (coherence.rs).
+        if !(self.coherence.writeback() && attr.kind() == Some(FileType::Regular)) {
+            self.told(ino, &attr);
+        }
+        Ok(attr)
     }
 
     fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let fd = self.inodes.fd(ino)?;
-        let open = a.fh.and_then(|fh| self.handles.file(fh).ok());
+        let open = a.fh.and_then(|fh| self.file(fh).ok());
         if let Some(mode) = a.mode {
             match &open {
                 Some(f) => rustix::fs::fchmod(&**f, mode_of(mode)),
@@ -181,7 +190,7 @@ impl Passthrough {
 
     /// Open the backing file of `ino` with `flags`: by file handle, or through the pinned
     /// descriptor's `/proc/self/fd` entry.
-    fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
+    pub(super) fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
         let inode = self.inodes.get(ino)?;
         match (&inode.pinned, &inode.handle) {
             (None, Some(h)) => self.inodes.open_handle(h, flags),
@@ -266,12 +275,25 @@ impl Passthrough {
     }
 
     fn do_open(&self, ino: NodeId, flags: i32) -> Result<FileHandle, Errno> {
+        // Close-to-open: if the file changed since the kernel last heard about it (another
+        // mount, a direct user), drop its cached attributes and pages before it is opened
+        // (coherence.rs). A truncating open is checked before it truncates: that change is ours.
+        let trunc = flags & libc::O_TRUNC != 0;
+        if trunc {
+            let st = rustix::fs::fstat(&*self.inodes.fd(ino)?).map_err(errno)?;
+            self.open_changed(ino, &to_attr(&st))?;
+        }
         let fd = self.open_node(ino, self.open_flags(flags))?;
+        if trunc {
+            self.own_change(ino, &fd);
+        } else if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.open_changed(ino, &to_attr(&st))?;
+        }
         Ok(self.handles.add_file(fd))
     }
 
     fn do_write(&self, args: &WriteArgs<'_>) -> Result<u32, Errno> {
-        let fd = self.handles.file(args.fh)?;
+        let fd = self.file(args.fh)?;
         if args.kill_suidgid() {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             let kill = suidgid_bits(st.st_mode);
@@ -433,6 +455,11 @@ impl Filesystem for Passthrough {
         // parent's default ACL from the backing file system (see `new_node_mode`).
         caps.dont_mask = true;
         caps.posix_acl = true;
+        // Locks are forwarded to the backing files (see locks.rs).
+        caps.posix_locks = true;
+        caps.flock_locks = true;
+        // Close-to-open handling depends on who owns cached sizes (coherence.rs).
+        self.coherence.writeback.store(caps.writeback_cache, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -441,7 +468,18 @@ impl Filesystem for Passthrough {
     }
 
     fn forget(&self, ino: NodeId, nlookup: u64) {
-        self.inodes.forget(ino, nlookup)
+        if self.inodes.forget(ino, nlookup) {
+            self.coherence.forget(ino);
+            if let Some(w) = &self.watch {
+                w.forget(ino);
+            }
+        }
+    }
+
+    fn destroy(&self) {
+        if let Some(w) = &self.watch {
+            w.stop();
+        }
     }
 
     fn getattr(&self, _req: &RequestInfo, ino: NodeId, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -449,7 +487,11 @@ impl Filesystem for Passthrough {
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
-        reply.result(self.do_setattr(ino, attr), |r, a| r.attr(&a))
+        let r = self.do_setattr(ino, attr);
+        if let Ok(a) = &r {
+            self.told(ino, a);
+        }
+        reply.result(r, |r, a| r.attr(&a))
     }
 
     fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
@@ -549,7 +591,7 @@ impl Filesystem for Passthrough {
     }
 
     fn read(&self, _req: &RequestInfo, _ino: NodeId, args: &ReadArgs, reply: ReplyData) {
-        let fd = match self.handles.file(args.fh) {
+        let fd = match self.file(args.fh) {
             Ok(fd) => fd,
             Err(e) => return reply.error(e),
         };
@@ -567,21 +609,57 @@ impl Filesystem for Passthrough {
         })
     }
 
-    fn write(&self, _req: &RequestInfo, _ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
-        reply.result(self.do_write(args), |r, n| r.written(n))
+    fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+        let r = self.do_write(args);
+        if r.is_ok() {
+            if let Ok(fd) = self.file(args.fh) {
+                self.own_change(ino, &*fd);
+            }
+        }
+        reply.result(r, |r, n| r.written(n))
     }
 
-    fn flush(&self, _req: &RequestInfo, _ino: NodeId, _fh: FileHandle, _lock_owner: u64, reply: ReplyEmpty) {
-        reply.ok()
+    fn mounted(&self, mount: &MountInfo) {
+        let _ = self.mountpoint.set(mount.mountpoint.clone());
+        let _ = self.notifier.set(mount.notifier.clone());
+        if let Some(w) = &self.watch {
+            if let Ok(fd) = self.inodes.fd(NodeId::ROOT) {
+                w.add_dir(NodeId::ROOT, &*fd);
+            }
+            w.spawn(self.inodes.clone(), self.coherence.clone(), mount.notifier.clone());
+        }
+    }
+
+    fn flush(&self, _req: &RequestInfo, ino: NodeId, fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
+        self.release_posix_locks(ino, lock_owner);
+        if self.sync_close {
+            reply.result(self.sync_close_flush(ino, fh), |r, ()| r.ok())
+        } else {
+            reply.ok()
+        }
     }
 
     fn release(&self, _req: &RequestInfo, _ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
-        drop(self.handles.remove_file(args.fh));
+        self.note_flock(args.fh, false);
+        if let Some(fd) = self.handles.remove_file(args.fh) {
+            if args.lock_owner.is_some() {
+                let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);
+            }
+        }
         reply.ok()
     }
 
+    fn getlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.result(self.do_getlk(ino, args), |r, l| r.lock(&l))
+    }
+
+    fn setlk(&self, _req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+        let intr = reply.interrupt();
+        reply.result(self.do_setlk(ino, args, &intr), |r, ()| r.ok())
+    }
+
     fn fsync(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        let r = self.handles.file(fh).and_then(|fd| {
+        let r = self.file(fh).and_then(|fd| {
             if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
         });
         reply.result(r, |r, _| r.ok())
@@ -684,10 +762,12 @@ impl Filesystem for Passthrough {
         reply.result(self.do_tmpfile(req, parent, args), |r, (e, fh)| r.created(&e, fh, 0))
     }
 
-    fn fallocate(&self, _req: &RequestInfo, _ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
-        let r = self.handles.file(args.fh).and_then(|fd| {
+    fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
+        let r = self.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
-            rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)
+            rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)?;
+            self.own_change(ino, &*fd);
+            Ok(())
         });
         reply.result(r, |r, _| r.ok())
     }
@@ -701,7 +781,7 @@ impl Filesystem for Passthrough {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let r = self.handles.file(fh).and_then(|fd| {
+        let r = self.file(fh).and_then(|fd| {
             let pos = match whence {
                 libc::SEEK_DATA => SeekFrom::Data(offset),
                 libc::SEEK_HOLE => SeekFrom::Hole(offset),
@@ -717,11 +797,14 @@ impl Filesystem for Passthrough {
             if args.flags != 0 {
                 return Err(Errno::EINVAL);
             }
-            let fin = self.handles.file(args.fh_in)?;
-            let fout = self.handles.file(args.fh_out)?;
+            let fin = self.file(args.fh_in)?;
+            let fout = self.file(args.fh_out)?;
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
-            rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len).map_err(errno)
+            let n = rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)
+                .map_err(errno)?;
+            self.own_change(args.ino_out, &*fout);
+            Ok(n)
         })();
         match r {
             Ok(n) => reply.copied(n as u64),

@@ -41,6 +41,7 @@ pub struct TestMount {
     /// The mountpoint.
     pub mnt: PathBuf,
     server: Arc<fusebox::session::Server>,
+    notifier: fusebox::session::Notifier,
     thread: Option<JoinHandle<()>>,
     /// The FUSE connection id (the minor number of the mount's st_dev).
     conn: u32,
@@ -64,6 +65,7 @@ impl TestMount {
         let config = Config { options, ..Default::default() };
         let session = Session::mount(fs, &mnt, config).expect("mount");
         let server = session.server().clone();
+        let notifier = session.notifier();
 
         let thread = std::thread::spawn(move || {
             if let Err(e) = session.run() {
@@ -76,7 +78,7 @@ impl TestMount {
             let dev = std::fs::metadata(&mnt).expect("stat mountpoint").dev();
             (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32
         };
-        Some(TestMount { dir, mnt, server, thread: Some(thread), conn })
+        Some(TestMount { dir, mnt, server, notifier, thread: Some(thread), conn })
     }
 
     /// Path of `rel` inside the mount.
@@ -92,6 +94,11 @@ impl TestMount {
             let _ = fusebox::sys::mount("fusectl", dir, "fusectl", 0, "");
         }
         let _ = std::fs::write(dir.join(self.conn.to_string()).join("abort"), "1");
+    }
+
+    /// The session's notifier.
+    pub fn notifier(&self) -> &fusebox::session::Notifier {
+        &self.notifier
     }
 
     /// The server (stats, negotiated parameters).

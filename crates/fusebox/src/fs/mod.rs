@@ -6,17 +6,30 @@
 //! answer inline or move the token to another thread and answer later.
 
 pub mod asyncfs;
+mod interrupt;
 mod reply;
 mod types;
 
+pub use interrupt::{Interrupt, PENDING_EXPIRY};
+pub(crate) use interrupt::{InterruptRegistry, Registration};
+
 pub use reply::{
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Responder,
+    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Responder,
 };
 pub use types::*;
 
-use crate::session::Capabilities;
+use crate::session::{Capabilities, Notifier};
+
+/// What a file system learns when its mount goes live ([`Filesystem::mounted`]).
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    /// Sends notifications to this mount's kernel caches.
+    pub notifier: Notifier,
+    /// Where it is mounted (absolute).
+    pub mountpoint: std::path::PathBuf,
+}
 use std::ffi::OsStr;
 
 /// A FUSE file system. Every method has a default that answers ENOSYS (or does nothing, for
@@ -28,6 +41,9 @@ pub trait Filesystem: Send + Sync + 'static {
     fn init(&self, caps: &mut Capabilities) -> Result<(), Errno> {
         Ok(())
     }
+    /// The mount is live (INIT done), before workers start serving: keep `mount.notifier` to
+    /// push invalidations later. The default ignores it.
+    fn mounted(&self, mount: &MountInfo) {}
     /// The session is ending (DESTROY or unmount).
     fn destroy(&self) {}
 
@@ -114,10 +130,20 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS)
     }
     /// close(2) of one file descriptor: the synchronous commit point of a close.
+    ///
+    /// The contract fusebox gives (see docs/ARCHITECTURE.md, "Synchronous close"): when
+    /// FLUSH arrives, every byte written through this file has already reached
+    /// [`Filesystem::write`] (the kernel writes back dirty pages and waits for those WRITEs
+    /// first), and the answer to FLUSH is what close(2) returns. So commit here and report
+    /// commit errors (ENOSPC, EIO): close(2) returns them. A failed writeback WRITE already
+    /// makes close(2) fail, with or without this method. POSIX record locks of `lock_owner` are
+    /// released by close(2): a file system serving locks drops them here.
     fn flush(&self, req: &RequestInfo, ino: NodeId, fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
         reply.error(Errno::ENOSYS)
     }
-    /// The last reference to an open file went away (asynchronous to close(2)).
+    /// The last reference to an open file went away. The kernel sends it after close(2) has
+    /// returned; fusebox orders a RELEASE it has received before any later OPEN of the same
+    /// inode (the OPEN waits until this method has answered).
     fn release(&self, req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
         reply.ok()
     }
@@ -210,6 +236,20 @@ pub trait Filesystem: Send + Sync + 'static {
     }
     /// copy_file_range(2) between two open files of this file system.
     fn copy_file_range(&self, req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
+        reply.error(Errno::ENOSYS)
+    }
+    /// Test for a lock (F_GETLK): answer the first conflicting lock, or `args.lock` with
+    /// `typ = F_UNLCK` when it could be granted. Only sent when the file system switched on
+    /// `Capabilities::posix_locks` in [`Filesystem::init`]; otherwise the kernel keeps locks
+    /// locally (per mount).
+    fn getlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        reply.error(Errno::ENOSYS)
+    }
+    /// Take or release a lock (F_SETLK/F_SETLKW, and flock(2) when `args.flock`; flock
+    /// requests come only with `Capabilities::flock_locks`). With `args.sleep`, wait for
+    /// conflicting locks and answer EINTR when the request is interrupted (`reply.interrupt()`);
+    /// otherwise answer EAGAIN on conflict.
+    fn setlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
         reply.error(Errno::ENOSYS)
     }
     /// ioctl(2) on an open file.

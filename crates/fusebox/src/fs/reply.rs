@@ -1,7 +1,8 @@
 //! One-shot reply tokens. Each handler gets exactly one; answering consumes it. A token dropped
 //! without an answer replies EIO and logs a warning, so a forgotten reply never hangs a caller.
 
-use super::types::{Entry, FileAttr, FileHandle, FileType, Statfs, Ttl};
+use super::interrupt::{Interrupt, Registration};
+use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl};
 use super::Errno;
 use crate::abi;
 use crate::sched::{RequestClass, Stats};
@@ -24,6 +25,11 @@ pub struct Responder {
     done: bool,
     /// The node of a READ/WRITE counted in the per-file in-flight stats.
     file: Option<u64>,
+    intr: Interrupt,
+    /// Unregisters the request from the interrupt registry when the token goes away.
+    _reg: Option<Registration>,
+    /// Dropped after the answer: whatever must follow it (RELEASE ordering) may proceed.
+    _after: Option<Box<dyn Send>>,
 }
 
 /// Session-wide state the reply tokens need.
@@ -44,7 +50,19 @@ impl Responder {
         opcode: u32,
         class: RequestClass,
     ) -> Self {
-        Responder { chan, shared, unique, opcode, class, start: Instant::now(), done: false, file: None }
+        Responder {
+            chan,
+            shared,
+            unique,
+            opcode,
+            class,
+            start: Instant::now(),
+            done: false,
+            file: None,
+            intr: Interrupt::never(),
+            _reg: None,
+            _after: None,
+        }
     }
 
     /// Count this request in the per-file in-flight stats of `nodeid` until it is answered.
@@ -66,6 +84,24 @@ impl Responder {
     fn finish(&mut self, error: bool, bytes: usize) {
         self.done = true;
         self.shared.stats.end(self.opcode, self.class, error, bytes, self.start.elapsed());
+    }
+
+    /// Keep `guard` until this request is answered (its drop runs after the reply is sent).
+    pub(crate) fn hold_until_answered(mut self, guard: Box<dyn Send>) -> Self {
+        self._after = Some(guard);
+        self
+    }
+
+    /// Attach the request's interrupt handle and its registration (dropped with the token).
+    pub(crate) fn registered(mut self, intr: Interrupt, reg: Registration) -> Self {
+        self.intr = intr;
+        self._reg = Some(reg);
+        self
+    }
+
+    /// The request's interrupt handle.
+    pub fn interrupt(&self) -> Interrupt {
+        self.intr.clone()
     }
 
     fn send(mut self, error: Errno, parts: &[&[u8]]) {
@@ -133,6 +169,8 @@ pub(crate) fn entry_out(entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
 pub trait Reply: Send + Sized + 'static {
     /// Answer with an error.
     fn fail(self, e: Errno);
+    /// The request's interrupt handle (see [`Interrupt`]).
+    fn interrupt(&self) -> Interrupt;
     /// Answer with the result: `ok` for the value, or the error.
     fn result<T>(self, r: Result<T, Errno>, ok: impl FnOnce(Self, T)) {
         match r {
@@ -149,6 +187,9 @@ macro_rules! token {
         impl Reply for $name {
             fn fail(self, e: Errno) {
                 self.0.error(e)
+            }
+            fn interrupt(&self) -> Interrupt {
+                self.0.interrupt()
             }
         }
         impl $name {
@@ -361,6 +402,9 @@ impl Reply for ReplyCopy {
     fn fail(self, e: Errno) {
         self.inner.error(e)
     }
+    fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
+    }
 }
 impl ReplyCopy {
     /// `n` bytes were copied.
@@ -376,6 +420,18 @@ impl ReplyCopy {
     /// Answer with an error.
     pub fn error(self, e: Errno) {
         self.inner.error(e)
+    }
+}
+
+token!(
+    /// Reply to GETLK: the conflicting lock, or the probe back with type F_UNLCK.
+    ReplyLock
+);
+impl ReplyLock {
+    /// Answer with `lock` (a conflicting lock, or `typ == F_UNLCK` when there is none).
+    pub fn lock(self, lock: &FileLock) {
+        let out = abi::fuse_lk_out { lk: lock.to_abi() };
+        self.0.ok(&[out.as_bytes()])
     }
 }
 
@@ -400,6 +456,9 @@ pub struct ReplyDirectory {
 impl Reply for ReplyDirectory {
     fn fail(self, e: Errno) {
         self.inner.error(e)
+    }
+    fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
     }
 }
 impl ReplyDirectory {
@@ -437,6 +496,9 @@ pub struct ReplyDirectoryPlus {
 impl Reply for ReplyDirectoryPlus {
     fn fail(self, e: Errno) {
         self.inner.error(e)
+    }
+    fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
     }
 }
 impl ReplyDirectoryPlus {

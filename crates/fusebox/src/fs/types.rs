@@ -412,3 +412,48 @@ impl Default for Ttl {
         Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1) }
     }
 }
+
+/// A byte-range lock as FUSE describes it: `[start, end]` inclusive (`end == u64::MAX` means
+/// "to the end of the file"), `typ` one of `F_RDLCK`, `F_WRLCK`, `F_UNLCK`, and the owning
+/// process (reported back by GETLK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileLock {
+    /// First byte.
+    pub start: u64,
+    /// Last byte, inclusive; `u64::MAX` = to end of file.
+    pub end: u64,
+    /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+    pub typ: i32,
+    /// Process holding (or asking for) the lock.
+    pub pid: u32,
+}
+
+impl FileLock {
+    /// From the wire struct.
+    pub fn from_abi(l: &abi::fuse_file_lock) -> FileLock {
+        FileLock { start: l.start, end: l.end, typ: l.r#type as i32, pid: l.pid }
+    }
+    /// To the wire struct.
+    pub fn to_abi(&self) -> abi::fuse_file_lock {
+        abi::fuse_file_lock { start: self.start, end: self.end, r#type: self.typ as u32, pid: self.pid }
+    }
+    /// True when the ranges of `self` and `other` overlap.
+    pub fn overlaps(&self, other: &FileLock) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+/// Arguments of GETLK / SETLK / SETLKW.
+#[derive(Debug, Clone, Copy)]
+pub struct LockArgs {
+    /// The open file.
+    pub fh: FileHandle,
+    /// Lock owner: for POSIX locks the process's file table, for flock the open file.
+    pub owner: u64,
+    /// The lock asked for (or probed).
+    pub lock: FileLock,
+    /// A flock(2) lock (whole file, owned by the open file) rather than a POSIX record lock.
+    pub flock: bool,
+    /// SETLKW: wait for a conflicting lock to go away (interruptible).
+    pub sleep: bool,
+}

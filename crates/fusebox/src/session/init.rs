@@ -306,6 +306,15 @@ mod tests {
     }
 
     #[test]
+    fn locks_are_granted_only_when_the_file_system_serves_them() {
+        let (_, neg) = negotiate(&kernel_init(u64::MAX), &Capabilities::default(), 256).unwrap();
+        assert!(!neg.has(FUSE_POSIX_LOCKS) && !neg.has(FUSE_FLOCK_LOCKS), "kernel-local locks by default");
+        let caps = Capabilities { posix_locks: true, flock_locks: true, ..Default::default() };
+        let (_, neg) = negotiate(&kernel_init(u64::MAX), &caps, 256).unwrap();
+        assert!(neg.has(FUSE_POSIX_LOCKS) && neg.has(FUSE_FLOCK_LOCKS));
+    }
+
+    #[test]
     fn rejects_wrong_major_and_old_minor() {
         let mut i = kernel_init(0);
         i.major = 8;

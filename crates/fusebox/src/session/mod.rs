@@ -3,7 +3,9 @@
 mod control;
 mod init;
 mod mount;
+mod notify;
 mod options;
+mod order;
 mod server;
 mod workers;
 
@@ -12,6 +14,7 @@ pub use control::{
 };
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
+pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError};
 pub use server::{Handled, Server};
 pub use workers::{PoolConfig, IDLE_EXIT};
@@ -127,6 +130,11 @@ impl Session {
         let mut session = Session { server, dev, mountpoint, config, _control: None };
         match session.wait_for_init() {
             Ok(()) => {
+                let info = crate::fs::MountInfo {
+                    notifier: session.notifier(),
+                    mountpoint: session.mountpoint.clone(),
+                };
+                session.server.filesystem().mounted(&info);
                 session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
                     Ok(c) => Some(c),
                     Err(e) => {
@@ -162,6 +170,11 @@ impl Session {
     /// The mounted path.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// A notifier for this session (invalidations, store, retrieve), usable from any thread.
+    pub fn notifier(&self) -> Notifier {
+        self.server.notifier(self.dev.clone())
     }
 
     /// The shared request-handling core (stats, negotiated parameters).

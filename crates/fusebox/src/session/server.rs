@@ -2,6 +2,8 @@
 //! [`Filesystem`], and make sure every request that needs an answer gets exactly one.
 
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
+use super::notify::{Notifier, Retrievals};
+use super::order::{ReleaseGuard, ReleaseOrder};
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
 use crate::sched::BackgroundGate;
@@ -38,6 +40,9 @@ pub struct Server {
     debug: bool,
     gate: OnceLock<Arc<BackgroundGate>>,
     workers: Arc<AtomicUsize>,
+    interrupts: Arc<InterruptRegistry>,
+    retrievals: Arc<Retrievals>,
+    releases: Arc<ReleaseOrder>,
 }
 
 impl Server {
@@ -54,6 +59,9 @@ impl Server {
             debug,
             gate: OnceLock::new(),
             workers: Arc::new(AtomicUsize::new(0)),
+            interrupts: Arc::default(),
+            retrievals: Arc::default(),
+            releases: Arc::default(),
         }
     }
 
@@ -75,6 +83,11 @@ impl Server {
     /// Workers alive now.
     pub fn workers(&self) -> usize {
         self.workers.load(Ordering::SeqCst)
+    }
+
+    /// A notifier writing to `chan` (any `/dev/fuse` fd of this session).
+    pub fn notifier(&self, chan: Arc<dyn ReplyChannel>) -> Notifier {
+        Notifier::new(chan, self.retrievals.clone())
     }
 
     /// Statistics of this server.
@@ -102,7 +115,20 @@ impl Server {
     /// Handle one request buffer read from `chan`. Never panics: a handler panic is caught
     /// and the request answered EIO (by the dropped reply token).
     pub fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
+        self.received(buf);
         self.handle_classified(buf, chan, peek_class(buf))
+    }
+
+    /// Note a request as soon as it is read, before any queueing: a RELEASE is counted against
+    /// its inode so that a later OPEN of that inode waits for it (session/order.rs). Every
+    /// transport calls this once per request buffer, then `handle_classified`.
+    pub(crate) fn received(&self, buf: &[u8]) {
+        let word =
+            |at: usize| buf.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+        if word(4) == Some(FUSE_RELEASE) && buf.len() >= 40 {
+            let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
+            self.releases.noted(nodeid);
+        }
     }
 
     /// [`Server::handle`] for a caller that has already classified `buf` with
@@ -122,6 +148,10 @@ impl Server {
                     let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes"));
                     let opcode = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
                     tracing::warn!(unique, opcode = opcode_name(opcode), error = %e, "malformed request");
+                    if opcode == FUSE_RELEASE {
+                        let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
+                        self.releases.released(nodeid);
+                    }
                     if opcode != FUSE_FORGET && opcode != FUSE_BATCH_FORGET && opcode != FUSE_INTERRUPT {
                         let _ = send_reply(&**chan, unique, -libc::EINVAL, &[]);
                     }
@@ -146,6 +176,9 @@ impl Server {
         }
         if self.negotiated.get().is_none() {
             tracing::warn!(op = opcode_name(req.header.opcode), "request before INIT");
+            if req.header.opcode == FUSE_RELEASE {
+                self.releases.released(req.header.nodeid);
+            }
             let _ = send_reply(&**chan, req.header.unique, -libc::EIO, &[]);
             return Handled::Continue;
         }
@@ -264,7 +297,11 @@ impl Server {
         };
         let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, umask };
         let ino = NodeId(h.nodeid);
-        let r = || Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class);
+        let r = || {
+            let intr = self.interrupts.begin(h.unique);
+            let reg = Registration { registry: self.interrupts.clone(), unique: h.unique };
+            Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class).registered(intr, reg)
+        };
         let fs = &*self.fs;
         let max_readdir = |size: u32| (size as usize).min(1 << 20);
         match req.op {
@@ -300,6 +337,8 @@ impl Server {
                 fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
             }
             Operation::Open(arg) => {
+                // Work done at an earlier RELEASE of this inode comes first.
+                self.releases.wait(h.nodeid);
                 if arg.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0 {
                     self.kill_suidgid_before_open(&info, ino, chan);
                 }
@@ -333,7 +372,12 @@ impl Server {
                 }
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
-            Operation::Release(arg) => fs.release(&info, ino, &release_args(&arg), ReplyEmpty(r())),
+            Operation::Release(arg) => {
+                // Counted by `received`; uncounted when the answer is sent.
+                let guard = ReleaseGuard { order: self.releases.clone(), ino: h.nodeid };
+                let reply = ReplyEmpty(r().hold_until_answered(Box::new(guard)));
+                fs.release(&info, ino, &release_args(&arg), reply)
+            }
             Operation::Fsync(arg) => {
                 let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
@@ -420,15 +464,22 @@ impl Server {
                 self.destroy_once();
                 ReplyEmpty(r()).ok()
             }
-            Operation::Interrupt(_) | Operation::NotifyReply { .. } => {
-                // No reply is expected. Handlers run to completion; interrupts are advisory.
+            Operation::Interrupt(arg) => {
+                // Never answered, except EAGAIN when its request does not show up.
+                self.interrupts.interrupt(arg.unique, h.unique, chan);
+                stats.end(h.opcode, class, false, 0, Default::default());
+            }
+            Operation::NotifyReply { arg, data } => {
+                // The kernel's answer to a retrieve; `unique` is the notify unique we chose.
+                let n = (arg.size as usize).min(data.len());
+                self.retrievals.complete(h.unique, arg.offset, &data[..n]);
                 stats.end(h.opcode, class, false, 0, Default::default());
             }
             Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
-            Operation::Getlk(_)
-            | Operation::Setlk(_)
-            | Operation::Setlkw(_)
-            | Operation::Bmap(_)
+            Operation::Getlk(arg) => fs.getlk(&info, ino, &lock_args(&arg, false), ReplyLock(r())),
+            Operation::Setlk(arg) => fs.setlk(&info, ino, &lock_args(&arg, false), ReplyEmpty(r())),
+            Operation::Setlkw(arg) => fs.setlk(&info, ino, &lock_args(&arg, true), ReplyEmpty(r())),
+            Operation::Bmap(_)
             | Operation::Poll(_)
             | Operation::Syncfs(_)
             | Operation::Statx(_)
@@ -454,6 +505,16 @@ fn notify_attrs_changed(chan: &Arc<dyn ReplyChannel>, ino: NodeId) {
         if e.raw_os_error() != Some(libc::ENOENT) {
             tracing::warn!(ino = ino.0, error = %e, "attribute invalidation failed");
         }
+    }
+}
+
+fn lock_args(arg: &abi::fuse_lk_in, sleep: bool) -> LockArgs {
+    LockArgs {
+        fh: FileHandle(arg.fh),
+        owner: arg.owner,
+        lock: FileLock::from_abi(&arg.lk),
+        flock: arg.lk_flags & abi::FUSE_LK_FLOCK != 0,
+        sleep,
     }
 }
 
@@ -578,6 +639,101 @@ mod tests {
         server.handle(&frame(FUSE_FORGET, 15, &1u64.to_ne_bytes()), &dc);
         server.handle(&frame(FUSE_INTERRUPT, 16, &12u64.to_ne_bytes()), &dc);
         assert_eq!(chan.pending(), 0);
+    }
+
+    /// SETLKW waits until interrupted and then answers EINTR.
+    struct Waiter;
+    impl Filesystem for Waiter {
+        fn setlk(&self, _: &RequestInfo, _: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+            assert!(args.sleep);
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            reply.interrupt().on_interrupt(move || {
+                let _ = tx.send(());
+            });
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(()) => reply.error(Errno::EINTR),
+                Err(_) => reply.ok(),
+            }
+        }
+    }
+
+    #[test]
+    fn interrupt_cancels_a_waiting_request_in_either_order() {
+        let server = Arc::new(Server::new(Arc::new(Waiter), Capabilities::default(), Ttl::default(), false));
+        let chan = Arc::new(MemChannel::new());
+        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        init(&server, &chan, &dc);
+        let lk = abi::fuse_lk_in {
+            lk: abi::fuse_file_lock { r#type: libc::F_WRLCK as u32, ..Default::default() },
+            ..Default::default()
+        };
+        // Request first, then its INTERRUPT from another worker.
+        let (s2, c2) = (server.clone(), dc.clone());
+        let body = lk.as_bytes().to_vec();
+        let t = std::thread::spawn(move || s2.handle(&frame(FUSE_SETLKW, 40, &body), &c2));
+        while server.interrupts.inflight() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.handle(&frame(FUSE_INTERRUPT, 41, &40u64.to_ne_bytes()), &dc);
+        t.join().unwrap();
+        assert_eq!(next(&chan), (40, -libc::EINTR));
+        // INTERRUPT decoded before its request: kept, and applied when the request registers.
+        server.handle(&frame(FUSE_INTERRUPT, 51, &50u64.to_ne_bytes()), &dc);
+        assert_eq!(chan.pending(), 0, "an INTERRUPT is not answered");
+        server.handle(&frame(FUSE_SETLKW, 50, lk.as_bytes()), &dc);
+        assert_eq!(next(&chan), (50, -libc::EINTR));
+        assert_eq!(server.interrupts.inflight(), 0);
+        assert_eq!(server.interrupts.pending(), 0);
+    }
+
+    /// RELEASE takes a while; OPEN records whether it came after.
+    #[derive(Default)]
+    struct SlowRelease {
+        released: AtomicBool,
+    }
+    impl Filesystem for SlowRelease {
+        fn release(&self, _: &RequestInfo, _: NodeId, _: &ReleaseArgs, reply: ReplyEmpty) {
+            std::thread::sleep(Duration::from_millis(200));
+            self.released.store(true, Ordering::SeqCst);
+            reply.ok()
+        }
+        fn open(&self, _: &RequestInfo, _: NodeId, _: i32, reply: ReplyOpen) {
+            if self.released.load(Ordering::SeqCst) {
+                reply.opened(FileHandle(1), 0)
+            } else {
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    #[test]
+    fn open_waits_for_an_earlier_release_of_the_same_inode() {
+        let server = Arc::new(Server::new(
+            Arc::new(SlowRelease::default()),
+            Capabilities::default(),
+            Ttl::default(),
+            false,
+        ));
+        let chan = Arc::new(MemChannel::new());
+        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        init(&server, &chan, &dc);
+        let rel = frame(FUSE_RELEASE, 60, abi::fuse_release_in::default().as_bytes());
+        // A worker reads the RELEASE (and, say, queues it); another worker handles the OPEN.
+        server.received(&rel);
+        let (s2, c2) = (server.clone(), dc.clone());
+        let t = std::thread::spawn(move || s2.handle_classified(&rel, &c2, RequestClass::Background));
+        server.handle(&frame(FUSE_OPEN, 62, abi::fuse_open_in::default().as_bytes()), &dc);
+        t.join().unwrap();
+        let mut got = [next(&chan), next(&chan)];
+        got.sort();
+        assert_eq!(got, [(60, 0), (62, 0)], "OPEN must run after the RELEASE finished");
+        // A malformed RELEASE does not leave OPENs waiting forever.
+        let mut bad = frame(FUSE_RELEASE, 64, &[0u8; 4]);
+        bad[0] = bad.len() as u8;
+        server.handle(&bad, &dc);
+        assert_eq!(next(&chan), (64, -libc::EINVAL));
+        server.handle(&frame(FUSE_OPEN, 66, abi::fuse_open_in::default().as_bytes()), &dc);
+        assert_eq!(next(&chan), (66, 0));
     }
 
     #[test]

@@ -191,6 +191,8 @@ impl Pool {
             self.idle.fetch_sub(1, Ordering::SeqCst);
             match r {
                 Ok(Received::Request(n)) => {
+                    // First, before any queueing: RELEASE-before-OPEN ordering starts here.
+                    self.server.received(&buf.as_slice()[..n]);
                     let class = peek_class(&buf.as_slice()[..n]);
                     if let (Some(gate), RequestClass::Background) = (&self.gate, class) {
                         gate.submit(&mut buf, n, &chan);

@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod devfuse;
 pub mod mem;
+pub mod oslocks;
 pub mod splice;
 pub mod sys;
 

@@ -8,6 +8,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+pub use super::oslocks::{
+    ofd_getlk, ofd_setlk, process_getlk, process_setlk, run_cancellable, Canceller, OfdLock,
+};
+
 fn cstr(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
@@ -195,6 +199,20 @@ pub fn open_by_handle_at(
     }
     // SAFETY: the syscall returned a new descriptor that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+}
+
+/// close(2) that reports the error (dropping an `OwnedFd` ignores it). On a FUSE mount this
+/// is where FLUSH and write-back errors (ENOSPC, EIO) show up.
+pub fn close(fd: OwnedFd) -> io::Result<()> {
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: `raw` was owned by `fd`, whose ownership we took; it is closed exactly once here
+    // and never used again (Linux frees the descriptor even when close reports an error).
+    let r = unsafe { libc::close(raw) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Duplicate a borrowed fd into an owned one (close-on-exec).

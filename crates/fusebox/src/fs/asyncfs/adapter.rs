@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Settings of an [`AsyncAdapter`] that owns its runtime.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,8 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
         &self.fs
     }
 
-    /// Run `work` as a task and answer `reply` with its result.
+    /// Run `work` as a task and answer `reply` with its result. If the kernel interrupts the
+    /// request first, the task's future is dropped (cancelled) and the answer is EINTR.
     fn spawn<R, T, W>(
         &self,
         background: bool,
@@ -81,15 +82,25 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
     {
         let fut = work(self.fs.clone());
         let gate = background.then(|| self.background.clone());
+        let cancelled = Arc::new(Notify::new());
+        let wake = cancelled.clone();
+        // notify_one keeps a permit, so an interrupt before the task first polls still counts.
+        reply.interrupt().on_interrupt(move || wake.notify_one());
         self.handle.spawn(async move {
-            // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = match gate {
-                Some(s) => s.acquire_owned().await.ok(),
-                None => None,
+            let run = async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _permit = match gate {
+                    Some(s) => s.acquire_owned().await.ok(),
+                    None => None,
+                };
+                fut.await
             };
-            match fut.await {
-                Ok(v) => ok(reply, v),
-                Err(e) => reply.fail(e),
+            tokio::select! {
+                r = run => match r {
+                    Ok(v) => ok(reply, v),
+                    Err(e) => reply.fail(e),
+                },
+                () = cancelled.notified() => reply.fail(Errno::EINTR),
             }
         });
     }
@@ -122,8 +133,22 @@ impl<F: AsyncFilesystem> Filesystem for AsyncAdapter<F> {
         self.fs.init(caps)
     }
 
+    fn mounted(&self, mount: &crate::fs::MountInfo) {
+        self.fs.mounted(mount)
+    }
+
     fn destroy(&self) {
         self.fs.destroy()
+    }
+
+    fn getlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyLock) {
+        let (req, args) = (*req, *args);
+        self.spawn(false, reply, |fs| async move { fs.getlk(req, ino, args).await }, |r, l| r.lock(&l))
+    }
+
+    fn setlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
+        let (req, args, intr) = (*req, *args, reply.interrupt());
+        self.spawn(false, reply, |fs| async move { fs.setlk(req, ino, args, intr).await }, |r, ()| r.ok())
     }
 
     fn lookup(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEntry) {

@@ -19,6 +19,7 @@ mod adapter;
 pub use adapter::{AsyncAdapter, AsyncAdapterOptions};
 
 use super::types::*;
+use super::{Interrupt, MountInfo};
 use crate::session::Capabilities;
 use std::ffi::OsString;
 use std::future::Future;
@@ -102,6 +103,8 @@ pub trait AsyncFilesystem: Send + Sync + 'static {
     fn init(&self, caps: &mut Capabilities) -> FsResult<()> {
         Ok(())
     }
+    /// The mount is live: keep `mount.notifier` to push invalidations (from any task).
+    fn mounted(&self, mount: &MountInfo) {}
     /// The session is ending.
     fn destroy(&self) {}
     /// Look up `name` in `parent`; counts one lookup of the returned node.
@@ -395,6 +398,28 @@ pub trait AsyncFilesystem: Send + Sync + 'static {
         offset: u64,
         whence: i32,
     ) -> impl Future<Output = FsResult<u64>> + Send {
+        async { Err(Errno::ENOSYS) }
+    }
+    /// Test for a lock: the first conflicting lock, or `typ == F_UNLCK` (see
+    /// [`Filesystem::getlk`](super::Filesystem::getlk); needs `Capabilities::posix_locks`).
+    fn getlk(
+        &self,
+        req: RequestInfo,
+        ino: NodeId,
+        args: LockArgs,
+    ) -> impl Future<Output = FsResult<FileLock>> + Send {
+        async { Err(Errno::ENOSYS) }
+    }
+    /// Take or release a lock. With `args.sleep`, wait for conflicting locks; `interrupt`
+    /// fires when the caller gives up (the adapter then also drops this future and answers
+    /// EINTR), for waits that happen outside the future (e.g. on a blocking thread).
+    fn setlk(
+        &self,
+        req: RequestInfo,
+        ino: NodeId,
+        args: LockArgs,
+        interrupt: Interrupt,
+    ) -> impl Future<Output = FsResult<()>> + Send {
         async { Err(Errno::ENOSYS) }
     }
     /// Copy a range between two open files; returns the bytes copied.

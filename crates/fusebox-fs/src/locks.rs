@@ -1,0 +1,250 @@
+//! An in-memory lock manager: POSIX record locks (per owner, byte ranges, split and merged
+//! like fcntl) and flock(2) locks (per open file, whole file), with blocking waits that an
+//! interrupt cancels. Used by memfs; passthrough forwards locks to the backing files instead.
+
+use fusebox::fs::{FileLock, Interrupt, LockArgs};
+use fusebox::Errno;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    owner: u64,
+    flock: bool,
+    lock: FileLock,
+}
+
+impl Held {
+    fn conflicts(&self, owner: u64, flock: bool, want: &FileLock) -> bool {
+        self.flock == flock
+            && self.owner != owner
+            && self.lock.overlaps(want)
+            && (self.lock.typ == libc::F_WRLCK || want.typ == libc::F_WRLCK)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    by_inode: HashMap<u64, Vec<Held>>,
+}
+
+/// Locks of all inodes of one file system.
+#[derive(Default)]
+pub struct LockTable {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl LockTable {
+    /// An empty table.
+    pub fn new() -> Arc<LockTable> {
+        Arc::default()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// GETLK: the first lock conflicting with `args.lock`, or the probe with `F_UNLCK`.
+    pub fn test(&self, ino: u64, args: &LockArgs) -> FileLock {
+        let st = self.lock_state();
+        let found = st
+            .by_inode
+            .get(&ino)
+            .and_then(|v| v.iter().find(|h| h.conflicts(args.owner, args.flock, &args.lock)));
+        match found {
+            Some(h) => h.lock,
+            None => FileLock { typ: libc::F_UNLCK, ..args.lock },
+        }
+    }
+
+    /// SETLK/SETLKW. Waits (when `args.sleep`) until the lock can be granted or `intr` fires
+    /// (EINTR). Without sleep a conflict is EAGAIN.
+    pub fn set(self: &Arc<Self>, ino: u64, args: &LockArgs, intr: &Interrupt) -> Result<(), Errno> {
+        let t = args.lock.typ;
+        if t != libc::F_UNLCK && t != libc::F_RDLCK && t != libc::F_WRLCK {
+            return Err(Errno::EINVAL);
+        }
+        if args.lock.start > args.lock.end {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = self.lock_state();
+        if t == libc::F_UNLCK {
+            remove_range(st.by_inode.entry(ino).or_default(), args.owner, args.flock, &args.lock);
+            prune(&mut st, ino);
+            self.changed.notify_all();
+            return Ok(());
+        }
+        if args.sleep {
+            // Wake the waiters when the request is interrupted (the flag is set before the
+            // callback runs, and the callback takes the state lock, so no wake-up is lost).
+            let me = self.clone();
+            intr.on_interrupt(move || {
+                let _g = me.lock_state();
+                me.changed.notify_all();
+            });
+        }
+        loop {
+            let holders = st.by_inode.get(&ino).map(Vec::as_slice).unwrap_or(&[]);
+            if !holders.iter().any(|h| h.conflicts(args.owner, args.flock, &args.lock)) {
+                break;
+            }
+            if !args.sleep {
+                return Err(Errno::EAGAIN);
+            }
+            if intr.is_interrupted() {
+                return Err(Errno::EINTR);
+            }
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let list = st.by_inode.entry(ino).or_default();
+        // Replace what this owner held in the range (a flock lock covers the whole file).
+        remove_range(list, args.owner, args.flock, &args.lock);
+        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock });
+        merge(list, args.owner, args.flock);
+        // A downgrade (write to read) may let others in.
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Drop every POSIX lock `owner` holds on `ino` (close(2) of any descriptor: FLUSH).
+    pub fn release_posix(&self, ino: u64, owner: u64) {
+        self.release(ino, |h| !h.flock && h.owner == owner)
+    }
+
+    /// Drop the flock lock of the open file `owner` (RELEASE with FLOCK_UNLOCK).
+    pub fn release_flock(&self, ino: u64, owner: u64) {
+        self.release(ino, |h| h.flock && h.owner == owner)
+    }
+
+    /// Drop every lock on `ino` (the inode is gone).
+    pub fn forget_inode(&self, ino: u64) {
+        self.release(ino, |_| true)
+    }
+
+    fn release(&self, ino: u64, drop_it: impl Fn(&Held) -> bool) {
+        let mut st = self.lock_state();
+        let Some(list) = st.by_inode.get_mut(&ino) else { return };
+        let before = list.len();
+        list.retain(|h| !drop_it(h));
+        if list.len() != before {
+            prune(&mut st, ino);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Locks held on `ino` (for tests and diagnostics).
+    pub fn held(&self, ino: u64) -> usize {
+        self.lock_state().by_inode.get(&ino).map_or(0, Vec::len)
+    }
+}
+
+fn prune(st: &mut State, ino: u64) {
+    if st.by_inode.get(&ino).is_some_and(Vec::is_empty) {
+        st.by_inode.remove(&ino);
+    }
+}
+
+/// Remove `[range.start, range.end]` from the locks `owner` holds (of this kind), splitting
+/// locks that straddle the range.
+fn remove_range(list: &mut Vec<Held>, owner: u64, flock: bool, range: &FileLock) {
+    let mut out = Vec::with_capacity(list.len() + 1);
+    for h in list.drain(..) {
+        if h.owner != owner || h.flock != flock || !(flock || h.lock.overlaps(range)) {
+            out.push(h);
+            continue;
+        }
+        if flock {
+            continue;
+        }
+        if h.lock.start < range.start {
+            out.push(Held { lock: FileLock { end: range.start - 1, ..h.lock }, ..h });
+        }
+        if h.lock.end > range.end {
+            out.push(Held { lock: FileLock { start: range.end + 1, ..h.lock }, ..h });
+        }
+    }
+    *list = out;
+}
+
+/// Merge adjacent or overlapping locks of the same owner and type.
+fn merge(list: &mut Vec<Held>, owner: u64, flock: bool) {
+    let (mut mine, mut rest): (Vec<Held>, Vec<Held>) =
+        list.drain(..).partition(|h| h.owner == owner && h.flock == flock);
+    mine.sort_by_key(|h| (h.lock.typ, h.lock.start));
+    let mut merged: Vec<Held> = Vec::with_capacity(mine.len());
+    for h in mine {
+        match merged.last_mut() {
+            Some(last) if last.lock.typ == h.lock.typ && h.lock.start <= last.lock.end.saturating_add(1) => {
+                last.lock.end = last.lock.end.max(h.lock.end);
+            }
+            _ => merged.push(h),
+        }
+    }
+    rest.extend(merged);
+    *list = rest;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::FileHandle;
+
+    fn args(owner: u64, typ: i32, start: u64, end: u64, flock: bool, sleep: bool) -> LockArgs {
+        LockArgs {
+            fh: FileHandle(0),
+            owner,
+            lock: FileLock { start, end, typ, pid: owner as u32 },
+            flock,
+            sleep,
+        }
+    }
+
+    #[test]
+    fn posix_ranges_conflict_split_and_release() {
+        let t = LockTable::new();
+        let never = Interrupt::never();
+        t.set(1, &args(1, libc::F_WRLCK, 0, 99, false, false), &never).unwrap();
+        assert_eq!(t.set(1, &args(2, libc::F_RDLCK, 50, 50, false, false), &never), Err(Errno::EAGAIN));
+        // Owner 1 unlocks the middle: two pieces remain, the hole is free.
+        t.set(1, &args(1, libc::F_UNLCK, 40, 59, false, false), &never).unwrap();
+        assert_eq!(t.held(1), 2);
+        t.set(1, &args(2, libc::F_RDLCK, 50, 50, false, false), &never).unwrap();
+        let probe = t.test(1, &args(2, libc::F_WRLCK, 0, u64::MAX, false, false));
+        assert_eq!((probe.typ, probe.start, probe.end), (libc::F_WRLCK, 0, 39));
+        // flock locks live apart from POSIX locks.
+        t.set(1, &args(3, libc::F_WRLCK, 0, u64::MAX, true, false), &never).unwrap();
+        t.release_posix(1, 1);
+        assert_eq!(t.test(1, &args(9, libc::F_WRLCK, 0, 49, false, false)).typ, libc::F_UNLCK);
+        assert_eq!(t.set(1, &args(4, libc::F_RDLCK, 0, 0, true, false), &never), Err(Errno::EAGAIN));
+        t.release_flock(1, 3);
+        t.set(1, &args(4, libc::F_RDLCK, 0, 0, true, false), &never).unwrap();
+    }
+
+    #[test]
+    fn own_locks_merge_and_upgrade() {
+        let t = LockTable::new();
+        let never = Interrupt::never();
+        t.set(7, &args(1, libc::F_RDLCK, 0, 9, false, false), &never).unwrap();
+        t.set(7, &args(1, libc::F_RDLCK, 10, 19, false, false), &never).unwrap();
+        assert_eq!(t.held(7), 1);
+        t.set(7, &args(1, libc::F_WRLCK, 5, 14, false, false), &never).unwrap();
+        assert_eq!(t.held(7), 3);
+        assert_eq!(t.set(7, &args(1, libc::F_WRLCK, 9, 8, false, false), &never), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn blocked_waiter_is_granted_on_unlock() {
+        let t = LockTable::new();
+        let never = Interrupt::never();
+        t.set(1, &args(1, libc::F_WRLCK, 0, u64::MAX, false, false), &never).unwrap();
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || {
+            t2.set(1, &args(2, libc::F_WRLCK, 0, 0, false, true), &Interrupt::never())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        t.release_posix(1, 1);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    }
+}

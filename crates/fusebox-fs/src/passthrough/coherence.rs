@@ -1,0 +1,239 @@
+//! Close-to-open across mounts: the kernel of this mount may cache attributes and names for
+//! long (`attr_timeout`, `entry_timeout`), while other mounts of the same source, or its direct
+//! users, change the files.
+//!
+//! The daemon remembers a fingerprint (inode number, size, mtime, ctime) of what it last told
+//! the kernel about each node: every reply with attributes records it, and so do the daemon's
+//! own changes (WRITE, SETATTR, FALLOCATE, COPY_FILE_RANGE fstat the file afterwards), so a
+//! differing fingerprint means someone else changed the file. At OPEN and LOOKUP it compares:
+//!
+//! - without the write-back cache, a change is answered by INVAL_INODE (attributes and pages)
+//!   before the reply, so the opener reads the new size and bytes;
+//! - with the write-back cache the kernel never takes a cached regular file's size from the
+//!   server, so the node is *retired*: the backing file gets a new node id at its next lookup,
+//!   which the kernel instantiates afresh. A LOOKUP answers the new id at once (the kernel's
+//!   revalidation sees a different node id and looks the name up again); an OPEN answers ESTALE,
+//!   which makes the VFS redo the path walk with revalidation (`LOOKUP_REVAL`) and open the new
+//!   node. A node born from a retirement is never retired again by its first OPEN, so an open
+//!   cannot loop on ESTALE while a writer keeps changing the file.
+//!
+//! Changes nobody opens or looks up (a stat through a cached name, a name renamed or deleted
+//! elsewhere) are pushed by the source watcher (`-o watch`, watch.rs), using the same rules.
+
+use super::Passthrough;
+use fusebox::{Errno, FileAttr, FileType, NodeId};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+const SHARDS: usize = 16;
+
+/// Bound on remembered retired keys.
+const MAX_RETIRED: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Record {
+    stamp: u64,
+    /// Created for a retired backing file and not opened yet: its first OPEN must not retire it.
+    reborn: bool,
+}
+
+/// What the kernel was last told about each node, plus the retirement bookkeeping.
+#[derive(Default)]
+pub(crate) struct Coherence {
+    shards: [Mutex<HashMap<u64, Record>>; SHARDS],
+    /// Backing keys retired and not yet looked up again.
+    retired: Mutex<HashSet<(u64, u64)>>,
+    /// The kernel's write-back cache is on (set at INIT).
+    pub(crate) writeback: AtomicBool,
+}
+
+/// What a comparison found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Same as told (or nothing told yet).
+    None,
+    /// Changed by someone else.
+    External,
+}
+
+/// A fingerprint of the attributes that show a change of content or size.
+pub(crate) fn stamp(a: &FileAttr) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for v in [a.ino, a.size, a.mtime.sec as u64, a.mtime.nsec as u64, a.ctime.sec as u64, a.ctime.nsec as u64]
+    {
+        h = (h ^ v).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Coherence {
+    fn shard(&self, node: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Record>> {
+        self.shards[(node as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compare `attr` with what was told about `node`, then record it as told. `opening`
+    /// clears the reborn mark. Returns what changed and whether the node may be retired.
+    pub(crate) fn observe(&self, node: NodeId, attr: &FileAttr, opening: bool) -> (Change, bool) {
+        let s = stamp(attr);
+        let mut shard = self.shard(node.0);
+        let rec = shard.entry(node.0).or_insert(Record { stamp: s, reborn: false });
+        let change = if rec.stamp == s { Change::None } else { Change::External };
+        let may_retire = !rec.reborn;
+        rec.stamp = s;
+        if opening {
+            rec.reborn = false;
+        }
+        (change, may_retire)
+    }
+
+    /// Record `attr` as told (replies, and the daemon's own changes).
+    pub(crate) fn record(&self, node: NodeId, attr: &FileAttr) {
+        let s = stamp(attr);
+        self.shard(node.0)
+            .entry(node.0)
+            .and_modify(|r| r.stamp = s)
+            .or_insert(Record { stamp: s, reborn: false });
+    }
+
+    /// Whether a record exists for `node` with a stamp different from `attr`'s.
+    pub(crate) fn differs(&self, node: NodeId, attr: &FileAttr) -> bool {
+        self.shard(node.0).get(&node.0).is_some_and(|r| r.stamp != stamp(attr))
+    }
+
+    /// A node was just created for backing `key`: if the key was retired, mark it reborn.
+    pub(crate) fn born(&self, node: NodeId, key: (u64, u64), attr: &FileAttr) {
+        let reborn = self.retired.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.shard(node.0).insert(node.0, Record { stamp: stamp(attr), reborn });
+    }
+
+    /// Backing `key` was retired (its next lookup makes a new node).
+    pub(crate) fn retired(&self, key: (u64, u64)) {
+        let mut set = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        // Keys of files never looked up again (deleted) would pile up: bound the set. Losing a
+        // mark only allows one more retirement at that file's first OPEN.
+        if set.len() >= MAX_RETIRED {
+            set.clear();
+        }
+        set.insert(key);
+    }
+
+    /// The node is gone.
+    pub(crate) fn forget(&self, node: NodeId) {
+        self.shard(node.0).remove(&node.0);
+    }
+
+    /// Write-back cache on for this session.
+    pub(crate) fn writeback(&self) -> bool {
+        self.writeback.load(Ordering::Relaxed)
+    }
+}
+
+impl Passthrough {
+    fn inval(&self, node: NodeId) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(node, 0, 0) {
+                tracing::debug!(node = node.0, error = %e, "invalidating a changed inode failed");
+            }
+        }
+    }
+
+    /// Retire `node`: its backing file gets a new node id at the next lookup.
+    fn retire(&self, node: NodeId) {
+        if let Some(key) = self.inodes.retire(node) {
+            self.coherence.retired(key);
+            tracing::debug!(node = node.0, "backing file changed elsewhere: node retired");
+        }
+    }
+
+    /// LOOKUP (and every other registration) of an existing node found `attr`: deal with a
+    /// change made elsewhere. Returns true when the node was retired (the caller registers a
+    /// new one).
+    pub(super) fn lookup_changed(&self, node: NodeId, attr: &FileAttr) -> bool {
+        // Only regular files: the kernel takes directories' and others' attributes from every
+        // LOOKUP reply, and retiring a directory would disturb everything below it.
+        if attr.kind() != Some(FileType::Regular) || !self.coherence.differs(node, attr) {
+            return false;
+        }
+        if self.coherence.writeback() {
+            self.retire(node);
+            true
+        } else {
+            self.coherence.record(node, attr);
+            self.inval(node);
+            false
+        }
+    }
+
+    /// OPEN of `node` found `attr` (fstat of the new descriptor): deal with a change made
+    /// elsewhere. Err(ESTALE) asks the kernel to look the name up again (write-back).
+    pub(super) fn open_changed(&self, node: NodeId, attr: &FileAttr) -> Result<(), Errno> {
+        let (change, may_retire) = self.coherence.observe(node, attr, true);
+        if change == Change::None || attr.kind() != Some(FileType::Regular) {
+            return Ok(());
+        }
+        if self.coherence.writeback() && may_retire {
+            self.retire(node);
+            return Err(Errno(libc::ESTALE));
+        }
+        self.inval(node);
+        Ok(())
+    }
+
+    /// Record what a reply tells the kernel about `node`, or what the daemon's own change made
+    /// of it.
+    pub(super) fn told(&self, node: NodeId, attr: &FileAttr) {
+        self.coherence.record(node, attr);
+    }
+
+    /// After the daemon changed the file behind `fd` itself: record its new state, so that
+    /// only changes made by others count as changes.
+    pub(super) fn own_change(&self, node: NodeId, fd: &impl std::os::fd::AsFd) {
+        if let Ok(st) = rustix::fs::fstat(fd) {
+            self.coherence.record(node, &super::to_attr(&st));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(size: u64, mtime: i64) -> FileAttr {
+        FileAttr {
+            ino: 7,
+            size,
+            mode: libc::S_IFREG | 0o644,
+            mtime: fusebox::fs::Timespec { sec: mtime, nsec: 0 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn changes_are_what_differs_from_the_last_record() {
+        let c = Coherence::default();
+        let n = NodeId(5);
+        c.born(n, (1, 7), &attr(10, 1));
+        assert!(!c.differs(n, &attr(10, 1)));
+        assert!(c.differs(n, &attr(11, 1)));
+        assert!(c.differs(n, &attr(10, 2)));
+        // The daemon's own change is recorded: no longer a difference.
+        c.record(n, &attr(11, 2));
+        assert_eq!(c.observe(n, &attr(11, 2), true), (Change::None, true));
+        assert_eq!(c.observe(n, &attr(12, 3), true), (Change::External, true));
+        assert!(!c.differs(NodeId(99), &attr(1, 1)), "nothing told: no difference");
+    }
+
+    #[test]
+    fn a_node_born_from_a_retirement_is_not_retired_by_its_first_open() {
+        let c = Coherence::default();
+        c.retired((1, 7));
+        c.born(NodeId(8), (1, 7), &attr(10, 1));
+        assert_eq!(c.observe(NodeId(8), &attr(20, 2), true), (Change::External, false));
+        // After that first open, it may be retired again.
+        assert_eq!(c.observe(NodeId(8), &attr(30, 3), true), (Change::External, true));
+        // A key retired once does not mark later births.
+        c.born(NodeId(9), (1, 7), &attr(10, 1));
+        assert_eq!(c.observe(NodeId(9), &attr(20, 2), true), (Change::External, true));
+    }
+}

@@ -1,0 +1,125 @@
+//! The async file system API through a real mount: an interrupted request cancels its async
+//! handler (the future is dropped and the caller gets EINTR) while the daemon keeps serving;
+//! locks and interrupted lock waits work through memfs's async flavour.
+
+mod common;
+
+use common::{wait_until, within, TestMount};
+use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened};
+use fusebox::fs::*;
+use fusebox::sys;
+use fusebox_fs::memfs::{MemFs, MemFsOptions};
+use std::ffi::OsString;
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One file, "stuck": its READ never completes on its own.
+#[derive(Default)]
+struct Stuck {
+    reads_started: AtomicUsize,
+    reads_dropped: Arc<AtomicUsize>,
+}
+
+/// Counts the handler futures that were dropped before finishing.
+struct DropFlag(Arc<AtomicUsize>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn attr(ino: u64) -> FileAttr {
+    let mode = if ino == 1 { libc::S_IFDIR | 0o755 } else { libc::S_IFREG | 0o644 };
+    FileAttr { ino, size: 4096, mode, nlink: 1, ..Default::default() }
+}
+
+impl AsyncFilesystem for Stuck {
+    async fn lookup(&self, _: RequestInfo, _: NodeId, name: OsString) -> FsResult<Entry> {
+        if name != "stuck" {
+            return Err(Errno::ENOENT);
+        }
+        Ok(Entry { ino: NodeId(2), generation: 0, attr: attr(2) })
+    }
+    async fn getattr(&self, _: RequestInfo, ino: NodeId, _: Option<FileHandle>) -> FsResult<FileAttr> {
+        Ok(attr(ino.0))
+    }
+    async fn open(&self, _: RequestInfo, _: NodeId, _: i32) -> FsResult<Opened> {
+        Ok(Opened { fh: FileHandle(0), flags: fusebox::abi::FOPEN_DIRECT_IO })
+    }
+    async fn flush(&self, _: RequestInfo, _: NodeId, _: FileHandle, _: u64) -> FsResult<()> {
+        Ok(())
+    }
+    async fn read(&self, _: RequestInfo, _: NodeId, _: ReadArgs) -> FsResult<Vec<u8>> {
+        let _flag = DropFlag(self.reads_dropped.clone());
+        self.reads_started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        unreachable!("pending never completes")
+    }
+}
+
+#[test]
+fn an_interrupted_request_cancels_its_async_handler() {
+    let fs = AsyncAdapter::new(Stuck::default(), Default::default()).expect("runtime");
+    let inner = fs.inner().clone();
+    let Some(m) = TestMount::new(Arc::new(fs), "") else { return };
+    let path = m.path("stuck");
+    let r = within(Duration::from_secs(20), move || {
+        let mut f = std::fs::File::open(path).unwrap();
+        sys::run_cancellable(
+            |c| {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    c.cancel();
+                });
+            },
+            || f.read(&mut [0u8; 16]),
+        )
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINTR));
+    assert_eq!(inner.reads_started.load(Ordering::SeqCst), 1);
+    assert!(
+        wait_until(Duration::from_secs(5), || inner.reads_dropped.load(Ordering::SeqCst) == 1),
+        "the handler's future must be dropped"
+    );
+    // The daemon keeps serving.
+    assert_eq!(std::fs::metadata(m.path("stuck")).unwrap().len(), 4096);
+}
+
+#[test]
+fn memfs_locks_and_interrupted_lock_waits_through_the_async_api() {
+    use rustix::fs::FlockOperation;
+    let fs = AsyncAdapter::new(MemFs::new(MemFsOptions::default()), Default::default()).expect("runtime");
+    let Some(m) = TestMount::new(Arc::new(fs), "default_permissions") else { return };
+    let p = m.path("f");
+    std::fs::write(&p, b"x").unwrap();
+    let a = std::fs::File::open(&p).unwrap();
+    let b = std::fs::File::open(&p).unwrap();
+    rustix::fs::flock(&a, FlockOperation::LockExclusive).unwrap();
+    assert_eq!(
+        rustix::fs::flock(&b, FlockOperation::NonBlockingLockExclusive),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    );
+    let r = within(Duration::from_secs(20), {
+        let b = b.try_clone().unwrap();
+        move || {
+            sys::run_cancellable(
+                |c| {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(200));
+                        c.cancel();
+                    });
+                },
+                || rustix::fs::flock(&b, FlockOperation::LockExclusive).map_err(Into::into),
+            )
+        }
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINTR));
+    // The lock drops with the last close of `a` (RELEASE comes after close(2) returns).
+    drop(a);
+    assert!(wait_until(Duration::from_secs(5), || {
+        rustix::fs::flock(&b, FlockOperation::NonBlockingLockExclusive).is_ok()
+    }));
+}
