@@ -1,45 +1,18 @@
 //! The `fusebox` binary: mount/umount, background and foreground modes, signals, a killed
 //! daemon, and every user error (message + exit code).
 
+mod support;
+
+use support::*;
+
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn fusebox() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fusebox"));
-    c.env_remove("FUSEBOX_DAEMON_CHILD");
-    c
-}
-
-fn can_mount() -> bool {
-    let root = fusebox::sys::geteuid() == 0;
-    let dev = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    if root && dev {
-        return true;
-    }
-    let why = if root { "/dev/fuse cannot be opened" } else { "not root" };
-    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
-        panic!("mount tests required but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
+use std::time::Duration;
 
 fn is_mounted(p: &Path) -> bool {
     fusebox::session::is_mount_point(p)
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// A temp dir with a mountpoint; on drop, unmounts whatever is there and kills the foreground

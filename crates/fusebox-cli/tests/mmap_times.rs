@@ -3,26 +3,16 @@
 //! own process: a test that faults on a mapping of a mount served by its own threads can
 //! deadlock on its mmap lock.
 
+mod support;
+
+use support::*;
+
 use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-
-fn can_mount() -> bool {
-    let root = fusebox::sys::geteuid() == 0;
-    let dev = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    if root && dev {
-        return true;
-    }
-    let why = if root { "/dev/fuse cannot be opened" } else { "not root" };
-    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
-        panic!("mount tests required but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
 
 /// A mount served by `fusebox mount ... -f` in a child process; unmounted and ended on drop.
 struct Mount {

@@ -3,6 +3,10 @@
 //! hanging, `fusebox umount` must remove the dead mount, and a new mount over the same SOURCE
 //! must show every byte that was fsynced before the kill.
 
+mod support;
+
+use support::*;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -19,37 +23,6 @@ const SYNC_EVERY: u64 = 8;
 const WRITERS: u64 = 3;
 /// How long a caller may take to see the dead daemon (a hang guard, not a speed assertion).
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn fusebox() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fusebox"));
-    c.env_remove("FUSEBOX_DAEMON_CHILD");
-    c
-}
-
-fn can_mount() -> bool {
-    let root = fusebox::sys::geteuid() == 0;
-    let dev = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    if root && dev {
-        return true;
-    }
-    let why = if root { "/dev/fuse cannot be opened" } else { "not root" };
-    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
-        panic!("mount tests required but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 /// The content of record `i` of writer `w` (deterministic, different per record).
 fn record(w: u64, i: u64) -> Vec<u8> {
