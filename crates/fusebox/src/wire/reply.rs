@@ -11,12 +11,24 @@ pub fn send_reply(chan: &dyn ReplyChannel, unique: u64, error: i32, parts: &[&[u
     let payload: usize = if error == 0 { parts.iter().map(|p| p.len()).sum() } else { 0 };
     let len = core::mem::size_of::<abi::fuse_out_header>() + payload;
     let header = abi::fuse_out_header { len: len as u32, error, unique };
-    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(1 + parts.len());
-    iov.push(IoSlice::new(header.as_bytes()));
-    if error == 0 {
-        iov.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
+    let body = if error == 0 { parts } else { &[] };
+    // The common replies have a handful of parts: keep their iovec array on the stack.
+    const INLINE: usize = 8;
+    if body.len() < INLINE {
+        let mut iov = [IoSlice::new(&[]); INLINE];
+        iov[0] = IoSlice::new(header.as_bytes());
+        let mut n = 1;
+        for p in body.iter().filter(|p| !p.is_empty()) {
+            iov[n] = IoSlice::new(p);
+            n += 1;
+        }
+        chan.send(&iov[..n])?;
+    } else {
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(1 + body.len());
+        iov.push(IoSlice::new(header.as_bytes()));
+        iov.extend(body.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
+        chan.send(&iov)?;
     }
-    chan.send(&iov)?;
     Ok(len)
 }
 
