@@ -83,6 +83,11 @@ impl Config {
             max_threads,
             background_threads: (!self.options.fifo).then_some(background),
             bufsize,
+            worker_slice: self
+                .options
+                .worker_slice_us
+                .filter(|&us| us > 0)
+                .map(std::time::Duration::from_micros),
         }
     }
     fn ttl(&self) -> Ttl {

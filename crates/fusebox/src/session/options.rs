@@ -72,6 +72,9 @@ pub struct MountOptions {
     /// Asynchronous direct IO (FUSE_ASYNC_DIO): `async_dio` / `no_async_dio`; `None` keeps the
     /// default (on: the kernel sends the pieces of one large direct IO at once).
     pub async_dio: Option<bool>,
+    /// Time slice the workers ask the scheduler for (`worker_slice_us=`, microseconds; 0 = the
+    /// kernel's default). Short slices let a worker woken for a request preempt sooner.
+    pub worker_slice_us: Option<u64>,
     /// Move READ data from files into replies with splice(2) (`splice_write`), where the file
     /// system supports it (passthrough).
     pub splice_write: bool,
@@ -103,6 +106,7 @@ impl Default for MountOptions {
             writeback: None,
             async_dio: None,
             splice_write: false,
+            worker_slice_us: None,
             fs_options: BTreeMap::new(),
         }
     }
@@ -202,6 +206,17 @@ impl MountOptions {
                     "async_dio" => o.async_dio = Some(flag(key, value)?),
                     "no_async_dio" => o.async_dio = Some(!flag(key, value)?),
                     "splice_write" => o.splice_write = flag(key, value)?,
+                    "worker_slice_us" => {
+                        let v = required(key, value)?;
+                        let us = v.parse::<u64>().ok().filter(|&n| n <= 100_000).ok_or(
+                            OptionError::Malformed {
+                                key: key.into(),
+                                value: v.into(),
+                                reason: "expected microseconds from 0 to 100000",
+                            },
+                        )?;
+                        o.worker_slice_us = Some(us);
+                    }
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
                     "threads" => o.threads = Some(count(key, required(key, value)?, 1024)?),

@@ -37,6 +37,8 @@ pub struct PoolConfig {
     pub background_threads: Option<usize>,
     /// Size of each worker's read buffer.
     pub bufsize: usize,
+    /// Scheduler time slice for workers (`None`: the kernel's default).
+    pub worker_slice: Option<Duration>,
 }
 
 pub(crate) struct Pool {
@@ -173,6 +175,11 @@ impl Pool {
     }
 
     fn work(self: Arc<Self>, dev: Arc<DevFuse>) -> io::Result<()> {
+        if let Some(slice) = self.config.worker_slice {
+            if let Err(e) = crate::sys::set_thread_slice(slice) {
+                tracing::debug!(error = %e, "worker keeps the default time slice");
+            }
+        }
         let mut buf = RequestBuffer::new(self.config.bufsize);
         let chan: Arc<dyn ReplyChannel> = dev.clone();
         let result = loop {
