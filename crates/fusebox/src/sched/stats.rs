@@ -35,11 +35,16 @@ impl OpCounters {
 pub struct Stats {
     ops: Vec<OpCounters>,
     in_flight: [AtomicU64; 2],
+    uring_requests: AtomicU64,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { ops: (0..OPCODES).map(|_| OpCounters::new()).collect(), in_flight: Default::default() }
+        Stats {
+            ops: (0..OPCODES).map(|_| OpCounters::new()).collect(),
+            in_flight: Default::default(),
+            uring_requests: AtomicU64::new(0),
+        }
     }
 }
 
@@ -81,6 +86,16 @@ impl Stats {
         self.in_flight[class_index(class)].fetch_sub(1, Relaxed);
     }
 
+    /// A request arrived over io_uring (not `/dev/fuse`).
+    pub fn uring_request(&self) {
+        self.uring_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Requests that arrived over io_uring so far.
+    pub fn uring_requests(&self) -> u64 {
+        self.uring_requests.load(Relaxed)
+    }
+
     /// A consistent-enough copy of all counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let ops = self
@@ -109,6 +124,7 @@ impl Stats {
             ops,
             in_flight_sync: self.in_flight[0].load(Relaxed),
             in_flight_background: self.in_flight[1].load(Relaxed),
+            uring_requests: self.uring_requests(),
         }
     }
 }
@@ -154,6 +170,9 @@ pub struct StatsSnapshot {
     pub in_flight_sync: u64,
     /// Background requests being handled now.
     pub in_flight_background: u64,
+    /// Requests that arrived over io_uring (the rest came through `/dev/fuse`).
+    #[serde(default)]
+    pub uring_requests: u64,
 }
 
 #[cfg(test)]

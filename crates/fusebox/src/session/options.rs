@@ -69,8 +69,30 @@ pub struct MountOptions {
     /// Kernel write-back page cache: `writeback` (Some(true)) / `no_writeback` (Some(false));
     /// `None` keeps the file system's default.
     pub writeback: Option<bool>,
+    /// FUSE over io_uring (`io_uring`, `uring_depth=`, `uring_threads=`, `uring_nopin`).
+    pub uring: UringOptions,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
+}
+
+/// How requests travel over io_uring, when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringOptions {
+    /// Ask the kernel for FUSE over io_uring (`io_uring`); falls back to `/dev/fuse` when the
+    /// kernel does not offer it.
+    pub enabled: bool,
+    /// Entries per ring (`uring_depth=`): requests one ring can hold at once.
+    pub depth: usize,
+    /// Rings (threads) per CPU queue (`uring_threads=`).
+    pub threads_per_queue: usize,
+    /// Pin each queue's threads to the queue's CPU (default; `uring_nopin` turns it off).
+    pub pin: bool,
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        UringOptions { enabled: false, depth: 8, threads_per_queue: 1, pin: true }
+    }
 }
 
 impl Default for MountOptions {
@@ -95,6 +117,7 @@ impl Default for MountOptions {
             entry_timeout: Duration::from_secs(1),
             debug: false,
             writeback: None,
+            uring: UringOptions::default(),
             fs_options: BTreeMap::new(),
         }
     }
@@ -217,6 +240,10 @@ impl MountOptions {
                             }
                         }
                     }
+                    "io_uring" => o.uring.enabled = flag(key, value)?,
+                    "uring_nopin" => o.uring.pin = !flag(key, value)?,
+                    "uring_depth" => o.uring.depth = count(key, required(key, value)?, 1024)?,
+                    "uring_threads" => o.uring.threads_per_queue = count(key, required(key, value)?, 1024)?,
                     "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
                     "entry_timeout" => o.entry_timeout = parse_seconds(key, required(key, value)?)?,
                     k if fs_keys.contains(&k) => {
@@ -278,6 +305,11 @@ mod tests {
         assert!(MountOptions::parse(&["max_background=0"], &[]).is_err());
         assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
+        let u =
+            MountOptions::parse(&["io_uring,uring_depth=4,uring_threads=2,uring_nopin"], &[]).unwrap().uring;
+        assert_eq!(u, UringOptions { enabled: true, depth: 4, threads_per_queue: 2, pin: false });
+        assert!(MountOptions::parse(&["uring_depth=0"], &[]).is_err());
+        assert!(MountOptions::parse(&["io_uring=1"], &[]).is_err());
     }
 
     #[test]
