@@ -175,3 +175,4 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub mod posix;
 pub mod pt;
+pub mod uring;

@@ -15,7 +15,7 @@ pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negot
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
 pub use server::{Handled, Server};
-pub use uring::possible_cpus;
+pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
 pub use workers::{PoolConfig, IDLE_EXIT};
 
 use crate::fs::{Filesystem, Ttl};

@@ -197,6 +197,54 @@ fn queue_thread(
     }
 }
 
+/// The fuse module parameter that lets the kernel offer FUSE over io_uring (root may write it).
+pub const ENABLE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether the running kernel can do FUSE over io_uring at all (the parameter exists).
+pub fn uring_supported() -> bool {
+    std::path::Path::new(ENABLE_URING_PARAM).exists()
+}
+
+/// Holds `enable_uring` at a chosen value and restores the previous value when dropped.
+///
+/// The kernel reads the parameter only during INIT (a connection that negotiated
+/// OVER_IO_URING keeps it), so hold the guard across `Session::mount` and drop it after.
+/// Holders in different processes take turns (an `flock` on a file in /run), so one never
+/// restores "off" while another is between mount and INIT.
+pub struct UringParamGuard {
+    _lock: std::fs::File,
+    previous: String,
+}
+
+impl UringParamGuard {
+    /// Set the parameter to `on` (needs root and a kernel with FUSE over io_uring), waiting
+    /// for other holders first.
+    pub fn set(on: bool) -> io::Result<UringParamGuard> {
+        let dir = if std::path::Path::new("/run").is_dir() { "/run" } else { "/tmp" };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(format!("{dir}/fusebox-enable-uring.lock"))?;
+        // A holder that hangs (a test process stuck on its own mount) must not stop every
+        // later one: after 30 s go ahead without the turn.
+        if !sys::flock_exclusive(&lock, std::time::Duration::from_secs(30))? {
+            tracing::warn!("another process has held the enable_uring lock for 30 s; going ahead");
+        }
+        let previous = std::fs::read_to_string(ENABLE_URING_PARAM)?.trim().to_string();
+        std::fs::write(ENABLE_URING_PARAM, if on { "Y" } else { "N" })?;
+        Ok(UringParamGuard { _lock: lock, previous })
+    }
+}
+
+impl Drop for UringParamGuard {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(ENABLE_URING_PARAM, &self.previous) {
+            tracing::warn!(error = %e, "could not restore {ENABLE_URING_PARAM}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

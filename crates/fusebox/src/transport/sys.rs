@@ -277,6 +277,28 @@ impl std::fmt::Debug for SharedMap {
     }
 }
 
+/// Take an exclusive `flock` on `file` (released on close), waiting at most `limit` for other
+/// holders. Returns false on timeout.
+pub fn flock_exclusive(file: &std::fs::File, limit: std::time::Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        // SAFETY: flock on a descriptor we borrow for the duration of the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+            _ => return Err(e),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Pin the calling thread to one CPU (`sched_setaffinity`).
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.

@@ -269,6 +269,8 @@ pub struct UringQueue {
     wake_buf: &'static mut u64,
     /// The kernel ended the connection, so it writes no entry buffer any more.
     disconnected: bool,
+    /// Completions reaped while registering, handled first by `serve`.
+    early: Vec<(u64, i32)>,
 }
 
 impl Drop for UringQueue {
@@ -357,6 +359,7 @@ impl UringQueue {
             shared,
             wake_buf: Box::leak(Box::new(0)),
             disconnected: false,
+            early: Vec::new(),
         })
     }
 
@@ -401,12 +404,14 @@ impl UringQueue {
         }
         self.push_wake_read()?;
         self.ring.submit()?;
-        // Inline failures are completed before io_uring_enter returns.
-        for cqe in self.ring.completion() {
-            if cqe.user_data() != WAKE && cqe.result() < 0 {
-                return Err(io::Error::from_raw_os_error(-cqe.result()));
-            }
+        // Inline failures are completed before io_uring_enter returns. An entry may also
+        // already hold a request (the ring became ready while we registered): keep it for
+        // `serve`.
+        let early: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        if let Some(&(_, res)) = early.iter().find(|&&(ud, res)| ud != WAKE && res < 0) {
+            return Err(io::Error::from_raw_os_error(-res));
         }
+        self.early = early;
         self.registered.iter_mut().for_each(|r| *r = true);
         Ok(())
     }
@@ -444,15 +449,18 @@ impl UringQueue {
     /// passed to `handle` with the entry's reply channel; answered entries are committed
     /// (and fetch the next request) in batches.
     pub fn serve(&mut self, handle: &mut Handler<'_>) -> io::Result<QueueEnd> {
-        let mut done: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + 1);
+        let mut done: Vec<(u64, i32)> = std::mem::take(&mut self.early);
         loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(e) => return Err(e),
+            if done.is_empty() {
+                match self.ring.submit_and_wait(1) {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {
+                    }
+                    Err(e) => return Err(e),
+                }
+                done.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
             }
-            done.clear();
-            done.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
             for &(ud, res) in &done {
                 if ud == WAKE {
                     if self.shared.stop.load(Ordering::SeqCst) {
@@ -481,6 +489,7 @@ impl UringQueue {
                 }
                 self.dispatch(idx, handle)?;
             }
+            done.clear();
             let remote = std::mem::take(&mut *lock(&self.shared.remote));
             for idx in remote {
                 self.commit_if_ready(idx)?;
