@@ -38,6 +38,15 @@ for target in parse server; do
 done
 echo "fuzzing: ok"
 
+# FUSE over io_uring: the io_uring mount tests need the fuse module's enable_uring parameter
+# (they also turn it on around each mount themselves); restore the previous value on exit.
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ "$(id -u)" = 0 ] && [ -w "$uring_param" ]; then
+    uring_before="$(cat "$uring_param")"
+    trap 'echo "$uring_before" > "$uring_param"' EXIT
+    echo Y > "$uring_param"
+fi
+
 # The test runner's summary is the last thing printed.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
