@@ -3,14 +3,15 @@
 #
 #   bash scripts/bench-uring.sh            # needs root, fio, python3 and a release build of fusebox
 #
-# Environment: FUSEBOX (binary, default target/release/fusebox), RUNTIME (seconds per fio job,
-# default 10), FILES (metadata workload, default 20000), FSES ("passthrough memfs"),
+# Environment: FUSEBOX (binary, default target/release/fusebox), ROUNDS (default 3), RUNTIME
+# (seconds per fio job, default 10), SIZE (read file, default 256M), FILES (metadata workload,
+# default 20000), FSES ("passthrough memfs"),
 # LAYOUTS (space-separated NAME=OPTIONS; NAME "devfuse" is the baseline), NATIVE=1 (also the
 # plain ext4 directory).
 #
-# Storage: a 2 GiB ext4 image (lazy init off) on a direct-IO loop device under /var/tmp, the
+# Storage: a 4 GiB ext4 image (lazy init off) on a direct-IO loop device under /var/tmp, the
 # passthrough source; memfs needs none. Workloads: O_DIRECT 4 KiB random reads at qd1 (psync)
-# and qd32 (libaio) of a 512 MiB file laid out beforehand, buffered 1 MiB sequential reads of
+# and qd32 (libaio) of a SIZE file laid out beforehand, buffered 1 MiB sequential reads of
 # it with cold caches, and create+stat+unlink of FILES files (python3, one op at a time).
 # Daemon CPU = utime+stime of the daemon from /proc/PID/stat across each job.
 set -euo pipefail
@@ -20,6 +21,7 @@ BIN="${FUSEBOX:-target/release/fusebox}"
 BIN="$(realpath "$BIN")"
 RUNTIME="${RUNTIME:-10}"
 FILES="${FILES:-20000}"
+SIZE="${SIZE:-256M}"
 FSES="${FSES:-passthrough memfs}"
 LAYOUTS="${LAYOUTS:-devfuse= uring=io_uring}"
 PARAM=/sys/module/fuse/parameters/enable_uring
@@ -31,19 +33,26 @@ command -v fio >/dev/null || { echo "needs fio (apt-get install -y fio)" >&2; ex
 work="$(mktemp -d /var/tmp/fusebox-uring-bench.XXXXXX)"
 param_before="$(cat "$PARAM")"
 loopdev=""
-mnt="$work/mnt"
+mnts=()
+declare -A pids=()
 cleanup() {
     set +e
-    mountpoint -q "$mnt" && "$BIN" umount "$mnt" >/dev/null 2>&1
-    mountpoint -q "$mnt" && umount -l "$mnt"
+    for m in "${mnts[@]}"; do
+        mountpoint -q "$m" && "$BIN" umount "$m" >/dev/null 2>&1
+        mountpoint -q "$m" && umount -l "$m"
+    done
+    # A passthrough daemon keeps the ext4 busy until it has exited.
+    for p in "${pids[@]}"; do
+        [ -n "$p" ] && for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    done
     mountpoint -q "$work/ext4" && umount "$work/ext4"
     [ -n "$loopdev" ] && losetup -d "$loopdev"
     echo "$param_before" > "$PARAM"
     rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$mnt" "$work/ext4"
-truncate -s 2G "$work/img"
+mkdir -p "$work/ext4"
+truncate -s 4G "$work/img"
 mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/img"
 loopdev="$(losetup --direct-io=on --find --show "$work/img")"
 mount "$loopdev" "$work/ext4"
@@ -57,7 +66,7 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 fio_job() { # name dir extra-args... -> prints the metric (IOPS or MB/s)
     local name="$1" dir="$2"; shift 2
-    fio --name="$name" --filename="$dir/bench.file" --size=512M --output-format=json "$@" >"$work/fio.json"
+    fio --name="$name" --filename="$dir/bench.file" --size="$SIZE" --output-format=json "$@" >"$work/fio.json"
     python3 - "$work/fio.json" "$name" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]["read"]
@@ -83,60 +92,89 @@ os.rmdir(d)
 EOF
 }
 
-run_all() { # fs layout dir pid
-    local fs="$1" layout="$2" dir="$3" pid="$4" c0 v c1
-    fio --name=layout --filename="$dir/bench.file" --size=512M --rw=write --bs=1m --end_fsync=1 \
-        --output-format=terse >/dev/null
-    for job in randread-4k-qd1 randread-4k-qd32 seqread-1m meta; do
-        drop_caches
-        c0="$(cpu_of "$pid")"
-        case "$job" in
-            randread-4k-qd1) v="$(fio_job "$job" "$dir" --rw=randread --bs=4k --direct=1 --ioengine=psync \
-                --time_based --runtime="$RUNTIME")" ;;
-            randread-4k-qd32) v="$(fio_job "$job" "$dir" --rw=randread --bs=4k --direct=1 --ioengine=libaio \
-                --iodepth=32 --time_based --runtime="$RUNTIME")" ;;
-            seqread-1m) v="$(fio_job "$job" "$dir" --rw=read --bs=1m)" ;;
-            meta) v="$(meta_job "$dir")" ;;
-        esac
-        c1="$(cpu_of "$pid")"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$fs" "$layout" "$job" "$v" "$(echo "$c1 - $c0" | bc -l)" >> "$results"
-        echo "  $fs $layout $job: $v (daemon CPU $(echo "$c1 - $c0" | bc -l) s)" >&2
-    done
-    rm -f "$dir/bench.file"
+run_job() { # fs layout job dir pid -> appends one result row
+    local fs="$1" layout="$2" job="$3" dir="$4" pid="$5" c0 v c1
+    drop_caches
+    c0="$(cpu_of "$pid")"
+    case "$job" in
+        randread-4k-qd1) v="$(fio_job "$job" "$dir" --rw=randread --bs=4k --direct=1 --ioengine=psync \
+            --time_based --runtime="$RUNTIME")" ;;
+        randread-4k-qd32) v="$(fio_job "$job" "$dir" --rw=randread --bs=4k --direct=1 --ioengine=libaio \
+            --iodepth=32 --time_based --runtime="$RUNTIME")" ;;
+        seqread-1m) v="$(fio_job "$job" "$dir" --rw=read --bs=1m)" ;;
+        meta) v="$(meta_job "$dir")" ;;
+    esac
+    c1="$(cpu_of "$pid")"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$fs" "$layout" "$job" "$v" "$(echo "$c1 - $c0" | bc -l)" >> "$results"
+    echo "  $fs $layout $job: $v (daemon CPU $(echo "$c1 - $c0" | bc -l) s)" >&2
 }
 
-if [ "${NATIVE:-0}" = 1 ]; then
-    echo "[native]" >&2
-    run_all ext4 native "$work/ext4/native" ""
-fi
-for fs in $FSES; do
-    for l in $LAYOUTS; do
-        name="${l%%=*}"; opts="${l#*=}"
-        echo "[$fs $name: -o ${opts:-(none)}]" >&2
-        [ -n "$opts" ] && echo Y > "$PARAM"
-        case "$fs" in
-            passthrough) "$BIN" mount passthrough "$work/ext4/src" "$mnt" ${opts:+-o "$opts"} ;;
-            memfs) "$BIN" mount memfs "$mnt" -o "size=2G${opts:+,$opts}" ;;
-        esac
-        echo "$param_before" > "$PARAM"
-        pid="$("$BIN" stats "$mnt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
-        run_all "$fs" "$name" "$mnt" "$pid"
-        uring="$("$BIN" stats "$mnt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"].get("uring_requests", 0))')"
-        echo "  requests over io_uring: $uring" >&2
-        "$BIN" umount "$mnt"
-        # The next daemon reuses the control socket path: let this one finish first.
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+layout_file() { # dir: the SIZE file the read jobs use (not measured)
+    fio --name=layout --filename="$1/bench.file" --size="$SIZE" --rw=write --bs=1m --end_fsync=1 \
+        --output-format=terse >/dev/null
+}
+
+JOBS="randread-4k-qd1 randread-4k-qd32 seqread-1m meta"
+ROUNDS="${ROUNDS:-3}"
+# Every layout of one file system is mounted at once (each its own daemon, and for passthrough
+# its own source directory) and the jobs alternate between them, ROUNDS times: drift in the
+# machine's load (other work on it) hits every layout alike. The median of the rounds counts.
+all_fs="$FSES"
+[ "${NATIVE:-0}" = 1 ] && all_fs="ext4 $FSES"
+for fs in $all_fs; do
+    names=(); dirs=()
+    if [ "$fs" = ext4 ]; then
+        names=(native); dirs=("$work/ext4/native"); pids[native]=""
+    else
+        for l in $LAYOUTS; do
+            name="${l%%=*}"; opts="${l#*=}"
+            m="$work/mnt-$fs-$name"; mkdir -p "$m"; mnts+=("$m")
+            [ -n "$opts" ] && echo Y > "$PARAM"
+            case "$fs" in
+                passthrough) mkdir -p "$work/ext4/src-$name"
+                    "$BIN" mount passthrough "$work/ext4/src-$name" "$m" ${opts:+-o "$opts"} ;;
+                memfs) "$BIN" mount memfs "$m" -o "size=2G${opts:+,$opts}" ;;
+            esac
+            echo "$param_before" > "$PARAM"
+            pids[$name]="$("$BIN" stats "$m" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
+            names+=("$name"); dirs+=("$m")
+        done
+    fi
+    for i in "${!names[@]}"; do layout_file "${dirs[$i]}"; done
+    for r in $(seq "$ROUNDS"); do
+        echo "[$fs round $r]" >&2
+        for job in $JOBS; do
+            for i in "${!names[@]}"; do run_job "$fs" "${names[$i]}" "$job" "${dirs[$i]}" "${pids[${names[$i]}]}"; done
+        done
+    done
+    [ "$fs" = ext4 ] && continue
+    for i in "${!names[@]}"; do
+        uring="$("$BIN" stats "${dirs[$i]}" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"].get("uring_requests", 0))')"
+        echo "  $fs ${names[$i]}: requests over io_uring: $uring" >&2
+        for _ in $(seq 50); do "$BIN" umount "${dirs[$i]}" 2>/dev/null && break; sleep 0.1; done
+        mountpoint -q "${dirs[$i]}" && umount -l "${dirs[$i]}"
+        p="${pids[${names[$i]}]}"
+        while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
     done
 done
 
 python3 - "$results" <<'EOF'
-import sys, collections
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-base = {(f, j): float(v) for f, l, j, v, c in rows if l in ("devfuse", "native")}
+import sys, statistics
+from collections import defaultdict
+vals, cpus, order = defaultdict(list), defaultdict(list), []
+for line in open(sys.argv[1]):
+    f, l, j, v, c = line.rstrip("\n").split("\t")
+    if (f, l, j) not in vals:
+        order.append((f, l, j))
+    vals[(f, l, j)].append(float(v))
+    cpus[(f, l, j)].append(float(c))
+med = {k: statistics.median(v) for k, v in vals.items()}
 units = {"randread-4k-qd1": "IOPS", "randread-4k-qd32": "IOPS", "seqread-1m": "MB/s", "meta": "files/s"}
-print(f"{'fs':12} {'layout':14} {'workload':17} {'result':>10} {'unit':8} {'vs devfuse':>10} {'daemon CPU s':>12}")
-for f, l, j, v, c in rows:
-    b = base.get((f, j))
-    ratio = f"{float(v) / b:.2f}x" if b else "-"
-    print(f"{f:12} {l:14} {j:17} {float(v):>10.1f} {units[j]:8} {ratio:>10} {float(c):>12.2f}")
+print(f"{'fs':12} {'layout':16} {'workload':17} {'median':>10} {'unit':8} {'vs devfuse':>10} {'CPU s':>6}  rounds")
+for f, l, j in sorted(order, key=lambda k: (k[0], list(units).index(k[2]), order.index(k))):
+    v = med[(f, l, j)]
+    b = med.get((f, "devfuse", j)) or med.get((f, "native", j))
+    ratio = f"{v / b:.2f}x" if b else "-"
+    c = statistics.median(cpus[(f, l, j)])
+    print(f"{f:12} {l:16} {j:17} {v:>10.1f} {units[j]:8} {ratio:>10} {c:>6.2f}  " + " ".join(f"{x:.0f}" for x in vals[(f, l, j)]))
 EOF

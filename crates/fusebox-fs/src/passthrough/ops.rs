@@ -502,9 +502,12 @@ impl Filesystem for Passthrough {
         let size = args.size as usize;
         READ_BUF.with(|b| {
             let mut b = b.borrow_mut();
-            if b.len() < size {
-                b.resize(size, 0);
+            // Page-aligned: a backing file opened O_DIRECT (the caller's flag) rejects others.
+            if b.len() < size + 4096 {
+                b.resize(size + 4096, 0);
             }
+            let at = b.as_ptr().align_offset(4096);
+            let b = &mut b[at..at + size];
             let mut done = 0;
             while done < size {
                 match rustix::io::pread(&*fd, &mut b[done..size], args.offset + done as u64) {

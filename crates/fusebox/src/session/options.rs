@@ -87,11 +87,14 @@ pub struct UringOptions {
     pub threads_per_queue: usize,
     /// Pin each queue's threads to the queue's CPU (default; `uring_nopin` turns it off).
     pub pin: bool,
+    /// Rings with SINGLE_ISSUER + DEFER_TASKRUN (`uring_defer`): completion work runs when the
+    /// queue thread waits, not as an interrupting task-work signal.
+    pub defer_taskrun: bool,
 }
 
 impl Default for UringOptions {
     fn default() -> Self {
-        UringOptions { enabled: false, depth: 8, threads_per_queue: 1, pin: true }
+        UringOptions { enabled: false, depth: 8, threads_per_queue: 1, pin: true, defer_taskrun: false }
     }
 }
 
@@ -242,6 +245,7 @@ impl MountOptions {
                     }
                     "io_uring" => o.uring.enabled = flag(key, value)?,
                     "uring_nopin" => o.uring.pin = !flag(key, value)?,
+                    "uring_defer" => o.uring.defer_taskrun = flag(key, value)?,
                     "uring_depth" => o.uring.depth = count(key, required(key, value)?, 1024)?,
                     "uring_threads" => o.uring.threads_per_queue = count(key, required(key, value)?, 1024)?,
                     "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
@@ -307,7 +311,10 @@ mod tests {
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
         let u =
             MountOptions::parse(&["io_uring,uring_depth=4,uring_threads=2,uring_nopin"], &[]).unwrap().uring;
-        assert_eq!(u, UringOptions { enabled: true, depth: 4, threads_per_queue: 2, pin: false });
+        assert_eq!(
+            u,
+            UringOptions { enabled: true, depth: 4, threads_per_queue: 2, pin: false, defer_taskrun: false }
+        );
         assert!(MountOptions::parse(&["uring_depth=0"], &[]).is_err());
         assert!(MountOptions::parse(&["io_uring=1"], &[]).is_err());
     }

@@ -172,7 +172,7 @@ fn queue_thread(
             tracing::debug!(qid, error = %e, "could not pin io_uring queue thread");
         }
     }
-    let mut queue = match UringQueue::new(dev.raw_fd(), qid as u16, opts.depth, payload) {
+    let mut queue = match UringQueue::new(dev.raw_fd(), qid as u16, opts.depth, payload, opts.defer_taskrun) {
         Ok(q) => q,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -321,10 +321,17 @@ fn with_len(entry: squeue::Entry128, len: u32) -> squeue::Entry128 {
 impl UringQueue {
     /// Create a ring for queue `qid` on the FUSE device `dev_fd` with `depth` entries whose
     /// payload buffers hold `payload` bytes (at least the kernel's max(max_write, max_pages
-    /// pages, 8 KiB)).
-    pub fn new(dev_fd: RawFd, qid: u16, depth: usize, payload: usize) -> io::Result<UringQueue> {
+    /// pages, 8 KiB)). `defer` sets up the ring with SINGLE_ISSUER and DEFER_TASKRUN: the
+    /// kernel's completion work then runs only when this thread waits in `io_uring_enter`,
+    /// instead of interrupting it.
+    pub fn new(dev_fd: RawFd, qid: u16, depth: usize, payload: usize, defer: bool) -> io::Result<UringQueue> {
         let sq = (depth + 1).next_power_of_two() as u32;
-        let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder().setup_cqsize(sq * 2).build(sq)?;
+        let mut builder = IoUring::<squeue::Entry128, cqueue::Entry>::builder();
+        builder.setup_cqsize(sq * 2);
+        if defer {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        let ring = builder.build(sq)?;
         ring.submitter().register_files(&[dev_fd])?;
         // SAFETY: eventfd has no memory preconditions.
         let efd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
