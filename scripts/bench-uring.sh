@@ -158,7 +158,7 @@ for fs in $all_fs; do
     done
 done
 
-python3 - "$results" <<'EOF'
+python3 - "$results" "$RUNTIME" "$FILES" <<'EOF'
 import sys, statistics
 from collections import defaultdict
 vals, cpus, order = defaultdict(list), defaultdict(list), []
@@ -170,11 +170,17 @@ for line in open(sys.argv[1]):
     cpus[(f, l, j)].append(float(c))
 med = {k: statistics.median(v) for k, v in vals.items()}
 units = {"randread-4k-qd1": "IOPS", "randread-4k-qd32": "IOPS", "seqread-1m": "MB/s", "meta": "files/s"}
-print(f"{'fs':12} {'layout':16} {'workload':17} {'median':>10} {'unit':8} {'vs devfuse':>10} {'CPU s':>6}  rounds")
+runtime, files = float(sys.argv[2]), float(sys.argv[3])
+def per_op(j, v, c):
+    # daemon CPU per operation: fio random reads do IOPS x runtime reads, meta does 3 per file
+    ops = v * runtime if j.startswith("randread") else 3 * files if j == "meta" else 0
+    return f"{c / ops * 1e6:.1f}" if ops else "-"
+print(f"{'fs':12} {'layout':16} {'workload':17} {'median':>10} {'unit':8} {'vs devfuse':>10} {'CPU s':>6} {'CPU us/op':>9}  rounds")
 for f, l, j in sorted(order, key=lambda k: (k[0], list(units).index(k[2]), order.index(k))):
     v = med[(f, l, j)]
     b = med.get((f, "devfuse", j)) or med.get((f, "native", j))
     ratio = f"{v / b:.2f}x" if b else "-"
     c = statistics.median(cpus[(f, l, j)])
-    print(f"{f:12} {l:16} {j:17} {v:>10.1f} {units[j]:8} {ratio:>10} {c:>6.2f}  " + " ".join(f"{x:.0f}" for x in vals[(f, l, j)]))
+    print(f"{f:12} {l:16} {j:17} {v:>10.1f} {units[j]:8} {ratio:>10} {c:>6.2f} {per_op(j, v, c):>9}  "
+          + " ".join(f"{x:.0f}" for x in vals[(f, l, j)]))
 EOF

@@ -64,7 +64,7 @@ fn passthrough_writethrough_over_io_uring() {
 
 #[test]
 fn several_rings_per_queue_unpinned() {
-    let opts = format!("{OPTS},uring_threads=3,uring_depth=2,uring_nopin");
+    let opts = format!("{OPTS},uring_threads=3,uring_depth=2,uring_nopin,uring_nodefer");
     let Some(m) = with_uring(|| TestMount::new(Arc::new(MemFs::new(MemFsOptions::default())), &opts)) else {
         return;
     };
@@ -160,9 +160,13 @@ impl Filesystem for Deferred {
 #[test]
 fn replies_from_other_threads_over_io_uring() {
     let fs = Arc::new(Deferred::new());
-    let Some(m) =
-        with_uring(|| TestMount::new(fs.clone(), "default_permissions,allow_other,no_writeback,io_uring"))
-    else {
+    let Some(m) = with_uring(|| {
+        // One ring with eight entries: several deferred replies per ring at once.
+        TestMount::new(
+            fs.clone(),
+            "default_permissions,allow_other,no_writeback,io_uring,uring_threads=1,uring_depth=8",
+        )
+    }) else {
         return;
     };
     let dir = m.mnt.clone();

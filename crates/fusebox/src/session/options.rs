@@ -69,7 +69,8 @@ pub struct MountOptions {
     /// Kernel write-back page cache: `writeback` (Some(true)) / `no_writeback` (Some(false));
     /// `None` keeps the file system's default.
     pub writeback: Option<bool>,
-    /// FUSE over io_uring (`io_uring`, `uring_depth=`, `uring_threads=`, `uring_nopin`).
+    /// FUSE over io_uring (`io_uring`, `uring_depth=`, `uring_threads=`, `uring_nopin`,
+    /// `uring_nodefer`).
     pub uring: UringOptions,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
@@ -81,20 +82,24 @@ pub struct UringOptions {
     /// Ask the kernel for FUSE over io_uring (`io_uring`); falls back to `/dev/fuse` when the
     /// kernel does not offer it.
     pub enabled: bool,
-    /// Entries per ring (`uring_depth=`): requests one ring can hold at once.
+    /// Entries per ring (`uring_depth=`, default 1): requests one ring can hold at once.
     pub depth: usize,
-    /// Rings (threads) per CPU queue (`uring_threads=`).
+    /// Rings (threads) per CPU queue (`uring_threads=`, default 8).
     pub threads_per_queue: usize,
     /// Pin each queue's threads to the queue's CPU (default; `uring_nopin` turns it off).
     pub pin: bool,
-    /// Rings with SINGLE_ISSUER + DEFER_TASKRUN (`uring_defer`): completion work runs when the
-    /// queue thread waits, not as an interrupting task-work signal.
+    /// Rings with SINGLE_ISSUER + DEFER_TASKRUN (default; `uring_nodefer` turns it off):
+    /// completion work runs when the queue thread waits, not as an interrupting signal.
     pub defer_taskrun: bool,
 }
 
 impl Default for UringOptions {
     fn default() -> Self {
-        UringOptions { enabled: false, depth: 8, threads_per_queue: 1, pin: true, defer_taskrun: false }
+        // Measured in docs/BENCHMARKS.md: one entry per thread and 8 threads per queue give a
+        // blocking file system 8 requests in flight per CPU (the kernel hands a request to the
+        // entry committed last, so an idle hot thread takes it), at the same CPU cost per
+        // request as one ring of 8 entries on a non-blocking one.
+        UringOptions { enabled: false, depth: 1, threads_per_queue: 8, pin: true, defer_taskrun: true }
     }
 }
 
@@ -245,7 +250,7 @@ impl MountOptions {
                     }
                     "io_uring" => o.uring.enabled = flag(key, value)?,
                     "uring_nopin" => o.uring.pin = !flag(key, value)?,
-                    "uring_defer" => o.uring.defer_taskrun = flag(key, value)?,
+                    "uring_nodefer" => o.uring.defer_taskrun = !flag(key, value)?,
                     "uring_depth" => o.uring.depth = count(key, required(key, value)?, 1024)?,
                     "uring_threads" => o.uring.threads_per_queue = count(key, required(key, value)?, 1024)?,
                     "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
