@@ -315,7 +315,9 @@ mod tests {
         assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
         let u =
-            MountOptions::parse(&["io_uring,uring_depth=4,uring_threads=2,uring_nopin"], &[]).unwrap().uring;
+            MountOptions::parse(&["io_uring,uring_depth=4,uring_threads=2,uring_nopin,uring_nodefer"], &[])
+                .unwrap()
+                .uring;
         assert_eq!(
             u,
             UringOptions { enabled: true, depth: 4, threads_per_queue: 2, pin: false, defer_taskrun: false }
