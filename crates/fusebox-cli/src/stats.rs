@@ -60,6 +60,9 @@ pub fn render(r: &StatusReport) -> String {
     let _ = writeln!(s, "flags     {}", i.flags.join(" "));
     let _ =
         writeln!(s, "in flight sync {}  background {}", r.stats.in_flight_sync, r.stats.in_flight_background);
+    if i.flags.iter().any(|f| f == "OVER_IO_URING") {
+        let _ = writeln!(s, "io_uring  {} requests came over io_uring", r.stats.uring_requests);
+    }
     let _ = writeln!(
         s,
         "\n{:<18} {:>10} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9}",

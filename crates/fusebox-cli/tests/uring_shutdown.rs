@@ -156,6 +156,9 @@ fn start_loaded() -> Option<(Daemon, Load)> {
     assert!(load.running(20), "no progress on the io_uring mount");
     let status = query_status(&d.mnt).expect("daemon status");
     assert!(status.stats.uring_requests > 0, "requests did not travel over io_uring");
+    let out = Command::new(env!("CARGO_BIN_EXE_fusebox")).arg("stats").arg(&d.mnt).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("requests came over io_uring"), "fusebox stats shows no io_uring line:\n{text}");
     Some((d, load))
 }
 
