@@ -44,6 +44,14 @@ step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the
 # A failure here is reported at the end, after the tests have run too.
 conformance=0
 bash scripts/conformance.sh || conformance=$?
+# FUSE over io_uring: the io_uring mount tests need the fuse module's enable_uring parameter
+# (they also turn it on around each mount themselves); restore the previous value on exit.
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ "$(id -u)" = 0 ] && [ -w "$uring_param" ]; then
+    uring_before="$(cat "$uring_param")"
+    trap 'echo "$uring_before" > "$uring_param"' EXIT
+    echo Y > "$uring_param"
+fi
 
 # The test runner's summary is the last thing printed.
 step "tests"

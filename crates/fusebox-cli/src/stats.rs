@@ -61,6 +61,9 @@ pub fn render(r: &StatusReport) -> String {
     let _ = writeln!(s, "(1-file: most READs/WRITEs of one file in flight at once)");
     let _ =
         writeln!(s, "in flight sync {}  background {}", r.stats.in_flight_sync, r.stats.in_flight_background);
+    if i.flags.iter().any(|f| f == "OVER_IO_URING") {
+        let _ = writeln!(s, "io_uring  {} requests came over io_uring", r.stats.uring_requests);
+    }
     let q = &r.sched;
     let _ = writeln!(
         s,

@@ -39,7 +39,15 @@ fn opts(writeback: bool) -> &'static str {
 /// Mount `backend` with or without the write-back cache and run fsx on it with `cfg`.
 /// For passthrough, the backing file in the source directory is compared with the model too.
 fn run(backend: Backend, writeback: bool, cfg: Config, limit: Duration) {
-    let name = format!("{backend:?}/{}", if writeback { "writeback" } else { "writethrough" });
+    run_on(backend, writeback, false, cfg, limit)
+}
+
+/// [`run`], over FUSE-over-io_uring when `uring` (checked: requests must have used it).
+fn run_on(backend: Backend, writeback: bool, uring: bool, cfg: Config, limit: Duration) {
+    let mut name = format!("{backend:?}/{}", if writeback { "writeback" } else { "writethrough" });
+    if uring {
+        name.push_str("/io_uring");
+    }
     // Passthrough: the daemon runs with umask 0 (the kernel applied the caller's umask).
     // The source lives in FSX_SRC_DIR, else /dev/shm when present: on the disk-backed /tmp every
     // shrinking truncate waits for a block discard, which makes 100,000 ops take very long.
@@ -56,9 +64,18 @@ fn run(backend: Backend, writeback: bool, cfg: Config, limit: Duration) {
         Backend::MemFs => "memfs".to_string(),
         Backend::Passthrough => format!("passthrough:{}", sdir.path().display()),
     };
-    let Some(m) = DaemonMount::new(&kind, opts(writeback)) else { return };
+    let m = if uring {
+        common::uring::with_uring(|| DaemonMount::new(&kind, &format!("{},io_uring", opts(writeback))))
+    } else {
+        DaemonMount::new(&kind, opts(writeback))
+    };
+    let Some(m) = m else { return };
     let (p1, p2): (PathBuf, PathBuf) = (m.mnt.join("fsx.file"), m.mnt.join("fsx.scratch"));
     let model = common::within(limit, move || Fsx::new(&name, p1, p2, cfg).run().1);
+    if uring {
+        let status = fusebox::session::query_status(&m.mnt).expect("daemon status");
+        assert!(status.stats.uring_requests > 0, "no request came over io_uring");
+    }
     if let Backend::Passthrough = backend {
         let backing = std::fs::read(sdir.path().join("fsx.file")).expect("read backing file");
         assert_eq!(backing.len(), model.len(), "backing file size differs from the model");
@@ -106,6 +123,8 @@ impl DaemonMount {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The first request waits for INIT: afterwards the mount is usable.
+        std::fs::metadata(&m.mnt).expect("stat the new mount");
         Some(m)
     }
 }
@@ -162,6 +181,16 @@ fn fsx_passthrough_writeback() {
 #[test]
 fn fsx_passthrough_writethrough() {
     default_run(Backend::Passthrough, false);
+}
+
+#[test]
+fn fsx_memfs_writeback_io_uring() {
+    run_on(Backend::MemFs, true, true, Config::from_env(DEFAULT_OPS), Duration::from_secs(1200));
+}
+
+#[test]
+fn fsx_passthrough_writeback_io_uring() {
+    run_on(Backend::Passthrough, true, true, Config::from_env(DEFAULT_OPS), Duration::from_secs(1200));
 }
 
 /// The 1,000,000-op soak, all four modes in turn with one seed (FSX_OPS overrides the count).

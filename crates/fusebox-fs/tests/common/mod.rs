@@ -206,3 +206,4 @@ impl Aligned {
         &mut self.buf[self.start..self.start + self.len]
     }
 }
+pub mod uring;

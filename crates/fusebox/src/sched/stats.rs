@@ -40,6 +40,7 @@ pub struct Stats {
     ops: Vec<OpCounters>,
     in_flight: [AtomicU64; 2],
     per_file: PerFileInFlight,
+    uring_requests: AtomicU64,
 }
 
 impl Default for Stats {
@@ -48,6 +49,7 @@ impl Default for Stats {
             ops: (0..OPCODES).map(|_| OpCounters::new()).collect(),
             in_flight: Default::default(),
             per_file: PerFileInFlight::default(),
+            uring_requests: AtomicU64::new(0),
         }
     }
 }
@@ -101,6 +103,16 @@ impl Stats {
         self.per_file.exit(nodeid, opcode)
     }
 
+    /// A request arrived over io_uring (not `/dev/fuse`).
+    pub fn uring_request(&self) {
+        self.uring_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Requests that arrived over io_uring so far.
+    pub fn uring_requests(&self) -> u64 {
+        self.uring_requests.load(Relaxed)
+    }
+
     /// A consistent-enough copy of all counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let ops = self
@@ -130,6 +142,7 @@ impl Stats {
             ops,
             in_flight_sync: self.in_flight[0].load(Relaxed),
             in_flight_background: self.in_flight[1].load(Relaxed),
+            uring_requests: self.uring_requests(),
         }
     }
 }
@@ -178,6 +191,9 @@ pub struct StatsSnapshot {
     pub in_flight_sync: u64,
     /// Background requests being handled now.
     pub in_flight_background: u64,
+    /// Requests that arrived over io_uring (the rest came through `/dev/fuse`).
+    #[serde(default)]
+    pub uring_requests: u64,
 }
 
 #[cfg(test)]

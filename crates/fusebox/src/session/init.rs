@@ -27,6 +27,9 @@ pub struct Capabilities {
     pub handle_killpriv_v2: bool,
     /// Kernel write-back page cache (WRITEBACK_CACHE).
     pub writeback_cache: bool,
+    /// Requests over io_uring (OVER_IO_URING); offered only when the kernel's `enable_uring`
+    /// module parameter is on.
+    pub io_uring: bool,
     /// POSIX byte-range locks served by the file system (POSIX_LOCKS).
     pub posix_locks: bool,
     /// flock(2) locks served by the file system (FLOCK_LOCKS).
@@ -72,6 +75,7 @@ impl Default for Capabilities {
             export_support: true,
             handle_killpriv_v2: true,
             writeback_cache: false,
+            io_uring: false,
             posix_locks: false,
             flock_locks: false,
             cache_symlinks: false,
@@ -107,6 +111,7 @@ impl Capabilities {
         set(self.export_support, FUSE_EXPORT_SUPPORT);
         set(self.handle_killpriv_v2, FUSE_HANDLE_KILLPRIV_V2);
         set(self.writeback_cache, FUSE_WRITEBACK_CACHE);
+        set(self.io_uring, FUSE_OVER_IO_URING);
         set(self.posix_locks, FUSE_POSIX_LOCKS);
         set(self.flock_locks, FUSE_FLOCK_LOCKS);
         set(self.cache_symlinks, FUSE_CACHE_SYMLINKS);

@@ -7,6 +7,7 @@ mod notify;
 mod options;
 mod order;
 mod server;
+mod uring;
 mod workers;
 
 pub use control::{
@@ -15,8 +16,9 @@ pub use control::{
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use notify::{Notifier, NotifyError, Retrieval};
-pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError};
+pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
 pub use server::{Handled, Server};
+pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
 pub use workers::{PoolConfig, IDLE_EXIT};
 
 use crate::fs::{Filesystem, Ttl};
@@ -125,6 +127,7 @@ impl Session {
         if let Some(on) = config.options.async_dio {
             caps.async_dio = on;
         }
+        caps.io_uring = config.options.uring.enabled;
         if let Some(n) = config.options.max_background {
             caps.max_background = n;
         }
@@ -190,11 +193,22 @@ impl Session {
     /// Serve until the file system is unmounted or the connection aborted. Spawns the worker
     /// threads, each with its own cloned `/dev/fuse` fd and buffer, and waits for them. While
     /// running, the session answers `fusebox stats` on its control socket.
+    ///
+    /// With `-o io_uring` and a kernel that offers it, requests travel over per-CPU io_uring
+    /// queues (session/uring.rs) and the `/dev/fuse` workers (2 unless `threads=`) carry only
+    /// FORGET, INTERRUPT and notification replies.
     pub fn run(self) -> Result<(), SessionError> {
         let neg = self.server.negotiated().ok_or(SessionError::ClosedBeforeInit)?;
-        let pool =
-            workers::Pool::new(self.server.clone(), self.dev.clone(), self.config.pool(neg.buffer_size()));
+        let uring = uring::start(&self.server, &self.dev, &neg, &self.config.options.uring);
+        let mut pool_config = self.config.pool(neg.buffer_size());
+        if uring.is_some() && self.config.options.threads.is_none() {
+            pool_config.threads = 2;
+        }
+        let pool = workers::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
         let result = pool.run();
+        if let Some(u) = uring {
+            u.stop();
+        }
         self.server.destroy_once();
         result.map_err(SessionError::Io)
     }

@@ -78,8 +78,38 @@ pub struct MountOptions {
     /// Move READ data from files into replies with splice(2) (`splice_write`), where the file
     /// system supports it (passthrough).
     pub splice_write: bool,
+    /// FUSE over io_uring (`io_uring`, `uring_depth=`, `uring_threads=`, `uring_nopin`,
+    /// `uring_nodefer`).
+    pub uring: UringOptions,
     /// Options meant for the file system itself (e.g. memfs `size=`).
     pub fs_options: BTreeMap<String, Option<String>>,
+}
+
+/// How requests travel over io_uring, when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringOptions {
+    /// Ask the kernel for FUSE over io_uring (`io_uring`); falls back to `/dev/fuse` when the
+    /// kernel does not offer it.
+    pub enabled: bool,
+    /// Entries per ring (`uring_depth=`, default 1): requests one ring can hold at once.
+    pub depth: usize,
+    /// Rings (threads) per CPU queue (`uring_threads=`, default 8).
+    pub threads_per_queue: usize,
+    /// Pin each queue's threads to the queue's CPU (default; `uring_nopin` turns it off).
+    pub pin: bool,
+    /// Rings with SINGLE_ISSUER + DEFER_TASKRUN (default; `uring_nodefer` turns it off):
+    /// completion work runs when the queue thread waits, not as an interrupting signal.
+    pub defer_taskrun: bool,
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        // Measured in docs/BENCHMARKS.md: one entry per thread and 8 threads per queue give a
+        // blocking file system 8 requests in flight per CPU (the kernel hands a request to the
+        // entry committed last, so an idle hot thread takes it), at the same CPU cost per
+        // request as one ring of 8 entries on a non-blocking one.
+        UringOptions { enabled: false, depth: 1, threads_per_queue: 8, pin: true, defer_taskrun: true }
+    }
 }
 
 impl Default for MountOptions {
@@ -107,6 +137,7 @@ impl Default for MountOptions {
             async_dio: None,
             splice_write: false,
             worker_slice_us: None,
+            uring: UringOptions::default(),
             fs_options: BTreeMap::new(),
         }
     }
@@ -243,6 +274,11 @@ impl MountOptions {
                             }
                         }
                     }
+                    "io_uring" => o.uring.enabled = flag(key, value)?,
+                    "uring_nopin" => o.uring.pin = !flag(key, value)?,
+                    "uring_nodefer" => o.uring.defer_taskrun = !flag(key, value)?,
+                    "uring_depth" => o.uring.depth = count(key, required(key, value)?, 1024)?,
+                    "uring_threads" => o.uring.threads_per_queue = count(key, required(key, value)?, 1024)?,
                     "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
                     "entry_timeout" => o.entry_timeout = parse_seconds(key, required(key, value)?)?,
                     k if fs_keys.contains(&k) => {
@@ -305,6 +341,16 @@ mod tests {
         assert_eq!(MountOptions::parse(&["writeback"], &[]).unwrap().writeback, Some(true));
         assert_eq!(MountOptions::parse(&["writeback,no_writeback"], &[]).unwrap().writeback, Some(false));
         assert_eq!(MountOptions::parse(&["no_async_dio"], &[]).unwrap().async_dio, Some(false));
+        let u =
+            MountOptions::parse(&["io_uring,uring_depth=4,uring_threads=2,uring_nopin,uring_nodefer"], &[])
+                .unwrap()
+                .uring;
+        assert_eq!(
+            u,
+            UringOptions { enabled: true, depth: 4, threads_per_queue: 2, pin: false, defer_taskrun: false }
+        );
+        assert!(MountOptions::parse(&["uring_depth=0"], &[]).is_err());
+        assert!(MountOptions::parse(&["io_uring=1"], &[]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Moving request and reply bytes: `/dev/fuse` (cloned fds, one per worker thread), an in-memory
-//! pair for tests, and the few raw syscalls the session needs (mount, umount, fd passing).
+//! Moving request and reply bytes: `/dev/fuse` (cloned fds, one per worker thread), FUSE over
+//! io_uring (one ring per queue thread), an in-memory pair for tests, and the few raw syscalls the session needs (mount, umount, fd passing).
 //!
 //! This module and `abi` are the only places with `unsafe`.
 
@@ -9,6 +9,7 @@ pub mod mem;
 pub mod oslocks;
 pub mod splice;
 pub mod sys;
+pub mod uring;
 
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
