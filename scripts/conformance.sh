@@ -77,8 +77,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The four configurations: file system and write-back cache on/off.
-CONFIGS=(memfs:writeback memfs:no_writeback passthrough:writeback passthrough:no_writeback)
+# The four configurations: file system and write-back cache on/off (CONFORMANCE_CONFIGS picks
+# some, e.g. "passthrough:writeback", when reproducing one locally).
+read -r -a CONFIGS <<<"${CONFORMANCE_CONFIGS:-memfs:writeback memfs:no_writeback passthrough:writeback passthrough:no_writeback}"
 
 # mount_config FS WB [EXTRA_OPTS]: mount a fresh, empty FS at a new $mnt (a new path each
 # time, so a daemon still exiting from the previous mount never shares its control socket).

@@ -2,7 +2,7 @@
 //! long (`attr_timeout`, `entry_timeout`), while other mounts of the same source, or its direct
 //! users, change the files.
 //!
-//! The daemon remembers a fingerprint (inode number, size, mtime, ctime) of what it last told
+//! The daemon remembers a fingerprint (inode number, size, mtime) of what it last told
 //! the kernel about each node: every reply with attributes records it, and so do the daemon's
 //! own changes (WRITE, SETATTR, FALLOCATE, COPY_FILE_RANGE fstat the file afterwards), so a
 //! differing fingerprint means someone else changed the file. At OPEN and LOOKUP it compares:
@@ -57,11 +57,12 @@ pub(crate) enum Change {
     External,
 }
 
-/// A fingerprint of the attributes that show a change of content or size.
+/// A fingerprint of the attributes that show a change of content or size. Not ctime: this
+/// mount's own LINK, UNLINK, RENAME, chmod and xattr changes move it too, and retiring a node
+/// for them would give one file two kernel inodes (a hard link would show a stale link count).
 pub(crate) fn stamp(a: &FileAttr) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for v in [a.ino, a.size, a.mtime.sec as u64, a.mtime.nsec as u64, a.ctime.sec as u64, a.ctime.nsec as u64]
-    {
+    for v in [a.ino, a.size, a.mtime.sec as u64, a.mtime.nsec as u64] {
         h = (h ^ v).wrapping_mul(0x0100_0000_01b3);
     }
     h
