@@ -68,21 +68,23 @@ impl LockTable {
         if args.lock.start > args.lock.end {
             return Err(Errno::EINVAL);
         }
+        if args.sleep && t != libc::F_UNLCK {
+            // Wake the waiters when the request is interrupted (the flag is set before the
+            // callback runs, and the callback takes the state lock, so no wake-up is lost).
+            // Registered before this thread takes the state lock: an interrupt that already
+            // arrived runs the callback right here, and it must be able to take the lock.
+            let me = self.clone();
+            intr.on_interrupt(move || {
+                let _g = me.lock_state();
+                me.changed.notify_all();
+            });
+        }
         let mut st = self.lock_state();
         if t == libc::F_UNLCK {
             remove_range(st.by_inode.entry(ino).or_default(), args.owner, args.flock, &args.lock);
             prune(&mut st, ino);
             self.changed.notify_all();
             return Ok(());
-        }
-        if args.sleep {
-            // Wake the waiters when the request is interrupted (the flag is set before the
-            // callback runs, and the callback takes the state lock, so no wake-up is lost).
-            let me = self.clone();
-            intr.on_interrupt(move || {
-                let _g = me.lock_state();
-                me.changed.notify_all();
-            });
         }
         loop {
             let holders = st.by_inode.get(&ino).map(Vec::as_slice).unwrap_or(&[]);
@@ -198,6 +200,23 @@ mod tests {
             flock,
             sleep,
         }
+    }
+
+    #[test]
+    fn a_wait_whose_request_was_already_interrupted_returns_eintr_and_the_table_stays_usable() {
+        // The interrupt callback runs at registration then; it used to take the state lock
+        // this thread already held (a deadlock that stress-ng's lock stressors hit).
+        let t = LockTable::new();
+        t.set(1, &args(1, libc::F_WRLCK, 0, u64::MAX, false, false), &Interrupt::never()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t2 = t.clone();
+        std::thread::spawn(move || {
+            let r = t2.set(1, &args(2, libc::F_WRLCK, 0, 9, false, true), &Interrupt::already_interrupted());
+            let _ = tx.send(r);
+        });
+        let r = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("set must not hang");
+        assert_eq!(r, Err(Errno::EINTR));
+        assert_eq!(t.test(1, &args(3, libc::F_RDLCK, 0, 0, false, false)).typ, libc::F_WRLCK);
     }
 
     #[test]

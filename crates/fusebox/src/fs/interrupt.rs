@@ -47,6 +47,14 @@ impl Interrupt {
         Interrupt(None)
     }
 
+    /// A handle that is already interrupted: for testing how a file system's handlers react
+    /// to an interrupt that arrived before (or while) they run.
+    pub fn already_interrupted() -> Interrupt {
+        let i = Interrupt::armed();
+        i.fire();
+        i
+    }
+
     fn armed() -> Interrupt {
         Interrupt(Some(Arc::default()))
     }
