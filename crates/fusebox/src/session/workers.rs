@@ -5,9 +5,9 @@
 //! worker is left waiting in `read`, every worker is busy (blocked in the file system), so one
 //! more is started, up to `max_threads`. Workers beyond `threads` that see no request for
 //! `IDLE_EXIT` leave again. Background requests (writeback, release, forget) go to the
-//! background lane ([`BackgroundGate`]): `background_threads` threads of their own, running at
-//! nice [`BACKGROUND_NICE`], so workers only ever serve requests a process is waiting on and
-//! win the CPU over background work. `sched=fifo` disables the lane (workers serve everything).
+//! background lane ([`BackgroundGate`]): `background_threads` threads of their own, so workers
+//! only ever serve requests a process is waiting on. `sched=fifo` disables the lane (workers
+//! serve everything).
 
 use super::server::{Handled, Server};
 use crate::sched::{peek_class, BackgroundGate, RequestClass};
@@ -19,9 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// CPU priority (nice) of the background lane's threads.
-pub const BACKGROUND_NICE: i32 = 10;
 
 /// How long an extra worker waits for work before it exits.
 pub const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -92,10 +89,9 @@ impl Pool {
         (0..gate.limit())
             .map(|i| {
                 let (gate, server) = (gate.clone(), self.server.clone());
+                // Normal priority on purpose: at nice 10 the lane starved under CPU load and
+                // FORGET/RELEASE backlogs kept descriptors open until the daemon hit EMFILE.
                 std::thread::Builder::new().name(format!("fusebox-bg-{i}")).spawn(move || {
-                    if let Err(e) = crate::sys::set_thread_nice(BACKGROUND_NICE) {
-                        tracing::debug!(error = %e, "background thread keeps normal priority");
-                    }
                     gate.serve(|b, c| {
                         server.handle_classified(b, c, RequestClass::Background);
                     })
