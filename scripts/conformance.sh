@@ -88,7 +88,7 @@ mount_config() {
     mnt="$(mktemp -d "$work/m.XXX")" # short: socket paths are limited to 108 bytes
     # pjdfstest needs other users (allow_other), set-id bits (suid) and device nodes (dev);
     # the CLI always adds default_permissions for memfs and passthrough.
-    local opts="allow_other,suid,dev,$wb${extra:+,$extra}"
+    local opts="allow_other,suid,dev,${wb//+/,}${extra:+,$extra}"
     # The daemon's own log (warnings and errors), checked after the stress run.
     daemon_log="$work/logs/daemon-$fs-$wb-$(basename "$mnt").log"
     if [ "$fs" = memfs ]; then
@@ -153,11 +153,23 @@ exec /usr/bin/mount -i "$@"
 EOF
 chmod +x "$work/bin/mount"
 
+# pjdfstest also runs over FUSE-over-io_uring when the fuse module offers it (scripts/test.sh
+# turns enable_uring on for its run); the io_uring tests assert that requests really came
+# over io_uring, this checks the same file systems stay POSIX-correct there.
+PJDFSTEST_CONFIGS=("${CONFIGS[@]}")
+if [ -z "${CONFORMANCE_CONFIGS:-}" ]; then
+    if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
+        PJDFSTEST_CONFIGS+=(memfs:writeback+io_uring passthrough:writeback+io_uring)
+    else
+        say "pjdfstest over io_uring: skipped (/sys/module/fuse/parameters/enable_uring is not Y)"
+    fi
+fi
+
 run_pjdfstest() {
     local config fs wb log conf status=0 summary
     say "pjdfstest $PJDFSTEST_VERSION: expected failures from $XFAIL_LIST:" \
         "$(grep -cv '^[[:space:]]*\(#\|$\)' "$XFAIL_LIST" || true)"
-    for config in "${CONFIGS[@]}"; do
+    for config in "${PJDFSTEST_CONFIGS[@]}"; do
         fs="${config%%:*}"
         wb="${config#*:}"
         log="$work/logs/pjdfstest-$fs-$wb.log"

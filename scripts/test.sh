@@ -40,10 +40,6 @@ for target in parse server; do
 done
 echo "fuzzing: ok"
 
-step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the binary"
-# A failure here is reported at the end, after the tests have run too.
-conformance=0
-bash scripts/conformance.sh || conformance=$?
 # FUSE over io_uring: the io_uring mount tests need the fuse module's enable_uring parameter
 # (they also turn it on around each mount themselves); restore the previous value on exit.
 uring_param=/sys/module/fuse/parameters/enable_uring
@@ -52,6 +48,11 @@ if [ "$(id -u)" = 0 ] && [ -w "$uring_param" ]; then
     trap 'echo "$uring_before" > "$uring_param"' EXIT
     echo Y > "$uring_param"
 fi
+
+step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the binary"
+# A failure here is reported at the end, after the tests have run too.
+conformance=0
+bash scripts/conformance.sh || conformance=$?
 
 # The test runner's summary is the last thing printed.
 step "tests"

@@ -135,6 +135,7 @@ impl Session {
             caps.congestion_threshold = n;
         }
         let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
+        server.set_notify_channel(dev.clone());
         let mut session = Session { server, dev, mountpoint, config, _control: None };
         match session.wait_for_init() {
             Ok(()) => {

@@ -39,6 +39,8 @@ pub struct Server {
     destroyed: AtomicBool,
     debug: bool,
     gate: OnceLock<Arc<BackgroundGate>>,
+    /// The session's `/dev/fuse`, for notifications the framework sends itself.
+    notify_chan: OnceLock<Arc<dyn ReplyChannel>>,
     workers: Arc<AtomicUsize>,
     interrupts: Arc<InterruptRegistry>,
     retrievals: Arc<Retrievals>,
@@ -58,6 +60,7 @@ impl Server {
             destroyed: AtomicBool::new(false),
             debug,
             gate: OnceLock::new(),
+            notify_chan: OnceLock::new(),
             workers: Arc::new(AtomicUsize::new(0)),
             interrupts: Arc::default(),
             retrievals: Arc::default(),
@@ -83,6 +86,19 @@ impl Server {
     /// Workers alive now.
     pub fn workers(&self) -> usize {
         self.workers.load(Ordering::SeqCst)
+    }
+
+    /// Send the framework's own notifications on `dev` (a `/dev/fuse` fd of this session). A
+    /// request that came over another transport (an io_uring entry) must not carry them: its
+    /// channel takes exactly one reply.
+    pub(crate) fn set_notify_channel(&self, dev: Arc<dyn ReplyChannel>) {
+        let _ = self.notify_chan.set(dev);
+    }
+
+    /// Where the framework's notifications go: the session's `/dev/fuse`, or `fallback` (the
+    /// request's channel) when none was set (servers driven directly, e.g. in tests).
+    fn notify_channel<'a>(&'a self, fallback: &'a Arc<dyn ReplyChannel>) -> &'a Arc<dyn ReplyChannel> {
+        self.notify_chan.get().unwrap_or(fallback)
     }
 
     /// A notifier writing to `chan` (any `/dev/fuse` fd of this session).
@@ -270,7 +286,7 @@ impl Server {
             if error != 0 {
                 tracing::warn!(ino = ino.0, error, "clearing suid/sgid before a truncating open failed");
             } else {
-                notify_attrs_changed(dev, ino);
+                notify_attrs_changed(self.notify_channel(dev), ino);
             }
         }
     }
@@ -368,7 +384,7 @@ impl Server {
                 // files (they bypass the cache); write-through flags every write by a caller
                 // without CAP_FSETID, so there this costs one extra small write per WRITE.
                 if args.kill_suidgid() {
-                    notify_attrs_changed(chan, ino);
+                    notify_attrs_changed(self.notify_channel(chan), ino);
                 }
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
