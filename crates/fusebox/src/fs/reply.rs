@@ -271,13 +271,13 @@ impl ReplyData {
         offset: u64,
         len: usize,
     ) -> Result<(), ReplyData> {
-        if !self.0.shared.splice_write || self.0.chan.splice_target().is_none() {
+        if !self.0.shared.splice_write {
             return Err(self);
         }
+        let chan = self.0.chan.clone();
+        let Some(dev) = chan.splice_target() else { return Err(self) };
         let r = &mut self.0;
         r.leave_file();
-        let chan = r.chan.clone();
-        let dev = chan.splice_target().expect("checked above");
         match crate::transport::splice::reply_from_file(dev, r.unique, file, offset, len) {
             Ok(Spliced::Sent(n)) => {
                 r.finish(false, std::mem::size_of::<abi::fuse_out_header>() + n);

@@ -9,7 +9,7 @@ use crate::fs::*;
 use crate::sched::BackgroundGate;
 use crate::sched::{peek_class, RequestClass, Stats};
 use crate::transport::ReplyChannel;
-use crate::wire::reply::send_reply;
+use crate::wire::reply::{send_notify, send_reply};
 use crate::wire::{opcode_name, parse, Operation, ParseOptions, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -510,13 +510,8 @@ impl Server {
 /// system cleared suid/sgid for a request whose reply carries no attributes (OPEN, WRITE,
 /// FALLOCATE); otherwise `stat` shows the old mode until `attr_timeout` expires.
 fn notify_attrs_changed(chan: &Arc<dyn ReplyChannel>, ino: NodeId) {
-    use zerocopy::IntoBytes;
     let body = abi::fuse_notify_inval_inode_out { ino: ino.0, off: -1, len: 0 };
-    let len = (std::mem::size_of::<abi::fuse_out_header>() + std::mem::size_of_val(&body)) as u32;
-    let header = abi::fuse_out_header { len, error: abi::notify_code::FUSE_NOTIFY_INVAL_INODE, unique: 0 };
-    if let Err(e) =
-        chan.send(&[std::io::IoSlice::new(header.as_bytes()), std::io::IoSlice::new(body.as_bytes())])
-    {
+    if let Err(e) = send_notify(&**chan, abi::notify_code::FUSE_NOTIFY_INVAL_INODE, &[body.as_bytes()]) {
         // ENOENT: the kernel no longer knows the inode; nothing is cached.
         if e.raw_os_error() != Some(libc::ENOENT) {
             tracing::warn!(ino = ino.0, error = %e, "attribute invalidation failed");

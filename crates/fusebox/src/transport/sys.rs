@@ -50,18 +50,6 @@ pub fn getuid_gid() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
-/// Lower the calling thread's CPU priority to `nice` (Linux: per thread). Lowering needs no
-/// privilege; raising it back would, so callers only ever lower.
-pub fn set_thread_nice(nice: i32) -> io::Result<()> {
-    // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a tid changes only
-    // that thread's nice value.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Ask the scheduler for a time slice of `slice` for the calling thread (SCHED_OTHER with
 /// `sched_runtime`, honoured by the EEVDF scheduler since Linux 6.12; clamped by the kernel to
 /// 0.1–100 ms). A thread with a shorter slice gets an earlier deadline, so when it wakes on a
@@ -444,13 +432,14 @@ mod tests {
     }
 
     #[test]
-    fn thread_slice_and_nice_apply_to_the_calling_thread_only() {
+    fn thread_slice_applies_to_the_calling_thread_and_keeps_its_nice_value() {
         std::thread::spawn(|| {
             set_thread_slice(std::time::Duration::from_micros(200)).unwrap();
             if let Some(slice) = own_sched_field("se.slice") {
                 assert_eq!(slice, 200_000);
             }
-            set_thread_nice(5).unwrap();
+            // SAFETY (test): lowers this thread's nice value (no privilege needed).
+            assert_eq!(unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 5) }, 0);
             // SAFETY (test): reads this thread's nice value.
             let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
             assert_eq!(nice, 5);
