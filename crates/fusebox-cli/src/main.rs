@@ -40,18 +40,21 @@ fn run(argv: &[String]) -> Result<()> {
         }
         Command::Mount { fs, mountpoint, options, foreground } => {
             // Validate everything we can before forking a daemon, so errors reach the caller.
-            let (filesystem, opts) = build(&fs, &options)?;
+            let (filesystem, opts, ttl) = build(&fs, &options)?;
             if !foreground && !daemon::is_daemon_child() {
                 return daemon::spawn_and_wait(argv);
             }
             logging::init(opts.debug);
-            serve(filesystem, &mountpoint, opts)
+            serve(filesystem, &mountpoint, opts, ttl)
         }
     }
 }
 
+/// A file system, its options and the cache lifetimes it asks for by default.
+type Built = (Arc<dyn Filesystem>, MountOptions, fusebox::Ttl);
+
 /// Build the file system and parse options for it.
-fn build(fs: &FsKind, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
+fn build(fs: &FsKind, options: &[String]) -> Result<Built> {
     match fs {
         FsKind::Memfs => {
             let mut opts = MountOptions::parse(options, fusebox_fs::memfs::OPTION_KEYS)?;
@@ -61,7 +64,7 @@ fn build(fs: &FsKind, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountO
             if opts.subtype.is_none() {
                 opts.subtype = Some("memfs".into());
             }
-            Ok((Arc::new(memfs), opts))
+            Ok((Arc::new(memfs), opts, fusebox_fs::memfs::CACHE_TTL))
         }
         FsKind::Passthrough { source } => passthrough(source, options),
     }
@@ -87,7 +90,7 @@ fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
     })
 }
 
-fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>, MountOptions)> {
+fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     use fusebox_fs::passthrough::Passthrough;
     let mut opts = MountOptions::parse(options, &["fd_cache", "sync_close", "watch"])?;
     // The daemon performs operations with its own (root) credentials: let the kernel check
@@ -115,11 +118,12 @@ fn passthrough(source: &Path, options: &[String]) -> Result<(Arc<dyn Filesystem>
         opts.fsname =
             Some(source.canonicalize().unwrap_or_else(|_| source.to_path_buf()).display().to_string());
     }
-    Ok((Arc::new(fs), opts))
+    let ttl = fs.default_ttl();
+    Ok((Arc::new(fs), opts, ttl))
 }
 
-fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions) -> Result<()> {
-    let mut config = Config { options, ..Default::default() };
+fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions, ttl: fusebox::Ttl) -> Result<()> {
+    let mut config = Config { options, default_ttl: ttl, ..Default::default() };
     // memfs and passthrough follow the write-back cache rules (the framework enforces the
     // open-flag rules; both honour SETATTR times and KILL_SUIDGID): on unless `no_writeback`.
     config.caps.writeback_cache = config.options.writeback.unwrap_or(true);

@@ -12,7 +12,7 @@ pub mod session;
 pub mod transport;
 pub mod wire;
 
-pub use fs::{Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
+pub use fs::{Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo, Ttl};
 pub use session::{Capabilities, Config, MountOptions, Session, SessionError};
 /// Raw syscalls with safe signatures (file handles, mount), shared with the file systems.
 pub use transport::sys;

@@ -856,5 +856,11 @@ pub fn from_options(
     Ok(MemFs::new(opts))
 }
 
+/// Cache lifetimes memfs tells the kernel by default: a day for names, attributes and absent
+/// names. Nothing changes memfs behind the kernel's back (every change arrives as a request,
+/// and the kernel updates or drops its cache for each), so long lifetimes cost no correctness
+/// and save a LOOKUP or GETATTR per cached access.
+pub const CACHE_TTL: fusebox::Ttl = fusebox::Ttl::uniform(std::time::Duration::from_secs(86_400));
+
 /// The `-o` keys memfs understands.
 pub const OPTION_KEYS: &[&str] = &["size", "mode"];

@@ -143,6 +143,23 @@ impl Passthrough {
         self
     }
 
+    /// Cache lifetimes this passthrough tells the kernel by default. Without `watch` others
+    /// may change SOURCE unseen, so names and attributes live one second (the OPEN/LOOKUP
+    /// checks of coherence.rs catch the rest) and absent names are not cached. With `watch`
+    /// every change in SOURCE is pushed as an invalidation, so names and attributes may live a
+    /// day; absent names still are not cached (a name created in SOURCE only invalidates its
+    /// directory's attributes, see watch.rs).
+    pub fn default_ttl(&self) -> fusebox::Ttl {
+        match self.watch {
+            Some(_) => fusebox::Ttl {
+                entry: std::time::Duration::from_secs(86_400),
+                attr: std::time::Duration::from_secs(86_400),
+                negative: std::time::Duration::ZERO,
+            },
+            None => fusebox::Ttl::default(),
+        }
+    }
+
     /// `-o watch`: watch the source (inotify) and push invalidations for changes made outside
     /// this mount. Without inotify (an error is logged) the mount works without it.
     pub fn with_watch(mut self, on: bool) -> Passthrough {

@@ -122,8 +122,15 @@ impl Responder {
         self.send(Errno(0), parts)
     }
 
-    /// Answer with an error.
+    /// Answer with an error. A LOOKUP answered ENOENT becomes a negative entry when the
+    /// session caches absent names (`negative_timeout`), so the kernel does not ask again.
     pub fn error(self, e: Errno) {
+        let negative = self.shared.ttl.negative;
+        if e == Errno::ENOENT && self.opcode == abi::opcode::FUSE_LOOKUP && !negative.is_zero() {
+            let (s, ns) = split(negative);
+            let out = abi::fuse_entry_out { entry_valid: s, entry_valid_nsec: ns, ..Default::default() };
+            return self.ok(&[out.as_bytes()]);
+        }
         self.send(e, &[])
     }
 
@@ -227,7 +234,8 @@ impl ReplyEntry {
         let out = entry_out(entry, ttl);
         self.0.ok(&[out.as_bytes()])
     }
-    /// "No such name", cached by the kernel for the entry timeout (a negative dentry).
+    /// "No such name", cached by the kernel for the entry timeout (a negative dentry), even
+    /// where the session's `negative_timeout` is zero.
     pub fn negative(self) {
         let (es, ens) = split(self.0.ttl().entry);
         let out = abi::fuse_entry_out { entry_valid: es, entry_valid_nsec: ens, ..Default::default() };

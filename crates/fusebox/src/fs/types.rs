@@ -405,11 +405,23 @@ pub struct Ttl {
     pub entry: Duration,
     /// How long attributes may be cached.
     pub attr: Duration,
+    /// How long the absence of a name may be cached (a LOOKUP answered ENOENT becomes a
+    /// negative entry with this lifetime; zero: the kernel asks again every time).
+    pub negative: Duration,
+}
+
+impl Ttl {
+    /// The same lifetime for names, attributes and absent names.
+    pub const fn uniform(d: Duration) -> Ttl {
+        Ttl { entry: d, attr: d, negative: d }
+    }
 }
 
 impl Default for Ttl {
+    /// One second for names and attributes, no caching of absent names: right for a file
+    /// system that others may change behind the daemon's back.
     fn default() -> Self {
-        Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1) }
+        Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1), negative: Duration::ZERO }
     }
 }
 

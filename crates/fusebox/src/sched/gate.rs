@@ -1,16 +1,21 @@
-//! The background lane: background requests (writeback WRITEs, RELEASE, FORGET) are served by
-//! a few threads of their own, never by the workers that read `/dev/fuse`. A worker that reads
-//! a background request hands it over and reads again at once, so every worker stays free for
-//! requests a process waits on.
+//! The background lane: writeback WRITEs are served by a few threads of their own, never by
+//! the workers that read `/dev/fuse`. A worker that reads one hands it over and reads again at
+//! once, so every worker stays free for requests a process waits on. (RELEASE and FORGET are
+//! background requests too, but they cost a `close` or a counter update: a worker serves them
+//! inline, because handing them over would cost two context switches, more than the work.)
+//!
+//! Each lane thread has a queue of its own, and the requests of one file always go to the
+//! same thread (by node id): a file's writeback is applied in the order the kernel sent it,
+//! and two lane threads never contend for one backing inode's lock.
 //!
 //! The hand-over does not copy the request: the worker's buffer moves into the queue and the
-//! worker takes a spare one (recycled from requests already served). One waiting lane thread
-//! is woken per request (no notify-all).
+//! worker takes a spare one (recycled from requests already served). Exactly the one lane
+//! thread that owns the file is woken (no notify-all).
 
 use crate::transport::buffer::RequestBuffer;
 use crate::transport::ReplyChannel;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A background request waiting for a lane thread: its buffer and the channel it must be
@@ -24,42 +29,46 @@ pub struct Queued {
     pub chan: Arc<dyn ReplyChannel>,
 }
 
+/// One lane thread's queue.
 #[derive(Default)]
-struct State {
-    queue: VecDeque<Queued>,
-    spare: Vec<RequestBuffer>,
-    closed: bool,
+struct Lane {
+    queue: Mutex<VecDeque<Queued>>,
+    ready: Condvar,
 }
 
-/// The queue and limits of the background lane; its threads call [`BackgroundGate::serve`].
+/// The queues and limits of the background lane; its threads call [`BackgroundGate::serve`].
 pub struct BackgroundGate {
-    limit: usize,
+    lanes: Vec<Lane>,
     bufsize: usize,
-    state: Mutex<State>,
-    ready: Condvar,
+    spare: Mutex<Vec<RequestBuffer>>,
+    closed: AtomicBool,
     running: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl BackgroundGate {
     /// A lane with `limit` (at least 1) threads whose requests fit in `bufsize` bytes.
     pub fn new(limit: usize, bufsize: usize) -> Self {
         BackgroundGate {
-            limit: limit.max(1),
+            lanes: (0..limit.max(1)).map(|_| Lane::default()).collect(),
             bufsize,
-            state: Mutex::default(),
-            ready: Condvar::new(),
+            spare: Mutex::default(),
+            closed: AtomicBool::new(false),
             running: AtomicUsize::new(0),
         }
     }
 
     /// Threads serving background requests.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.lanes.len()
     }
 
     /// Background requests waiting for a lane thread.
     pub fn queued(&self) -> usize {
-        self.lock().queue.len()
+        self.lanes.iter().map(|l| lock(&l.queue).len()).sum()
     }
 
     /// Background requests being served now.
@@ -67,50 +76,59 @@ impl BackgroundGate {
         self.running.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The lane thread that serves every background request of `nodeid`.
+    pub fn lane_of(&self, nodeid: u64) -> usize {
+        // Node ids are often sequential: mix the bits so neighbours spread over the lanes.
+        (nodeid.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % self.lanes.len()
     }
 
-    /// Queue the request in `buf[..len]`. `buf` is swapped for a spare buffer of the same size,
-    /// so the caller can read the next request into it at once.
-    pub fn submit(&self, buf: &mut RequestBuffer, len: usize, chan: &Arc<dyn ReplyChannel>) {
-        let mut st = self.lock();
-        let spare = st.spare.pop().unwrap_or_else(|| RequestBuffer::new(self.bufsize));
+    /// Queue the request in `buf[..len]` for the lane of `nodeid`. `buf` is swapped for a
+    /// spare buffer of the same size, so the caller can read the next request into it at once.
+    pub fn submit(&self, nodeid: u64, buf: &mut RequestBuffer, len: usize, chan: &Arc<dyn ReplyChannel>) {
+        let spare = lock(&self.spare).pop().unwrap_or_else(|| RequestBuffer::new(self.bufsize));
         let full = std::mem::replace(buf, spare);
-        st.queue.push_back(Queued { buf: full, len, chan: chan.clone() });
-        drop(st);
-        self.ready.notify_one();
+        let lane = &self.lanes[self.lane_of(nodeid)];
+        lock(&lane.queue).push_back(Queued { buf: full, len, chan: chan.clone() });
+        lane.ready.notify_one();
     }
 
-    /// The body of one lane thread: serve queued requests with `handle` until [`close`] and
-    /// the queue is empty.
+    /// The body of lane thread `index` (`0..limit()`): serve its queue with `handle` until
+    /// [`close`] and the queue is empty.
     ///
     /// [`close`]: BackgroundGate::close
-    pub fn serve(&self, handle: impl Fn(&[u8], &Arc<dyn ReplyChannel>)) {
-        let mut st = self.lock();
+    pub fn serve(&self, index: usize, handle: impl Fn(&[u8], &Arc<dyn ReplyChannel>)) {
+        let lane = &self.lanes[index];
+        let mut q = lock(&lane.queue);
         loop {
-            if let Some(q) = st.queue.pop_front() {
-                drop(st);
+            if let Some(item) = q.pop_front() {
+                drop(q);
                 self.running.fetch_add(1, Ordering::Relaxed);
-                handle(&q.buf.as_slice()[..q.len], &q.chan);
+                handle(&item.buf.as_slice()[..item.len], &item.chan);
                 self.running.fetch_sub(1, Ordering::Relaxed);
-                st = self.lock();
-                // Keep enough spares for a burst; free the rest.
-                if st.spare.len() < self.limit * 4 {
-                    st.spare.push(q.buf);
+                {
+                    // Keep enough spares for a burst; free the rest.
+                    let mut spare = lock(&self.spare);
+                    if spare.len() < self.lanes.len() * 4 {
+                        spare.push(item.buf);
+                    }
                 }
-            } else if st.closed {
+                q = lock(&lane.queue);
+            } else if self.closed.load(Ordering::SeqCst) {
                 return;
             } else {
-                st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+                q = lane.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         }
     }
 
-    /// No more requests will come: lane threads finish the queue and return from `serve`.
+    /// No more requests will come: lane threads finish their queues and return from `serve`.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
+        self.closed.store(true, Ordering::SeqCst);
+        for lane in &self.lanes {
+            // Take the lock so a thread between its empty check and its wait sees the flag.
+            drop(lock(&lane.queue));
+            lane.ready.notify_all();
+        }
     }
 }
 
@@ -127,10 +145,10 @@ mod tests {
         let (active, peak, done) =
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let lane: Vec<_> = (0..gate.limit())
-            .map(|_| {
+            .map(|i| {
                 let (gate, active, peak, done) = (gate.clone(), active.clone(), peak.clone(), done.clone());
                 std::thread::spawn(move || {
-                    gate.serve(|buf, _| {
+                    gate.serve(i, |buf, _| {
                         assert_eq!(&buf[..3], [1, 2, 3]);
                         let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
@@ -142,14 +160,14 @@ mod tests {
             })
             .collect();
         let readers: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|r| {
                 let (gate, chan) = (gate.clone(), chan.clone());
                 std::thread::spawn(move || {
                     let mut buf = RequestBuffer::new(4096);
-                    for _ in 0..50 {
+                    for i in 0..50u64 {
                         buf.as_mut_slice()[..3].copy_from_slice(&[1, 2, 3]);
                         let before = buf.as_slice().as_ptr();
-                        gate.submit(&mut buf, 3, &chan);
+                        gate.submit(r * 1000 + i, &mut buf, 3, &chan);
                         assert_ne!(buf.as_slice().as_ptr(), before, "the reader must get another buffer");
                     }
                 })
@@ -165,5 +183,36 @@ mod tests {
         assert_eq!(done.load(Ordering::SeqCst), 200, "a queued request was lost");
         assert!(peak.load(Ordering::SeqCst) <= 2, "peak {}", peak.load(Ordering::SeqCst));
         assert_eq!(gate.queued(), 0);
+    }
+
+    #[test]
+    fn one_files_requests_are_served_in_order_by_one_thread() {
+        let gate = Arc::new(BackgroundGate::new(3, 64));
+        let chan: Arc<dyn ReplyChannel> = Arc::new(MemChannel::new());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let lane: Vec<_> = (0..gate.limit())
+            .map(|i| {
+                let (gate, seen) = (gate.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    gate.serve(i, |buf, _| seen.lock().unwrap().push((i, buf[0])));
+                })
+            })
+            .collect();
+        let mut buf = RequestBuffer::new(64);
+        for seq in 0..100u8 {
+            buf.as_mut_slice()[0] = seq;
+            gate.submit(7, &mut buf, 1, &chan);
+        }
+        gate.close();
+        for t in lane {
+            t.join().unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 100);
+        assert!(seen.iter().all(|(i, _)| *i == gate.lane_of(7)), "served by several threads");
+        assert!(seen.iter().map(|(_, s)| *s).eq(0..100u8), "out of order");
+        // Different files spread over the lanes.
+        let lanes: std::collections::HashSet<_> = (1..64u64).map(|n| gate.lane_of(n)).collect();
+        assert_eq!(lanes.len(), 3);
     }
 }

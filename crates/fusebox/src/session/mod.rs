@@ -65,6 +65,10 @@ pub struct Config {
     pub options: MountOptions,
     /// INIT capabilities to ask for.
     pub caps: Capabilities,
+    /// Cache lifetimes told to the kernel where the options do not set them
+    /// (`attr_timeout=`, `entry_timeout=`, `negative_timeout=` override each). A file system
+    /// that sees every change (memfs) can afford long ones; docs/ARCHITECTURE.md has the policy.
+    pub default_ttl: Ttl,
 }
 
 impl Config {
@@ -93,7 +97,13 @@ impl Config {
         }
     }
     fn ttl(&self) -> Ttl {
-        Ttl { entry: self.options.entry_timeout, attr: self.options.attr_timeout }
+        let d = self.default_ttl;
+        let o = &self.options;
+        Ttl {
+            entry: o.entry_timeout.unwrap_or(d.entry),
+            attr: o.attr_timeout.unwrap_or(d.attr),
+            negative: o.negative_timeout.unwrap_or(d.negative),
+        }
     }
 }
 

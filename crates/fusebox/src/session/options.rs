@@ -60,10 +60,14 @@ pub struct MountOptions {
     pub max_background: Option<u16>,
     /// Kernel congestion threshold (`congestion_threshold=`).
     pub congestion_threshold: Option<u16>,
-    /// How long the kernel may cache attributes (`attr_timeout=` seconds).
-    pub attr_timeout: Duration,
-    /// How long the kernel may cache names (`entry_timeout=` seconds).
-    pub entry_timeout: Duration,
+    /// How long the kernel may cache attributes (`attr_timeout=` seconds); `None` keeps the
+    /// file system's default ([`crate::session::Config::default_ttl`]).
+    pub attr_timeout: Option<Duration>,
+    /// How long the kernel may cache names (`entry_timeout=` seconds); `None`: the default.
+    pub entry_timeout: Option<Duration>,
+    /// How long the kernel may cache the absence of a name (`negative_timeout=` seconds);
+    /// `None`: the default.
+    pub negative_timeout: Option<Duration>,
     /// Log every request (`debug`).
     pub debug: bool,
     /// Kernel write-back page cache: `writeback` (Some(true)) / `no_writeback` (Some(false));
@@ -130,8 +134,9 @@ impl Default for MountOptions {
             fifo: false,
             max_background: None,
             congestion_threshold: None,
-            attr_timeout: Duration::from_secs(1),
-            entry_timeout: Duration::from_secs(1),
+            attr_timeout: None,
+            entry_timeout: None,
+            negative_timeout: None,
             debug: false,
             writeback: None,
             async_dio: None,
@@ -279,8 +284,11 @@ impl MountOptions {
                     "uring_nodefer" => o.uring.defer_taskrun = !flag(key, value)?,
                     "uring_depth" => o.uring.depth = count(key, required(key, value)?, 1024)?,
                     "uring_threads" => o.uring.threads_per_queue = count(key, required(key, value)?, 1024)?,
-                    "attr_timeout" => o.attr_timeout = parse_seconds(key, required(key, value)?)?,
-                    "entry_timeout" => o.entry_timeout = parse_seconds(key, required(key, value)?)?,
+                    "attr_timeout" => o.attr_timeout = Some(parse_seconds(key, required(key, value)?)?),
+                    "entry_timeout" => o.entry_timeout = Some(parse_seconds(key, required(key, value)?)?),
+                    "negative_timeout" => {
+                        o.negative_timeout = Some(parse_seconds(key, required(key, value)?)?)
+                    }
                     k if fs_keys.contains(&k) => {
                         o.fs_options.insert(k.to_string(), value.map(str::to_string));
                     }
@@ -323,8 +331,9 @@ mod tests {
         )
         .unwrap();
         assert!(o.allow_other && o.default_permissions && o.read_only);
-        assert_eq!(o.attr_timeout, Duration::from_millis(500));
-        assert_eq!(o.entry_timeout, Duration::from_secs(2));
+        assert_eq!(o.attr_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(o.entry_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.negative_timeout, None);
         assert_eq!(o.threads, Some(3));
         assert_eq!(o.fsname.as_deref(), Some("x"));
         assert_eq!(o.fs_options.get("size"), Some(&Some("1G".to_string())));

@@ -1,13 +1,18 @@
 //! The worker pool: threads that read `/dev/fuse` (each with its own cloned fd and buffer) and
 //! handle requests inline.
 //!
-//! Policy: the pool starts with `threads` workers. When a worker takes a request and no other
-//! worker is left waiting in `read`, every worker is busy (blocked in the file system), so one
-//! more is started, up to `max_threads`. Workers beyond `threads` that see no request for
-//! `IDLE_EXIT` leave again. Background requests (writeback, release, forget) go to the
-//! background lane ([`BackgroundGate`]): `background_threads` threads of their own, so workers
-//! only ever serve requests a process is waiting on. `sched=fifo` disables the lane (workers
-//! serve everything).
+//! Policy: the pool starts with `threads` workers. A worker that takes a request and leaves no
+//! other worker waiting in `read` tells the pool's grower thread, which looks again after
+//! [`GROW_DELAY`]: if still no worker is waiting, the workers are blocked (in the file system,
+//! or on the backing storage), so one more is started, up to `max_threads`. A burst that
+//! merely keeps every worker busy for a moment starts nobody (before, the pool grew on the
+//! spot and reached `max_threads` under a 4-thread direct-IO load on 2 CPUs). Workers beyond
+//! `threads` that see no request for `IDLE_EXIT` leave again.
+//!
+//! Writeback WRITEs go to the background lane ([`BackgroundGate`]): `background_threads`
+//! threads of their own, one per file, so workers only serve requests a process waits on (and
+//! RELEASE/FORGET, which are cheaper to serve inline than to hand over). `sched=fifo` disables
+//! the lane (workers serve everything).
 
 use super::server::{Handled, Server};
 use crate::sched::{peek_class, BackgroundGate, RequestClass};
@@ -15,13 +20,26 @@ use crate::transport::buffer::RequestBuffer;
 use crate::transport::devfuse::{DevFuse, Received};
 use crate::transport::ReplyChannel;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long an extra worker waits for work before it exits.
 pub const IDLE_EXIT: Duration = Duration::from_secs(5);
+
+/// How long every worker must stay busy before the pool grows.
+pub const GROW_DELAY: Duration = Duration::from_millis(1);
+
+/// Wakes the grower thread when the pool may be saturated.
+#[derive(Default)]
+struct Grower {
+    /// A worker saw no other worker waiting; the grower has not looked yet.
+    pending: Mutex<bool>,
+    wake: Condvar,
+    /// Set when the pool ends.
+    stop: AtomicBool,
+}
 
 /// Sizing and scheduling of a pool.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +64,7 @@ pub(crate) struct Pool {
     live: Arc<AtomicUsize>,
     idle: AtomicUsize,
     next_id: AtomicUsize,
+    grower: Grower,
     handles: Mutex<Vec<JoinHandle<io::Result<()>>>>,
 }
 
@@ -64,6 +83,7 @@ impl Pool {
             live,
             idle: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
+            grower: Grower::default(),
             handles: Mutex::new(Vec::new()),
         })
     }
@@ -72,7 +92,14 @@ impl Pool {
     /// ended (and the lane has finished what it was given).
     pub(crate) fn run(self: &Arc<Self>) -> io::Result<()> {
         let lane = self.start_lane()?;
+        let pool = self.clone();
+        let grower =
+            std::thread::Builder::new().name("fusebox-grow".into()).spawn(move || pool.grow_loop())?;
         let result = self.run_workers();
+        self.grower.stop.store(true, Ordering::SeqCst);
+        drop(self.grower.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.grower.wake.notify_all();
+        let _ = grower.join();
         if let Some(g) = &self.gate {
             g.close();
         }
@@ -92,7 +119,7 @@ impl Pool {
                 // Normal priority on purpose: at nice 10 the lane starved under CPU load and
                 // FORGET/RELEASE backlogs kept descriptors open until the daemon hit EMFILE.
                 std::thread::Builder::new().name(format!("fusebox-bg-{i}")).spawn(move || {
-                    gate.serve(|b, c| {
+                    gate.serve(i, |b, c| {
                         server.handle_classified(b, c, RequestClass::Background);
                     })
                 })
@@ -142,11 +169,42 @@ impl Pool {
         Ok(())
     }
 
-    /// Grow by one worker if all are busy and the limit allows.
-    fn maybe_grow(self: &Arc<Self>) {
-        if self.idle.load(Ordering::SeqCst) > 0 {
+    /// No worker is waiting for a request any more: have the grower look after [`GROW_DELAY`].
+    fn saturated(&self) {
+        if self.live() >= self.config.max_threads {
             return;
         }
+        let mut pending = self.grower.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !*pending {
+            *pending = true;
+            self.grower.wake.notify_one();
+        }
+    }
+
+    /// The grower thread: sleeps until a worker reports saturation, waits [`GROW_DELAY`], and
+    /// adds a worker if still none is waiting for a request.
+    fn grow_loop(self: Arc<Self>) {
+        loop {
+            {
+                let g = &self.grower;
+                let mut pending = g.pending.lock().unwrap_or_else(|e| e.into_inner());
+                while !*pending && !g.stop.load(Ordering::SeqCst) {
+                    pending = g.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+                }
+                if g.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+            std::thread::sleep(GROW_DELAY);
+            if self.idle.load(Ordering::SeqCst) == 0 {
+                self.grow_one();
+            }
+            *self.grower.pending.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        }
+    }
+
+    /// Add one worker if the limit allows.
+    fn grow_one(self: &Arc<Self>) {
         let grew = self
             .live
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -158,7 +216,7 @@ impl Pool {
                 self.live.fetch_sub(1, Ordering::SeqCst);
                 tracing::debug!(error = %e, "could not add a worker");
             } else {
-                tracing::debug!(workers = self.live(), "all workers busy: added one");
+                tracing::debug!(workers = self.live(), "every worker blocked: added one");
             }
         }
     }
@@ -191,17 +249,21 @@ impl Pool {
             }
             self.idle.fetch_add(1, Ordering::SeqCst);
             let r = dev.receive(buf.as_mut_slice());
-            self.idle.fetch_sub(1, Ordering::SeqCst);
+            let others_waiting = self.idle.fetch_sub(1, Ordering::SeqCst) - 1;
             match r {
                 Ok(Received::Request(n)) => {
                     // First, before any queueing: RELEASE-before-OPEN ordering starts here.
                     self.server.received(&buf.as_slice()[..n]);
                     let class = peek_class(&buf.as_slice()[..n]);
-                    if let (Some(gate), RequestClass::Background) = (&self.gate, class) {
-                        gate.submit(&mut buf, n, &chan);
+                    if let (Some(gate), Some(nodeid)) =
+                        (&self.gate, writeback_write(&buf.as_slice()[..n], class))
+                    {
+                        gate.submit(nodeid, &mut buf, n, &chan);
                         continue;
                     }
-                    self.maybe_grow();
+                    if others_waiting == 0 {
+                        self.saturated();
+                    }
                     if self.server.handle_classified(&buf.as_slice()[..n], &chan, class) == Handled::Destroyed
                     {
                         break Ok(());
@@ -217,5 +279,16 @@ impl Pool {
         };
         self.live.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+}
+
+/// The node of a writeback WRITE (a background WRITE), the only request the lane serves.
+fn writeback_write(buf: &[u8], class: RequestClass) -> Option<u64> {
+    let opcode = buf.get(4..8).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+    match (class, opcode) {
+        (RequestClass::Background, Some(crate::abi::opcode::FUSE_WRITE)) => {
+            buf.get(16..24).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+        }
+        _ => None,
     }
 }
