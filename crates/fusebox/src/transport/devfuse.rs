@@ -62,26 +62,6 @@ impl DevFuse {
         self.fd.as_raw_fd()
     }
 
-    /// Wait up to `timeout` for a request to become readable. Returns false on timeout.
-    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfd` is one valid pollfd and nfds is 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        match n {
-            n if n > 0 => Ok(true),
-            0 => Ok(false),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    Ok(true)
-                } else {
-                    Err(e)
-                }
-            }
-        }
-    }
-
     /// Read one request into `buf` (which must hold max_write + one page at least).
     pub fn receive(&self, buf: &mut [u8]) -> io::Result<Received> {
         // SAFETY: the pointer and length describe `buf`, which is valid for writes for the
