@@ -1,5 +1,6 @@
 //! Session lifecycle: mount, INIT, serve with N worker threads, unmount.
 
+mod bdi;
 mod control;
 mod init;
 mod mount;
@@ -10,6 +11,7 @@ mod server;
 mod uring;
 mod workers;
 
+pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
 pub use control::{
     control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
 };
@@ -149,6 +151,11 @@ impl Session {
         let mut session = Session { server, dev, mountpoint, config, _control: None };
         match session.wait_for_init() {
             Ok(()) => {
+                bdi::tune(
+                    &session.mountpoint,
+                    session.config.options.read_ahead_kb,
+                    session.config.options.bdi_max_ratio,
+                );
                 let info = crate::fs::MountInfo {
                     notifier: session.notifier(),
                     mountpoint: session.mountpoint.clone(),

@@ -79,6 +79,12 @@ pub struct MountOptions {
     /// Time slice the workers ask the scheduler for (`worker_slice_us=`, microseconds; 0 = the
     /// kernel's default). Short slices let a worker woken for a request preempt sooner.
     pub worker_slice_us: Option<u64>,
+    /// Kernel readahead of the mount in KiB (`read_ahead_kb=`, written to its BDI in sysfs,
+    /// root only); `None`: [`crate::session::DEFAULT_READ_AHEAD_KB`] where permitted.
+    pub read_ahead_kb: Option<u32>,
+    /// Share of the dirty-page budget the mount's BDI may use, percent (`bdi_max_ratio=`,
+    /// root only); `None`: the kernel's (1 for FUSE).
+    pub bdi_max_ratio: Option<u32>,
     /// Move READ data from files into replies with splice(2) (`splice_write`), where the file
     /// system supports it (passthrough).
     pub splice_write: bool,
@@ -141,6 +147,8 @@ impl Default for MountOptions {
             writeback: None,
             async_dio: None,
             splice_write: false,
+            read_ahead_kb: None,
+            bdi_max_ratio: None,
             worker_slice_us: None,
             uring: UringOptions::default(),
             fs_options: BTreeMap::new(),
@@ -253,6 +261,27 @@ impl MountOptions {
                         )?;
                         o.worker_slice_us = Some(us);
                     }
+                    "read_ahead_kb" => {
+                        let v = required(key, value)?;
+                        let kb = v.parse::<u32>().ok().filter(|&n| n <= 1 << 20).ok_or(
+                            OptionError::Malformed {
+                                key: key.into(),
+                                value: v.into(),
+                                reason: "expected KiB from 0 to 1048576",
+                            },
+                        )?;
+                        o.read_ahead_kb = Some(kb);
+                    }
+                    "bdi_max_ratio" => {
+                        let v = required(key, value)?;
+                        let pct =
+                            v.parse::<u32>().ok().filter(|&n| n <= 100).ok_or(OptionError::Malformed {
+                                key: key.into(),
+                                value: v.into(),
+                                reason: "expected a percentage from 0 to 100",
+                            })?;
+                        o.bdi_max_ratio = Some(pct);
+                    }
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),
                     "threads" => o.threads = Some(count(key, required(key, value)?, 1024)?),
@@ -334,6 +363,13 @@ mod tests {
         assert_eq!(o.attr_timeout, Some(Duration::from_millis(500)));
         assert_eq!(o.entry_timeout, Some(Duration::from_secs(2)));
         assert_eq!(o.negative_timeout, None);
+        let o =
+            MountOptions::parse(&["read_ahead_kb=4096,bdi_max_ratio=50,negative_timeout=3"], &[]).unwrap();
+        assert_eq!((o.read_ahead_kb, o.bdi_max_ratio), (Some(4096), Some(50)));
+        assert_eq!(o.negative_timeout, Some(Duration::from_secs(3)));
+        for bad in ["read_ahead_kb=x", "read_ahead_kb=2000000", "bdi_max_ratio=101", "bdi_max_ratio"] {
+            assert!(MountOptions::parse(&[bad], &[]).is_err(), "{bad}");
+        }
         assert_eq!(o.threads, Some(3));
         assert_eq!(o.fsname.as_deref(), Some("x"));
         assert_eq!(o.fs_options.get("size"), Some(&Some("1G".to_string())));
