@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
         assert_eq!(p("stats /mnt --json").unwrap(), Command::Stats { mountpoint: "/mnt".into(), json: true });
         match p("bench --quick --json").unwrap() {
-            Command::Bench(o) => assert!(o.json && o.seq_size == 64 << 20),
+            Command::Bench(o) => assert!(o.json && o.sizes == crate::bench::options::Sizes::QUICK),
             other => panic!("{other:?}"),
         }
     }

@@ -1,5 +1,7 @@
 //! `fusebox`: mount memfs or passthrough, unmount, show stats, benchmark.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod bench;
 mod daemon;

@@ -1,6 +1,6 @@
-//! Running fio and reading its JSON output.
+//! fio command lines of workloads a, b, c, d and f, running fio and reading its JSON output.
 
-use super::options::Workload;
+use super::options::{Sizes, Workload};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,57 +20,119 @@ pub fn find_fio() -> Result<PathBuf> {
     bail!("fio not found: install it (apt-get install fio)")
 }
 
-/// The file a workload uses inside a mode's directory.
+/// The file read by (b), (c) and (f), laid out once per variant before the measurements.
+pub const LAYOUT_FILE: &str = "layout.dat";
+
+/// The file a fio workload uses inside a variant's directory.
 pub fn file_name(w: Workload) -> &'static str {
     match w {
-        Workload::SeqWrite => "seq-write.dat",
-        Workload::SeqRead => "seq-read.dat",
-        Workload::RandWrite => "rand-write.dat",
+        Workload::A => "a-seq-write.dat",
+        Workload::D => "d-direct-write.dat",
+        _ => LAYOUT_FILE,
     }
 }
 
-/// fio arguments of a job writing or reading `size` bytes of `file` in `dir`.
-fn job_args(name: &str, dir: &Path, file: &str, rw: &str, bs: &str, size: u64, fsync: bool) -> Vec<String> {
-    let mut a = vec![
+/// True if the workload writes a fresh file (removed before and after its job).
+pub fn writes_fresh_file(w: Workload) -> bool {
+    matches!(w, Workload::A | Workload::D)
+}
+
+/// Block size of a fio workload, bytes (IOs issued = io_bytes / block size).
+pub fn block_size(w: Workload) -> u64 {
+    match w {
+        Workload::B => 1 << 20,
+        Workload::D => 64 << 10,
+        _ => 4 << 10,
+    }
+}
+
+fn common(name: &str, dir: &Path, file: &str) -> Vec<String> {
+    vec![
         format!("--name={name}"),
         format!("--directory={}", dir.display()),
         format!("--filename={file}"),
-        format!("--rw={rw}"),
-        format!("--bs={bs}"),
-        format!("--size={size}"),
-        "--ioengine=psync".into(),
-        "--numjobs=1".into(),
         "--output-format=json".into(),
-    ];
-    if fsync {
-        a.push("--end_fsync=1".into());
-    }
+    ]
+}
+
+/// fio arguments of the measured job of `w` in `dir` (None for workload e, which is not fio).
+pub fn measured_args(w: Workload, dir: &Path, s: &Sizes) -> Option<Vec<String>> {
+    let mut a = common(w.name(), dir, file_name(w));
+    let extra: Vec<String> = match w {
+        Workload::A => vec![
+            "--ioengine=psync".into(),
+            "--rw=write".into(),
+            "--bs=4k".into(),
+            format!("--size={}", s.file),
+            "--end_fsync=1".into(),
+        ],
+        Workload::B => {
+            vec![
+                "--ioengine=psync".into(),
+                "--rw=read".into(),
+                "--bs=1M".into(),
+                format!("--size={}", s.file),
+            ]
+        }
+        Workload::C => vec![
+            "--direct=1".into(),
+            "--ioengine=io_uring".into(),
+            "--iodepth=32".into(),
+            "--rw=randread".into(),
+            "--bs=4k".into(),
+            format!("--size={}", s.file),
+            format!("--io_size={}", s.c_io),
+            format!("--runtime={}", s.c_runtime),
+        ],
+        Workload::D => vec![
+            "--direct=1".into(),
+            "--ioengine=vsync".into(),
+            "--iodepth=16".into(),
+            "--iodepth_batch_submit=16".into(),
+            "--iodepth_batch_complete_min=16".into(),
+            "--bs=64k".into(),
+            "--rw=write".into(),
+            format!("--size={}", s.d_size),
+            format!("--runtime={}", s.d_runtime),
+        ],
+        Workload::F => vec![
+            "--direct=1".into(),
+            "--ioengine=psync".into(),
+            "--numjobs=4".into(),
+            "--rw=randread".into(),
+            "--bs=4k".into(),
+            format!("--size={}", s.file),
+            format!("--io_size={}", s.f_io),
+            format!("--runtime={}", s.f_runtime),
+            "--group_reporting".into(),
+        ],
+        Workload::E => return None,
+    };
+    a.extend(extra);
+    Some(a)
+}
+
+/// fio arguments that lay out the file read by (b), (c) and (f) (not measured).
+pub fn layout_args(dir: &Path, s: &Sizes) -> Vec<String> {
+    let mut a = common("layout", dir, LAYOUT_FILE);
+    a.extend([
+        "--ioengine=psync".into(),
+        "--rw=write".into(),
+        "--bs=1M".into(),
+        format!("--size={}", s.file),
+        "--end_fsync=1".into(),
+    ]);
     a
 }
 
-/// fio arguments of the measured job of `w`.
-pub fn measured_args(w: Workload, dir: &Path, seq_size: u64, rand_size: u64) -> Vec<String> {
-    let f = file_name(w);
-    match w {
-        Workload::SeqWrite => job_args(w.name(), dir, f, "write", "4k", seq_size, true),
-        Workload::SeqRead => job_args(w.name(), dir, f, "read", "1m", seq_size, false),
-        Workload::RandWrite => job_args(w.name(), dir, f, "randwrite", "4k", rand_size, true),
-    }
-}
-
-/// fio arguments that lay out the file a read workload needs (not measured), if any.
-pub fn setup_args(w: Workload, dir: &Path, seq_size: u64) -> Option<Vec<String>> {
-    match w {
-        Workload::SeqRead => Some(job_args("layout", dir, file_name(w), "write", "1m", seq_size, true)),
-        _ => None,
-    }
-}
-
-/// What we take from one fio run.
+/// What we take from one fio run (the job's main direction; with `--group_reporting` the
+/// aggregate of all jobs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FioResult {
-    /// Bytes per second of the job's main direction.
+    /// Bytes per second.
     pub bw_bytes: f64,
+    /// IOs per second.
+    pub iops: f64,
     /// Bytes moved.
     pub io_bytes: u64,
     /// Job runtime, milliseconds.
@@ -90,6 +152,7 @@ pub fn parse_json(out: &str, write: bool) -> Result<FioResult> {
     let num = |k: &str| dir.get(k).and_then(|x| x.as_f64()).with_context(|| format!("fio JSON lacks {k}"));
     Ok(FioResult {
         bw_bytes: num("bw_bytes")?,
+        iops: num("iops")?,
         io_bytes: num("io_bytes")? as u64,
         runtime_ms: num("runtime")? as u64,
     })
@@ -121,6 +184,7 @@ mod tests {
     fn parses_captured_output() {
         let r = parse_json(SAMPLE, true).unwrap();
         assert_eq!(r.bw_bytes, 34952533.0);
+        assert_eq!(r.iops, 8533.333333);
         assert_eq!(r.io_bytes, 1 << 20);
         assert_eq!(r.runtime_ms, 30);
         let r = parse_json(SAMPLE, false).unwrap();
@@ -138,22 +202,57 @@ mod tests {
         assert!(parse_json(&SAMPLE[..SAMPLE.len() / 2], true).is_err());
     }
 
-    #[test]
-    fn job_arguments() {
-        let a = measured_args(Workload::SeqWrite, Path::new("/d"), 256 << 20, 64 << 20);
-        for want in [
-            "--rw=write",
-            "--bs=4k",
-            "--size=268435456",
-            "--end_fsync=1",
-            "--directory=/d",
-            "--ioengine=psync",
-        ] {
-            assert!(a.iter().any(|x| x == want), "{want} in {a:?}");
+    fn has(a: &[String], want: &[&str]) {
+        for w in want {
+            assert!(a.iter().any(|x| x == w), "{w} in {a:?}");
         }
-        let a = measured_args(Workload::RandWrite, Path::new("/d"), 256 << 20, 64 << 20);
-        assert!(a.contains(&"--rw=randwrite".to_string()) && a.contains(&"--size=67108864".to_string()));
-        assert!(setup_args(Workload::SeqRead, Path::new("/d"), 1 << 20).is_some());
-        assert!(setup_args(Workload::SeqWrite, Path::new("/d"), 1 << 20).is_none());
+    }
+
+    #[test]
+    fn job_arguments_follow_the_issue() {
+        let s = Sizes::FULL;
+        let d = Path::new("/d");
+        let a = measured_args(Workload::A, d, &s).unwrap();
+        has(
+            &a,
+            &[
+                "--ioengine=psync",
+                "--rw=write",
+                "--bs=4k",
+                "--size=268435456",
+                "--end_fsync=1",
+                "--directory=/d",
+            ],
+        );
+        let b = measured_args(Workload::B, d, &s).unwrap();
+        has(&b, &["--ioengine=psync", "--rw=read", "--bs=1M", "--filename=layout.dat"]);
+        let c = measured_args(Workload::C, d, &s).unwrap();
+        has(&c, &["--direct=1", "--ioengine=io_uring", "--iodepth=32", "--rw=randread", "--bs=4k"]);
+        has(&c, &["--io_size=2147483648", "--runtime=20", "--filename=layout.dat"]);
+        assert!(!c.iter().any(|x| x.starts_with("--time_based")));
+        let dd = measured_args(Workload::D, d, &s).unwrap();
+        has(&dd, &["--direct=1", "--ioengine=vsync", "--iodepth=16", "--iodepth_batch_submit=16"]);
+        has(
+            &dd,
+            &[
+                "--iodepth_batch_complete_min=16",
+                "--bs=64k",
+                "--rw=write",
+                "--size=1073741824",
+                "--runtime=15",
+            ],
+        );
+        let f = measured_args(Workload::F, d, &s).unwrap();
+        has(&f, &["--direct=1", "--ioengine=psync", "--numjobs=4", "--rw=randread", "--bs=4k"]);
+        has(&f, &["--io_size=536870912", "--runtime=15", "--group_reporting"]);
+        assert!(measured_args(Workload::E, d, &s).is_none());
+        has(&layout_args(d, &s), &["--filename=layout.dat", "--size=268435456", "--end_fsync=1"]);
+        assert_eq!(block_size(Workload::D), 65536);
+    }
+
+    #[test]
+    fn fresh_files() {
+        let got: Vec<bool> = super::super::options::WORKLOADS.iter().map(|w| writes_fresh_file(*w)).collect();
+        assert_eq!(got, [true, false, false, true, false, false]);
     }
 }

@@ -1,48 +1,60 @@
-//! `fusebox bench`: fio against native, passthrough (write-through and writeback) and memfs,
-//! side by side in one run on the same backing storage.
+//! `fusebox bench`: six workloads (fio a-d, f and a create/stat/unlink loop e) on native,
+//! fusebox variants and external peers, side by side in one run on the same backing storage.
+//!
+//! Every variant is mounted once at the start. Each round then runs every workload on every
+//! variant in turn, so drift over time hits all variants alike; ratios to native are taken per
+//! round. Daemon CPU comes from `/proc/PID/stat`, FUSE requests from fusebox's control socket.
 
 pub mod fio;
+pub mod meta;
 pub mod options;
 pub mod report;
 pub mod system;
 
 use anyhow::{bail, Context, Result};
-use options::{BenchOptions, Mode, Workload, MODES};
-use report::{Report, Row};
+use options::{BenchOptions, Builtin, Workload};
+use report::{Cell, Metric, PhaseCell, Report, RequestSample, Requests, SizesReport, VariantInfo};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use system::Guard;
 
-/// Bytes of headers in a WRITE request (fuse_in_header 40 + fuse_write_in 40).
-const WRITE_HEADER_BYTES: u64 = 80;
-
-/// One measured fio run.
-#[derive(Debug, Clone)]
-struct Sample {
-    mb_per_s: f64,
-    write_requests: Option<u64>,
-    avg_write_bytes: Option<f64>,
-    daemon_cpu_s: Option<f64>,
+/// What serves a variant.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Native,
+    Fusebox(Builtin),
+    Peer,
 }
 
-/// WRITE (count, bytes_in) of a mount, from its control socket.
-fn write_counters(mnt: &Path) -> Result<(u64, u64)> {
-    let r = fusebox::session::query_status(mnt).with_context(|| format!("querying {}", mnt.display()))?;
-    Ok(r.stats.ops.iter().find(|o| o.name == "WRITE").map(|o| (o.count, o.bytes_in)).unwrap_or((0, 0)))
-}
-
-/// Pick the median sample by throughput (the lower middle one for an even count).
-fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by(|a, b| a.mb_per_s.total_cmp(&b.mb_per_s));
-    samples[(samples.len() - 1) / 2].clone()
-}
-
-/// A mode's working directory and, for fusebox modes, its daemon pid and BDI ratio.
-struct Target {
+/// A mounted (or native) variant.
+struct Variant {
+    name: String,
+    kind: Kind,
+    /// Where the workloads run.
     dir: PathBuf,
+    /// The daemon's pid (FUSE variants).
     pid: Option<u32>,
-    bdi_max_ratio: Option<u32>,
+    /// How it was started.
+    command: String,
+}
+
+impl Variant {
+    fn is_fusebox(&self) -> bool {
+        matches!(self.kind, Kind::Fusebox(_))
+    }
+}
+
+/// Everything measured for one (workload, variant) over the rounds.
+#[derive(Default)]
+struct Samples {
+    values: Vec<f64>,
+    cpu: Vec<f64>,
+    requests: Vec<RequestSample>,
+    phases: [Vec<f64>; 3],
+    phase_requests: [Vec<RequestSample>; 3],
 }
 
 fn check_stop(stop: &AtomicBool) -> Result<()> {
@@ -50,6 +62,166 @@ fn check_stop(stop: &AtomicBool) -> Result<()> {
         bail!("interrupted; cleaned up");
     }
     Ok(())
+}
+
+/// A fusebox daemon's request counters once nothing is in flight and two readings 30 ms apart
+/// agree (asynchronous RELEASE/FORGET of a job are counted with that job), at most 3 s.
+fn settled_counts(mnt: &Path) -> Result<(BTreeMap<String, u64>, u64)> {
+    let read = || -> Result<(BTreeMap<String, u64>, u64, u64)> {
+        let r = fusebox::session::query_status(mnt).with_context(|| format!("querying {}", mnt.display()))?;
+        let ops = r.stats.ops.iter().map(|o| (o.name.clone(), o.count)).collect();
+        Ok((ops, r.stats.uring_requests, r.stats.in_flight_sync + r.stats.in_flight_background))
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut prev = read()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(30));
+        let cur = read()?;
+        if (cur.0 == prev.0 && cur.2 == 0) || Instant::now() > deadline {
+            return Ok((cur.0, cur.1));
+        }
+        prev = cur;
+    }
+}
+
+/// Requests between two counter readings.
+fn diff(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, ops: u64) -> RequestSample {
+    let by_opcode = after
+        .iter()
+        .map(|(name, c)| (name.clone(), c.saturating_sub(before.get(name).copied().unwrap_or(0))))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    RequestSample { ops, by_opcode }
+}
+
+/// The daemon's CPU seconds once its work from the job is done (fusebox: counters settled;
+/// peers: after a 100 ms pause).
+fn daemon_cpu(v: &Variant, counts: &mut Option<(BTreeMap<String, u64>, u64)>) -> Result<Option<f64>> {
+    if v.is_fusebox() {
+        *counts = Some(settled_counts(&v.dir)?);
+    } else if v.pid.is_some() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    v.pid.map(system::cpu_seconds).transpose()
+}
+
+/// Run one fio workload on one variant; records into `s`.
+fn run_fio(fio_bin: &Path, w: Workload, v: &Variant, o: &BenchOptions, s: &mut Samples) -> Result<String> {
+    let file = v.dir.join(fio::file_name(w));
+    if fio::writes_fresh_file(w) {
+        let _ = std::fs::remove_file(&file);
+    }
+    // Dropping caches makes the kernel FORGET inodes: settle before the first reading.
+    let dropped = system::drop_caches();
+    let mut before = None;
+    let cpu0 = daemon_cpu(v, &mut before)?;
+    let out = fio::run(fio_bin, &fio::measured_args(w, &v.dir, &o.sizes).expect("fio workload"));
+    let mut after = None;
+    let cpu1 = daemon_cpu(v, &mut after)?;
+    if fio::writes_fresh_file(w) {
+        let _ = std::fs::remove_file(&file);
+    }
+    let res = fio::parse_json(&out?, matches!(w, Workload::A | Workload::D))?;
+    let value = match w.unit() {
+        options::Unit::Iops => res.iops,
+        _ => res.bw_bytes / 1e6,
+    };
+    s.values.push(value);
+    let mut line = format!("{:.1} {}", value, w.unit().label());
+    if let Some((c0, c1)) = cpu0.zip(cpu1) {
+        s.cpu.push(c1 - c0);
+        line += &format!(", daemon CPU {:.2} s", c1 - c0);
+    }
+    if let Some(((b, _), (a, _))) = before.zip(after) {
+        let r = diff(&b, &a, res.io_bytes / fio::block_size(w));
+        line += &format!(", {:.2} req/IO", r.per_op());
+        s.requests.push(r);
+    }
+    if !dropped {
+        line += " (caches not dropped)";
+    }
+    Ok(line)
+}
+
+/// Run workload e on one variant; records into `s`.
+fn run_meta(v: &Variant, o: &BenchOptions, stop: &AtomicBool, s: &mut Samples) -> Result<String> {
+    let n = o.sizes.files;
+    let mut snaps: Vec<BTreeMap<String, u64>> = Vec::new();
+    let mut cpu = Vec::new();
+    system::drop_caches();
+    let secs = meta::run(&v.dir, n, stop, |k| {
+        let mut counts = None;
+        // CPU around the three phases: before create and after unlink.
+        let c = if k == 0 || k == meta::PHASES.len() {
+            daemon_cpu(v, &mut counts)?
+        } else {
+            if v.is_fusebox() {
+                counts = Some(settled_counts(&v.dir)?);
+            }
+            None
+        };
+        cpu.extend(c);
+        snaps.extend(counts.map(|c| c.0));
+        Ok(())
+    })?;
+    let total: f64 = secs.iter().sum();
+    let value = n as f64 / total;
+    s.values.push(value);
+    let mut line = format!("{value:.0} files/s (");
+    for (k, sec) in secs.iter().enumerate() {
+        s.phases[k].push(n as f64 / sec);
+        line += &format!("{}{} {:.0}", if k > 0 { ", " } else { "" }, meta::PHASES[k], n as f64 / sec);
+    }
+    line += ")";
+    if let [c0, c1] = cpu[..] {
+        s.cpu.push(c1 - c0);
+        line += &format!(", daemon CPU {:.2} s", c1 - c0);
+    }
+    if snaps.len() == 4 {
+        for k in 0..3 {
+            let r = diff(&snaps[k], &snaps[k + 1], n as u64);
+            line += &format!(", {} {:.1} req/file", meta::PHASES[k], r.per_op());
+            s.phase_requests[k].push(r);
+        }
+        s.requests.push(diff(&snaps[0], &snaps[3], n as u64));
+    }
+    Ok(line)
+}
+
+/// Mount the built-in `b` (not native) at `mnt`; returns the variant.
+fn mount_builtin(
+    guard: &mut Guard,
+    b: Builtin,
+    backing: &Path,
+    mnt: &Path,
+    o: &BenchOptions,
+) -> Result<(Variant, String)> {
+    let pid = std::process::id();
+    let uring = if b.uses_uring() { ",io_uring" } else { "" };
+    let (args, opts): (Vec<String>, String) = match b {
+        Builtin::Memfs | Builtin::MemfsUring => {
+            (vec!["memfs".into()], format!("size={}{uring}", o.memfs_size()))
+        }
+        _ => {
+            let src = backing.join(format!("fusebox-bench-src-{}-{pid}", b.name()));
+            guard.make_dir(&src)?;
+            let src = src.to_str().context("source path is not UTF-8")?.to_string();
+            let wt = if b == Builtin::PassthroughWt { ",no_writeback" } else { "" };
+            (vec!["passthrough".into(), src], format!("{}{wt}", uring.trim_start_matches(',')))
+        }
+    };
+    let opts = if opts.is_empty() { "rw".to_string() } else { opts };
+    let cmdline = format!("fusebox mount {} {} -o {opts} -f", args.join(" "), mnt.display());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = guard.mount_fusebox(b.name(), &argv, mnt, &opts)?;
+    let v = Variant {
+        name: b.name().into(),
+        kind: Kind::Fusebox(b),
+        dir: mnt.to_path_buf(),
+        pid: Some(d.pid()),
+        command: cmdline,
+    };
+    Ok((v, d.dev.clone()))
 }
 
 /// Run the benchmark and print its report.
@@ -63,6 +235,18 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let mut guard = Guard::new()?;
+    let mut builtins = o.builtins.clone();
+    if builtins.iter().any(|b| b.uses_uring()) {
+        if let Err(e) = guard.enable_uring() {
+            if o.variants_explicit {
+                return Err(e.context("the io_uring variants need FUSE over io_uring"));
+            }
+            eprintln!("[skip] io_uring variants: {e:#}");
+            builtins.retain(|b| !b.uses_uring());
+        } else {
+            eprintln!("[setup] {} = Y for the run (restored at the end)", system::URING_PARAM);
+        }
+    }
     let pid = std::process::id();
     let (backing, storage) = match &o.dir {
         Some(d) => {
@@ -71,164 +255,204 @@ pub fn run(o: &BenchOptions) -> Result<()> {
             (d, desc)
         }
         None => {
+            let size = o.image_size.unwrap_or_else(|| o.default_image_size());
             eprintln!(
                 "[setup] ext4 image of {} MiB in {} on a direct-IO loop device",
-                o.image_size >> 20,
+                size >> 20,
                 o.image_dir.display()
             );
-            let m = guard.setup_loop(&o.image_dir, o.image_size)?;
+            let m = guard.setup_loop(&o.image_dir, size)?;
             let desc = format!(
                 "ext4 on {} (losetup --direct-io=on, sparse {} MiB image in {} on {})",
                 guard.loopdev.as_deref().unwrap_or("?"),
-                o.image_size >> 20,
+                size >> 20,
                 o.image_dir.display(),
                 system::describe_fs(&o.image_dir)
             );
             (m, desc)
         }
     };
-    let native_dir = backing.join(format!("fusebox-bench-native-{pid}"));
-    let src_dir = backing.join(format!("fusebox-bench-src-{pid}"));
-    for d in [&native_dir, &src_dir] {
-        std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
-        guard.made_dirs.push(d.clone());
-    }
-    let memfs_size = o.seq_size.max(o.rand_size) * 2 + (64 << 20);
     let machine = system::machine(&fio_bin);
-    let total = MODES.len() * o.workloads.len() * o.runs;
+
+    // Mount every variant once.
+    let mut variants: Vec<Variant> = Vec::new();
+    let mut devs: Vec<String> = Vec::new();
+    for &b in &builtins {
+        check_stop(&stop)?;
+        if b == Builtin::Native {
+            let dir = backing.join(format!("fusebox-bench-native-{pid}"));
+            guard.make_dir(&dir)?;
+            variants.push(Variant {
+                name: b.name().into(),
+                kind: Kind::Native,
+                dir,
+                pid: None,
+                command: String::new(),
+            });
+            continue;
+        }
+        let mnt = guard.tmp().join(format!("mnt-{}", b.name()));
+        let (v, dev) = mount_builtin(&mut guard, b, &backing, &mnt, o)?;
+        eprintln!("[mount] {}: {} (pid {})", v.name, v.command, v.pid.unwrap_or(0));
+        variants.push(v);
+        devs.push(dev);
+    }
+    for p in &o.peers {
+        check_stop(&stop)?;
+        let src = backing.join(format!("fusebox-bench-src-{}-{pid}", p.name));
+        guard.make_dir(&src)?;
+        let mnt = guard.tmp().join(format!("mnt-{}", p.name));
+        let line = system::peer_command_line(&p.command, &src, &mnt);
+        let d = guard.mount_peer(&p.name, &p.command, &src, &mnt)?;
+        eprintln!("[mount] {}: {line} (pid {})", p.name, d.pid());
+        devs.push(d.dev.clone());
+        variants.push(Variant {
+            name: p.name.clone(),
+            kind: Kind::Peer,
+            dir: mnt,
+            pid: Some(d.pid()),
+            command: line,
+        });
+    }
+    if let Some(pct) = o.bdi_max_ratio {
+        for dev in devs.iter().filter(|d| !d.is_empty()) {
+            system::set_bdi_max_ratio(dev, pct)?;
+        }
+    }
+    // Lay out the file read by b, c and f (not measured).
+    if o.workloads.iter().any(|w| w.reads_layout()) {
+        for v in &variants {
+            check_stop(&stop)?;
+            eprintln!("[layout] {}: {} MiB {}", v.name, o.sizes.file >> 20, fio::LAYOUT_FILE);
+            fio::run(&fio_bin, &fio::layout_args(&v.dir, &o.sizes))
+                .with_context(|| format!("laying out the read file on {}", v.name))?;
+        }
+    }
+    // An io_uring variant that fell back to /dev/fuse would measure the wrong thing.
+    let mut uring_start = BTreeMap::new();
+    for v in variants.iter().filter(|v| matches!(v.kind, Kind::Fusebox(b) if b.uses_uring())) {
+        let probe = v.dir.join("uring-probe");
+        std::fs::write(&probe, b"x").with_context(|| format!("writing {}", probe.display()))?;
+        std::fs::remove_file(&probe)?;
+        let (_, n) = settled_counts(&v.dir)?;
+        if n == 0 {
+            bail!("{}: no request arrived over io_uring (the daemon fell back to /dev/fuse)", v.name);
+        }
+        uring_start.insert(v.name.clone(), n);
+    }
+
+    // Rounds: every workload on every variant in turn.
+    let mut samples: BTreeMap<(usize, usize), Samples> = BTreeMap::new();
+    let total = o.runs * o.workloads.len() * variants.len();
     let mut step = 0;
     let mut caches_dropped = true;
-    let mut rows = Vec::new();
-    for mode in MODES {
-        check_stop(&stop)?;
-        let target = match mode {
-            Mode::Native => Target { dir: native_dir.clone(), pid: None, bdi_max_ratio: None },
-            _ => {
-                let mnt = guard.tmp().join(format!("mnt-{}", mode.name()));
-                let src = src_dir.to_str().context("source path is not UTF-8")?.to_string();
-                let (fs_args, opts): (Vec<&str>, String) = match mode {
-                    Mode::PassthroughWt => (vec!["passthrough", &src], "no_writeback".into()),
-                    Mode::PassthroughWb => (vec!["passthrough", &src], "writeback".into()),
-                    _ => (vec!["memfs"], format!("writeback,size={memfs_size}")),
-                };
-                eprintln!(
-                    "[mount] {}: fusebox mount {} {} -o {opts} -f",
-                    mode.name(),
-                    fs_args.join(" "),
-                    mnt.display()
-                );
-                let d = guard.mount(&fs_args, &mnt, &opts)?;
-                let (dev, dpid) = (d.dev.clone(), d.pid());
-                if let Some(pct) = o.bdi_max_ratio {
-                    system::set_bdi_max_ratio(&dev, pct)?;
-                }
-                let ratio = system::bdi_max_ratio(&dev);
-                eprintln!(
-                    "[mount] {} live: daemon pid {dpid}, bdi {dev} max_ratio {}",
-                    mode.name(),
-                    ratio.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
-                );
-                Target { dir: mnt, pid: Some(dpid), bdi_max_ratio: ratio }
-            }
-        };
-        for &w in &o.workloads {
-            let file = target.dir.join(fio::file_name(w));
-            let mut samples = Vec::new();
-            for run in 0..o.runs {
+    for run in 1..=o.runs {
+        for (wi, &w) in o.workloads.iter().enumerate() {
+            for (vi, v) in variants.iter().enumerate() {
                 check_stop(&stop)?;
                 step += 1;
-                eprint!("[{step}/{total}] {}: {} run {}/{} ... ", mode.name(), w.name(), run + 1, o.runs);
-                if w == Workload::SeqRead {
-                    if run == 0 {
-                        let _ = std::fs::remove_file(&file);
-                        if let Some(a) = fio::setup_args(w, &target.dir, o.seq_size) {
-                            fio::run(&fio_bin, &a).context("laying out the read file")?;
-                        }
-                    }
-                } else {
-                    let _ = std::fs::remove_file(&file);
-                }
-                caches_dropped &= system::drop_caches();
-                let before_w = match mode.is_fusebox() {
-                    true => Some(write_counters(&target.dir)?),
-                    false => None,
+                eprint!("[{step}/{total}] run {run}/{}: {} on {} ... ", o.runs, w.name(), v.name);
+                let s = samples.entry((wi, vi)).or_default();
+                let line = match w {
+                    Workload::E => run_meta(v, o, &stop, s),
+                    _ => run_fio(&fio_bin, w, v, o, s),
                 };
-                let before_cpu = target.pid.map(system::cpu_seconds).transpose()?;
-                let out = fio::run(&fio_bin, &fio::measured_args(w, &target.dir, o.seq_size, o.rand_size));
-                let after_cpu = target.pid.map(system::cpu_seconds).transpose()?;
-                check_stop(&stop)?;
-                let res = fio::parse_json(&out?, w != Workload::SeqRead)?;
-                let mut s = Sample {
-                    mb_per_s: res.bw_bytes / 1e6,
-                    write_requests: None,
-                    avg_write_bytes: None,
-                    daemon_cpu_s: before_cpu.zip(after_cpu).map(|(b, a)| ((a - b) * 1000.0).round() / 1000.0),
-                };
-                if let Some((c0, b0)) = before_w {
-                    let (c1, b1) = write_counters(&target.dir)?;
-                    let n = c1.saturating_sub(c0);
-                    s.write_requests = Some(n);
-                    s.avg_write_bytes = (n > 0).then(|| {
-                        b1.saturating_sub(b0).saturating_sub(n * WRITE_HEADER_BYTES) as f64 / n as f64
-                    });
-                }
-                eprintln!(
-                    "{:.1} MB/s{}{}",
-                    s.mb_per_s,
-                    s.write_requests.map(|n| format!(", {n} WRITEs")).unwrap_or_default(),
-                    s.daemon_cpu_s.map(|c| format!(", daemon CPU {c:.2} s")).unwrap_or_default()
-                );
-                samples.push(s);
+                let line = line.with_context(|| format!("{} on {}", w.name(), v.name))?;
+                caches_dropped &= !line.contains("caches not dropped");
+                eprintln!("{line}");
             }
-            let _ = std::fs::remove_file(&file);
-            let runs_mb_per_s = samples.iter().map(|s| s.mb_per_s).collect();
-            let m = median(samples);
-            rows.push(Row {
-                workload: w,
-                mode,
-                mb_per_s: m.mb_per_s,
-                runs_mb_per_s,
-                ratio_to_native: None,
-                write_requests: m.write_requests,
-                avg_write_bytes: m.avg_write_bytes,
-                daemon_cpu_s: m.daemon_cpu_s,
-                bdi_max_ratio: target.bdi_max_ratio,
-            });
-        }
-        if mode.is_fusebox() {
-            guard.unmount_last()?;
         }
     }
+    check_stop(&stop)?;
+    let mut uring_end = BTreeMap::new();
+    for name in uring_start.keys() {
+        let v = variants.iter().find(|v| &v.name == name).expect("variant");
+        uring_end.insert(name.clone(), settled_counts(&v.dir)?.1);
+    }
     drop(guard);
-    // Group rows by workload for the report.
-    rows.sort_by_key(|r| {
-        (options::WORKLOADS.iter().position(|w| *w == r.workload), MODES.iter().position(|m| *m == r.mode))
-    });
-    let mut report = Report {
+
+    // The report.
+    let mut cells = Vec::new();
+    for (wi, &w) in o.workloads.iter().enumerate() {
+        let native = &samples[&(wi, 0)];
+        let native_value = Metric::of(native.values.clone());
+        let native_phases: Vec<Option<Metric>> =
+            native.phases.iter().map(|p| Metric::of(p.clone())).collect();
+        for (vi, v) in variants.iter().enumerate() {
+            let s = &samples[&(wi, vi)];
+            let value = Metric::of(s.values.clone()).context("no samples")?;
+            let ratio = native_value.as_ref().and_then(|n| value.ratio_to(n));
+            let phases = if w == Workload::E {
+                (0..3)
+                    .map(|k| {
+                        let value = Metric::of(s.phases[k].clone()).context("no phase samples")?;
+                        Ok(PhaseCell {
+                            phase: meta::PHASES[k].into(),
+                            ratio: native_phases[k].as_ref().and_then(|n| value.ratio_to(n)),
+                            value,
+                            requests: Requests::of(&s.phase_requests[k]),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
+            cells.push(Cell {
+                workload: w.name().into(),
+                variant: v.name.clone(),
+                unit: w.unit().label().into(),
+                value,
+                ratio,
+                daemon_cpu_s: Metric::of(s.cpu.clone()),
+                requests: Requests::of(&s.requests),
+                phases,
+            });
+        }
+    }
+    let variants_info = variants
+        .iter()
+        .enumerate()
+        .map(|(vi, v)| {
+            let cpu: Vec<f64> = samples
+                .iter()
+                .filter(|((_, i), _)| *i == vi)
+                .flat_map(|(_, s)| s.cpu.iter().copied())
+                .collect();
+            VariantInfo {
+                name: v.name.clone(),
+                kind: match v.kind {
+                    Kind::Native => "native",
+                    Kind::Fusebox(_) => "fusebox",
+                    Kind::Peer => "peer",
+                }
+                .into(),
+                command: v.command.clone(),
+                daemon_cpu_s: v.pid.map(|_| cpu.iter().sum()),
+                uring_requests: uring_end.get(&v.name).map(|e| e - uring_start[&v.name]),
+            }
+        })
+        .collect();
+    let report = Report {
         machine,
         storage,
-        seq_size: o.seq_size,
-        rand_size: o.rand_size,
+        sizes: SizesReport {
+            file_bytes: o.sizes.file,
+            d_bytes: o.sizes.d_size,
+            c_io_bytes: o.sizes.c_io,
+            f_io_bytes: o.sizes.f_io,
+            runtimes_s: [o.sizes.c_runtime, o.sizes.d_runtime, o.sizes.f_runtime],
+            files: o.sizes.files,
+        },
         runs: o.runs,
         bdi_max_ratio_requested: o.bdi_max_ratio,
         caches_dropped,
-        rows,
+        variants: variants_info,
+        cells,
     };
-    report.compute_ratios();
-    if let Some(p) = &o.plot {
-        let title = format!(
-            "fusebox bench: fio psync, {} MiB sequential / {} MiB random, {} CPUs, Linux {}",
-            o.seq_size >> 20,
-            o.rand_size >> 20,
-            report.machine.cpus,
-            report.machine.kernel
-        );
-        std::fs::write(p, report::render_svg(&report, &title))
-            .with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("[plot] wrote {}", p.display());
-    }
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if o.markdown {
+        print!("{}", report::render_markdown(&report));
     } else {
         print!("{}", report::render_table(&report));
     }
@@ -240,15 +464,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn median_picks_middle_sample() {
-        let s = |mb: f64| Sample {
-            mb_per_s: mb,
-            write_requests: Some(mb as u64),
-            avg_write_bytes: None,
-            daemon_cpu_s: None,
-        };
-        assert_eq!(median(vec![s(3.0), s(1.0), s(2.0)]).write_requests, Some(2));
-        assert_eq!(median(vec![s(4.0), s(1.0)]).write_requests, Some(1));
-        assert_eq!(median(vec![s(7.0)]).mb_per_s, 7.0);
+    fn request_diff() {
+        let m = |p: &[(&str, u64)]| p.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>();
+        let d =
+            diff(&m(&[("LOOKUP", 5), ("WRITE", 10)]), &m(&[("LOOKUP", 5), ("WRITE", 18), ("FLUSH", 2)]), 4);
+        assert_eq!(d.by_opcode, m(&[("WRITE", 8), ("FLUSH", 2)]));
+        assert_eq!(d.per_op(), 2.5);
     }
 }

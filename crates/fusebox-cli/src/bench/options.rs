@@ -1,79 +1,242 @@
-//! `fusebox bench` command-line options.
+//! `fusebox bench` command-line options: workloads, variants, peers and sizes.
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
-/// The modes a benchmark run compares, in report order.
-pub const MODES: [Mode; 4] = [Mode::Native, Mode::PassthroughWt, Mode::PassthroughWb, Mode::MemfsWb];
-
-/// Where a workload runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Mode {
-    /// A plain directory on the backing file system.
-    #[serde(rename = "native")]
+/// A built-in variant: where a workload runs when it is not an external peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    /// A plain directory on the backing file system (the baseline of every ratio).
     Native,
-    /// fusebox passthrough with `-o no_writeback`.
-    #[serde(rename = "passthrough-writethrough")]
+    /// `fusebox mount passthrough SRC MNT -f` with its defaults (write-back cache on).
+    Passthrough,
+    /// The same with `-o io_uring`.
+    PassthroughUring,
+    /// `fusebox mount memfs MNT -o size=... -f`.
+    Memfs,
+    /// The same with `-o io_uring`.
+    MemfsUring,
+    /// passthrough with `-o no_writeback` (write-through); not in the default set.
     PassthroughWt,
-    /// fusebox passthrough with the write-back cache (its default).
-    #[serde(rename = "passthrough-writeback")]
-    PassthroughWb,
-    /// fusebox memfs with the write-back cache (its default).
-    #[serde(rename = "memfs-writeback")]
-    MemfsWb,
 }
 
-impl Mode {
+/// Built-in variants run when `--variants` is not given, in report order.
+pub const DEFAULT_BUILTINS: [Builtin; 5] =
+    [Builtin::Native, Builtin::Passthrough, Builtin::PassthroughUring, Builtin::Memfs, Builtin::MemfsUring];
+
+/// Every built-in variant, in report order.
+pub const ALL_BUILTINS: [Builtin; 6] = [
+    Builtin::Native,
+    Builtin::Passthrough,
+    Builtin::PassthroughUring,
+    Builtin::PassthroughWt,
+    Builtin::Memfs,
+    Builtin::MemfsUring,
+];
+
+impl Builtin {
     /// The name used in progress lines, tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Native => "native",
-            Mode::PassthroughWt => "passthrough-writethrough",
-            Mode::PassthroughWb => "passthrough-writeback",
-            Mode::MemfsWb => "memfs-writeback",
+            Builtin::Native => "native",
+            Builtin::Passthrough => "fusebox-passthrough",
+            Builtin::PassthroughUring => "fusebox-passthrough-uring",
+            Builtin::PassthroughWt => "fusebox-passthrough-wt",
+            Builtin::Memfs => "fusebox-memfs",
+            Builtin::MemfsUring => "fusebox-memfs-uring",
         }
     }
 
-    /// True for the modes served by a fusebox daemon.
-    pub fn is_fusebox(self) -> bool {
-        self != Mode::Native
+    /// True if the variant is served by FUSE over io_uring.
+    pub fn uses_uring(self) -> bool {
+        matches!(self, Builtin::PassthroughUring | Builtin::MemfsUring)
+    }
+
+    /// True if the variant's files live on the backing storage (native and passthrough).
+    pub fn uses_backing(self) -> bool {
+        !matches!(self, Builtin::Memfs | Builtin::MemfsUring)
+    }
+
+    fn parse(s: &str) -> Result<Builtin> {
+        let bare = s.strip_prefix("fusebox-").unwrap_or(s);
+        ALL_BUILTINS
+            .into_iter()
+            .find(|b| b.name() == s || b.name().strip_prefix("fusebox-") == Some(bare))
+            .with_context(|| {
+                let names: Vec<_> = ALL_BUILTINS.iter().map(|b| b.name()).collect();
+                format!("unknown variant '{s}' (expected one of {})", names.join(", "))
+            })
     }
 }
 
-/// The fio workloads, in report order.
-pub const WORKLOADS: [Workload; 3] = [Workload::SeqWrite, Workload::SeqRead, Workload::RandWrite];
+/// An external file system to compare against, run from a command template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name in the report.
+    pub name: String,
+    /// The command; `{SRC}` and `{MNT}` are replaced by a fresh source directory and mountpoint.
+    pub command: String,
+}
 
-/// One fio workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+impl Peer {
+    /// Parse `NAME=COMMAND`; COMMAND must contain `{MNT}` and stay in the foreground.
+    pub fn parse(s: &str) -> Result<Peer> {
+        let (name, command) = s
+            .split_once('=')
+            .with_context(|| format!("--peer '{s}': expected NAME='COMMAND {{SRC}} {{MNT}}' (no '=')"))?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!("--peer '{s}': NAME must be non-empty letters, digits, '-', '_' or '.'");
+        }
+        if ALL_BUILTINS.iter().any(|b| b.name() == name) {
+            bail!("--peer '{s}': NAME '{name}' is a built-in variant");
+        }
+        if !command.contains("{MNT}") {
+            bail!("--peer '{s}': COMMAND must contain {{MNT}} (where the peer mounts)");
+        }
+        if command.trim().is_empty() {
+            bail!("--peer '{s}': empty COMMAND");
+        }
+        Ok(Peer { name: name.to_string(), command: command.trim().to_string() })
+    }
+}
+
+/// The six workloads, in report order.
+pub const WORKLOADS: [Workload; 6] =
+    [Workload::A, Workload::B, Workload::C, Workload::D, Workload::E, Workload::F];
+
+/// One workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Workload {
-    /// (a) buffered sequential write, 4 KiB blocks, fsync at the end.
-    #[serde(rename = "seq-write-4k")]
-    SeqWrite,
-    /// (b) buffered sequential read, 1 MiB blocks, cold cache.
-    #[serde(rename = "seq-read-1m")]
-    SeqRead,
-    /// (c) buffered random 4 KiB writes, fsync at the end.
-    #[serde(rename = "rand-write-4k")]
-    RandWrite,
+    /// (a) buffered sequential write, 4 KiB psync, fsync at the end, fresh file.
+    A,
+    /// (b) buffered sequential read, 1 MiB psync, cold cache.
+    B,
+    /// (c) O_DIRECT 4 KiB random reads over io_uring at queue depth 32.
+    C,
+    /// (d) O_DIRECT 64 KiB sequential writes, vsync batches of 16.
+    D,
+    /// (e) create, stat, unlink of many empty files in one directory.
+    E,
+    /// (f) O_DIRECT 4 KiB random reads, psync, 4 jobs.
+    F,
+}
+
+/// What a workload's main number counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// 10^6 bytes per second.
+    MbPerS,
+    /// IOs per second.
+    Iops,
+    /// Files per second.
+    FilesPerS,
+}
+
+impl Unit {
+    /// The unit's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::MbPerS => "MB/s",
+            Unit::Iops => "IOPS",
+            Unit::FilesPerS => "files/s",
+        }
+    }
 }
 
 impl Workload {
-    /// The name used in progress lines, tables and JSON (also the fio job name).
+    /// The name used in progress lines, tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
-            Workload::SeqWrite => "seq-write-4k",
-            Workload::SeqRead => "seq-read-1m",
-            Workload::RandWrite => "rand-write-4k",
+            Workload::A => "a-seq-write-4k",
+            Workload::B => "b-seq-read-1m",
+            Workload::C => "c-randread-4k-uring-qd32",
+            Workload::D => "d-write-64k-direct-vsync",
+            Workload::E => "e-create-stat-unlink",
+            Workload::F => "f-randread-4k-direct-4jobs",
         }
     }
 
+    /// The workload's letter.
+    pub fn letter(self) -> char {
+        self.name().chars().next().expect("non-empty name")
+    }
+
+    /// What its main number counts.
+    pub fn unit(self) -> Unit {
+        match self {
+            Workload::A | Workload::B | Workload::D => Unit::MbPerS,
+            Workload::C | Workload::F => Unit::Iops,
+            Workload::E => Unit::FilesPerS,
+        }
+    }
+
+    /// True if the workload reads the file laid out before the measurements.
+    pub fn reads_layout(self) -> bool {
+        matches!(self, Workload::B | Workload::C | Workload::F)
+    }
+
     fn parse(s: &str) -> Result<Workload> {
-        Ok(match s {
-            "seq-write" | "seq-write-4k" | "a" => Workload::SeqWrite,
-            "seq-read" | "seq-read-1m" | "b" => Workload::SeqRead,
-            "rand-write" | "rand-write-4k" | "c" => Workload::RandWrite,
-            _ => bail!("unknown workload '{s}' (expected seq-write, seq-read or rand-write)"),
-        })
+        WORKLOADS
+            .into_iter()
+            .find(|w| w.name() == s || s.len() == 1 && s.starts_with(w.letter()))
+            .with_context(|| {
+                format!("unknown workload '{s}' (expected letters a-f or names like {})", Workload::A.name())
+            })
+    }
+}
+
+/// Sizes of the workloads (full defaults from the issue; `--quick` and `--size-mb` shrink them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Size of (a)'s file and of the layout file read by (b), (c) and (f), bytes.
+    pub file: u64,
+    /// Size of (d)'s file, bytes.
+    pub d_size: u64,
+    /// `--io_size` of (c), bytes.
+    pub c_io: u64,
+    /// `--io_size` of (f) (all jobs together), bytes.
+    pub f_io: u64,
+    /// `--runtime` of (c), seconds.
+    pub c_runtime: u32,
+    /// `--runtime` of (d), seconds.
+    pub d_runtime: u32,
+    /// `--runtime` of (f), seconds.
+    pub f_runtime: u32,
+    /// Files created, stat'ed and unlinked by (e).
+    pub files: usize,
+}
+
+impl Sizes {
+    /// The issue's sizes.
+    pub const FULL: Sizes = Sizes {
+        file: 256 << 20,
+        d_size: 1 << 30,
+        c_io: 2 << 30,
+        f_io: 512 << 20,
+        c_runtime: 20,
+        d_runtime: 15,
+        f_runtime: 15,
+        files: 20_000,
+    };
+
+    /// `--quick`: a quarter of everything, 5 s runtimes.
+    pub const QUICK: Sizes = Sizes {
+        file: 64 << 20,
+        d_size: 256 << 20,
+        c_io: 512 << 20,
+        f_io: 128 << 20,
+        c_runtime: 5,
+        d_runtime: 5,
+        f_runtime: 5,
+        files: 5_000,
+    };
+
+    /// Scale the byte sizes to a layout file of `mb` MiB, keeping the issue's proportions.
+    pub fn scaled(self, mb: u64) -> Sizes {
+        let file = mb << 20;
+        Sizes { file, d_size: file * 4, c_io: file * 8, f_io: file * 2, ..self }
     }
 }
 
@@ -82,60 +245,118 @@ impl Workload {
 pub struct BenchOptions {
     /// Use this existing directory as backing storage instead of a loop-mounted ext4 image.
     pub dir: Option<PathBuf>,
-    /// Size of the sparse ext4 image, bytes.
-    pub image_size: u64,
+    /// Size of the sparse ext4 image, bytes (None: computed from the variants and sizes).
+    pub image_size: Option<u64>,
     /// Directory holding the image.
     pub image_dir: PathBuf,
-    /// File size of the sequential workloads, bytes.
-    pub seq_size: u64,
-    /// File size of the random-write workload, bytes.
-    pub rand_size: u64,
-    /// Repetitions of each measured job; the median is reported.
+    /// Workload sizes.
+    pub sizes: Sizes,
+    /// Rounds; every round runs every workload on every variant, and medians are reported.
     pub runs: usize,
     /// Print JSON instead of a table.
     pub json: bool,
-    /// Write an SVG bar chart here.
-    pub plot: Option<PathBuf>,
-    /// Write this value to each fusebox mount's `/sys/class/bdi/<dev>/max_ratio`.
+    /// Print markdown tables instead of the plain table.
+    pub markdown: bool,
+    /// Write this value to each FUSE mount's `/sys/class/bdi/<dev>/max_ratio`.
     pub bdi_max_ratio: Option<u32>,
-    /// Workloads to run.
+    /// Workloads to run, in report order.
     pub workloads: Vec<Workload>,
+    /// Built-in variants, in report order (native always first).
+    pub builtins: Vec<Builtin>,
+    /// True if `--variants` was given (io_uring variants are then required, not skipped).
+    pub variants_explicit: bool,
+    /// External peers, in command-line order.
+    pub peers: Vec<Peer>,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions {
             dir: None,
-            image_size: 3 << 30,
+            image_size: None,
             image_dir: PathBuf::from("/var/tmp"),
-            seq_size: 256 << 20,
-            rand_size: 64 << 20,
+            sizes: Sizes::FULL,
             runs: 1,
             json: false,
-            plot: None,
+            markdown: false,
             bdi_max_ratio: None,
             workloads: WORKLOADS.to_vec(),
+            builtins: DEFAULT_BUILTINS.to_vec(),
+            variants_explicit: false,
+            peers: Vec::new(),
         }
+    }
+}
+
+impl BenchOptions {
+    /// Variants whose files live on the backing storage (native, passthrough and every peer).
+    pub fn backed_variants(&self) -> u64 {
+        (self.builtins.iter().filter(|b| b.uses_backing()).count() + self.peers.len()) as u64
+    }
+
+    /// Backing image size that holds (d)'s file, the layout file and (a)'s file in every backed
+    /// variant's directory at once, plus 512 MiB for ext4 itself; rounded up to GiB.
+    pub fn default_image_size(&self) -> u64 {
+        let per = self.sizes.d_size + 2 * self.sizes.file;
+        let need = self.backed_variants() * per + (512 << 20);
+        need.div_ceil(1 << 30).max(1) << 30
+    }
+
+    /// Bytes the backing storage must hold at the same moment: every layout file plus the
+    /// largest written file (workload files are removed after each job), plus 256 MiB.
+    pub fn min_image_size(&self) -> u64 {
+        self.backed_variants() * self.sizes.file + self.sizes.d_size.max(self.sizes.file) + (256 << 20)
+    }
+
+    /// memfs `size=` for a memfs variant: the layout file, (a)'s and (d)'s files and slack.
+    pub fn memfs_size(&self) -> u64 {
+        2 * self.sizes.file + self.sizes.d_size + (64 << 20)
     }
 }
 
 /// Usage of `fusebox bench`.
 pub const USAGE: &str = "\
-usage: fusebox bench [--dir DIR | --image-size SIZE] [--quick] [--runs N] [--json] [--plot FILE.svg]
-                     [--bdi-max-ratio PCT] [--workloads seq-write,seq-read,rand-write]
-Runs fio against native, passthrough (write-through and writeback) and memfs in one run.
-  --dir DIR            back the native and passthrough modes with DIR (default: a sparse ext4
-                       image under /var/tmp on a direct-IO loop device; needs root)
-  --image-size SIZE    size of that image (default 3G)
-  --quick              64 MiB sequential files, 16 MiB random-write file (default 256 MiB / 64 MiB)
-  --runs N             repeat each measured job N times and report the median (default 1)
+usage: fusebox bench [--dir DIR | --backing-image-size SIZE] [--quick] [--runs N]
+                     [--variants LIST] [--peer NAME='COMMAND {SRC} {MNT}']... [--workloads LIST]
+                     [--json | --markdown] [--bdi-max-ratio PCT]
+Runs six workloads side by side on native, fusebox variants and external peers, alternating
+variants inside each round, and reports medians, min-max and ratios to native.
+Workloads (fio unless noted; ratios compare the same round):
+  a  psync --rw=write --bs=4k --size=256M --end_fsync=1, fresh file (MB/s)
+  b  psync --rw=read --bs=1M of a 256 MiB file laid out beforehand (MB/s)
+  c  --direct=1 --ioengine=io_uring --iodepth=32 --rw=randread --bs=4k --io_size=2G --runtime=20 (IOPS)
+  d  --direct=1 --ioengine=vsync --iodepth=16 --iodepth_batch_submit=16
+     --iodepth_batch_complete_min=16 --bs=64k --rw=write --size=1G --runtime=15 (MB/s)
+  e  create, stat, unlink 20000 empty files in one directory, each phase timed (files/s)
+  f  --direct=1 --ioengine=psync --numjobs=4 --rw=randread --bs=4k --io_size=512M --runtime=15
+     --group_reporting (IOPS)
+Caches are dropped before every job.
+  --dir DIR            back native, passthrough and peers with DIR (default: a sparse ext4 image
+                       under /var/tmp on a direct-IO loop device)
+  --backing-image-size SIZE  size of that image (default: room for the a, d and layout files
+                       of every backed variant at once)
+  --quick              a quarter of the sizes (64 MiB files, 5000 files for e), 5 s runtimes
+  --runs N             rounds; medians and min-max over them are reported (default 1)
+  --variants LIST      built-in variants (default: native, fusebox-passthrough,
+                       fusebox-passthrough-uring, fusebox-memfs, fusebox-memfs-uring; also
+                       fusebox-passthrough-wt = -o no_writeback); native always runs
+  --peer NAME='CMD'    an external file system: CMD is run with {SRC} (a fresh directory on the
+                       backing storage) and {MNT} (a fresh mountpoint) filled in, through
+                       `sh -c 'exec CMD'`; it must stay in the foreground (its pid is measured)
+                       and is unmounted at the end. Repeatable.
+  --workloads LIST     run only these workloads (letters a-f or names)
   --json               print a JSON document instead of a table
-  --plot FILE.svg      also write a grouped bar chart
-  --bdi-max-ratio PCT  set each fusebox mount's /sys/class/bdi/<dev>/max_ratio (default: kernel's)
-  --workloads LIST     run only these workloads";
+  --markdown           print markdown tables (ratios, daemon CPU, requests/op)
+  --bdi-max-ratio PCT  set each FUSE mount's /sys/class/bdi/<dev>/max_ratio (default: kernel's)
+Needs root, fio, /dev/fuse; io_uring variants need /sys/module/fuse/parameters/enable_uring
+(set to Y for the run and restored at the end; without it the default set skips them).";
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str> {
     it.next().map(String::as_str).with_context(|| format!("option {flag} needs a value\n{USAGE}"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> Result<T> {
+    v.parse().ok().filter(|n| *n >= T::from(1)).with_context(|| format!("{flag} '{v}': expected N >= 1"))
 }
 
 /// Parse the arguments after `bench`.
@@ -143,41 +364,28 @@ pub fn parse(args: &[String]) -> Result<BenchOptions> {
     let mut o = BenchOptions::default();
     let mut it = args.iter();
     let mut size_mb: Option<u64> = None;
+    let mut files: Option<usize> = None;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dir" => o.dir = Some(value(&mut it, a)?.into()),
-            "--image-size" => {
+            "--backing-image-size" | "--image-size" => {
                 let v = value(&mut it, a)?;
-                o.image_size = fusebox::session::parse_bytes("--image-size", v)
-                    .ok()
-                    .filter(|n| *n >= 64 << 20)
-                    .with_context(|| format!("--image-size '{v}': expected a size of at least 64M"))?;
-            }
-            "--image-dir" => o.image_dir = value(&mut it, a)?.into(),
-            "--quick" => {
-                o.seq_size = 64 << 20;
-                o.rand_size = 16 << 20;
-            }
-            // Hidden: shrink every file to N MiB (random writes: N/4) for tests.
-            "--size-mb" => {
-                let v = value(&mut it, a)?;
-                size_mb = Some(
-                    v.parse()
+                o.image_size = Some(
+                    fusebox::session::parse_bytes(a, v)
                         .ok()
-                        .filter(|n| *n >= 1)
-                        .with_context(|| format!("--size-mb '{v}': expected N >= 1"))?,
+                        .filter(|n| *n >= 64 << 20)
+                        .with_context(|| format!("{a} '{v}': expected a size of at least 64M"))?,
                 );
             }
-            "--runs" => {
-                let v = value(&mut it, a)?;
-                o.runs = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .with_context(|| format!("--runs '{v}': expected N >= 1"))?;
-            }
+            "--image-dir" => o.image_dir = value(&mut it, a)?.into(),
+            "--quick" => o.sizes = Sizes::QUICK,
+            // Hidden, for tests: the layout file is N MiB, the other sizes scale along.
+            "--size-mb" => size_mb = Some(positive(a, value(&mut it, a)?)?),
+            // Hidden, for tests: files of workload e.
+            "--files" => files = Some(positive::<u32>(a, value(&mut it, a)?)? as usize),
+            "--runs" => o.runs = positive::<u32>(a, value(&mut it, a)?)? as usize,
             "--json" => o.json = true,
-            "--plot" => o.plot = Some(value(&mut it, a)?.into()),
+            "--markdown" => o.markdown = true,
             "--bdi-max-ratio" => {
                 let v = value(&mut it, a)?;
                 o.bdi_max_ratio = Some(
@@ -188,19 +396,55 @@ pub fn parse(args: &[String]) -> Result<BenchOptions> {
                 );
             }
             "--workloads" => {
-                o.workloads = value(&mut it, a)?.split(',').map(Workload::parse).collect::<Result<_>>()?;
-                if o.workloads.is_empty() {
-                    bail!("--workloads needs at least one workload");
+                let mut ws: Vec<Workload> = value(&mut it, a)?
+                    .split(',')
+                    .map(str::trim)
+                    .map(Workload::parse)
+                    .collect::<Result<_>>()?;
+                ws.sort_by_key(|w| WORKLOADS.iter().position(|x| x == w));
+                ws.dedup();
+                o.workloads = ws;
+            }
+            "--variants" => {
+                let mut bs: Vec<Builtin> = value(&mut it, a)?
+                    .split(',')
+                    .map(str::trim)
+                    .map(Builtin::parse)
+                    .collect::<Result<_>>()?;
+                bs.push(Builtin::Native);
+                bs.sort_by_key(|b| ALL_BUILTINS.iter().position(|x| x == b));
+                bs.dedup();
+                o.builtins = bs;
+                o.variants_explicit = true;
+            }
+            "--peer" => {
+                let p = Peer::parse(value(&mut it, a)?)?;
+                if o.peers.iter().any(|q| q.name == p.name) {
+                    bail!("--peer: NAME '{}' given twice", p.name);
                 }
+                o.peers.push(p);
             }
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown bench option '{other}'\n{USAGE}"),
         }
     }
+    if o.json && o.markdown {
+        bail!("--json and --markdown exclude each other");
+    }
     if let Some(mb) = size_mb {
-        o.seq_size = mb << 20;
-        o.rand_size = (mb << 20) / 4;
-        o.rand_size = o.rand_size.max(1 << 20);
+        o.sizes = o.sizes.scaled(mb);
+    }
+    if let Some(n) = files {
+        o.sizes.files = n;
+    }
+    if let Some(size) = o.image_size {
+        if o.dir.is_none() && size < o.min_image_size() {
+            bail!(
+                "--backing-image-size {} MiB is too small: these variants and sizes need at least {} MiB",
+                size >> 20,
+                o.min_image_size().div_ceil(1 << 20)
+            );
+        }
     }
     Ok(o)
 }
@@ -213,17 +457,71 @@ mod tests {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
     }
 
+    fn args(v: &[&str]) -> Result<BenchOptions> {
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
     #[test]
-    fn defaults_and_flags() {
-        assert_eq!(p("").unwrap(), BenchOptions::default());
-        let o = p("--dir /x --quick --runs 3 --json --plot a.svg --bdi-max-ratio 50").unwrap();
+    fn defaults() {
+        let o = p("").unwrap();
+        assert_eq!(o, BenchOptions::default());
+        assert_eq!(o.workloads.len(), 6);
+        assert_eq!(o.builtins, DEFAULT_BUILTINS.to_vec());
+        assert_eq!(o.sizes, Sizes::FULL);
+        // native + 2 passthrough variants: 3 x (1G + 2 x 256M) + 512M = 5 GiB.
+        assert_eq!(o.default_image_size(), 5 << 30);
+        assert_eq!(o.memfs_size(), (1 << 30) + (576 << 20));
+    }
+
+    #[test]
+    fn flags() {
+        let o = p("--dir /x --quick --runs 3 --markdown --bdi-max-ratio 50").unwrap();
         assert_eq!(o.dir.as_deref(), Some(std::path::Path::new("/x")));
-        assert_eq!((o.seq_size, o.rand_size, o.runs, o.json), (64 << 20, 16 << 20, 3, true));
-        assert_eq!(o.plot.as_deref(), Some(std::path::Path::new("a.svg")));
+        assert_eq!((o.sizes, o.runs, o.markdown, o.json), (Sizes::QUICK, 3, true, false));
         assert_eq!(o.bdi_max_ratio, Some(50));
-        let o = p("--quick --size-mb 8 --image-size 1G --workloads seq-write,c").unwrap();
-        assert_eq!((o.seq_size, o.rand_size, o.image_size), (8 << 20, 2 << 20, 1 << 30));
-        assert_eq!(o.workloads, vec![Workload::SeqWrite, Workload::RandWrite]);
+        let o = p("--quick --size-mb 8 --files 500 --backing-image-size 2G --workloads e,a,b-seq-read-1m,a")
+            .unwrap();
+        assert_eq!(
+            (o.sizes.file, o.sizes.d_size, o.sizes.c_io, o.sizes.f_io),
+            (8 << 20, 32 << 20, 64 << 20, 16 << 20)
+        );
+        assert_eq!((o.sizes.files, o.sizes.c_runtime, o.image_size), (500, 5, Some(2 << 30)));
+        assert_eq!(o.workloads, vec![Workload::A, Workload::B, Workload::E]);
+        let o = p("--variants memfs,fusebox-passthrough-wt --image-size 1G --size-mb 4").unwrap();
+        assert_eq!(o.builtins, vec![Builtin::Native, Builtin::PassthroughWt, Builtin::Memfs]);
+        assert!(o.variants_explicit);
+    }
+
+    #[test]
+    fn peers() {
+        let o = args(&[
+            "--peer",
+            "hp=/bin/passthrough_hp --foreground {SRC} {MNT}",
+            "--peer",
+            "mem = memfs_ll -o x=y -f {MNT}",
+        ])
+        .unwrap();
+        assert_eq!(o.peers.len(), 2);
+        assert_eq!(
+            o.peers[0],
+            Peer { name: "hp".into(), command: "/bin/passthrough_hp --foreground {SRC} {MNT}".into() }
+        );
+        assert_eq!(o.peers[1].name, "mem");
+        assert_eq!(o.peers[1].command, "memfs_ll -o x=y -f {MNT}");
+        // Each peer adds a backed directory.
+        assert_eq!(o.backed_variants(), 5);
+    }
+
+    #[test]
+    fn peer_errors() {
+        let e = |v: &[&str]| format!("{:#}", args(v).unwrap_err());
+        assert!(e(&["--peer", "hp /bin/x {MNT}"]).contains("no '='"));
+        assert!(e(&["--peer", "hp=/bin/x {SRC}"]).contains("must contain {MNT}"));
+        assert!(e(&["--peer", "=/bin/x {MNT}"]).contains("NAME must be"));
+        assert!(e(&["--peer", "a b=/bin/x {MNT}"]).contains("NAME must be"));
+        assert!(e(&["--peer", "native=/bin/x {MNT}"]).contains("built-in"));
+        assert!(e(&["--peer", "x=a {MNT}", "--peer", "x=b {MNT}"]).contains("given twice"));
+        assert!(e(&["--peer"]).contains("needs a value"));
     }
 
     #[test]
@@ -233,12 +531,28 @@ mod tests {
             "--runs",
             "--bdi-max-ratio 101",
             "--image-size 1K",
+            "--backing-image-size 128M",
             "--size-mb x",
+            "--files 0",
             "--workloads nope",
+            "--workloads g",
+            "--variants ext4",
+            "--json --markdown",
             "--frob",
             "positional",
         ] {
             assert!(p(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(WORKLOADS.map(Workload::letter), ['a', 'b', 'c', 'd', 'e', 'f']);
+        assert_eq!(Workload::parse("c").unwrap(), Workload::C);
+        assert_eq!(Workload::parse("f-randread-4k-direct-4jobs").unwrap(), Workload::F);
+        assert_eq!(Builtin::parse("passthrough-uring").unwrap(), Builtin::PassthroughUring);
+        assert_eq!(Builtin::parse("fusebox-memfs").unwrap(), Builtin::Memfs);
+        assert!(Builtin::MemfsUring.uses_uring() && !Builtin::Memfs.uses_backing());
+        assert_eq!(Workload::E.unit().label(), "files/s");
     }
 }

@@ -1,11 +1,13 @@
 //! Backing storage, fusebox daemons, `/proc` and `/sys` readings.
 //!
 //! Everything the benchmark creates is registered in a [`Guard`] as soon as it exists; dropping
-//! the guard (normal end, error, or Ctrl-C noticed between jobs) unmounts the fusebox mounts,
-//! waits for their daemons, unmounts the loop mount, detaches the loop device and deletes the
-//! image and temp directories.
+//! the guard (normal end, error, or Ctrl-C noticed between jobs) unmounts the FUSE mounts
+//! (fusebox and peers), waits for their daemons, restores `enable_uring`, removes the
+//! directories it made, unmounts the loop mount, detaches the loop device and deletes the image
+//! and temp directories.
 
 use anyhow::{bail, Context, Result};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,11 +21,13 @@ fn sh(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A running fusebox daemon serving one mount.
+/// A running FUSE daemon (fusebox or a peer) serving one mount.
 pub struct Daemon {
+    /// The variant it serves.
+    pub name: String,
     /// The mountpoint.
     pub mountpoint: PathBuf,
-    /// The `mount ... -f` child.
+    /// The foreground daemon process.
     pub child: Child,
     /// `major:minor` of the mount (its BDI name).
     pub dev: String,
@@ -38,6 +42,9 @@ impl Daemon {
     }
 }
 
+/// The module parameter that allows FUSE over io_uring.
+pub const URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
 /// Owns everything the benchmark set up.
 #[derive(Default)]
 pub struct Guard {
@@ -49,10 +56,12 @@ pub struct Guard {
     pub loopdev: Option<String>,
     /// Where the loop device is mounted.
     pub loop_mount: Option<PathBuf>,
-    /// Directories created inside a user-supplied `--dir`.
+    /// Directories created on the backing storage (removed at the end).
     pub made_dirs: Vec<PathBuf>,
-    /// Live fusebox daemons.
+    /// Live daemons, in mount order.
     pub daemons: Vec<Daemon>,
+    /// The value `enable_uring` had before we set it (restored at the end).
+    pub uring_param_before: Option<String>,
 }
 
 impl Guard {
@@ -89,55 +98,131 @@ impl Guard {
         Ok(mnt)
     }
 
-    /// Spawn `fusebox mount ARGS MNT -o OPTS -f` from our own executable and wait until the
-    /// mount is live.
-    pub fn mount(&mut self, fs_args: &[&str], mountpoint: &Path, opts: &str) -> Result<&Daemon> {
-        std::fs::create_dir_all(mountpoint)?;
+    /// Create a directory and register it for removal.
+    pub fn make_dir(&mut self, d: &Path) -> Result<()> {
+        std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        self.made_dirs.push(d.to_path_buf());
+        Ok(())
+    }
+
+    /// Set `enable_uring` to Y (remembering the old value for the end). Fails with the reason
+    /// when the kernel has no FUSE over io_uring or the parameter cannot be written.
+    pub fn enable_uring(&mut self) -> Result<()> {
+        let old = std::fs::read_to_string(URING_PARAM)
+            .with_context(|| format!("this kernel has no FUSE over io_uring ({URING_PARAM})"))?;
+        let old = old.trim().to_string();
+        if old == "Y" {
+            return Ok(());
+        }
+        std::fs::write(URING_PARAM, "Y\n").with_context(|| format!("writing Y to {URING_PARAM}"))?;
+        if self.uring_param_before.is_none() {
+            self.uring_param_before = Some(old);
+        }
+        Ok(())
+    }
+
+    /// Start `fusebox mount ARGS MNT -o OPTS -f` from our own executable and wait for the mount.
+    pub fn mount_fusebox(
+        &mut self,
+        name: &str,
+        fs_args: &[&str],
+        mountpoint: &Path,
+        opts: &str,
+    ) -> Result<&Daemon> {
         let exe = std::env::current_exe().context("locating the fusebox executable")?;
-        let name = mountpoint.file_name().and_then(|n| n.to_str()).unwrap_or("mnt");
-        let log = self.tmp().join(format!("{name}.log"));
-        let logf = std::fs::File::create(&log)?;
         let mut cmd = Command::new(exe);
         cmd.arg("mount").args(fs_args).arg(mountpoint).arg("-o").arg(opts).arg("-f");
+        cmd.env_remove("FUSEBOX_DAEMON_CHILD");
+        self.spawn_mount(name, cmd, mountpoint)
+    }
+
+    /// Start a peer: `sh -c 'exec COMMAND'` with `{SRC}` and `{MNT}` filled in (shell-quoted),
+    /// and wait for the mount.
+    pub fn mount_peer(
+        &mut self,
+        name: &str,
+        command: &str,
+        src: &Path,
+        mountpoint: &Path,
+    ) -> Result<&Daemon> {
+        let line = peer_command_line(command, src, mountpoint);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("exec {line}"));
+        self.spawn_mount(name, cmd, mountpoint)
+    }
+
+    /// Spawn `cmd` (which must mount `mountpoint` and stay in the foreground) and wait until
+    /// `mountpoint` is a mount: its st_dev differs from its parent's.
+    fn spawn_mount(&mut self, name: &str, mut cmd: Command, mountpoint: &Path) -> Result<&Daemon> {
+        std::fs::create_dir_all(mountpoint)?;
+        let log = self.tmp().join(format!("{name}.log"));
+        let logf = std::fs::File::create(&log)?;
         // Own process group: a terminal Ctrl-C reaches us and fio, and we unmount in order.
         use std::os::unix::process::CommandExt;
         let child = cmd
-            .env_remove("FUSEBOX_DAEMON_CHILD")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf)
             .process_group(0)
             .spawn()
-            .context("starting a fusebox daemon")?;
-        self.daemons.push(Daemon { mountpoint: mountpoint.to_path_buf(), child, dev: String::new(), log });
+            .with_context(|| format!("starting {name}"))?;
+        self.daemons.push(Daemon {
+            name: name.to_string(),
+            mountpoint: mountpoint.to_path_buf(),
+            child,
+            dev: String::new(),
+            log,
+        });
         let d = self.daemons.last_mut().expect("just pushed");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let parent = mountpoint.parent().context("mountpoint has no parent")?;
+        let parent_dev = std::fs::metadata(parent)?.dev();
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
         loop {
-            if let Some(dev) = mount_dev(mountpoint) {
-                d.dev = dev;
+            if std::fs::metadata(mountpoint).map(|m| m.dev() != parent_dev).unwrap_or(false) {
+                d.dev = mount_dev(mountpoint).unwrap_or_default();
                 break;
             }
             if let Some(status) = d.child.try_wait()? {
                 let log = std::fs::read_to_string(&d.log).unwrap_or_default();
                 let pid = d.child.id();
                 self.daemons.pop();
-                bail!("fusebox daemon (pid {pid}) exited with {status} before mounting: {}", log.trim());
+                bail!("{name} (pid {pid}) exited with {status} before mounting; its stderr: {}", log.trim());
             }
             if Instant::now() > deadline {
-                bail!("{} did not show up in /proc/self/mountinfo within 20 s", mountpoint.display());
+                let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+                // Only the pid we started; Drop unmounts in case it mounted late.
+                let _ = d.child.kill();
+                bail!(
+                    "{name}: {} is not a mount {} s after starting (the command must mount it and stay \
+                     in the foreground); its stderr: {}",
+                    mountpoint.display(),
+                    MOUNT_TIMEOUT.as_secs(),
+                    log.trim()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(self.daemons.last().expect("just pushed"))
     }
+}
 
-    /// Unmount the most recent daemon's mount and wait for the daemon to exit.
-    pub fn unmount_last(&mut self) -> Result<()> {
-        match self.daemons.pop() {
-            Some(d) => stop_daemon(d),
-            None => Ok(()),
-        }
+/// How long a daemon may take to mount.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Quote `s` for `sh`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// A peer's command with `{SRC}` and `{MNT}` replaced by the shell-quoted paths.
+pub fn peer_command_line(command: &str, src: &Path, mountpoint: &Path) -> String {
+    command
+        .replace("{SRC}", &shell_quote(&src.to_string_lossy()))
+        .replace("{MNT}", &shell_quote(&mountpoint.to_string_lossy()))
 }
 
 fn stop_daemon(mut d: Daemon) -> Result<()> {
@@ -163,7 +248,8 @@ fn stop_daemon(mut d: Daemon) -> Result<()> {
                 let _ = d.child.wait();
                 if result.is_ok() {
                     result = Err(anyhow::anyhow!(
-                        "daemon pid {} did not exit after unmount; killed",
+                        "{} (pid {}) did not exit after unmount; killed",
+                        d.name,
                         d.child.id()
                     ));
                 }
@@ -180,6 +266,11 @@ impl Drop for Guard {
             let mp = d.mountpoint.clone();
             if let Err(e) = stop_daemon(d) {
                 eprintln!("fusebox: bench cleanup: unmounting {}: {e:#}", mp.display());
+            }
+        }
+        if let Some(old) = self.uring_param_before.take() {
+            if let Err(e) = std::fs::write(URING_PARAM, format!("{old}\n")) {
+                eprintln!("fusebox: bench cleanup: restoring {URING_PARAM} to {old}: {e}");
             }
         }
         for d in self.made_dirs.drain(..).rev() {
@@ -224,14 +315,16 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     parse_cpu_ticks(&stat).map(|t| t as f64 / clock_ticks()).context("malformed /proc/<pid>/stat")
 }
 
+/// USER_HZ (`getconf CLK_TCK`; 100 on every Linux architecture fusebox runs on).
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        sh("getconf", &["CLK_TCK"])
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
@@ -242,11 +335,6 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// The BDI max_ratio of device `dev` (`major:minor`), if readable.
-pub fn bdi_max_ratio(dev: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/bdi/{dev}/max_ratio")).ok()?.trim().parse().ok()
-}
-
 /// Set the BDI max_ratio of device `dev`.
 pub fn set_bdi_max_ratio(dev: &str, pct: u32) -> Result<()> {
     let p = format!("/sys/class/bdi/{dev}/max_ratio");
@@ -255,13 +343,12 @@ pub fn set_bdi_max_ratio(dev: &str, pct: u32) -> Result<()> {
 
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`. Returns false if caches could not be dropped.
 pub fn drop_caches() -> bool {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+    let synced = Command::new("sync").status().map(|s| s.success()).unwrap_or(false);
+    synced && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }
 
 /// Facts about the machine for the report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Machine {
     /// `uname -r`.
     pub kernel: String,
@@ -310,6 +397,20 @@ mod tests {
         let stat = "1234 (fuse box) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn peer_command_lines_are_quoted() {
+        let l = peer_command_line("hp --foreground {SRC} {MNT}", Path::new("/a b/src"), Path::new("/m"));
+        assert_eq!(l, "hp --foreground '/a b/src' /m");
+        let l = peer_command_line("ll -o source={SRC} -f {MNT}", Path::new("/s"), Path::new("/it's"));
+        assert_eq!(l, "ll -o source=/s -f '/it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn clock_ticks_are_user_hz() {
+        assert_eq!(clock_ticks(), 100.0);
     }
 
     #[test]
