@@ -138,20 +138,20 @@ impl ControlSocket {
         }
         remove_stale_socket(mountpoint);
         let listener = UnixListener::bind(&path)?;
-        listener.set_nonblocking(true)?;
+        // Blocking accept: the thread sleeps until a client (or the stop connection made by
+        // `drop`) arrives, instead of waking 20 times a second to poll.
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, mnt) = (stop.clone(), mountpoint.to_path_buf());
         let thread = std::thread::Builder::new().name("fusebox-control".into()).spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok(_) if stop2.load(Ordering::Relaxed) => return,
                     Ok((stream, _)) => {
                         if let Err(e) = answer(stream, &mnt, &server) {
                             tracing::debug!(error = %e, "control client went away");
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket failed");
                         return;
@@ -192,7 +192,10 @@ impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // Wake the blocking accept; if the connection fails the listener is already gone.
+            if UnixStream::connect(&self.path).is_ok() || t.is_finished() {
+                let _ = t.join();
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }

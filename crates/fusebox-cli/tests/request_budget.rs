@@ -1,0 +1,201 @@
+//! Per-operation request budget: how many FUSE requests the kernel sends for common
+//! operations on mounts made by the binary with its defaults, counted from the daemon's stats.
+//! A change that adds a request to any of these fails here.
+//!
+//! The budgets are the kernel's floor for each configuration (Linux 6.x, fs/fuse/dir.c and
+//! file.c), not targets we chose:
+//! - The directory's GETATTR: with `default_permissions` (memfs and passthrough always, since
+//!   POSIX ACLs require it) the kernel refreshes a directory's attributes before a path walk
+//!   checks its permissions, and every create, unlink or rename in it marks them stale
+//!   (`fuse_dir_changed`). So the first path walk through a directory after a change costs one
+//!   GETATTR, whatever the operation: below, the create after a create and the stat after a
+//!   create pay it; the unlink after a stat does not.
+//! - create+close: LOOKUP (an O_EXCL create always looks the name up), CREATE, FLUSH (close),
+//!   RELEASE, plus the directory's GETATTR.
+//! - stat right after create+close: the directory's GETATTR; with the write-back cache also the
+//!   file's, because the kernel marks `st_blocks` stale at every FLUSH (`fuse_flush`).
+//! - a second stat: nothing (names and attributes are cached).
+//! - unlink: UNLINK and FORGET; with the write-back cache also a SETATTR, because the kernel
+//!   owns ctime there and writes the unlinked inode's new ctime back at once
+//!   (`fuse_update_ctime` → `sync_inode_metadata`).
+//! - a cold sequential read of 8 MiB in 1 MiB calls (passthrough, data written in SOURCE):
+//!   8 READs of 1 MiB (readahead raised to 4 MiB by the daemon), plus LOOKUP, OPEN, FLUSH,
+//!   RELEASE and at most one GETATTR.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+use support::*;
+
+/// A foreground daemon on a temp mountpoint; unmounted and reaped on drop, even when the test
+/// fails.
+struct Daemon {
+    _dir: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+    child: Child,
+}
+
+impl Daemon {
+    fn start(fs: &str, opts: &str) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("fusebox-budget-").tempdir().unwrap();
+        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&mnt).unwrap();
+        let mut cmd = fusebox();
+        cmd.args(["mount", fs]);
+        if fs == "passthrough" {
+            cmd.arg(&src);
+        }
+        cmd.arg(&mnt).args(["-f", "-o", opts]);
+        let child = cmd.spawn().expect("starting fusebox");
+        let d = Daemon { _dir: dir, src, mnt, child };
+        assert!(
+            wait_until(Duration::from_secs(20), || fusebox::session::query_status(&d.mnt).is_ok()),
+            "{fs} -o {opts} did not come up"
+        );
+        d
+    }
+
+    /// Request counts per opcode, once the daemon is idle and the counts stay put (RELEASE
+    /// and FORGET arrive after the system call that caused them has returned).
+    fn counts(&self) -> BTreeMap<String, u64> {
+        let read = || {
+            let r = fusebox::session::query_status(&self.mnt).expect("stats");
+            let idle = r.stats.in_flight_sync + r.stats.in_flight_background == 0;
+            (idle, r.stats.ops.into_iter().map(|o| (o.name, o.count)).collect::<BTreeMap<_, _>>())
+        };
+        let mut last = read().1;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(30));
+            let (idle, now) = read();
+            if idle && now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("request counts never settled: {last:?}");
+    }
+
+    /// The requests `op` caused, per opcode.
+    fn requests(&self, op: impl FnOnce()) -> BTreeMap<String, u64> {
+        let before = self.counts();
+        op();
+        let after = self.counts();
+        after
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let d = v - before.get(&k).copied().unwrap_or(0);
+                (d > 0).then_some((k, d))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = fusebox().arg("umount").arg(&self.mnt).status();
+        if !wait_until(Duration::from_secs(10), || self.child.try_wait().is_ok_and(|s| s.is_some())) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn expect(what: &str, got: BTreeMap<String, u64>, want: &[(&str, u64)]) {
+    let want: BTreeMap<String, u64> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(got, want, "{what}: requests differ from the budget");
+}
+
+fn create_close(p: &Path) {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(p).unwrap();
+}
+
+fn stat(p: &Path) {
+    std::fs::symlink_metadata(p).unwrap();
+}
+
+fn check_metadata_budget(fs: &str, opts: &str, writeback: bool) {
+    let d = Daemon::start(fs, opts);
+    let dir = d.mnt.join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    // Warm up: the directory is known and its attributes were just marked stale by a create,
+    // as they are in the middle of any sequence of creates.
+    create_close(&dir.join("warm"));
+    // The first statx(2) learns that the daemon answers FUSE_STATX with ENOSYS (the kernel
+    // then uses GETATTR for good).
+    stat(&dir.join("warm"));
+    create_close(&dir.join("warm2"));
+    for i in 0..3 {
+        let what = format!("{fs} -o {opts}, file {i}");
+        let f = dir.join(format!("f{i}"));
+        let created = d.requests(|| create_close(&f));
+        expect(
+            &format!("{what}: create+close"),
+            created,
+            &[("CREATE", 1), ("FLUSH", 1), ("GETATTR", 1), ("LOOKUP", 1), ("RELEASE", 1)],
+        );
+        let first = d.requests(|| stat(&f));
+        expect(&format!("{what}: first stat"), first, &[("GETATTR", if writeback { 2 } else { 1 })]);
+        let again = d.requests(|| stat(&f));
+        expect(&format!("{what}: second stat"), again, &[]);
+        let unlinked = d.requests(|| std::fs::remove_file(&f).unwrap());
+        let mut want = vec![("FORGET", 1), ("UNLINK", 1)];
+        if writeback {
+            want.insert(1, ("SETATTR", 1));
+        }
+        expect(&format!("{what}: unlink"), unlinked, &want);
+    }
+}
+
+#[test]
+fn memfs_metadata_requests_stay_within_budget() {
+    if !can_mount() {
+        return;
+    }
+    check_metadata_budget("memfs", "writeback", true);
+    check_metadata_budget("memfs", "no_writeback", false);
+}
+
+#[test]
+fn passthrough_metadata_requests_stay_within_budget() {
+    if !can_mount() {
+        return;
+    }
+    // Timeouts long enough that a slow CI machine does not see cached names expire between
+    // two steps (the default is one second without `watch`).
+    check_metadata_budget("passthrough", "writeback,attr_timeout=30,entry_timeout=30", true);
+    check_metadata_budget("passthrough", "no_writeback,attr_timeout=30,entry_timeout=30", false);
+    check_metadata_budget("passthrough", "watch", true);
+}
+
+#[test]
+fn sequential_read_uses_full_size_reads() {
+    if !can_mount() {
+        return;
+    }
+    let d = Daemon::start("passthrough", "writeback");
+    // Written in SOURCE, so the mount's page cache has none of it.
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.src.join("big"), &data).unwrap();
+    let read = d.requests(|| {
+        use std::io::Read;
+        let mut f = std::fs::File::open(d.mnt.join("big")).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = Vec::new();
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == data, "read back different bytes");
+    });
+    assert_eq!(read.get("READ"), Some(&8), "8 MiB should arrive as 8 READs of 1 MiB: {read:?}");
+    let others: u64 = read.iter().filter(|(k, _)| k.as_str() != "READ").map(|(_, v)| v).sum();
+    assert!(others <= 5, "LOOKUP, OPEN, FLUSH, RELEASE and at most one GETATTR expected: {read:?}");
+}
