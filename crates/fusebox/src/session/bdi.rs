@@ -45,7 +45,7 @@ fn device_of(mountinfo: &str, mountpoint: &Path) -> Option<String> {
             let (_id, _parent, dev, _root, point) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
             (point == want).then(|| dev.to_string())
         })
-        .last()
+        .next_back()
 }
 
 fn write_knob(dir: &Path, knob: &str, value: u32) -> io::Result<()> {

@@ -28,7 +28,7 @@ pub enum OptionError {
 }
 
 /// Generic mount options understood by every fusebox file system.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MountOptions {
     /// Let users other than the mounter access the file system.
     pub allow_other: bool,
@@ -119,40 +119,6 @@ impl Default for UringOptions {
         // entry committed last, so an idle hot thread takes it), at the same CPU cost per
         // request as one ring of 8 entries on a non-blocking one.
         UringOptions { enabled: false, depth: 1, threads_per_queue: 8, pin: true, defer_taskrun: true }
-    }
-}
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions {
-            allow_other: false,
-            default_permissions: false,
-            read_only: false,
-            suid: false,
-            dev: false,
-            noexec: false,
-            noatime: false,
-            fsname: None,
-            subtype: None,
-            threads: None,
-            max_threads: None,
-            background_threads: None,
-            fifo: false,
-            max_background: None,
-            congestion_threshold: None,
-            attr_timeout: None,
-            entry_timeout: None,
-            negative_timeout: None,
-            debug: false,
-            writeback: None,
-            async_dio: None,
-            splice_write: false,
-            read_ahead_kb: None,
-            bdi_max_ratio: None,
-            worker_slice_us: None,
-            uring: UringOptions::default(),
-            fs_options: BTreeMap::new(),
-        }
     }
 }
 
