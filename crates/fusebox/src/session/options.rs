@@ -329,10 +329,10 @@ mod tests {
         assert_eq!(o.attr_timeout, Some(Duration::from_millis(500)));
         assert_eq!(o.entry_timeout, Some(Duration::from_secs(2)));
         assert_eq!(o.negative_timeout, None);
-        let o =
+        let t =
             MountOptions::parse(&["read_ahead_kb=4096,bdi_max_ratio=50,negative_timeout=3"], &[]).unwrap();
-        assert_eq!((o.read_ahead_kb, o.bdi_max_ratio), (Some(4096), Some(50)));
-        assert_eq!(o.negative_timeout, Some(Duration::from_secs(3)));
+        assert_eq!((t.read_ahead_kb, t.bdi_max_ratio), (Some(4096), Some(50)));
+        assert_eq!(t.negative_timeout, Some(Duration::from_secs(3)));
         for bad in ["read_ahead_kb=x", "read_ahead_kb=2000000", "bdi_max_ratio=101", "bdi_max_ratio"] {
             assert!(MountOptions::parse(&[bad], &[]).is_err(), "{bad}");
         }
