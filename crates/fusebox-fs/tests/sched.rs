@@ -81,7 +81,13 @@ fn slow_request_does_not_block_fast_one_and_pool_grows_then_shrinks() {
         "only {} readers got in",
         fs.blocked()
     );
-    assert!(m.server().workers() > 4, "pool did not grow: {} workers", m.server().workers());
+    // The grower adds a worker GROW_DELAY after the last one blocked, so a fifth one (free for
+    // other requests) follows shortly.
+    assert!(
+        wait_until(Duration::from_secs(20), || m.server().workers() > 4),
+        "pool did not grow: {} workers",
+        m.server().workers()
+    );
     // A request for another file is answered while the slow ones are still pending.
     let fast = m.path("fast");
     assert_eq!(within(Duration::from_secs(20), move || std::fs::read(fast).unwrap()), b"data");

@@ -167,17 +167,20 @@ impl Inodes {
         NodeId(id)
     }
 
-    /// Before its last name may go: if the backing inode `fd` refers to (`key` from its stat)
-    /// is a node the kernel knows, keep `fd` for that node until it is forgotten.
-    pub(crate) fn pin_if_known(&self, fd: OwnedFd, key: (u64, u64)) {
-        let id = {
-            let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            match t.by_key.get(&key) {
-                Some(&id) if t.nodes.get(&id).is_some_and(|n| n.inode.pinned.is_none()) => id,
-                _ => return,
-            }
+    /// Keep node `id`'s descriptor (cached, or reopened by handle) until FORGET, because its
+    /// backing file is about to lose its last name and could not be reopened by handle after
+    /// that. Nothing happens for an unknown or already pinned node.
+    pub(crate) fn pin_for_unlink(&self, id: NodeId) {
+        let pinned = match self.get(id) {
+            Ok(inode) => inode.pinned.is_some(),
+            Err(_) => return,
         };
-        self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(fd));
+        if pinned {
+            return;
+        }
+        if let Ok(fd) = self.fd(id) {
+            self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).insert(id.0, fd);
+        }
     }
 
     /// Count one more lookup of an existing node (LOOKUP of "." or "..").

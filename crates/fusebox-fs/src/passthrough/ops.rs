@@ -10,7 +10,7 @@ use fusebox::fs::{
     CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
     ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr,
-    Statfs, TimeOrNow, WriteArgs,
+    Statfs, TimeOrNow, Timespec, WriteArgs,
 };
 use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -130,6 +130,9 @@ impl Passthrough {
 
     fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let fd = self.inodes.fd(ino)?;
+        if let Some(attr) = self.times_of_deleted_file(&fd, a)? {
+            return Ok(attr);
+        }
         let open = a.fh.and_then(|fh| self.file(fh).ok());
         if let Some(mode) = a.mode {
             match &open {
@@ -171,6 +174,39 @@ impl Passthrough {
         Ok(to_attr(&st))
     }
 
+    /// With the write-back cache the kernel writes back the new ctime of every file it unlinks
+    /// (one SETATTR per unlink). Once the backing file has no name left, nobody can see its
+    /// times in SOURCE, and the kernel keeps its own mtime/ctime for a file still open through
+    /// the mount: answer such a times-only SETATTR without touching the backing inode (which
+    /// would be a journaled update). `None`: not such a request, apply it normally.
+    fn times_of_deleted_file(&self, fd: &impl AsFd, a: &SetAttr) -> Result<Option<FileAttr>, Errno> {
+        let times_only = a.mode.is_none()
+            && a.uid.is_none()
+            && a.gid.is_none()
+            && a.size.is_none()
+            && !a.kill_suidgid
+            && (a.atime.is_some() || a.mtime.is_some() || a.ctime.is_some());
+        if !times_only || !self.coherence.writeback() {
+            return Ok(None);
+        }
+        let st = rustix::fs::fstat(fd).map_err(errno)?;
+        if st.st_nlink != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(None);
+        }
+        let mut attr = to_attr(&st);
+        let pick = |t: Option<TimeOrNow>, old: Timespec| match t {
+            Some(TimeOrNow::Time(t)) => t,
+            Some(TimeOrNow::Now) => Timespec::now(),
+            None => old,
+        };
+        attr.atime = pick(a.atime, attr.atime);
+        attr.mtime = pick(a.mtime, attr.mtime);
+        if let Some(c) = a.ctime {
+            attr.ctime = c;
+        }
+        Ok(Some(attr))
+    }
+
     /// The kernel keeps an unlinked inode until its last reference goes and may still send
     /// requests for it (with write-back, UNLINK marks its ctime dirty and a concurrent sync
     /// flushes it with SETATTR). Once the backing file is deleted it cannot be reopened by
@@ -178,11 +214,11 @@ impl Passthrough {
     /// Best effort: if the name cannot be opened, unlinkat reports why.
     #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are not u64 on every target
     fn pin_before_unlink(&self, dir: std::os::fd::BorrowedFd<'_>, name: &OsStr) {
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
-            if let Ok(st) = rustix::fs::fstat(&fd) {
-                if st.st_nlink <= 1 {
-                    self.inodes.pin_if_known(fd, (st.st_dev as u64, st.st_ino as u64));
+        // One fstatat instead of opening the name: the node's descriptor is usually cached.
+        if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            if st.st_nlink <= 1 {
+                if let Some(id) = self.inodes.by_key((st.st_dev as u64, st.st_ino as u64)) {
+                    self.inodes.pin_for_unlink(id);
                 }
             }
         }
