@@ -13,7 +13,7 @@ pub mod system;
 
 use anyhow::{bail, Context, Result};
 use options::{BenchOptions, Builtin, Workload};
-use report::{Cell, Metric, PhaseCell, Report, RequestSample, Requests, SizesReport, VariantInfo};
+use report::{Cell, Failure, Metric, PhaseCell, Report, RequestSample, Requests, SizesReport, VariantInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -346,6 +346,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
     let total = o.runs * o.workloads.len() * variants.len();
     let mut step = 0;
     let mut caches_dropped = true;
+    let mut failures = Vec::new();
     for run in 1..=o.runs {
         for (wi, &w) in o.workloads.iter().enumerate() {
             for (vi, v) in variants.iter().enumerate() {
@@ -357,9 +358,29 @@ pub fn run(o: &BenchOptions) -> Result<()> {
                     Workload::E => run_meta(v, o, &stop, s),
                     _ => run_fio(&fio_bin, w, v, o, s),
                 };
-                let line = line.with_context(|| format!("{} on {}", w.name(), v.name))?;
-                caches_dropped &= !line.contains("caches not dropped");
-                eprintln!("{line}");
+                match line {
+                    Ok(line) => {
+                        caches_dropped &= !line.contains("caches not dropped");
+                        eprintln!("{line}");
+                    }
+                    Err(e) => {
+                        // Recorded, and the run goes on: one variant failing a workload (a peer
+                        // out of descriptors, a dead daemon) must not throw away the others.
+                        check_stop(&stop)?;
+                        let error = format!("{e:#}");
+                        eprintln!("FAILED: {error}");
+                        s.values.push(f64::NAN);
+                        if w == Workload::E {
+                            s.phases.iter_mut().for_each(|p| p.push(f64::NAN));
+                        }
+                        failures.push(Failure {
+                            workload: w.name().into(),
+                            variant: v.name.clone(),
+                            run,
+                            error,
+                        });
+                    }
+                }
             }
         }
     }
@@ -380,11 +401,13 @@ pub fn run(o: &BenchOptions) -> Result<()> {
             native.phases.iter().map(|p| Metric::of(p.clone())).collect();
         for (vi, v) in variants.iter().enumerate() {
             let s = &samples[&(wi, vi)];
-            let value = Metric::of(s.values.clone()).context("no samples")?;
+            // Every run failed: no cell (the failures say why).
+            let Some(value) = Metric::of(s.values.clone()) else { continue };
             let ratio = native_value.as_ref().and_then(|n| value.ratio_to(n));
             let phases = if w == Workload::E {
                 (0..3)
                     .map(|k| {
+                        // A run with a total has all three phases.
                         let value = Metric::of(s.phases[k].clone()).context("no phase samples")?;
                         Ok(PhaseCell {
                             phase: meta::PHASES[k].into(),
@@ -448,6 +471,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         caches_dropped,
         variants: variants_info,
         cells,
+        failures,
     };
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -455,6 +479,16 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         print!("{}", report::render_markdown(&report));
     } else {
         print!("{}", report::render_table(&report));
+    }
+    // Peers may fail where fusebox does not (that is a finding, reported above); a failure of
+    // native or of a fusebox variant makes the run fail.
+    let own: Vec<_> = report
+        .failures
+        .iter()
+        .filter(|f| variants.iter().any(|v| v.name == f.variant && !matches!(v.kind, Kind::Peer)))
+        .collect();
+    if !own.is_empty() {
+        bail!("{} job(s) of native or fusebox variants failed (listed above)", own.len());
     }
     Ok(())
 }

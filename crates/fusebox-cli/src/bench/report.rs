@@ -18,12 +18,14 @@ pub struct Metric {
 }
 
 impl Metric {
-    /// Statistics of `runs` (None when empty).
+    /// Statistics of `runs` (None when no run has a value). A failed run is NaN: it keeps its
+    /// place in `runs` (so per-round ratios pair the right runs) and is left out of the
+    /// statistics.
     pub fn of(runs: Vec<f64>) -> Option<Metric> {
-        if runs.is_empty() {
+        let mut s: Vec<f64> = runs.iter().copied().filter(|v| v.is_finite()).collect();
+        if s.is_empty() {
             return None;
         }
-        let mut s = runs.clone();
         s.sort_by(f64::total_cmp);
         let n = s.len();
         let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
@@ -34,7 +36,12 @@ impl Metric {
     /// zero are left out.
     pub fn ratio_to(&self, native: &Metric) -> Option<Metric> {
         Metric::of(
-            self.runs.iter().zip(&native.runs).filter(|(_, n)| **n > 0.0).map(|(v, n)| v / n).collect(),
+            self.runs
+                .iter()
+                .zip(&native.runs)
+                .filter(|(v, n)| v.is_finite() && n.is_finite() && **n > 0.0)
+                .map(|(v, n)| v / n)
+                .collect(),
         )
     }
 }
@@ -237,8 +244,36 @@ pub struct Report {
     pub caches_dropped: bool,
     /// Variants in report order (native first).
     pub variants: Vec<VariantInfo>,
-    /// Cells, workload-major in report order.
+    /// Cells, workload-major in report order (a workload no run of a variant completed has
+    /// no cell; its failures say why).
     pub cells: Vec<Cell>,
+    /// Jobs that failed (a peer running out of descriptors, a daemon that died, ...).
+    pub failures: Vec<Failure>,
+}
+
+/// One job that did not complete.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Failure {
+    /// Workload name.
+    pub workload: String,
+    /// Variant name.
+    pub variant: String,
+    /// Round (1-based).
+    pub run: usize,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Failures as text lines, empty when none.
+fn render_failures(r: &Report) -> String {
+    let mut s = String::new();
+    if !r.failures.is_empty() {
+        let _ = writeln!(s, "\nFailed jobs (left out of the statistics):");
+        for f in &r.failures {
+            let _ = writeln!(s, "- {} on {}, run {}: {}", f.workload, f.variant, f.run, f.error);
+        }
+    }
+    s
 }
 
 impl Report {
@@ -337,6 +372,7 @@ pub fn render_table(r: &Report) -> String {
             v.uring_requests.map(|n| format!("   ({n} requests over io_uring)")).unwrap_or_default()
         );
     }
+    s += &render_failures(r);
     let _ = writeln!(s, "\n{}", footer(r));
     s
 }
@@ -473,6 +509,7 @@ pub fn render_markdown(r: &Report) -> String {
             }
         }
     }
+    s += &render_failures(r);
     let _ = writeln!(s, "\n{}", footer(r));
     s
 }
@@ -591,6 +628,7 @@ mod tests {
                 })
                 .collect(),
             cells,
+            failures: Vec::new(),
         }
     }
 
@@ -654,5 +692,29 @@ mod tests {
         assert_eq!(v["cells"][0]["requests"], serde_json::Value::Null);
         assert_eq!(v["cells"][4]["phases"][0]["phase"], "create");
         assert_eq!(v["variants"][2]["kind"], "peer");
+    }
+
+    #[test]
+    fn failed_runs_keep_their_place_and_are_listed() {
+        // Run 2 of the variant failed: stats over runs 1 and 3, ratios pair the same rounds.
+        let v = Metric::of(vec![10.0, f64::NAN, 30.0]).unwrap();
+        assert_eq!((v.median, v.min, v.max), (20.0, 10.0, 30.0));
+        let native = Metric::of(vec![10.0, 10.0, 10.0]).unwrap();
+        assert_eq!(v.ratio_to(&native).unwrap().runs, vec![1.0, 3.0]);
+        assert!(Metric::of(vec![f64::NAN]).is_none());
+        let mut r = sample();
+        r.failures.push(Failure {
+            workload: "e-create-stat-unlink".into(),
+            variant: "libfuse-x".into(),
+            run: 1,
+            error: "create f1: Too many open files (os error 24)".into(),
+        });
+        for text in [render_table(&r), render_markdown(&r)] {
+            assert!(
+                text.contains("- e-create-stat-unlink on libfuse-x, run 1: create f1: Too many open files"),
+                "{text}"
+            );
+        }
+        assert!(render_failures(&sample()).is_empty());
     }
 }
