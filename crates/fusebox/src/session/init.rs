@@ -60,6 +60,9 @@ pub struct Capabilities {
     /// Answer READs with data spliced from a file ([`crate::fs::ReplyData::splice_from_file`]);
     /// announced as SPLICE_WRITE + SPLICE_MOVE. Off by default (see docs/BENCHMARKS.md).
     pub splice_write: bool,
+    /// Files opened with FOPEN_DIRECT_IO may still be mmapped (shared mappings; 7.39,
+    /// DIRECT_IO_ALLOW_MMAP), so a file system can answer O_DIRECT opens with FOPEN_DIRECT_IO.
+    pub direct_io_allow_mmap: bool,
 }
 
 impl Default for Capabilities {
@@ -88,6 +91,7 @@ impl Default for Capabilities {
             congestion_threshold: 48,
             time_gran: 1,
             splice_write: false,
+            direct_io_allow_mmap: true,
         }
     }
 }
@@ -118,6 +122,7 @@ impl Capabilities {
         set(self.splice_write, FUSE_SPLICE_WRITE | FUSE_SPLICE_MOVE);
         set(self.dont_mask, FUSE_DONT_MASK);
         set(self.posix_acl, FUSE_POSIX_ACL);
+        set(self.direct_io_allow_mmap, FUSE_DIRECT_IO_ALLOW_MMAP);
         f
     }
 }
@@ -180,6 +185,7 @@ pub const FLAG_NAMES: &[(u64, &str)] = &[
     (FUSE_CACHE_SYMLINKS, "CACHE_SYMLINKS"),
     (FUSE_HANDLE_KILLPRIV_V2, "HANDLE_KILLPRIV_V2"),
     (FUSE_INIT_EXT, "INIT_EXT"),
+    (FUSE_DIRECT_IO_ALLOW_MMAP, "DIRECT_IO_ALLOW_MMAP"),
     (FUSE_PASSTHROUGH, "PASSTHROUGH"),
     (FUSE_OVER_IO_URING, "OVER_IO_URING"),
 ];
