@@ -201,3 +201,6 @@ impl DfsFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
