@@ -66,7 +66,9 @@ pub fn parse(args: &[String]) -> Result<DfsCommand> {
             "--storage" => storage = Some(it.next().context("--storage needs a URL (file:///dir)")?.clone()),
             "--grace" => {
                 let v = it.next().context("--grace needs a number of seconds")?;
-                grace = Some(v.parse::<u64>().with_context(|| format!("--grace: '{v}' is not a number of seconds"))?);
+                grace = Some(
+                    v.parse::<u64>().with_context(|| format!("--grace: '{v}' is not a number of seconds"))?,
+                );
             }
             s if s.starts_with("--storage=") => storage = Some(s["--storage=".len()..].to_string()),
             s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag '{s}'\n{USAGE}"),
@@ -133,7 +135,11 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
             let (m, blobs) = open(&meta)?;
             let r = runtime()?.block_on(fusebox_dfs::check::fsck(&*m, &blobs))?;
             for b in &r.missing {
-                println!("missing: {} ({} bytes)", fusebox_dfs::layout::block_key(b.slice_id, b.index), b.len);
+                println!(
+                    "missing: {} ({} bytes)",
+                    fusebox_dfs::layout::block_key(b.slice_id, b.index),
+                    b.len
+                );
             }
             for (b, size) in &r.wrong_size {
                 let key = fusebox_dfs::layout::block_key(b.slice_id, b.index);
@@ -180,11 +186,8 @@ pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size"];
 /// Cache lifetimes dfs asks for by default: a second for names and attributes, none for
 /// absent names. Other mounts of the same database do not push invalidations yet (issue 17),
 /// so long lifetimes would hide their changes for that long.
-pub const CACHE_TTL: fusebox::Ttl = fusebox::Ttl {
-    entry: Duration::from_secs(1),
-    attr: Duration::from_secs(1),
-    negative: Duration::ZERO,
-};
+pub const CACHE_TTL: fusebox::Ttl =
+    fusebox::Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1), negative: Duration::ZERO };
 
 /// Default block cache directory for a metadata URL: one per database, under
 /// `$XDG_CACHE_HOME` or `~/.cache`, else `/var/tmp`.
@@ -262,8 +265,14 @@ mod tests {
             DfsCommand::Format { meta: "sqlite:///m.db".into(), storage: "file:///b".into(), force: true }
         );
         assert_eq!(p("fsck sqlite:///m.db").unwrap(), DfsCommand::Fsck { meta: "sqlite:///m.db".into() });
-        assert_eq!(p("gc sqlite:///m.db").unwrap(), DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 3600 });
-        assert_eq!(p("gc sqlite:///m.db --grace 0").unwrap(), DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 0 });
+        assert_eq!(
+            p("gc sqlite:///m.db").unwrap(),
+            DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 3600 }
+        );
+        assert_eq!(
+            p("gc sqlite:///m.db --grace 0").unwrap(),
+            DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 0 }
+        );
         assert_eq!(p("").unwrap(), DfsCommand::Help);
         for bad in [
             "format sqlite:///m.db",

@@ -139,6 +139,7 @@ impl DfsFs {
         let (end, mtime) = (w.end(), w.mtime_ns());
         let n = slices.len();
         self.m(move |m| m.commit(ino, &slices, end, mtime)).await?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(ino, slices = n, end, "committed");
         w.committed();
         Ok(())

@@ -51,6 +51,8 @@ pub struct DfsFs {
     unlinked: Mutex<HashSet<u64>>,
     /// Bytes buffered by all writers.
     buffered: AtomicU64,
+    /// Number of commits so far (see [`DfsFs::with_pending`]).
+    commits: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,6 +103,7 @@ impl DfsFs {
             lookups: Mutex::new(HashMap::new()),
             unlinked: Mutex::new(HashSet::new()),
             buffered: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         }
     }
 
@@ -140,17 +143,35 @@ impl DfsFs {
         lock(&self.writers).entry(ino).or_default().clone()
     }
 
-    /// Attributes with what the inode's write buffer adds (size and mtime not committed yet).
-    async fn with_pending(&self, mut a: Attr) -> Attr {
-        if let Some(w) = self.writer(a.ino) {
-            let w = w.lock().await;
-            a.size = a.size.max(w.end());
-            if let Some(t) = w.mtime_ns() {
-                a.mtime_ns = t;
-                a.ctime_ns = t;
+    /// The commit counter, read before fetching attributes that go through
+    /// [`DfsFs::with_pending`].
+    fn commit_count(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Attributes `a` (read from the metadata after [`DfsFs::commit_count`] returned `commits`)
+    /// with what the inode's write buffer adds (size and mtime not committed yet).
+    ///
+    /// A WRITE the kernel saw complete is either in the buffer or committed. If a commit fell
+    /// between the metadata read and this check (and RELEASE then dropped the buffer), `a` would
+    /// show neither and the kernel would take a stale size: so with a buffer, or after any
+    /// commit since the read, the attributes are read again (with the buffer held).
+    async fn with_pending(&self, a: Attr, commits: u64) -> Result<Attr, Errno> {
+        let ino = a.ino;
+        let Some(w) = self.writer(ino) else {
+            if self.commit_count() == commits {
+                return Ok(a);
             }
+            return self.m(move |m| m.getattr(ino)).await;
+        };
+        let w = w.lock().await;
+        let mut a = self.m(move |m| m.getattr(ino)).await?;
+        a.size = a.size.max(w.end());
+        if let Some(t) = w.mtime_ns() {
+            a.mtime_ns = t;
+            a.ctime_ns = t;
         }
-        a
+        Ok(a)
     }
 
     /// `ino` lost a name and now has `nlink`: delete it now if nobody knows it, or at FORGET.

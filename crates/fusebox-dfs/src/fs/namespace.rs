@@ -87,6 +87,7 @@ impl DfsFs {
             self.commit_locked(ino, w).await?;
         }
         let now = crate::meta::sqlite::now_ns();
+        let commits = self.commit_count();
         let a = self
             .m(move |m| {
                 m.update(ino, &mut |n: &mut Inode| {
@@ -137,7 +138,7 @@ impl DfsFs {
             })
             .await?;
         drop(guard);
-        let a = if s.size.is_some() { a } else { self.with_pending(a).await };
+        let a = if s.size.is_some() { a } else { self.with_pending(a, commits).await? };
         Ok(file_attr(&a))
     }
 }
@@ -160,6 +161,7 @@ impl AsyncFilesystem for DfsFs {
 
     async fn lookup(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<Entry> {
         let name = name.into_vec();
+        let commits = self.commit_count();
         let a = self
             .m(move |m| match &name[..] {
                 b"." => m.getattr(parent.0),
@@ -167,7 +169,7 @@ impl AsyncFilesystem for DfsFs {
                 _ => m.lookup(parent.0, &name),
             })
             .await?;
-        let a = self.with_pending(a).await;
+        let a = self.with_pending(a, commits).await?;
         Ok(self.entry(&a))
     }
 
@@ -176,8 +178,9 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn getattr(&self, _req: RequestInfo, ino: NodeId, _fh: Option<FileHandle>) -> FsResult<FileAttr> {
+        let commits = self.commit_count();
         let a = self.m(move |m| m.getattr(ino.0)).await?;
-        Ok(file_attr(&self.with_pending(a).await))
+        Ok(file_attr(&self.with_pending(a, commits).await?))
     }
 
     async fn setattr(&self, _req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
@@ -261,9 +264,10 @@ impl AsyncFilesystem for DfsFs {
         newname: OsString,
     ) -> FsResult<Entry> {
         let newname = newname.into_vec();
+        let commits = self.commit_count();
         let a = self.m(move |m| m.link(ino.0, newparent.0, &newname)).await?;
         lock(&self.unlinked).remove(&a.ino);
-        let a = self.with_pending(a).await;
+        let a = self.with_pending(a, commits).await?;
         Ok(self.entry(&a))
     }
 
@@ -377,6 +381,7 @@ impl AsyncFilesystem for DfsFs {
         max_bytes: usize,
     ) -> FsResult<Vec<DirEntryPlus>> {
         let limit = max_bytes / dirent_plus_size(8) + 1;
+        let commits = self.commit_count();
         let (me, parent, items) = self
             .m(move |m| {
                 let me = m.getattr(ino.0)?;
@@ -408,7 +413,7 @@ impl AsyncFilesystem for DfsFs {
             if used > max_bytes {
                 break;
             }
-            let a = self.with_pending(it.attr).await;
+            let a = self.with_pending(it.attr, commits).await?;
             list.push(DirEntryPlus {
                 entry: self.entry(&a),
                 offset: it.cookie,
