@@ -75,10 +75,7 @@ impl DfsFs {
     async fn do_setattr(&self, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
         // A size change commits the write buffer first and holds it, so no WRITE slips in
         // between the commit and the cut.
-        let writer = match s.size {
-            Some(_) => Some(self.writer_or_new(ino)),
-            None => None,
-        };
+        let writer = s.size.map(|_| self.writer_or_new(ino));
         let mut guard = match &writer {
             Some(w) => Some(w.lock().await),
             None => None,
