@@ -154,11 +154,11 @@ impl DaemonMount {
         Some(m)
     }
 
-    /// SIGKILL the daemon and remove its dead mount.
-    fn kill(mut self) {
+    /// SIGKILL the daemon (the mount stays, dead, until this is dropped: detaching it while
+    /// writers still run would let them create files in the directory underneath).
+    fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
     }
 }
 
@@ -241,7 +241,9 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
                         break;
                     }
                     let name = format!("t{t}-{i}");
-                    let data = random_bytes((t * 100_000 + i) as u64, 1 + (i * 7919 + t * 31) % 3_000_000);
+                    // Up to 9 MB: large files spill whole blocks before their commit.
+                    let data =
+                        random_bytes((t * 100_000 + i) as u64, 1 + (i * 1_234_567 + t * 7919) % 9_000_000);
                     let r = (|| -> std::io::Result<()> {
                         let mut f = std::fs::File::create(dir.join(&name))?;
                         f.write_all(&data)?;
@@ -260,14 +262,16 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
         })
         .collect();
     assert!(
-        wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= 12),
+        wait_until(Duration::from_secs(120), || acked.lock().unwrap().len() >= 24),
         "writers made no progress"
     );
+    let mut m = m;
     m.kill();
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         within(Duration::from_secs(30), move || w.join().unwrap());
     }
+    drop(m); // detach the dead mount
     let acked = acked.lock().unwrap().clone();
     let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
     for (name, sum, len) in &acked {

@@ -208,6 +208,14 @@ impl DfsFs {
             let mut sources = Vec::new();
             let mut layers = Vec::new();
             for r in refs {
+                // Stored metadata is input too: a slice reaching past its data or its chunk
+                // would make the copy below index out of bounds.
+                if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size)
+                    || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
+                {
+                    tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
+                    return Err(Errno::EIO);
+                }
                 layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
                 sources.push(Source::Stored { slice_id: r.slice_id, size: r.slice_size });
             }

@@ -233,3 +233,24 @@ fn unlinked_open_files_live_until_forget() {
         assert!(env.blobs.list("blocks".into()).await.unwrap().is_empty());
     });
 }
+
+#[test]
+fn corrupt_slice_metadata_reads_as_eio_not_a_panic() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "f").await;
+        write(&fs, ino, 0, b"0123456789".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let db = rusqlite::Connection::open(env.dir.path().join("m.db")).unwrap();
+        db.execute("UPDATE chunk_slices SET off = 8 WHERE ino = ?1", [ino as i64]).unwrap();
+        let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 10, flags: 0 };
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+        // A block object of the wrong size is EIO as well.
+        db.execute("UPDATE chunk_slices SET off = 0, slice_size = 20, len = 20 WHERE ino = ?1", [ino as i64])
+            .unwrap();
+        db.execute("UPDATE inodes SET size = 20 WHERE ino = ?1", [ino as i64]).unwrap();
+        let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 20, flags: 0 };
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+    });
+}
