@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # POSIX conformance and stress of fusebox's reference file systems, on mounts made by the
 # `fusebox` binary:
-#   pjdfstest  the Rust pjdfstest suite on memfs and passthrough, write-back cache on and off
+#   pjdfstest  the Rust pjdfstest suite on memfs and passthrough, write-back cache on and off,
+#              and on fusebox-dfs (SQLite + local blocks) with the write-back cache
 #   stress     stress-ng's filesystem stressors for a bounded time on the same four mounts
 # Usage: bash scripts/conformance.sh [pjdfstest|stress|all]   (default: all)
 # Needs root and /dev/fuse; without them it says why and exits 0, unless FUSEBOX_REQUIRE_MOUNT=1.
@@ -93,6 +94,12 @@ mount_config() {
     daemon_log="$work/logs/daemon-$fs-$wb-$(basename "$mnt").log"
     if [ "$fs" = memfs ]; then
         FUSEBOX_LOG="$daemon_log" "$FUSEBOX" mount memfs "$mnt" -o "$opts"
+    elif [ "$fs" = dfs ]; then
+        # A fresh file system: metadata database, block directory and block cache.
+        src="$(mktemp -d "$work/d.XXX")"
+        "$FUSEBOX" dfs format "sqlite://$src/meta.db" --storage "file://$src/blocks" >/dev/null
+        FUSEBOX_LOG="$daemon_log" "$FUSEBOX" mount dfs "sqlite://$src/meta.db" "$mnt" \
+            -o "$opts,cache_dir=$src/cache"
     else
         src="$(mktemp -d "$work/s.XXX")"
         FUSEBOX_LOG="$daemon_log" "$FUSEBOX" mount passthrough "$src" "$mnt" -o "$opts"
@@ -158,6 +165,7 @@ chmod +x "$work/bin/mount"
 # over io_uring, this checks the same file systems stay POSIX-correct there.
 PJDFSTEST_CONFIGS=("${CONFIGS[@]}")
 if [ -z "${CONFORMANCE_CONFIGS:-}" ]; then
+    PJDFSTEST_CONFIGS+=(dfs:writeback)
     if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
         PJDFSTEST_CONFIGS+=(memfs:writeback+io_uring passthrough:writeback+io_uring)
     else

@@ -11,6 +11,8 @@ pub enum FsKind {
     Memfs,
     /// Mirror of SOURCE.
     Passthrough { source: PathBuf },
+    /// fusebox-dfs on the metadata database META_URL.
+    Dfs { meta: String },
 }
 
 /// A parsed command line.
@@ -41,6 +43,8 @@ pub enum Command {
     },
     /// `fusebox bench [OPTIONS]`
     Bench(crate::bench::options::BenchOptions),
+    /// `fusebox dfs VERB ...`
+    Dfs(crate::dfs::DfsCommand),
     /// `fusebox help`
     Help,
 }
@@ -50,6 +54,8 @@ pub const USAGE: &str = "\
 usage:
   fusebox mount memfs MOUNTPOINT [-o OPTS] [-f]
   fusebox mount passthrough SOURCE MOUNTPOINT [-o OPTS] [-f]
+  fusebox mount dfs META_URL MOUNTPOINT [-o OPTS] [-f]
+  fusebox dfs format|fsck|gc ...   (fusebox dfs --help for details)
   fusebox umount MOUNTPOINT
   fusebox stats MOUNTPOINT [--json]
   fusebox bench [OPTIONS]   (fusebox bench --help for its options)
@@ -63,6 +69,8 @@ usage:
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024), sync_close (close(2) returns
                after fsync of the backing file and release of its flock lock),
                watch (push invalidations for changes made in SOURCE outside this mount)
+  dfs: cache_dir=DIR (block cache), cache_size=BYTES (default 1G, 0 = off),
+       buffer_size=BYTES (write buffers of all files, default 256M)
 -f stays in the foreground; otherwise fusebox returns once the mount is live.
 FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 
@@ -70,6 +78,9 @@ FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 pub fn parse(args: &[String]) -> Result<Command> {
     if args.first().map(String::as_str) == Some("bench") {
         return crate::bench::options::parse(&args[1..]).map(Command::Bench);
+    }
+    if args.first().map(String::as_str) == Some("dfs") {
+        return crate::dfs::parse(&args[1..]).map(Command::Dfs);
     }
     let mut positional = Vec::new();
     let mut options = Vec::new();
@@ -100,8 +111,12 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     Some(source) => FsKind::Passthrough { source: source.into() },
                     None => bail!("missing SOURCE\n{USAGE}"),
                 },
-                Some(other) => bail!("unknown file system '{other}' (expected memfs or passthrough)"),
-                None => bail!("missing file system (memfs or passthrough)\n{USAGE}"),
+                Some("dfs") => match pos.next() {
+                    Some(meta) => FsKind::Dfs { meta },
+                    None => bail!("missing META_URL\n{USAGE}"),
+                },
+                Some(other) => bail!("unknown file system '{other}' (expected memfs, passthrough or dfs)"),
+                None => bail!("missing file system (memfs, passthrough or dfs)\n{USAGE}"),
             };
             let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
             if let Some(extra) = pos.next() {

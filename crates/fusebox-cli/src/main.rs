@@ -5,6 +5,7 @@
 mod args;
 mod bench;
 mod daemon;
+mod dfs;
 mod logging;
 mod stats;
 
@@ -36,6 +37,7 @@ fn run(argv: &[String]) -> Result<()> {
         }
         Command::Stats { mountpoint, json } => stats::show(&mountpoint, json),
         Command::Bench(opts) => bench::run(&opts),
+        Command::Dfs(cmd) => dfs::run(cmd),
         Command::Umount { mountpoint } => {
             fusebox::session::unmount(&mountpoint)?;
             Ok(())
@@ -53,7 +55,7 @@ fn run(argv: &[String]) -> Result<()> {
 }
 
 /// A file system, its options and the cache lifetimes it asks for by default.
-type Built = (Arc<dyn Filesystem>, MountOptions, fusebox::Ttl);
+pub(crate) type Built = (Arc<dyn Filesystem>, MountOptions, fusebox::Ttl);
 
 /// Build the file system and parse options for it.
 fn build(fs: &FsKind, options: &[String]) -> Result<Built> {
@@ -69,6 +71,7 @@ fn build(fs: &FsKind, options: &[String]) -> Result<Built> {
             Ok((Arc::new(memfs), opts, fusebox_fs::memfs::CACHE_TTL))
         }
         FsKind::Passthrough { source } => passthrough(source, options),
+        FsKind::Dfs { meta } => dfs::build(meta, options),
     }
 }
 

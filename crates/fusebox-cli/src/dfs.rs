@@ -1,0 +1,293 @@
+//! The `fusebox dfs` verbs (format, fsck, gc) and the `fusebox mount dfs` builder.
+
+use anyhow::{bail, Context, Result};
+use fusebox::fs::asyncfs::AsyncAdapter;
+use fusebox::session::OptionError;
+use fusebox::MountOptions;
+use fusebox_dfs::cache::BlockCache;
+use fusebox_dfs::meta::Caller;
+use fusebox_dfs::url::{format_meta, open_meta, parse_meta_url, MetaUrl};
+use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, MetaStore, ObjectBlobStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Usage of the dfs verbs.
+pub const USAGE: &str = "\
+usage:
+  fusebox dfs format META_URL --storage DATA_URL [--force]
+  fusebox dfs fsck META_URL
+  fusebox dfs gc META_URL [--grace SECS]
+  fusebox mount dfs META_URL MOUNTPOINT [-o OPTS] [-f]
+
+META_URL: sqlite:///path/meta.db    DATA_URL: file:///path/blocks
+format refuses a database that holds anything unless --force (which erases it).
+gc deletes block objects no file references that are older than --grace (default 3600 s).";
+
+/// Default grace period of gc: longer than any write session of a live mount should last.
+const DEFAULT_GRACE_SECS: u64 = 3600;
+
+/// A parsed `fusebox dfs` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DfsCommand {
+    /// Create a file system.
+    Format {
+        /// Metadata URL.
+        meta: String,
+        /// Block store URL.
+        storage: String,
+        /// Erase a non-empty database.
+        force: bool,
+    },
+    /// Check metadata against objects.
+    Fsck {
+        /// Metadata URL.
+        meta: String,
+    },
+    /// Delete unreferenced objects.
+    Gc {
+        /// Metadata URL.
+        meta: String,
+        /// Minimum age in seconds.
+        grace: u64,
+    },
+    /// Print usage.
+    Help,
+}
+
+/// Parse the arguments after `dfs`.
+pub fn parse(args: &[String]) -> Result<DfsCommand> {
+    let (mut positional, mut storage, mut force, mut grace) = (Vec::new(), None, false, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(DfsCommand::Help),
+            "--force" => force = true,
+            "--storage" => storage = Some(it.next().context("--storage needs a URL (file:///dir)")?.clone()),
+            "--grace" => {
+                let v = it.next().context("--grace needs a number of seconds")?;
+                grace = Some(
+                    v.parse::<u64>().with_context(|| format!("--grace: '{v}' is not a number of seconds"))?,
+                );
+            }
+            s if s.starts_with("--storage=") => storage = Some(s["--storage=".len()..].to_string()),
+            s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag '{s}'\n{USAGE}"),
+            _ => positional.push(a.clone()),
+        }
+    }
+    let mut pos = positional.into_iter();
+    let verb = pos.next();
+    let meta = pos.next();
+    if let Some(extra) = pos.next() {
+        bail!("unexpected argument '{extra}'\n{USAGE}");
+    }
+    let need_meta = || meta.clone().with_context(|| format!("missing META_URL\n{USAGE}"));
+    let cmd = match verb.as_deref() {
+        None | Some("help") => return Ok(DfsCommand::Help),
+        Some("format") => DfsCommand::Format {
+            meta: need_meta()?,
+            storage: storage.clone().with_context(|| format!("format needs --storage DATA_URL\n{USAGE}"))?,
+            force,
+        },
+        Some("fsck") => DfsCommand::Fsck { meta: need_meta()? },
+        Some("gc") => DfsCommand::Gc { meta: need_meta()?, grace: grace.unwrap_or(DEFAULT_GRACE_SECS) },
+        Some(other) => bail!("unknown dfs command '{other}' (expected format, fsck or gc)"),
+    };
+    let is_format = matches!(cmd, DfsCommand::Format { .. });
+    if !is_format && (storage.is_some() || force) {
+        bail!("--storage and --force belong to `fusebox dfs format`");
+    }
+    if !matches!(cmd, DfsCommand::Gc { .. }) && grace.is_some() {
+        bail!("--grace belongs to `fusebox dfs gc`");
+    }
+    Ok(cmd)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a tokio runtime")
+}
+
+/// The metadata store and the block store it names.
+fn open(meta: &str) -> Result<(Arc<dyn MetaStore>, ObjectBlobStore)> {
+    let m = open_meta(meta)?;
+    let info = m.info()?;
+    let blobs = ObjectBlobStore::from_url(&info.storage_url)?;
+    Ok((m, blobs))
+}
+
+/// Run a `fusebox dfs` command.
+pub fn run(cmd: DfsCommand) -> Result<()> {
+    match cmd {
+        DfsCommand::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        DfsCommand::Format { meta, storage, force } => {
+            // Check both URLs (and create the block directory) before touching the database.
+            parse_meta_url(&meta)?;
+            ObjectBlobStore::from_url(&storage)?;
+            let (uid, gid) = fusebox::sys::getuid_gid();
+            format_meta(&meta, &storage, force, Caller { uid, gid })?;
+            println!("formatted {meta} (blocks in {storage})");
+            Ok(())
+        }
+        DfsCommand::Fsck { meta } => {
+            let (m, blobs) = open(&meta)?;
+            let r = runtime()?.block_on(fusebox_dfs::check::fsck(&*m, &blobs))?;
+            for b in &r.missing {
+                println!(
+                    "missing: {} ({} bytes)",
+                    fusebox_dfs::layout::block_key(b.slice_id, b.index),
+                    b.len
+                );
+            }
+            for (b, size) in &r.wrong_size {
+                let key = fusebox_dfs::layout::block_key(b.slice_id, b.index);
+                println!("wrong size: {key} has {size} bytes, expected {}", b.len);
+            }
+            for o in &r.garbage {
+                println!("garbage: {} ({} bytes)", o.key, o.size);
+            }
+            for k in &r.foreign {
+                println!("foreign object (left alone): {k}");
+            }
+            let garbage_bytes: u64 = r.garbage.iter().map(|o| o.size).sum();
+            println!(
+                "{} referenced blocks, {} missing, {} with a wrong size, {} unreferenced ({garbage_bytes} bytes; `fusebox dfs gc` removes them)",
+                r.referenced,
+                r.missing.len(),
+                r.wrong_size.len(),
+                r.garbage.len()
+            );
+            if !r.is_ok() {
+                bail!("fsck found {} missing and {} damaged blocks", r.missing.len(), r.wrong_size.len());
+            }
+            Ok(())
+        }
+        DfsCommand::Gc { meta, grace } => {
+            let (m, blobs) = open(&meta)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let r = runtime()?.block_on(fusebox_dfs::check::gc(&*m, &blobs, grace, now))?;
+            println!(
+                "deleted {} unreferenced blocks ({} bytes); kept {} younger than {grace} s",
+                r.deleted, r.bytes, r.young
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The `-o` keys dfs understands.
+pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size"];
+
+/// Cache lifetimes dfs asks for by default: a second for names and attributes, none for
+/// absent names. Other mounts of the same database do not push invalidations yet (issue 17),
+/// so long lifetimes would hide their changes for that long.
+pub const CACHE_TTL: fusebox::Ttl =
+    fusebox::Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1), negative: Duration::ZERO };
+
+/// Default block cache directory for a metadata URL: one per database, under
+/// `$XDG_CACHE_HOME` or `~/.cache`, else `/var/tmp`.
+fn default_cache_dir(meta: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let hash = meta.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    base.join("fusebox-dfs").join(format!("{hash:016x}"))
+}
+
+/// Build the dfs file system for `fusebox mount dfs META_URL`.
+pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
+    let mut opts = MountOptions::parse(options, OPTION_KEYS)?;
+    // dfs stores modes, owners and ACLs; the kernel enforces them.
+    opts.default_permissions = true;
+    let size = |k: &str, default: u64| -> Result<u64, OptionError> {
+        match opts.fs_options.get(k) {
+            None => Ok(default),
+            Some(None) => Err(OptionError::MissingValue(k.into())),
+            Some(Some(v)) => fusebox::session::parse_bytes(k, v),
+        }
+    };
+    let cache_size = size("cache_size", 1 << 30)?;
+    let buffer_size = size("buffer_size", 256 << 20)?;
+    let cache_dir = match opts.fs_options.get("cache_dir") {
+        None => default_cache_dir(meta),
+        Some(None) => return Err(OptionError::MissingValue("cache_dir".into()).into()),
+        Some(Some(v)) => PathBuf::from(v),
+    };
+    let MetaUrl::Sqlite(_) = parse_meta_url(meta)?;
+    let (m, blobs) = open(meta)?;
+    let cache = if cache_size == 0 {
+        None
+    } else {
+        Some(
+            BlockCache::open(&cache_dir, cache_size)
+                .with_context(|| format!("block cache directory {}", cache_dir.display()))?,
+        )
+    };
+    let dfs_opts = DfsOptions {
+        buffer_limit: buffer_size,
+        file_buffer_limit: (buffer_size / 4).max(4 << 20),
+        ..Default::default()
+    };
+    let blobs: Arc<dyn BlobStore> = Arc::new(blobs);
+    let fs = DfsFs::new(m, blobs, cache, dfs_opts);
+    let adapter = AsyncAdapter::new(fs, Default::default()).context("starting the async runtime")?;
+    if opts.subtype.is_none() {
+        opts.subtype = Some("dfs".into());
+    }
+    if opts.fsname.is_none() {
+        opts.fsname = Some(meta.to_string());
+    }
+    Ok((Arc::new(adapter), opts, CACHE_TTL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<DfsCommand> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_dfs_verbs() {
+        assert_eq!(
+            p("format sqlite:///m.db --storage file:///b").unwrap(),
+            DfsCommand::Format { meta: "sqlite:///m.db".into(), storage: "file:///b".into(), force: false }
+        );
+        assert_eq!(
+            p("format --force sqlite:///m.db --storage=file:///b").unwrap(),
+            DfsCommand::Format { meta: "sqlite:///m.db".into(), storage: "file:///b".into(), force: true }
+        );
+        assert_eq!(p("fsck sqlite:///m.db").unwrap(), DfsCommand::Fsck { meta: "sqlite:///m.db".into() });
+        assert_eq!(
+            p("gc sqlite:///m.db").unwrap(),
+            DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 3600 }
+        );
+        assert_eq!(
+            p("gc sqlite:///m.db --grace 0").unwrap(),
+            DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 0 }
+        );
+        assert_eq!(p("").unwrap(), DfsCommand::Help);
+        for bad in [
+            "format sqlite:///m.db",
+            "format",
+            "fsck",
+            "fsck a b",
+            "gc sqlite:///m.db --grace x",
+            "gc sqlite:///m.db --grace",
+            "fsck sqlite:///m.db --force",
+            "fsck sqlite:///m.db --grace 1",
+            "frob sqlite:///m.db",
+            "format sqlite:///m.db --storage",
+            "fsck sqlite:///m.db -x",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The data path: buffered WRITEs, commits, READs assembled from slices.
+//!
+//! Commit order (crash safety): a commit first uploads every block of the new slices and waits
+//! for all of them, and only then runs the one metadata transaction that adds the slices, the
+//! new size and mtime and bumps the inode version. A crash between the two leaves objects no
+//! metadata refers to (garbage for `fusebox dfs gc`), never metadata that refers to a missing
+//! object. Blocks are never overwritten: every upload gets a fresh slice id.
+
+use super::{lock, DfsFs, Writer};
+use crate::layout::{block_key, block_len, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE};
+use crate::meta::sqlite::now_ns;
+use crate::meta::NewSlice;
+use crate::writer::{FileWriter, PendingData};
+use bytes::Bytes;
+use fusebox::fs::Errno;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+/// Where the bytes of a read layer come from.
+enum Source {
+    /// Block objects of a slice holding `size` bytes.
+    Stored { slice_id: u64, size: u64 },
+    /// The write buffer.
+    Memory(Bytes),
+}
+
+impl DfsFs {
+    fn account(&self, before: u64, after: u64) {
+        if after >= before {
+            self.buffered.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.release_buffered(before - after);
+        }
+    }
+
+    pub(super) fn release_buffered(&self, n: u64) {
+        let _ =
+            self.buffered.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(n)));
+    }
+
+    /// Upload `pending` as new slices (one slice id each; all blocks in parallel, also into
+    /// the block cache). Returns the slices to commit.
+    async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
+        let mut slices = Vec::with_capacity(pending.len());
+        let mut jobs = Vec::new();
+        for p in pending {
+            let slice_id = self.m(|m| m.new_slice_id()).await?;
+            let len = p.data.len() as u64;
+            for index in 0..len.div_ceil(BLOCK_SIZE) {
+                let at = (index * BLOCK_SIZE) as usize;
+                let data = p.data.slice(at..at + block_len(len, index) as usize);
+                jobs.push((block_key(slice_id, index), data));
+            }
+            slices.push(NewSlice { chunk: p.chunk, pos: p.pos, slice_id, len });
+        }
+        futures::stream::iter(jobs)
+            .map(|(key, data)| async move {
+                self.blobs.put(key.clone(), data.clone()).await.map_err(|e| {
+                    tracing::error!(key, error = %e, "block upload failed");
+                    Errno::EIO
+                })?;
+                if let Some(c) = &self.cache {
+                    c.put(&key, data).await;
+                }
+                Ok::<(), Errno>(())
+            })
+            .buffer_unordered(self.opts.upload_parallelism.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(slices)
+    }
+
+    /// Buffer a WRITE; full blocks (and everything, when the buffers are over their limits)
+    /// are uploaded at once.
+    pub(super) async fn do_write(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        writeback: bool,
+    ) -> Result<(), Errno> {
+        offset.checked_add(data.len() as u64).filter(|e| *e <= i64::MAX as u64).ok_or(Errno::EFBIG)?;
+        let w = self.writer_or_new(ino);
+        let mut w = w.lock().await;
+        let before = w.buffered();
+        // With the write-back cache the kernel owns mtime and sends it with SETATTR.
+        w.write(offset, data, (!writeback).then(now_ns));
+        self.account(before, w.buffered());
+        let mut spill = w.take_full_blocks();
+        if w.buffered() > self.opts.file_buffer_limit
+            || self.buffered.load(Ordering::Relaxed) > self.opts.buffer_limit
+        {
+            spill.extend(w.take_all());
+        }
+        if spill.is_empty() {
+            return Ok(());
+        }
+        let bytes: u64 = spill.iter().map(|p| p.data.len() as u64).sum();
+        match self.upload(&spill).await {
+            Ok(slices) => {
+                slices.into_iter().for_each(|s| w.add_spilled(s));
+                self.release_buffered(bytes);
+                Ok(())
+            }
+            Err(e) => {
+                w.restore(spill);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit the write buffer of `ino`, if it has one (FLUSH, FSYNC, RELEASE).
+    pub(super) async fn commit(&self, ino: u64) -> Result<(), Errno> {
+        let Some(w) = self.writer(ino) else { return Ok(()) };
+        let mut w = w.lock().await;
+        self.commit_locked(ino, &mut w).await
+    }
+
+    /// Commit a write buffer whose lock the caller holds: upload what is buffered, then one
+    /// metadata transaction (see the module doc for why in this order). On failure nothing is
+    /// lost: unsent bytes stay buffered, uploaded slices stay pending for the next commit.
+    pub(super) async fn commit_locked(&self, ino: u64, w: &mut FileWriter) -> Result<(), Errno> {
+        if w.is_clean() {
+            return Ok(());
+        }
+        let pending = w.take_all();
+        let bytes: u64 = pending.iter().map(|p| p.data.len() as u64).sum();
+        let uploaded = match self.upload(&pending).await {
+            Ok(s) => s,
+            Err(e) => {
+                w.restore(pending);
+                return Err(e);
+            }
+        };
+        self.release_buffered(bytes);
+        uploaded.iter().for_each(|s| w.add_spilled(*s));
+        let slices = w.spilled().to_vec();
+        let (end, mtime) = (w.end(), w.mtime_ns());
+        let n = slices.len();
+        self.m(move |m| m.commit(ino, &slices, end, mtime)).await?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        tracing::debug!(ino, slices = n, end, "committed");
+        w.committed();
+        Ok(())
+    }
+
+    /// Drop the write buffer of `ino` when it holds nothing (after RELEASE).
+    pub(super) fn drop_writer_if_clean(&self, ino: u64) {
+        let mut writers = lock(&self.writers);
+        let clean = writers.get(&ino).is_some_and(|w: &Writer| w.try_lock().is_ok_and(|w| w.is_clean()));
+        if clean {
+            writers.remove(&ino);
+        }
+    }
+
+    /// One block, from the cache or the store (then cached).
+    async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
+        let key = block_key(slice_id, index);
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get(&key).await {
+                if b.len() as u64 == len {
+                    return Ok(b);
+                }
+            }
+        }
+        let b = self.blobs.get(key.clone()).await.map_err(|e| {
+            tracing::error!(key, error = %e, "block read failed");
+            Errno::EIO
+        })?;
+        if (b.len() as u64) != len {
+            tracing::error!(key, expected = len, got = b.len(), "block has the wrong size");
+            return Err(Errno::EIO);
+        }
+        if let Some(c) = &self.cache {
+            c.put(&key, b.clone()).await;
+        }
+        Ok(b)
+    }
+
+    /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with
+    /// pending ones and the write buffer; holes read as zeros.
+    pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
+        let attr = self.m(move |m| m.getattr(ino)).await?;
+        if attr.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if !attr.is_file() {
+            return Err(Errno::EINVAL);
+        }
+        let writer = self.writer(ino);
+        let guard = match &writer {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        };
+        let file_size = attr.size.max(guard.as_ref().map_or(0, |w| w.end()));
+        let end = offset.saturating_add(size).min(file_size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        // Plan every chunk while holding the writer (a consistent view), fetch afterwards:
+        // stored blocks are immutable.
+        let mut plan = Vec::new();
+        for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
+            let base = chunk * CHUNK_SIZE;
+            let (s, e) = (offset.max(base) - base, end.min(base + CHUNK_SIZE) - base);
+            let refs = self.m(move |m| m.slices(ino, chunk)).await?;
+            let mut sources = Vec::new();
+            let mut layers = Vec::new();
+            for r in refs {
+                // Stored metadata is input too: a slice reaching past its data or its chunk
+                // would make the copy below index out of bounds.
+                if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size)
+                    || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
+                {
+                    tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
+                    return Err(Errno::EIO);
+                }
+                layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
+                sources.push(Source::Stored { slice_id: r.slice_id, size: r.slice_size });
+            }
+            if let Some(w) = &guard {
+                for sp in w.spilled().iter().filter(|sp| sp.chunk == chunk) {
+                    layers.push(Layer { pos: sp.pos, len: sp.len, off: 0, source: sources.len() });
+                    sources.push(Source::Stored { slice_id: sp.slice_id, size: sp.len });
+                }
+                for (pos, bytes) in w.overlay(chunk, s, e) {
+                    layers.push(Layer { pos, len: bytes.len() as u64, off: 0, source: sources.len() });
+                    sources.push(Source::Memory(bytes));
+                }
+            }
+            plan.push((base, visible(&layers, s, e), sources));
+        }
+        drop(guard);
+        let mut out = vec![0u8; (end - offset) as usize];
+        for (base, pieces, sources) in plan {
+            // Fetch the blocks this chunk needs, in parallel.
+            let mut needed = HashMap::new();
+            for p in &pieces {
+                if let Source::Stored { slice_id, size } = sources[p.source] {
+                    for index in blocks_covering(p.off, p.len) {
+                        needed.insert((slice_id, index), block_len(size, index));
+                    }
+                }
+            }
+            let blocks: HashMap<(u64, u64), Bytes> = futures::stream::iter(needed)
+                .map(|((id, index), len)| async move {
+                    self.block(id, index, len).await.map(|b| ((id, index), b))
+                })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+            for p in pieces {
+                let dst_at = (base + p.pos - offset) as usize;
+                match &sources[p.source] {
+                    Source::Memory(b) => out[dst_at..dst_at + p.len as usize]
+                        .copy_from_slice(&b[p.off as usize..(p.off + p.len) as usize]),
+                    Source::Stored { slice_id, .. } => {
+                        let (mut at, stop) = (p.off, p.off + p.len);
+                        while at < stop {
+                            let index = at / BLOCK_SIZE;
+                            let b = &blocks[&(*slice_id, index)];
+                            let from = (at - index * BLOCK_SIZE) as usize;
+                            let n = ((index + 1) * BLOCK_SIZE).min(stop) - at;
+                            let d = dst_at + (at - p.off) as usize;
+                            out[d..d + n as usize].copy_from_slice(&b[from..from + n as usize]);
+                            at += n;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

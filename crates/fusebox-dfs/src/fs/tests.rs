@@ -1,0 +1,256 @@
+//! The file system without a mount: AsyncFilesystem calls against an in-memory object store and
+//! a temporary SQLite database, checked against a byte-vector model.
+
+use super::*;
+use crate::blob::{BlobStore, ObjectBlobStore, ObjectInfo};
+use crate::error::BlobError;
+use crate::layout::{BLOCK_SIZE, CHUNK_SIZE};
+use crate::meta::sqlite::SqliteMeta;
+use crate::meta::{Caller, ROOT_INO};
+use bytes::Bytes;
+use fusebox::fs::asyncfs::{AsyncFilesystem, WriteData};
+use fusebox::fs::{CreateArgs, FileHandle, ReadArgs, ReleaseArgs, RequestInfo, SetAttr};
+use futures::future::BoxFuture;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const REQ: RequestInfo = RequestInfo { unique: 1, uid: 0, gid: 0, pid: 1, umask: 0o022 };
+
+/// A block store that fails every put while `fail` is set.
+struct Flaky {
+    inner: ObjectBlobStore,
+    fail: AtomicBool,
+}
+
+impl BlobStore for Flaky {
+    fn put(&self, key: String, data: Bytes) -> BoxFuture<'_, Result<(), BlobError>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(BlobError::Store("injected failure".into())) });
+        }
+        self.inner.put(key, data)
+    }
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Bytes, BlobError>> {
+        self.inner.get(key)
+    }
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<(), BlobError>> {
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<ObjectInfo>, BlobError>> {
+        self.inner.list(prefix)
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    blobs: Arc<Flaky>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        SqliteMeta::format(&dir.path().join("m.db"), "mem:", false, Caller { uid: 0, gid: 0 }).unwrap();
+        let inner = ObjectBlobStore::new(Arc::new(object_store::memory::InMemory::new()));
+        Env { dir, blobs: Arc::new(Flaky { inner, fail: AtomicBool::new(false) }) }
+    }
+    /// A fresh file system instance (a new mount) on the same database and store.
+    fn mount(&self, opts: DfsOptions) -> DfsFs {
+        let meta = Arc::new(SqliteMeta::open(&self.dir.path().join("m.db")).unwrap());
+        DfsFs::new(meta, self.blobs.clone(), None, opts)
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn create(fs: &DfsFs, name: &str) -> u64 {
+    let args = CreateArgs { mode: 0o644, umask: 0, flags: libc::O_RDWR };
+    fs.create(REQ, NodeId(ROOT_INO), name.into(), args).await.unwrap().0.ino.0
+}
+
+async fn write(fs: &DfsFs, ino: u64, offset: u64, data: Vec<u8>) {
+    let w = WriteData { fh: FileHandle(0), offset, data, write_flags: 0, flags: 0 };
+    fs.write(REQ, NodeId(ino), w).await.unwrap();
+}
+
+async fn read(fs: &DfsFs, ino: u64, offset: u64, size: u32) -> Vec<u8> {
+    let args = ReadArgs { fh: FileHandle(0), offset, size, flags: 0 };
+    fs.read(REQ, NodeId(ino), args).await.unwrap()
+}
+
+async fn flush(fs: &DfsFs, ino: u64) -> Result<(), Errno> {
+    fs.flush(REQ, NodeId(ino), FileHandle(0), 0).await
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write { off: u64, len: usize },
+    Truncate { size: u64 },
+    Flush,
+    Remount,
+    Read { off: u64, len: u32 },
+}
+
+/// Offsets near the start of the file and around the first chunk boundary.
+fn offset() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..300_000, (CHUNK_SIZE - 150_000)..(CHUNK_SIZE + 150_000)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (offset(), 1usize..70_000).prop_map(|(off, len)| Op::Write { off, len }),
+        1 => offset().prop_map(|size| Op::Truncate { size }),
+        2 => Just(Op::Flush),
+        1 => Just(Op::Remount),
+        3 => (offset(), 1u32..200_000).prop_map(|(off, len)| Op::Read { off, len }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    /// Random writes, overwrites, truncates, commits and remounts (a new instance on the same
+    /// database, after a commit) read back like a Vec<u8>; a small buffer limit makes writes
+    /// spill slices before the commit.
+    #[test]
+    fn reads_match_a_byte_vector_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let env = Env::new();
+        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4 };
+        rt().block_on(async {
+            let mut fs = env.mount(opts.clone());
+            let ino = create(&fs, "f").await;
+            let mut model: Vec<u8> = Vec::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Write { off, len } => {
+                        let data: Vec<u8> = (0..len).map(|j| (i * 13 + j) as u8 | 1).collect();
+                        if model.len() < off as usize + len {
+                            model.resize(off as usize + len, 0);
+                        }
+                        model[off as usize..off as usize + len].copy_from_slice(&data);
+                        write(&fs, ino, off, data).await;
+                    }
+                    Op::Truncate { size } => {
+                        model.resize(size as usize, 0);
+                        let s = SetAttr { size: Some(size), ..Default::default() };
+                        fs.setattr(REQ, NodeId(ino), s).await.unwrap();
+                    }
+                    Op::Flush => flush(&fs, ino).await.unwrap(),
+                    Op::Remount => {
+                        flush(&fs, ino).await.unwrap();
+                        fs = env.mount(opts.clone());
+                    }
+                    Op::Read { off, len } => {
+                        let got = read(&fs, ino, off, len).await;
+                        let end = (off as usize + len as usize).min(model.len());
+                        let want = if (off as usize) < end { &model[off as usize..end] } else { &[][..] };
+                        prop_assert_eq!(got.len(), want.len(), "read at {} of {}", off, len);
+                        prop_assert!(got == want, "read at {} of {} differs", off, len);
+                    }
+                }
+                let a = fs.getattr(REQ, NodeId(ino), None).await.unwrap();
+                prop_assert_eq!(a.size, model.len() as u64);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn large_writes_spill_whole_blocks_and_commit_at_flush() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "big").await;
+        let data: Vec<u8> = (0..9 * BLOCK_SIZE as usize + 123).map(|i| (i / 4096) as u8 ^ i as u8).collect();
+        for (n, piece) in data.chunks(1 << 20).enumerate() {
+            write(&fs, ino, n as u64 * (1 << 20), piece.to_vec()).await;
+        }
+        // Full blocks went to the store already; nothing is committed before the flush.
+        assert!(!env.blobs.list("blocks".into()).await.unwrap().is_empty());
+        assert_eq!(fs.meta().getattr(ino).unwrap().size, 0);
+        assert_eq!(
+            read(&fs, ino, 5 * BLOCK_SIZE - 10, 100).await,
+            data[5 * BLOCK_SIZE as usize - 10..][..100]
+        );
+        flush(&fs, ino).await.unwrap();
+        let other = env.mount(DfsOptions::default());
+        assert_eq!(other.meta().getattr(ino).unwrap().size, data.len() as u64);
+        let mut back = Vec::new();
+        while back.len() < data.len() {
+            back.extend(read(&other, ino, back.len() as u64, 1 << 20).await);
+        }
+        assert!(back == data);
+        let report = crate::check::fsck(&**other.meta(), &*env.blobs).await.unwrap();
+        assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+    });
+}
+
+#[test]
+fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "f").await;
+        write(&fs, ino, 0, b"committed".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let before = fs.meta().getattr(ino).unwrap();
+        write(&fs, ino, 4, b"NEW data".to_vec()).await;
+        env.blobs.fail.store(true, Ordering::SeqCst);
+        assert_eq!(flush(&fs, ino).await, Err(Errno::EIO));
+        assert_eq!(fs.meta().getattr(ino).unwrap(), before, "no metadata without its objects");
+        assert_eq!(read(&fs, ino, 0, 100).await, b"commNEW data", "the buffer still serves reads");
+        let r = fs.release(
+            REQ,
+            NodeId(ino),
+            ReleaseArgs { fh: FileHandle(0), flags: 0, flush: false, lock_owner: None },
+        );
+        assert_eq!(r.await, Err(Errno::EIO));
+        env.blobs.fail.store(false, Ordering::SeqCst);
+        flush(&fs, ino).await.unwrap();
+        let other = env.mount(DfsOptions::default());
+        assert_eq!(read(&other, ino, 0, 100).await, b"commNEW data");
+    });
+}
+
+#[test]
+fn unlinked_open_files_live_until_forget() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "f").await;
+        write(&fs, ino, 0, b"still here".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        fs.unlink(REQ, NodeId(ROOT_INO), "f".into()).await.unwrap();
+        assert_eq!(read(&fs, ino, 0, 100).await, b"still here");
+        fs.forget(NodeId(ino), 1).await;
+        assert_eq!(fs.getattr(REQ, NodeId(ino), None).await, Err(Errno::ENOENT));
+        // Its blocks are garbage now.
+        let report = crate::check::fsck(&**fs.meta(), &*env.blobs).await.unwrap();
+        assert!(report.is_ok());
+        assert_eq!(report.garbage.len(), 1);
+        let gc = crate::check::gc(&**fs.meta(), &*env.blobs, 3600, i64::MAX / 2).await.unwrap();
+        assert_eq!((gc.deleted, gc.young), (1, 0));
+        assert!(env.blobs.list("blocks".into()).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn corrupt_slice_metadata_reads_as_eio_not_a_panic() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "f").await;
+        write(&fs, ino, 0, b"0123456789".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let db = rusqlite::Connection::open(env.dir.path().join("m.db")).unwrap();
+        db.execute("UPDATE chunk_slices SET off = 8 WHERE ino = ?1", [ino as i64]).unwrap();
+        let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 10, flags: 0 };
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+        // A block object of the wrong size is EIO as well.
+        db.execute("UPDATE chunk_slices SET off = 0, slice_size = 20, len = 20 WHERE ino = ?1", [ino as i64])
+            .unwrap();
+        db.execute("UPDATE inodes SET size = 20 WHERE ino = ?1", [ino as i64]).unwrap();
+        let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 20, flags: 0 };
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+    });
+}

@@ -1,0 +1,368 @@
+//! Tests of the SQLite engine through the [`MetaStore`] trait: every operation, rename flags,
+//! link counts, and that a failed operation changes nothing.
+
+use super::sqlite::SqliteMeta;
+use super::*;
+use crate::layout::CHUNK_SIZE;
+
+const ME: Caller = Caller { uid: 1000, gid: 100 };
+
+fn fresh() -> (tempfile::TempDir, SqliteMeta) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMeta::format(&dir.path().join("meta.db"), "file:///tmp/blocks", false, ME).unwrap();
+    (dir, m)
+}
+
+fn errno_of<T: std::fmt::Debug>(r: MetaResult<T>) -> i32 {
+    match r {
+        Err(MetaError::Fs(e)) => e.0,
+        other => panic!("expected an errno, got {other:?}"),
+    }
+}
+
+fn node(mode: u32) -> impl FnMut(&Inode) -> Result<NewNode, Errno> {
+    move |_| Ok(NewNode { mode, uid: 1, gid: 2, ..Default::default() })
+}
+
+fn mkdir(m: &SqliteMeta, parent: u64, name: &str) -> Attr {
+    m.create(parent, name.as_bytes(), &mut node(libc::S_IFDIR | 0o755)).unwrap()
+}
+
+fn mkfile(m: &SqliteMeta, parent: u64, name: &str) -> Attr {
+    m.create(parent, name.as_bytes(), &mut node(libc::S_IFREG | 0o644)).unwrap()
+}
+
+fn nlink(m: &SqliteMeta, ino: u64) -> u32 {
+    m.getattr(ino).unwrap().nlink
+}
+
+fn names(m: &SqliteMeta, dir: u64) -> Vec<String> {
+    m.readdir(dir, 0, 1000).unwrap().into_iter().map(|d| String::from_utf8(d.name).unwrap()).collect()
+}
+
+#[test]
+fn format_and_open_report_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("meta.db");
+    let missing = SqliteMeta::open(&p).unwrap_err().to_string();
+    assert!(missing.contains("does not exist"), "{missing}");
+    // An empty database is unformatted.
+    rusqlite::Connection::open(&p).unwrap();
+    assert!(SqliteMeta::open(&p).unwrap_err().to_string().contains("not formatted"));
+    let m = SqliteMeta::format(&p, "file:///srv/blocks", false, ME).unwrap();
+    assert_eq!(m.info().unwrap(), FormatInfo { version: 1, storage_url: "file:///srv/blocks".into() });
+    let root = m.getattr(ROOT_INO).unwrap();
+    assert_eq!((root.mode, root.uid, root.gid, root.nlink), (libc::S_IFDIR | 0o755, 1000, 100, 2));
+    mkfile(&m, ROOT_INO, "f");
+    drop(m);
+    let again = SqliteMeta::format(&p, "file:///x", false, ME).unwrap_err().to_string();
+    assert!(again.contains("not empty") && again.contains("--force"), "{again}");
+    let m = SqliteMeta::open(&p).unwrap();
+    assert!(m.lookup(ROOT_INO, b"f").is_ok(), "a refused format leaves the file system alone");
+    drop(m);
+    let m = SqliteMeta::format(&p, "file:///y", true, ME).unwrap();
+    assert_eq!(errno_of(m.lookup(ROOT_INO, b"f")), libc::ENOENT);
+    assert_eq!(m.info().unwrap().storage_url, "file:///y");
+    // Foreign schema, unknown version, not a database.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
+    assert!(SqliteMeta::open(&foreign).unwrap_err().to_string().contains("foreign schema"));
+    rusqlite::Connection::open(&p)
+        .unwrap()
+        .execute("UPDATE fb_format SET value = '99' WHERE key = 'version'", [])
+        .unwrap();
+    assert!(SqliteMeta::open(&p).unwrap_err().to_string().contains("format version 99"));
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
+    let e = SqliteMeta::open(&junk).unwrap_err();
+    assert!(matches!(e, MetaError::Format(_)), "{e:?}");
+}
+
+#[test]
+fn create_lookup_readdir_and_name_checks() {
+    let (_d, m) = fresh();
+    let f = mkfile(&m, ROOT_INO, "a");
+    assert_eq!((f.mode, f.uid, f.gid, f.nlink, f.size), (libc::S_IFREG | 0o644, 1, 2, 1, 0));
+    assert_eq!(m.lookup(ROOT_INO, b"a").unwrap(), f);
+    assert_eq!(errno_of(m.create(ROOT_INO, b"a", &mut node(libc::S_IFREG))), libc::EEXIST);
+    assert_eq!(errno_of(m.create(f.ino, b"x", &mut node(libc::S_IFREG))), libc::ENOTDIR);
+    assert_eq!(errno_of(m.create(999, b"x", &mut node(libc::S_IFREG))), libc::ENOENT);
+    assert_eq!(errno_of(m.create(ROOT_INO, &[b'n'; 256], &mut node(libc::S_IFREG))), libc::ENAMETOOLONG);
+    for bad in [&b""[..], b".", b"..", b"a/b"] {
+        assert_eq!(errno_of(m.create(ROOT_INO, bad, &mut node(libc::S_IFREG))), libc::EINVAL);
+    }
+    assert_eq!(errno_of(m.lookup(ROOT_INO, b"nope")), libc::ENOENT);
+    assert_eq!(errno_of(m.lookup(f.ino, b"x")), libc::ENOTDIR);
+    // Cookies are stable and increasing: a listing can continue after any entry.
+    for i in 0..10 {
+        mkfile(&m, ROOT_INO, &format!("f{i}"));
+    }
+    let all = m.readdir(ROOT_INO, 0, 100).unwrap();
+    assert_eq!(all.len(), 11);
+    assert!(all.windows(2).all(|w| w[0].cookie < w[1].cookie) && all[0].cookie >= 3);
+    let rest = m.readdir(ROOT_INO, all[4].cookie, 100).unwrap();
+    assert_eq!(rest, all[5..].to_vec());
+    assert_eq!(m.readdir(ROOT_INO, 0, 3).unwrap().len(), 3);
+    // Device nodes keep rdev, symlinks their target.
+    let dev = m
+        .create(ROOT_INO, b"dev", &mut |_| {
+            Ok(NewNode { mode: libc::S_IFCHR | 0o600, rdev: 0x0103, ..Default::default() })
+        })
+        .unwrap();
+    assert_eq!(m.getattr(dev.ino).unwrap().rdev, 0x0103);
+    let l = m
+        .create(ROOT_INO, b"l", &mut |_| {
+            Ok(NewNode {
+                mode: libc::S_IFLNK | 0o777,
+                symlink: Some(b"target/x".to_vec()),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(l.size, 8);
+    assert_eq!(m.readlink(l.ino).unwrap(), b"target/x");
+    assert_eq!(errno_of(m.readlink(f.ino)), libc::EINVAL);
+    // The create closure sees the parent (for setgid / default ACLs) and may refuse.
+    let seen = std::cell::Cell::new(0);
+    assert_eq!(
+        errno_of(m.create(ROOT_INO, b"refused", &mut |p| {
+            seen.set(p.attr.ino);
+            Err(Errno::EACCES)
+        })),
+        libc::EACCES
+    );
+    assert_eq!(seen.get(), ROOT_INO);
+}
+
+#[test]
+fn directory_link_counts_and_rmdir() {
+    let (_d, m) = fresh();
+    let a = mkdir(&m, ROOT_INO, "a");
+    assert_eq!((nlink(&m, ROOT_INO), a.nlink), (3, 2));
+    let b = mkdir(&m, a.ino, "b");
+    mkfile(&m, a.ino, "f");
+    assert_eq!(nlink(&m, a.ino), 3, "a file adds no link to its directory");
+    assert_eq!(m.parent_of(b.ino).unwrap(), a.ino);
+    assert_eq!(m.parent_of(ROOT_INO).unwrap(), ROOT_INO);
+    assert_eq!(errno_of(m.rmdir(ROOT_INO, b"a")), libc::ENOTEMPTY);
+    assert_eq!(errno_of(m.rmdir(a.ino, b"f")), libc::ENOTDIR);
+    assert_eq!(errno_of(m.unlink(a.ino, b"b")), libc::EISDIR);
+    assert_eq!(errno_of(m.rmdir(a.ino, b"..")), libc::ENOTEMPTY);
+    let gone = m.rmdir(a.ino, b"b").unwrap();
+    assert_eq!(gone.nlink, 0);
+    assert_eq!(nlink(&m, a.ino), 2);
+    assert!(m.remove_if_orphan(b.ino).unwrap());
+    assert_eq!(errno_of(m.getattr(b.ino)), libc::ENOENT);
+}
+
+#[test]
+fn hard_links_unlink_and_orphans() {
+    let (_d, m) = fresh();
+    let d = mkdir(&m, ROOT_INO, "d");
+    let f = mkfile(&m, ROOT_INO, "f");
+    let l = m.link(f.ino, d.ino, b"g").unwrap();
+    assert_eq!((l.ino, l.nlink), (f.ino, 2));
+    assert_eq!(m.lookup(d.ino, b"g").unwrap().ino, f.ino);
+    assert_eq!(errno_of(m.link(d.ino, ROOT_INO, b"dl")), libc::EPERM);
+    assert_eq!(errno_of(m.link(f.ino, ROOT_INO, b"f")), libc::EEXIST);
+    assert_eq!(m.unlink(ROOT_INO, b"f").unwrap().nlink, 1);
+    assert!(!m.remove_if_orphan(f.ino).unwrap(), "still named");
+    assert_eq!(m.unlink(d.ino, b"g").unwrap().nlink, 0);
+    assert_eq!(errno_of(m.unlink(d.ino, b"g")), libc::ENOENT);
+    // An unlinked inode stays until removed (open files), then goes with its data.
+    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 7, len: 10 }], 10, None).unwrap();
+    m.set_xattr(f.ino, b"user.a", b"1", 0).unwrap();
+    assert_eq!(m.getattr(f.ino).unwrap().size, 10);
+    assert!(m.remove_if_orphan(f.ino).unwrap());
+    assert_eq!(errno_of(m.getattr(f.ino)), libc::ENOENT);
+    assert!(m.referenced_blocks().unwrap().is_empty());
+    // Orphans left by a crashed daemon are reclaimed.
+    let g = mkfile(&m, ROOT_INO, "g");
+    m.unlink(ROOT_INO, b"g").unwrap();
+    assert_eq!(m.reclaim_orphans().unwrap(), 1);
+    assert_eq!(errno_of(m.getattr(g.ino)), libc::ENOENT);
+    assert_eq!(m.reclaim_orphans().unwrap(), 0);
+}
+
+#[test]
+fn rename_plain_and_replacing() {
+    let (_d, m) = fresh();
+    let (a, b) = (mkdir(&m, ROOT_INO, "a"), mkdir(&m, ROOT_INO, "b"));
+    let f = mkfile(&m, a.ino, "f");
+    assert_eq!(m.rename(a.ino, b"f", b.ino, b"g", 0, ME).unwrap(), None);
+    assert_eq!(m.lookup(b.ino, b"g").unwrap().ino, f.ino);
+    assert_eq!(errno_of(m.lookup(a.ino, b"f")), libc::ENOENT);
+    // Replacing a file: the victim loses its name.
+    let v = mkfile(&m, b.ino, "v");
+    let r = m.rename(b.ino, b"g", b.ino, b"v", 0, ME).unwrap().unwrap();
+    assert_eq!((r.ino, r.nlink), (v.ino, 0));
+    assert_eq!(names(&m, b.ino), ["v"]);
+    // Directory moves fix both parents' link counts.
+    let sub = mkdir(&m, a.ino, "sub");
+    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    m.rename(a.ino, b"sub", b.ino, b"sub", 0, ME).unwrap();
+    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (2, 3));
+    assert_eq!(m.parent_of(sub.ino).unwrap(), b.ino);
+    // Replacing an empty directory with a directory.
+    let empty = mkdir(&m, a.ino, "empty");
+    let r = m.rename(b.ino, b"sub", a.ino, b"empty", 0, ME).unwrap().unwrap();
+    assert_eq!((r.ino, r.nlink), (empty.ino, 0));
+    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    // Type and emptiness rules.
+    mkfile(&m, sub.ino, "x");
+    let d2 = mkdir(&m, b.ino, "d2");
+    assert_eq!(errno_of(m.rename(b.ino, b"d2", a.ino, b"empty", 0, ME)), libc::ENOTEMPTY);
+    assert_eq!(errno_of(m.rename(b.ino, b"d2", b.ino, b"v", 0, ME)), libc::ENOTDIR);
+    assert_eq!(errno_of(m.rename(b.ino, b"v", b.ino, b"d2", 0, ME)), libc::EISDIR);
+    assert_eq!(errno_of(m.rename(b.ino, b"missing", b.ino, b"z", 0, ME)), libc::ENOENT);
+    // A directory cannot move below itself.
+    assert_eq!(errno_of(m.rename(ROOT_INO, b"a", sub.ino, b"a", 0, ME)), libc::EINVAL);
+    assert_eq!(errno_of(m.rename(b.ino, b"d2", d2.ino, b"self", 0, ME)), libc::EINVAL);
+    // Renaming onto another name of the same inode does nothing.
+    m.link(f.ino, b.ino, b"hard").unwrap();
+    assert_eq!(m.rename(b.ino, b"v", b.ino, b"hard", 0, ME).unwrap(), None);
+    assert!(m.lookup(b.ino, b"v").is_ok() && m.lookup(b.ino, b"hard").is_ok());
+    assert_eq!(errno_of(m.rename(b.ino, b"v", b.ino, b"w", 0x80, ME)), libc::EINVAL);
+}
+
+#[test]
+fn rename_noreplace_exchange_and_whiteout() {
+    let (_d, m) = fresh();
+    let (a, b) = (mkdir(&m, ROOT_INO, "a"), mkdir(&m, ROOT_INO, "b"));
+    let f = mkfile(&m, a.ino, "f");
+    let g = mkfile(&m, b.ino, "g");
+    assert_eq!(errno_of(m.rename(a.ino, b"f", b.ino, b"g", libc::RENAME_NOREPLACE, ME)), libc::EEXIST);
+    m.rename(a.ino, b"f", b.ino, b"h", libc::RENAME_NOREPLACE, ME).unwrap();
+    m.rename(b.ino, b"h", a.ino, b"f", 0, ME).unwrap();
+    // EXCHANGE swaps two names atomically.
+    m.rename(a.ino, b"f", b.ino, b"g", libc::RENAME_EXCHANGE, ME).unwrap();
+    assert_eq!((m.lookup(a.ino, b"f").unwrap().ino, m.lookup(b.ino, b"g").unwrap().ino), (g.ino, f.ino));
+    assert_eq!(errno_of(m.rename(a.ino, b"f", b.ino, b"none", libc::RENAME_EXCHANGE, ME)), libc::ENOENT);
+    let both = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE;
+    assert_eq!(errno_of(m.rename(a.ino, b"f", b.ino, b"g", both, ME)), libc::EINVAL);
+    // Exchanging a directory with a file across parents moves one ".." link.
+    let d = mkdir(&m, a.ino, "d");
+    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    m.rename(a.ino, b"d", b.ino, b"g", libc::RENAME_EXCHANGE, ME).unwrap();
+    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (2, 3));
+    assert_eq!(m.parent_of(d.ino).unwrap(), b.ino);
+    // WHITEOUT leaves a 0:0 character device owned by the caller at the old name.
+    m.rename(b.ino, b"g", a.ino, b"moved", libc::RENAME_WHITEOUT, ME).unwrap();
+    let w = m.lookup(b.ino, b"g").unwrap();
+    assert_eq!((w.mode & libc::S_IFMT, w.rdev, w.uid, w.gid), (libc::S_IFCHR, 0, ME.uid, ME.gid));
+    assert_eq!(m.lookup(a.ino, b"moved").unwrap().ino, d.ino);
+}
+
+#[test]
+fn xattrs_and_their_flags() {
+    let (_d, m) = fresh();
+    let f = mkfile(&m, ROOT_INO, "f");
+    assert_eq!(errno_of(m.get_xattr(f.ino, b"user.a")), libc::ENODATA);
+    assert_eq!(errno_of(m.set_xattr(f.ino, b"user.a", b"1", libc::XATTR_REPLACE)), libc::ENODATA);
+    m.set_xattr(f.ino, b"user.a", b"1", libc::XATTR_CREATE).unwrap();
+    assert_eq!(errno_of(m.set_xattr(f.ino, b"user.a", b"2", libc::XATTR_CREATE)), libc::EEXIST);
+    m.set_xattr(f.ino, b"user.a", b"2", libc::XATTR_REPLACE).unwrap();
+    m.set_xattr(f.ino, b"user.b", b"", 0).unwrap();
+    assert_eq!(m.get_xattr(f.ino, b"user.a").unwrap(), b"2");
+    assert_eq!(m.list_xattr(f.ino).unwrap(), vec![b"user.a".to_vec(), b"user.b".to_vec()]);
+    m.remove_xattr(f.ino, b"user.a").unwrap();
+    assert_eq!(errno_of(m.remove_xattr(f.ino, b"user.a")), libc::ENODATA);
+    assert_eq!(m.list_xattr(f.ino).unwrap(), vec![b"user.b".to_vec()]);
+    assert_eq!(errno_of(m.list_xattr(999)), libc::ENOENT);
+}
+
+#[test]
+fn update_cuts_slices_and_a_refused_update_changes_nothing() {
+    let (_d, m) = fresh();
+    let f = mkfile(&m, ROOT_INO, "f");
+    let s = |chunk, pos, slice_id, len| NewSlice { chunk, pos, slice_id, len };
+    let a = m
+        .commit(f.ino, &[s(0, 0, 1, 100), s(0, 50, 2, 100), s(1, 0, 3, 10)], CHUNK_SIZE + 10, Some(42))
+        .unwrap();
+    assert_eq!((a.size, a.mtime_ns, a.ctime_ns, a.version), (CHUNK_SIZE + 10, 42, 42, f.version + 1));
+    let c0 = m.slices(f.ino, 0).unwrap();
+    assert_eq!(
+        c0.iter().map(|r| (r.slice_id, r.pos, r.len)).collect::<Vec<_>>(),
+        [(1, 0, 100), (2, 50, 100)]
+    );
+    assert!(c0[0].seq < c0[1].seq);
+    // Committing never shrinks the size.
+    assert_eq!(m.commit(f.ino, &[], 5, None).unwrap().size, CHUNK_SIZE + 10);
+    let before = m.getattr(f.ino).unwrap();
+    assert_eq!(
+        errno_of(m.update(f.ino, &mut |n| {
+            n.attr.size = 0;
+            n.attr.mode = 0;
+            Err(Errno::EPERM)
+        })),
+        libc::EPERM
+    );
+    assert_eq!(m.getattr(f.ino).unwrap(), before, "rolled back");
+    assert_eq!(m.slices(f.ino, 1).unwrap().len(), 1);
+    // Truncate to 60: chunk 1 goes, slice 2 is cut to 10 bytes, slice 1 to 60.
+    let a = m
+        .update(f.ino, &mut |n| {
+            n.attr.size = 60;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((a.size, a.version), (60, before.version + 1));
+    assert!(m.slices(f.ino, 1).unwrap().is_empty());
+    let c0 = m.slices(f.ino, 0).unwrap();
+    assert_eq!(c0.iter().map(|r| (r.slice_id, r.pos, r.len)).collect::<Vec<_>>(), [(1, 0, 60), (2, 50, 10)]);
+    let blocks = m.referenced_blocks().unwrap();
+    assert_eq!(
+        blocks,
+        vec![BlockRef { slice_id: 1, index: 0, len: 100 }, BlockRef { slice_id: 2, index: 0, len: 100 }]
+    );
+    // ACLs travel with the inode through update.
+    m.update(f.ino, &mut |n| {
+        n.acl_access = Some(vec![1, 2, 3]);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(m.get_xattr(f.ino, b"system.posix_acl_access").unwrap(), [1, 2, 3]);
+    m.update(f.ino, &mut |n| {
+        assert_eq!(n.acl_access.as_deref(), Some(&[1u8, 2, 3][..]));
+        n.acl_access = None;
+        Ok(())
+    })
+    .unwrap();
+    assert!(m.list_xattr(f.ino).unwrap().is_empty());
+}
+
+#[test]
+fn failed_operations_do_not_consume_ids_and_ids_never_repeat() {
+    let (_d, m) = fresh();
+    let a = mkfile(&m, ROOT_INO, "a");
+    assert_eq!(errno_of(m.create(ROOT_INO, b"b", &mut |_| Err(Errno::EIO))), libc::EIO);
+    let b = mkfile(&m, ROOT_INO, "b");
+    assert_eq!(b.ino, a.ino + 1, "the failed create rolled back its inode number");
+    m.unlink(ROOT_INO, b"b").unwrap();
+    m.remove_if_orphan(b.ino).unwrap();
+    assert!(mkfile(&m, ROOT_INO, "c").ino > b.ino, "inode numbers are not reused");
+    let (s1, s2) = (m.new_slice_id().unwrap(), m.new_slice_id().unwrap());
+    assert!(s2 > s1);
+    assert_eq!(m.usage().unwrap().inodes, 3);
+}
+
+#[test]
+fn a_second_connection_sees_committed_transactions() {
+    let (d, m) = fresh();
+    let f = mkfile(&m, ROOT_INO, "f");
+    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 5, len: 3 }], 3, None).unwrap();
+    let other = SqliteMeta::open(&d.path().join("meta.db")).unwrap();
+    assert_eq!(other.lookup(ROOT_INO, b"f").unwrap().size, 3);
+    assert_eq!(other.slices(f.ino, 0).unwrap().len(), 1);
+    // Writes from both connections interleave (busy_timeout, IMMEDIATE transactions).
+    let t = std::thread::spawn(move || {
+        for i in 0..50 {
+            mkfile(&other, ROOT_INO, &format!("o{i}"));
+        }
+    });
+    for i in 0..50 {
+        mkfile(&m, ROOT_INO, &format!("m{i}"));
+    }
+    t.join().unwrap();
+    assert_eq!(m.readdir(ROOT_INO, 0, 1000).unwrap().len(), 101);
+}

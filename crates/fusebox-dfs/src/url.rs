@@ -1,0 +1,105 @@
+//! META_URL parsing and opening: `sqlite:///absolute/path/meta.db`.
+
+use crate::error::{MetaError, UrlError};
+use crate::meta::sqlite::SqliteMeta;
+use crate::meta::{Caller, MetaStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A parsed metadata URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaUrl {
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+}
+
+/// Parse a META_URL.
+pub fn parse_meta_url(url: &str) -> Result<MetaUrl, UrlError> {
+    let err = |reason: &str| UrlError { what: "metadata", url: url.to_string(), reason: reason.to_string() };
+    let parsed = url::Url::parse(url).map_err(|e| err(&e.to_string()))?;
+    match parsed.scheme() {
+        "sqlite" => {
+            if parsed.host_str().is_some_and(|h| !h.is_empty()) {
+                return Err(err("expected sqlite:///absolute/path/meta.db (three slashes)"));
+            }
+            if parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(err("query strings and fragments are not supported"));
+            }
+            let path = url::Url::parse(&format!("file://{}", parsed.path()))
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| err("not an absolute path"))?;
+            if path.as_os_str().len() <= 1 || parsed.path().ends_with('/') {
+                return Err(err("the path must name a database file"));
+            }
+            Ok(MetaUrl::Sqlite(path))
+        }
+        "postgres" | "postgresql" => Err(err("PostgreSQL is not implemented yet (issue 16 part 2)")),
+        other => Err(err(&format!("unsupported scheme '{other}' (expected sqlite)"))),
+    }
+}
+
+/// An error opening or formatting the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is malformed.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The database could not be opened or is not usable.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Open the formatted metadata store at `url`.
+pub fn open_meta(url: &str) -> Result<Arc<dyn MetaStore>, OpenError> {
+    match parse_meta_url(url)? {
+        MetaUrl::Sqlite(path) => Ok(Arc::new(SqliteMeta::open(&path)?)),
+    }
+}
+
+/// Format the metadata store at `url` for blocks at `storage_url`, root owned by `root`.
+pub fn format_meta(
+    url: &str,
+    storage_url: &str,
+    force: bool,
+    root: Caller,
+) -> Result<Arc<dyn MetaStore>, OpenError> {
+    match parse_meta_url(url)? {
+        MetaUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    return Err(
+                        MetaError::Format(format!("directory {} does not exist", dir.display())).into()
+                    );
+                }
+            }
+            Ok(Arc::new(SqliteMeta::format(&path, storage_url, force, root)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_urls() {
+        assert_eq!(
+            parse_meta_url("sqlite:///var/lib/m.db").unwrap(),
+            MetaUrl::Sqlite("/var/lib/m.db".into())
+        );
+        for bad in [
+            "",
+            "m.db",
+            "/var/m.db",
+            "sqlite://host/m.db",
+            "sqlite:///",
+            "sqlite:///dir/",
+            "mysql:///x",
+            "postgres://h/db",
+            "sqlite:///m.db?x=1",
+        ] {
+            assert!(parse_meta_url(bad).is_err(), "{bad}");
+        }
+    }
+}

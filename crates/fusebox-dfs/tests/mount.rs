@@ -1,0 +1,297 @@
+//! fusebox-dfs through real mounts (SQLite metadata + a local block directory in a temp dir):
+//! the shared POSIX suite and the fsx random-operation tester of fusebox-fs (reused from
+//! `crates/fusebox-fs/tests`), close-to-open through a second metadata connection, and SIGKILL
+//! of the daemon during writes.
+
+#[path = "../../fusebox-fs/tests/common/mod.rs"]
+mod common;
+#[path = "../../fusebox-fs/tests/fsx/engine.rs"]
+mod fsx_engine;
+
+use common::{checksum, random_bytes, wait_until, within, TestMount};
+use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem};
+use fusebox::fs::{FileHandle, NodeId, ReadArgs, RequestInfo};
+use fusebox_dfs::cache::BlockCache;
+use fusebox_dfs::meta::{Caller, MetaStore, ROOT_INO};
+use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, ObjectBlobStore, SqliteMeta};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A formatted file system in a temp dir: `meta.db`, `blocks/`, `cache/`.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::Builder::new().prefix("fusebox-dfs-").tempdir().unwrap();
+        let s = Store { dir };
+        SqliteMeta::format(&s.db(), &s.blocks_url(), false, Caller { uid: 0, gid: 0 }).unwrap();
+        s
+    }
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("meta.db")
+    }
+    fn blocks_url(&self) -> String {
+        format!("file://{}/blocks", self.dir.path().display())
+    }
+    /// A file system instance on this store (a fresh metadata connection).
+    fn fs(&self) -> DfsFs {
+        open_fs(&self.db(), &self.dir.path().join("cache"))
+    }
+}
+
+fn open_fs(db: &Path, cache: &Path) -> DfsFs {
+    let meta = Arc::new(SqliteMeta::open(db).unwrap());
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(ObjectBlobStore::from_url(&meta.info().unwrap().storage_url).unwrap());
+    let cache = BlockCache::open(cache, 256 << 20).unwrap();
+    DfsFs::new(meta, blobs, Some(cache), DfsOptions::default())
+}
+
+fn mount_in_process(store: &Store, opts: &str) -> Option<TestMount> {
+    let fs = AsyncAdapter::new(store.fs(), Default::default()).unwrap();
+    TestMount::new(Arc::new(fs), opts)
+}
+
+const WRITEBACK: &str = "default_permissions,allow_other,writeback";
+const WRITETHROUGH: &str = "default_permissions,allow_other,no_writeback";
+
+#[test]
+fn posix_suite_writeback() {
+    let store = Store::new();
+    let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
+    common::posix::run_all(&m.mnt);
+    assert!(common::posix::concurrent_mixed(&m.mnt, 30) > 0);
+}
+
+#[test]
+fn posix_suite_writethrough() {
+    let store = Store::new();
+    let Some(m) = mount_in_process(&store, WRITETHROUGH) else { return };
+    common::posix::run_all(&m.mnt);
+    assert!(common::posix::concurrent_mixed(&m.mnt, 30) > 0);
+}
+
+/// Read a whole file through an unmounted file system instance.
+async fn read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Vec<u8> {
+    let req = RequestInfo { unique: 1, uid: 0, gid: 0, pid: 0, umask: 0 };
+    let mut out = Vec::new();
+    while (out.len() as u64) < len {
+        let args = ReadArgs { fh: FileHandle(0), offset: out.len() as u64, size: 1 << 20, flags: 0 };
+        let chunk = fs.read(req, NodeId(ino), args).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend(chunk);
+    }
+    out
+}
+
+/// Close-to-open: once close(2) returns, another metadata connection on the same database
+/// finds the file with its size and every byte (slices committed, blocks stored).
+#[test]
+fn close_commits_data_visible_to_a_second_metadata_connection() {
+    for opts in [WRITEBACK, WRITETHROUGH] {
+        let store = Store::new();
+        let Some(m) = mount_in_process(&store, opts) else { return };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for (round, len) in [(0u64, 10usize), (1, 5 << 20), (2, 300_001)].into_iter() {
+            let data = random_bytes(round + 7, len);
+            let mut f = std::fs::File::create(m.path("f")).unwrap();
+            f.write_all(&data).unwrap();
+            drop(f); // close(2): FLUSH commits
+                     // A second, independent connection (a fresh file system instance, no mount).
+            let other = open_fs(&store.db(), &store.dir.path().join("cache2"));
+            let a = other.meta().lookup(ROOT_INO, b"f").unwrap();
+            assert_eq!(a.size, len as u64, "{opts}: size after close, round {round}");
+            let back = rt.block_on(read_unmounted(&other, a.ino, a.size));
+            assert!(back == data, "{opts}: data after close, round {round}");
+        }
+        drop(m);
+    }
+}
+
+// ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
+
+/// A mount served by a child process running [`dfs_daemon`].
+struct DaemonMount {
+    mnt: PathBuf,
+    child: std::process::Child,
+}
+
+impl DaemonMount {
+    fn new(store: &Store, mnt: &Path, opts: &str) -> Option<DaemonMount> {
+        if !common::can_mount() {
+            return None;
+        }
+        let spec = format!(
+            "{}|{}|{}|{opts}",
+            store.db().display(),
+            store.dir.path().join("cache").display(),
+            mnt.display()
+        );
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["dfs_daemon", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("DFS_DAEMON", spec)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = DaemonMount { mnt: mnt.to_path_buf(), child };
+        let live = wait_until(Duration::from_secs(20), || {
+            fusebox::session::is_mount_point(&m.mnt) || m.child.try_wait().unwrap().is_some()
+        });
+        assert!(
+            live && fusebox::session::is_mount_point(&m.mnt),
+            "dfs daemon did not mount {}",
+            mnt.display()
+        );
+        std::fs::metadata(&m.mnt).expect("stat the new mount");
+        Some(m)
+    }
+
+    /// SIGKILL the daemon (the mount stays, dead, until this is dropped: detaching it while
+    /// writers still run would let them create files in the directory underneath).
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for DaemonMount {
+    fn drop(&mut self) {
+        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
+        wait_until(Duration::from_secs(10), || self.child.try_wait().ok().flatten().is_some());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Not a test on its own: the daemon half of [`DaemonMount`], run in a child process with
+/// `DFS_DAEMON=DB|CACHE_DIR|MOUNTPOINT|OPTIONS`.
+#[test]
+#[ignore]
+fn dfs_daemon() {
+    let Ok(spec) = std::env::var("DFS_DAEMON") else { return };
+    let p: Vec<&str> = spec.splitn(4, '|').collect();
+    let fs = AsyncAdapter::new(open_fs(Path::new(p[0]), Path::new(p[1])), Default::default()).unwrap();
+    let options = fusebox::MountOptions::parse(&[p[3]], &[]).unwrap();
+    let config = fusebox::Config { options, ..Default::default() };
+    let session = fusebox::Session::mount(Arc::new(fs), Path::new(p[2]), config).expect("mount");
+    session.run().expect("serve");
+}
+
+fn fsx(opts: &str, name: &str) {
+    let store = Store::new();
+    let mnt = store.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(m) = DaemonMount::new(&store, &mnt, opts) else { return };
+    let (p1, p2) = (m.mnt.join("fsx.file"), m.mnt.join("fsx.scratch"));
+    let cfg = fsx_engine::Config::from_env(20_000);
+    let name = name.to_string();
+    let model = within(Duration::from_secs(1200), move || fsx_engine::Fsx::new(&name, p1, p2, cfg).run().1);
+    drop(m);
+    // After unmounting, the committed file equals the model.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fs = store.fs();
+    let a = fs.meta().lookup(ROOT_INO, b"fsx.file").unwrap();
+    assert_eq!(a.size, model.len() as u64);
+    assert!(
+        rt.block_on(read_unmounted(&fs, a.ino, a.size)) == model,
+        "committed data differs from the model"
+    );
+    let report = rt.block_on(fusebox_dfs::check::fsck(
+        &**fs.meta(),
+        &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
+    ));
+    assert!(report.unwrap().is_ok());
+}
+
+#[test]
+fn fsx_dfs_writeback() {
+    fsx(WRITEBACK, "dfs/writeback");
+}
+
+#[test]
+fn fsx_dfs_writethrough() {
+    fsx(WRITETHROUGH, "dfs/writethrough");
+}
+
+/// SIGKILL of the daemon while writers write, fsync and close: after a new mount every file
+/// whose close(2) or fsync(2) succeeded has exactly the acknowledged bytes, and fsck finds no
+/// missing block.
+#[test]
+fn sigkill_during_writes_loses_nothing_acknowledged() {
+    let store = Store::new();
+    let mnt = store.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
+    let acked: Arc<Mutex<Vec<(String, u64, usize)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop, dir) = (acked.clone(), stop.clone(), mnt.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("t{t}-{i}");
+                    // Up to 9 MB: large files spill whole blocks before their commit.
+                    let data =
+                        random_bytes((t * 100_000 + i) as u64, 1 + (i * 1_234_567 + t * 7919) % 9_000_000);
+                    let r = (|| -> std::io::Result<()> {
+                        let mut f = std::fs::File::create(dir.join(&name))?;
+                        f.write_all(&data)?;
+                        if i % 2 == 0 {
+                            f.sync_all()?; // acknowledged by fsync(2)
+                        }
+                        // close(2) with its error: the commit point.
+                        fusebox::sys::close(std::os::fd::OwnedFd::from(f))
+                    })();
+                    match r {
+                        Ok(()) => acked.lock().unwrap().push((name, checksum(&data), data.len())),
+                        Err(_) => break, // the daemon is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(120), || acked.lock().unwrap().len() >= 24),
+        "writers made no progress"
+    );
+    let mut m = m;
+    m.kill();
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        within(Duration::from_secs(30), move || w.join().unwrap());
+    }
+    drop(m); // detach the dead mount
+    let acked = acked.lock().unwrap().clone();
+    let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
+    for (name, sum, len) in &acked {
+        let back = std::fs::read(m.mnt.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(back.len(), *len, "{name}: size");
+        assert_eq!(checksum(&back), *sum, "{name}: content");
+    }
+    drop(m);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fs = store.fs();
+    let report = rt
+        .block_on(fusebox_dfs::check::fsck(
+            &**fs.meta(),
+            &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
+        ))
+        .unwrap();
+    assert!(report.is_ok(), "missing blocks after the crash: {:?}", report.missing);
+    eprintln!(
+        "{} acknowledged files survived; {} unreferenced blocks left as garbage",
+        acked.len(),
+        report.garbage.len()
+    );
+}
