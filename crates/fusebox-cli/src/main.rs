@@ -39,7 +39,15 @@ fn run(argv: &[String]) -> Result<()> {
         Command::Bench(opts) => bench::run(&opts),
         Command::Dfs(cmd) => dfs::run(cmd),
         Command::Umount { mountpoint } => {
+            // The daemon behind the mount, if one answers: `umount` returns once it has exited,
+            // so a `stats` or a new mount right after never meets the old daemon.
+            let daemon = fusebox::session::query_status(&mountpoint).ok().map(|r| r.pid);
             fusebox::session::unmount(&mountpoint)?;
+            if let Some(pid) = daemon.filter(|&p| p != std::process::id()) {
+                if !wait_for_exit(pid, std::time::Duration::from_secs(10)) {
+                    eprintln!("fusebox: unmounted; daemon {pid} is still finishing");
+                }
+            }
             Ok(())
         }
         Command::Mount { fs, mountpoint, options, foreground } => {
@@ -51,6 +59,25 @@ fn run(argv: &[String]) -> Result<()> {
             logging::init(opts.debug);
             serve(filesystem, &mountpoint, opts, ttl)
         }
+    }
+}
+
+/// Wait until process `pid` has exited (or is a zombie), up to `limit`; false on timeout.
+fn wait_for_exit(pid: u32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        };
+        if gone {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -97,7 +124,7 @@ fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
 
 fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     use fusebox_fs::passthrough::Passthrough;
-    let mut opts = MountOptions::parse(options, &["fd_cache", "sync_close", "watch"])?;
+    let mut opts = MountOptions::parse(options, &["fd_cache", "sync_close", "watch", "fopen_direct_io"])?;
     // The daemon performs operations with its own (root) credentials: let the kernel check
     // every caller's permissions against the mirrored modes.
     opts.default_permissions = true;
@@ -115,7 +142,13 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
             Passthrough::with_fd_cache(source, n)?
         }
     };
-    let fs = fs.with_sync_close(switch(&opts, "sync_close")?).with_watch(switch(&opts, "watch")?);
+    let fs = fs
+        .with_sync_close(switch(&opts, "sync_close")?)
+        .with_watch(switch(&opts, "watch")?)
+        // On unless `fopen_direct_io=off`.
+        .with_fopen_direct_io(
+            !opts.fs_options.contains_key("fopen_direct_io") || switch(&opts, "fopen_direct_io")?,
+        );
     if opts.subtype.is_none() {
         opts.subtype = Some("passthrough".into());
     }

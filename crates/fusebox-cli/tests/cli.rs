@@ -244,6 +244,14 @@ fn source_errors() {
         fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "watch=2"]),
         "bad value for option 'watch'",
     );
+    expect_error(
+        fusebox()
+            .args(["mount", "passthrough"])
+            .arg(fx.dir.path())
+            .arg(&fx.mnt)
+            .args(["-o", "fopen_direct_io=sometimes"]),
+        "bad value for option 'fopen_direct_io'",
+    );
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
     assert!(!is_mounted(&fx.mnt));
 }

@@ -9,7 +9,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod acl;
 pub mod blob;
 pub mod cache;
 pub mod check;

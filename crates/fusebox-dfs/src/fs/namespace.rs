@@ -2,8 +2,8 @@
 //! transaction each; data operations delegate to `data.rs`.
 
 use super::{file_attr, lock, ns, DfsFs};
-use crate::acl;
 use crate::meta::{Caller, Inode, NewNode, ROOT_INO};
+use fusebox::fs::acl;
 use fusebox::fs::asyncfs::{
     dirent_plus_size, dirent_size, AsyncFilesystem, DirEntry, DirEntryPlus, FsResult, Opened, WriteData,
 };

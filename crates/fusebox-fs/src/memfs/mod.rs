@@ -10,7 +10,7 @@
 //! operations hold only their node's lock. No thread ever waits for the table while holding a
 //! node, so there is no lock cycle.
 
-mod acl;
+use fusebox::fs::acl;
 mod async_api;
 mod data;
 mod node;

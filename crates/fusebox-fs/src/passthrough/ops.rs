@@ -76,21 +76,6 @@ fn new_node_mode(dir: std::os::fd::BorrowedFd<'_>, mode: u32, umask: u32) -> u32
     }
 }
 
-/// Open-reply flags for an open with `flags`: an O_DIRECT open gets FOPEN_DIRECT_IO and
-/// FOPEN_PARALLEL_DIRECT_WRITES. Without them the kernel sends O_DIRECT writes through the
-/// page-cache path (`generic_file_direct_write`: page-cache flush and invalidation around each
-/// write, the inode lock held exclusively, and synchronous requests for writes that extend the
-/// file); with them it sends the request straight away, and writes to one file may run in
-/// parallel. The backing descriptor stays O_DIRECT, so the data still bypasses the backing page
-/// cache. mmap of such a file keeps working (DIRECT_IO_ALLOW_MMAP is negotiated).
-fn direct_open_flags(flags: i32) -> u32 {
-    if flags & libc::O_DIRECT != 0 {
-        fusebox::abi::FOPEN_DIRECT_IO | fusebox::abi::FOPEN_PARALLEL_DIRECT_WRITES
-    } else {
-        0
-    }
-}
-
 /// The suid/sgid bits a "kill suid/sgid" must clear from `mode` (sgid only with group exec).
 fn suidgid_bits(mode: u32) -> u32 {
     let mut bits = mode & libc::S_ISUID;
@@ -323,6 +308,20 @@ impl Passthrough {
                 .map_err(errno)?;
         }
         self.lookup_at(dir.as_fd(), newname)
+    }
+
+    /// Open-reply flags for an open with `flags`: an O_DIRECT open gets FOPEN_DIRECT_IO and
+    /// FOPEN_PARALLEL_DIRECT_WRITES (unless `fopen_direct_io=off`). Without them the kernel sends
+    /// O_DIRECT writes through the page-cache path (`generic_file_direct_write`: flush and
+    /// invalidation around each write, the inode lock held exclusively); with them the request
+    /// goes out at once and writes to one file may run in parallel. The backing descriptor
+    /// stays O_DIRECT. mmap keeps working (DIRECT_IO_ALLOW_MMAP is negotiated).
+    fn direct_open_flags(&self, flags: i32) -> u32 {
+        if self.fopen_direct_io && flags & libc::O_DIRECT != 0 {
+            fusebox::abi::FOPEN_DIRECT_IO | fusebox::abi::FOPEN_PARALLEL_DIRECT_WRITES
+        } else {
+            0
+        }
     }
 
     fn do_open(&self, ino: NodeId, flags: i32) -> Result<FileHandle, Errno> {
@@ -638,7 +637,8 @@ impl Filesystem for Passthrough {
     }
 
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
-        reply.result(self.do_open(ino, flags), |r, fh| r.opened(fh, direct_open_flags(flags)))
+        let open_flags = self.direct_open_flags(flags);
+        reply.result(self.do_open(ino, flags), |r, fh| r.opened(fh, open_flags))
     }
 
     fn read(&self, _req: &RequestInfo, _ino: NodeId, args: &ReadArgs, reply: ReplyData) {
@@ -806,7 +806,7 @@ impl Filesystem for Passthrough {
     }
 
     fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
-        let open_flags = direct_open_flags(args.flags);
+        let open_flags = self.direct_open_flags(args.flags);
         reply.result(self.do_create(req, parent, name, args), |r, (e, fh)| r.created(&e, fh, open_flags))
     }
 

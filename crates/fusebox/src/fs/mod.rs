@@ -5,6 +5,7 @@
 //! interior locking. Each method receives a reply token it must consume exactly once; it may
 //! answer inline or move the token to another thread and answer later.
 
+pub mod acl;
 pub mod asyncfs;
 mod interrupt;
 mod reply;

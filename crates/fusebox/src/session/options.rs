@@ -173,6 +173,20 @@ fn count(key: &str, value: &str, max: usize) -> Result<usize, OptionError> {
     })
 }
 
+/// A number from 0 to `max`, or a Malformed error with `reason`.
+fn at_most<T: std::str::FromStr + PartialOrd>(
+    key: &str,
+    value: &str,
+    max: T,
+    reason: &'static str,
+) -> Result<T, OptionError> {
+    value.parse::<T>().ok().filter(|n| *n <= max).ok_or(OptionError::Malformed {
+        key: key.into(),
+        value: value.into(),
+        reason,
+    })
+}
+
 fn flag(key: &str, value: Option<&str>) -> Result<bool, OptionError> {
     match value {
         None => Ok(true),
@@ -218,35 +232,16 @@ impl MountOptions {
                     "splice_write" => o.splice_write = flag(key, value)?,
                     "worker_slice_us" => {
                         let v = required(key, value)?;
-                        let us = v.parse::<u64>().ok().filter(|&n| n <= 100_000).ok_or(
-                            OptionError::Malformed {
-                                key: key.into(),
-                                value: v.into(),
-                                reason: "expected microseconds from 0 to 100000",
-                            },
-                        )?;
-                        o.worker_slice_us = Some(us);
+                        o.worker_slice_us =
+                            Some(at_most(key, v, 100_000, "expected microseconds from 0 to 100000")?);
                     }
                     "read_ahead_kb" => {
                         let v = required(key, value)?;
-                        let kb = v.parse::<u32>().ok().filter(|&n| n <= 1 << 20).ok_or(
-                            OptionError::Malformed {
-                                key: key.into(),
-                                value: v.into(),
-                                reason: "expected KiB from 0 to 1048576",
-                            },
-                        )?;
-                        o.read_ahead_kb = Some(kb);
+                        o.read_ahead_kb = Some(at_most(key, v, 1 << 20, "expected KiB from 0 to 1048576")?);
                     }
                     "bdi_max_ratio" => {
                         let v = required(key, value)?;
-                        let pct =
-                            v.parse::<u32>().ok().filter(|&n| n <= 100).ok_or(OptionError::Malformed {
-                                key: key.into(),
-                                value: v.into(),
-                                reason: "expected a percentage from 0 to 100",
-                            })?;
-                        o.bdi_max_ratio = Some(pct);
+                        o.bdi_max_ratio = Some(at_most(key, v, 100, "expected a percentage from 0 to 100")?);
                     }
                     "fsname" => o.fsname = Some(required(key, value)?.to_string()),
                     "subtype" => o.subtype = Some(required(key, value)?.to_string()),

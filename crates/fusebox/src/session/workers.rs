@@ -6,9 +6,9 @@
 //! [`GROW_DELAY`]: if still no worker is waiting, the workers are blocked (in the file system,
 //! or on the backing storage), so one more is started, up to `max_threads`. A burst that
 //! merely keeps every worker busy for a moment starts nobody (before, the pool grew on the
-//! spot and reached `max_threads` under a 4-thread direct-IO load on 2 CPUs). A worker beyond
-//! `threads` leaves after its request when `threads` others already wait for work; and when no
-//! worker was missing for [`IDLE_EXIT`], the grower hands out retirement tokens for the rest.
+//! spot and reached `max_threads` under a 4-thread direct-IO load on 2 CPUs). When no worker
+//! was missing for [`IDLE_EXIT`], the grower hands out retirement tokens for the workers
+//! beyond `threads`; a worker takes one after finishing a request and leaves.
 //!
 //! Every worker waits in `read(2)` on its own cloned fd, where the kernel wakes exactly one
 //! waiter per request. Nothing waits in `poll(2)`: poll wakes every poller of the connection
@@ -242,24 +242,22 @@ impl Pool {
         }
     }
 
-    /// After a request: leave if this worker is surplus (at least `threads` others are already
-    /// waiting for requests, so the load that grew the pool is gone) or the grower asked an
-    /// extra worker to; never going below `threads`. Surplus workers must not linger: the
-    /// kernel hands each request to the longest-waiting reader, so 32 idle workers left by a
-    /// burst spread a single-threaded caller's requests over 32 cold threads.
+    /// After a request: leave if the grower asked an extra worker to, never going below
+    /// `threads`. (Leaving as soon as `threads` others waited was tried: under stress-ng's
+    /// bursts the pool then kept growing and shrinking, a thread, a cloned fd and a 1 MiB
+    /// buffer each time, and the workload it was meant for did not get faster; see
+    /// docs/BENCHMARKS.md.)
     fn try_retire(&self) -> bool {
-        let threads = self.config.threads;
-        let surplus = self.live() > threads && self.idle.load(Ordering::SeqCst) >= threads;
-        if !surplus {
-            let retire = &self.grower.retire;
-            if retire.load(Ordering::Relaxed) == 0 {
-                return false;
-            }
-            if retire.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
-                return false;
-            }
+        let retire = &self.grower.retire;
+        if retire.load(Ordering::Relaxed) == 0 {
+            return false;
         }
-        self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > threads).then_some(n - 1)).is_ok()
+        if retire.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+            return false;
+        }
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > self.config.threads).then_some(n - 1))
+            .is_ok()
     }
 
     fn work(self: Arc<Self>, dev: Arc<DevFuse>) -> io::Result<()> {

@@ -1,8 +1,10 @@
-//! POSIX ACLs as the kernel passes them. A copy of fusebox-fs's `memfs/acl.rs` (same semantics;
-//! fusebox-dfs does not depend on fusebox-fs): parsing, inheritance on create, and keeping an
-//! access ACL and the mode bits in step, as local file systems do.
+//! POSIX ACLs as the kernel passes them (`system.posix_acl_access` / `system.posix_acl_default`
+//! xattrs, format version 2): parsing, inheritance on create, and keeping an access ACL and
+//! the mode bits in step, as local file systems do (the kernel's posix_acl_create and
+//! posix_acl_chmod). For file systems that store ACLs themselves (memfs, fusebox-dfs); with
+//! FUSE_POSIX_ACL the kernel enforces them, the file system only keeps them right.
 
-use fusebox::Errno;
+use super::Errno;
 
 /// Name of the access ACL xattr.
 pub const ACCESS: &str = "system.posix_acl_access";
