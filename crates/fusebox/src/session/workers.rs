@@ -217,7 +217,8 @@ impl Pool {
                 g.retire.store(0, Ordering::SeqCst);
             }
             std::thread::sleep(GROW_DELAY);
-            if self.idle.load(Ordering::SeqCst) == 0 {
+            // Not after the pool ended while we slept: nobody would join the new worker.
+            if self.idle.load(Ordering::SeqCst) == 0 && !self.grower.stop.load(Ordering::SeqCst) {
                 self.grow_one();
             }
             *self.grower.pending.lock().unwrap_or_else(|e| e.into_inner()) = false;
