@@ -9,7 +9,9 @@
 use super::schema::{self, Dialect, COUNTERS, FORMAT_MAGIC, FORMAT_VERSION};
 use super::*;
 use crate::layout::{block_len, blocks_covering, CHUNK_SIZE};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -81,24 +83,29 @@ fn get_attr(c: &Connection, ino: u64) -> MetaResult<Attr> {
         .ok_or(errno(libc::ENOENT))
 }
 
+/// An inode's columns in `ATTR_COLS` order (?1 = ino … ?12 = generation).
+fn attr_row(a: &Attr) -> [i64; 12] {
+    [
+        a.ino as i64,
+        a.mode as i64,
+        a.uid as i64,
+        a.gid as i64,
+        a.rdev as i64,
+        a.size as i64,
+        a.atime_ns,
+        a.mtime_ns,
+        a.ctime_ns,
+        a.nlink as i64,
+        a.version as i64,
+        a.generation as i64,
+    ]
+}
+
 fn put_attr(c: &Connection, a: &Attr) -> MetaResult<()> {
     c.execute(
         "UPDATE inodes SET mode = ?2, uid = ?3, gid = ?4, rdev = ?5, size = ?6, atime_ns = ?7, mtime_ns = ?8,
          ctime_ns = ?9, nlink = ?10, version = ?11, generation = ?12 WHERE ino = ?1",
-        params![
-            a.ino as i64,
-            a.mode as i64,
-            a.uid as i64,
-            a.gid as i64,
-            a.rdev as i64,
-            a.size as i64,
-            a.atime_ns,
-            a.mtime_ns,
-            a.ctime_ns,
-            a.nlink as i64,
-            a.version as i64,
-            a.generation as i64
-        ],
+        params_from_iter(attr_row(a)),
     )?;
     Ok(())
 }
@@ -108,20 +115,7 @@ fn insert_attr(c: &Connection, a: &Attr) -> MetaResult<()> {
         &format!(
             "INSERT INTO inodes ({ATTR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
-        params![
-            a.ino as i64,
-            a.mode as i64,
-            a.uid as i64,
-            a.gid as i64,
-            a.rdev as i64,
-            a.size as i64,
-            a.atime_ns,
-            a.mtime_ns,
-            a.ctime_ns,
-            a.nlink as i64,
-            a.version as i64,
-            a.generation as i64
-        ],
+        params_from_iter(attr_row(a)),
     )?;
     Ok(())
 }
