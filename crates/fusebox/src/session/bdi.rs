@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// Default readahead fusebox sets (as root) when `read_ahead_kb=` is not given: four full
 /// 1 MiB requests, so a sequential reader's READs carry as much as a WRITE can and several
-/// are in flight while the daemon waits for its backing storage (cold 256 MiB reads through
-/// passthrough: 1.0–1.1 GB/s at 1024, 1.5 GB/s at 4096, 0.8–1.1 GB/s at 8192; docs/BENCHMARKS.md).
+/// are in flight while the daemon waits for its backing storage (a quick sweep of 1024, 2048,
+/// 4096 and 8192 on cold 256 MiB reads favoured 4096; workload b in docs/BENCHMARKS.md is
+/// measured with it).
 pub const DEFAULT_READ_AHEAD_KB: u32 = 4096;
 
 /// The sysfs directory of the BDI of the file system mounted at `mountpoint` (absolute).
