@@ -68,7 +68,11 @@ usage:
   memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024), sync_close (close(2) returns
                after fsync of the backing file and release of its flock lock),
-               watch (push invalidations for changes made in SOURCE outside this mount)
+               watch (push invalidations for changes made in SOURCE outside this mount),
+               kernel_passthrough[=on|off] (file data goes from the kernel straight to SOURCE;
+               default on unless `writeback` is given; needs CAP_SYS_ADMIN and Linux 6.9+,
+               excludes the write-back cache), fopen_direct_io=off (O_DIRECT opens without
+               FOPEN_DIRECT_IO, when kernel passthrough is off)
   dfs: cache_dir=DIR (block cache), cache_size=BYTES (default 1G, 0 = off),
        buffer_size=BYTES (write buffers of all files, default 256M)
 -f stays in the foreground; otherwise fusebox returns once the mount is live.

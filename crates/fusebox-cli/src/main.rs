@@ -124,7 +124,10 @@ fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
 
 fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     use fusebox_fs::passthrough::Passthrough;
-    let mut opts = MountOptions::parse(options, &["fd_cache", "sync_close", "watch", "fopen_direct_io"])?;
+    let mut opts = MountOptions::parse(
+        options,
+        &["fd_cache", "sync_close", "watch", "fopen_direct_io", "kernel_passthrough"],
+    )?;
     // The daemon performs operations with its own (root) credentials: let the kernel check
     // every caller's permissions against the mirrored modes.
     opts.default_permissions = true;
@@ -148,7 +151,8 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
         // On unless `fopen_direct_io=off`.
         .with_fopen_direct_io(
             !opts.fs_options.contains_key("fopen_direct_io") || switch(&opts, "fopen_direct_io")?,
-        );
+        )
+        .with_kernel_passthrough(kernel_passthrough(&opts)?);
     if opts.subtype.is_none() {
         opts.subtype = Some("passthrough".into());
     }
@@ -158,6 +162,22 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     }
     let ttl = fs.default_ttl();
     Ok((Arc::new(fs), opts, ttl))
+}
+
+/// `kernel_passthrough`: on by default, unless the write-back cache was asked for explicitly
+/// (the kernel grants only one of them); asking for both is an error.
+fn kernel_passthrough(opts: &MountOptions) -> Result<bool> {
+    if !opts.fs_options.contains_key("kernel_passthrough") {
+        return Ok(opts.writeback != Some(true));
+    }
+    let on = switch(opts, "kernel_passthrough")?;
+    if on && opts.writeback == Some(true) {
+        anyhow::bail!(
+            "kernel_passthrough and writeback exclude each other (the kernel grants passthrough only \
+             without the write-back cache): drop one"
+        );
+    }
+    Ok(on)
 }
 
 fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions, ttl: fusebox::Ttl) -> Result<()> {

@@ -64,6 +64,13 @@ pub fn render(r: &StatusReport) -> String {
     if i.flags.iter().any(|f| f == "OVER_IO_URING") {
         let _ = writeln!(s, "io_uring  {} requests came over io_uring", r.stats.uring_requests);
     }
+    if i.flags.iter().any(|f| f == "PASSTHROUGH") {
+        let _ = writeln!(
+            s,
+            "passthrough  {} opens went to the kernel's passthrough; backing files: {} registered, {} live",
+            r.stats.passthrough_opens, r.stats.backing_ids_opened, r.stats.backing_ids_live
+        );
+    }
     let q = &r.sched;
     let _ = writeln!(
         s,

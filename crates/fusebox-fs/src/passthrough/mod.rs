@@ -24,6 +24,7 @@ mod fdcache;
 mod handles;
 mod inodes;
 mod ioctl;
+mod kernel;
 mod locks;
 mod names;
 mod ops;
@@ -67,6 +68,10 @@ pub struct Passthrough {
     coherence: std::sync::Arc<coherence::Coherence>,
     /// `-o watch`: the source watcher (watch.rs).
     watch: Option<std::sync::Arc<watch::Watch>>,
+    /// Ask the kernel for passthrough (`-o kernel_passthrough`, kernel.rs).
+    kernel_passthrough: bool,
+    /// Backing ids of passthrough opens (kernel.rs).
+    kernel: kernel::KernelPassthrough,
 }
 
 impl Passthrough {
@@ -136,6 +141,8 @@ impl Passthrough {
             notifier: Default::default(),
             coherence: Default::default(),
             watch: None,
+            kernel_passthrough: false,
+            kernel: Default::default(),
         })
     }
 
@@ -151,6 +158,15 @@ impl Passthrough {
     /// docs/ARCHITECTURE.md.
     pub fn with_fopen_direct_io(mut self, on: bool) -> Passthrough {
         self.fopen_direct_io = on;
+        self
+    }
+
+    /// Kernel passthrough (kernel.rs): ask the kernel to send the data of open regular files
+    /// straight to the backing files. Granted only by kernels with FUSE_PASSTHROUGH (6.9+) and
+    /// never together with the write-back cache (passthrough wins when both are asked for);
+    /// needs CAP_SYS_ADMIN, without which opens fall back to the daemon's data path.
+    pub fn with_kernel_passthrough(mut self, on: bool) -> Passthrough {
+        self.kernel_passthrough = on;
         self
     }
 

@@ -12,7 +12,7 @@ use fusebox::fs::{
     ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr,
     Statfs, TimeOrNow, Timespec, WriteArgs,
 };
-use fusebox::{Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
+use fusebox::{sys, Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
     AtFlags, Gid, Mode, OFlags, RawDir, RenameFlags, SeekFrom, Timestamps, Uid, XattrFlags, CWD,
 };
@@ -310,6 +310,27 @@ impl Passthrough {
         self.lookup_at(dir.as_fd(), newname)
     }
 
+    /// The backing id to answer the open `fh` of `ino` with, when it goes through kernel
+    /// passthrough (kernel.rs).
+    fn passthrough_id(&self, ino: NodeId, fh: FileHandle) -> Option<std::sync::Arc<fusebox::session::BackingId>> {
+        if !self.kernel.active() {
+            return None;
+        }
+        let fd = self.handles.file(fh).ok()?;
+        self.kernel.attach(ino, fh, fd.as_fd())
+    }
+
+    /// Answer a CREATE or TMPFILE: through kernel passthrough when it is on.
+    fn reply_created(&self, r: Result<(Entry, FileHandle), Errno>, open_flags: u32, reply: ReplyCreate) {
+        match r {
+            Err(e) => reply.error(e),
+            Ok((e, fh)) => match self.passthrough_id(e.ino, fh) {
+                Some(id) => reply.created_passthrough(&e, fh, 0, &id),
+                None => reply.created(&e, fh, open_flags),
+            },
+        }
+    }
+
     /// Open-reply flags for an open with `flags`: an O_DIRECT open gets FOPEN_DIRECT_IO and
     /// FOPEN_PARALLEL_DIRECT_WRITES (unless `fopen_direct_io=off`). Without them the kernel sends
     /// O_DIRECT writes through the page-cache path (`generic_file_direct_write`: flush and
@@ -508,8 +529,16 @@ impl Filesystem for Passthrough {
         // Locks are forwarded to the backing files (see locks.rs).
         caps.posix_locks = true;
         caps.flock_locks = true;
-        // Close-to-open handling depends on who owns cached sizes (coherence.rs).
+        // Close-to-open handling depends on who owns cached sizes (coherence.rs); granted
+        // passthrough turns the write-back cache off again in `mounted`.
         self.coherence.writeback.store(caps.writeback_cache, std::sync::atomic::Ordering::Relaxed);
+        caps.passthrough = self.kernel_passthrough && sys::has_capability(sys::CAP_SYS_ADMIN);
+        if self.kernel_passthrough && !caps.passthrough {
+            tracing::warn!(
+                "kernel passthrough needs CAP_SYS_ADMIN to register backing files: \
+                 file data goes through the daemon"
+            );
+        }
         Ok(())
     }
 
@@ -637,8 +666,13 @@ impl Filesystem for Passthrough {
     }
 
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
-        let open_flags = self.direct_open_flags(flags);
-        reply.result(self.do_open(ino, flags), |r, fh| r.opened(fh, open_flags))
+        match self.do_open(ino, flags) {
+            Err(e) => reply.error(e),
+            Ok(fh) => match self.passthrough_id(ino, fh) {
+                Some(id) => reply.passthrough(fh, 0, &id),
+                None => reply.opened(fh, self.direct_open_flags(flags)),
+            },
+        }
     }
 
     fn read(&self, _req: &RequestInfo, _ino: NodeId, args: &ReadArgs, reply: ReplyData) {
@@ -671,6 +705,11 @@ impl Filesystem for Passthrough {
     }
 
     fn mounted(&self, mount: &MountInfo) {
+        self.kernel.mounted(mount.backing.as_ref());
+        if mount.backing.is_some() {
+            // Granted passthrough means no write-back cache (the kernel refuses both).
+            self.coherence.writeback.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = self.mountpoint.set(mount.mountpoint.clone());
         let _ = self.notifier.set(mount.notifier.clone());
         if let Some(w) = &self.watch {
@@ -690,9 +729,15 @@ impl Filesystem for Passthrough {
         }
     }
 
-    fn release(&self, _req: &RequestInfo, _ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
+    fn release(&self, _req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
         self.note_flock(args.fh, false);
+        let passthrough = self.kernel.release(args.fh);
         if let Some(fd) = self.handles.remove_file(args.fh) {
+            if passthrough && args.flags & libc::O_ACCMODE != libc::O_RDONLY {
+                // Its writes went from the kernel to the backing file: they are this mount's
+                // own changes, not someone else's (coherence.rs).
+                self.own_change(ino, &*fd);
+            }
             if args.lock_owner.is_some() {
                 let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);
             }
@@ -807,11 +852,11 @@ impl Filesystem for Passthrough {
 
     fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
         let open_flags = self.direct_open_flags(args.flags);
-        reply.result(self.do_create(req, parent, name, args), |r, (e, fh)| r.created(&e, fh, open_flags))
+        self.reply_created(self.do_create(req, parent, name, args), open_flags, reply)
     }
 
     fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
-        reply.result(self.do_tmpfile(req, parent, args), |r, (e, fh)| r.created(&e, fh, 0))
+        self.reply_created(self.do_tmpfile(req, parent, args), 0, reply)
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {

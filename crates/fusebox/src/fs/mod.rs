@@ -30,6 +30,9 @@ pub struct MountInfo {
     pub notifier: Notifier,
     /// Where it is mounted (absolute).
     pub mountpoint: std::path::PathBuf,
+    /// Registers backing files for kernel passthrough; `None` unless the file system asked for
+    /// [`Capabilities::passthrough`] and the kernel granted it.
+    pub backing: Option<crate::session::Backing>,
 }
 use std::ffi::OsStr;
 

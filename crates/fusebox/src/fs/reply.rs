@@ -6,6 +6,7 @@ use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl}
 use super::Errno;
 use crate::abi;
 use crate::sched::{RequestClass, Stats};
+use crate::session::BackingId;
 use crate::transport::splice::Spliced;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
@@ -324,6 +325,28 @@ impl ReplyOpen {
         let out = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
         self.0.ok(&[out.as_bytes()])
     }
+
+    /// Opened with handle `fh` in kernel passthrough: reads, writes and mmap go to `backing`
+    /// without reaching the file system. `flags` may add only FOPEN_NOFLUSH (the kernel
+    /// refuses KEEP_CACHE and the like on a passthrough open, and FOPEN_DIRECT_IO would
+    /// override passthrough, so both are removed here).
+    pub fn passthrough(self, fh: FileHandle, flags: u32, backing: &BackingId) {
+        let out = passthrough_open_out(fh, flags, backing);
+        self.0.shared.stats.passthrough_open();
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+/// FOPEN_* bits the kernel accepts together with FOPEN_PASSTHROUGH (besides the ones that
+/// would turn it off).
+const PASSTHROUGH_OPEN_FLAGS: u32 = abi::FOPEN_NOFLUSH;
+
+fn passthrough_open_out(fh: FileHandle, flags: u32, backing: &BackingId) -> abi::fuse_open_out {
+    abi::fuse_open_out {
+        fh: fh.0,
+        open_flags: (flags & PASSTHROUGH_OPEN_FLAGS) | abi::FOPEN_PASSTHROUGH,
+        backing_id: backing.id() as i32,
+    }
 }
 
 token!(
@@ -335,6 +358,15 @@ impl ReplyCreate {
     pub fn created(self, entry: &Entry, fh: FileHandle, flags: u32) {
         let e = entry_out(entry, self.0.ttl());
         let o = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
+        self.0.ok(&[e.as_bytes(), o.as_bytes()])
+    }
+
+    /// Created `entry` and opened it as `fh` in kernel passthrough (see
+    /// [`ReplyOpen::passthrough`]).
+    pub fn created_passthrough(self, entry: &Entry, fh: FileHandle, flags: u32, backing: &BackingId) {
+        let e = entry_out(entry, self.0.ttl());
+        let o = passthrough_open_out(fh, flags, backing);
+        self.0.shared.stats.passthrough_open();
         self.0.ok(&[e.as_bytes(), o.as_bytes()])
     }
 }

@@ -41,6 +41,9 @@ pub struct Stats {
     in_flight: [AtomicU64; 2],
     per_file: PerFileInFlight,
     uring_requests: AtomicU64,
+    passthrough_opens: AtomicU64,
+    backing_opened: AtomicU64,
+    backing_closed: AtomicU64,
 }
 
 impl Default for Stats {
@@ -50,6 +53,9 @@ impl Default for Stats {
             in_flight: Default::default(),
             per_file: PerFileInFlight::default(),
             uring_requests: AtomicU64::new(0),
+            passthrough_opens: AtomicU64::new(0),
+            backing_opened: AtomicU64::new(0),
+            backing_closed: AtomicU64::new(0),
         }
     }
 }
@@ -113,6 +119,21 @@ impl Stats {
         self.uring_requests.load(Relaxed)
     }
 
+    /// An OPEN or CREATE was answered with kernel passthrough.
+    pub fn passthrough_open(&self) {
+        self.passthrough_opens.fetch_add(1, Relaxed);
+    }
+
+    /// A backing file was registered with the kernel.
+    pub fn backing_opened(&self) {
+        self.backing_opened.fetch_add(1, Relaxed);
+    }
+
+    /// A backing file was unregistered.
+    pub fn backing_closed(&self) {
+        self.backing_closed.fetch_add(1, Relaxed);
+    }
+
     /// A consistent-enough copy of all counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let ops = self
@@ -143,6 +164,12 @@ impl Stats {
             in_flight_sync: self.in_flight[0].load(Relaxed),
             in_flight_background: self.in_flight[1].load(Relaxed),
             uring_requests: self.uring_requests(),
+            passthrough_opens: self.passthrough_opens.load(Relaxed),
+            backing_ids_opened: self.backing_opened.load(Relaxed),
+            backing_ids_live: self
+                .backing_opened
+                .load(Relaxed)
+                .saturating_sub(self.backing_closed.load(Relaxed)),
         }
     }
 }
@@ -194,6 +221,15 @@ pub struct StatsSnapshot {
     /// Requests that arrived over io_uring (the rest came through `/dev/fuse`).
     #[serde(default)]
     pub uring_requests: u64,
+    /// OPENs and CREATEs answered with kernel passthrough (their data bypasses the daemon).
+    #[serde(default)]
+    pub passthrough_opens: u64,
+    /// Backing files registered with the kernel so far.
+    #[serde(default)]
+    pub backing_ids_opened: u64,
+    /// Backing files registered now (opened and not yet closed).
+    #[serde(default)]
+    pub backing_ids_live: u64,
 }
 
 #[cfg(test)]

@@ -63,6 +63,17 @@ pub struct Capabilities {
     /// Files opened with FOPEN_DIRECT_IO may still be mmapped (shared mappings; 7.39,
     /// DIRECT_IO_ALLOW_MMAP), so a file system can answer O_DIRECT opens with FOPEN_DIRECT_IO.
     pub direct_io_allow_mmap: bool,
+    /// Kernel passthrough (PASSTHROUGH, 7.40): open files may be backed by a file the daemon
+    /// registers ([`crate::session::Backing`]), whose reads, writes and mmap bypass the daemon.
+    /// The kernel refuses it together with the write-back cache, so when both are asked for
+    /// and the kernel offers passthrough, passthrough wins and the write-back cache is not
+    /// negotiated; when the kernel does not offer it, the write-back cache stays. Needs
+    /// CAP_SYS_ADMIN to register backing files.
+    pub passthrough: bool,
+    /// How many file systems may stack below this one's backing files (1 or 2; the kernel's
+    /// FILESYSTEM_MAX_STACK_DEPTH is 2). With passthrough, this mount itself counts as
+    /// stacked at this depth (overlayfs can then not use it as a layer beyond that depth).
+    pub max_stack_depth: u32,
 }
 
 impl Default for Capabilities {
@@ -92,6 +103,8 @@ impl Default for Capabilities {
             time_gran: 1,
             splice_write: false,
             direct_io_allow_mmap: true,
+            passthrough: false,
+            max_stack_depth: 1,
         }
     }
 }
@@ -123,6 +136,7 @@ impl Capabilities {
         set(self.dont_mask, FUSE_DONT_MASK);
         set(self.posix_acl, FUSE_POSIX_ACL);
         set(self.direct_io_allow_mmap, FUSE_DIRECT_IO_ALLOW_MMAP);
+        set(self.passthrough, FUSE_PASSTHROUGH);
         f
     }
 }
@@ -228,7 +242,11 @@ pub fn negotiate(
     if kernel_flags & FUSE_INIT_EXT != 0 {
         kernel_flags |= (init.flags2 as u64) << 32;
     }
-    let flags = caps.wanted_flags() & kernel_flags;
+    let mut flags = caps.wanted_flags() & kernel_flags;
+    if flags & FUSE_PASSTHROUGH != 0 {
+        // The kernel grants passthrough only without the write-back cache (process_init_reply).
+        flags &= !FUSE_WRITEBACK_CACHE;
+    }
     let max_pages = caps.max_pages.clamp(1, max_pages_limit.max(1)).min(u16::MAX as u32);
     let max_write = caps.max_write.clamp(4096, max_pages * 4096);
     let neg = Negotiated {
@@ -253,6 +271,7 @@ pub fn negotiate(
         time_gran: neg.time_gran,
         max_pages: neg.max_pages as u16,
         flags2: (flags >> 32) as u32,
+        max_stack_depth: if flags & FUSE_PASSTHROUGH != 0 { caps.max_stack_depth.clamp(1, 2) } else { 0 },
         ..Default::default()
     };
     Ok((out, neg))
@@ -323,6 +342,23 @@ mod tests {
         let caps = Capabilities { posix_locks: true, flock_locks: true, ..Default::default() };
         let (_, neg) = negotiate(&kernel_init(u64::MAX), &caps, 256).unwrap();
         assert!(neg.has(FUSE_POSIX_LOCKS) && neg.has(FUSE_FLOCK_LOCKS));
+    }
+
+    #[test]
+    fn passthrough_wins_over_writeback_when_offered() {
+        let caps = Capabilities { passthrough: true, writeback_cache: true, ..Default::default() };
+        let (out, neg) = negotiate(&kernel_init(u64::MAX), &caps, 256).unwrap();
+        assert!(neg.has(FUSE_PASSTHROUGH) && !neg.has(FUSE_WRITEBACK_CACHE));
+        assert_eq!(out.max_stack_depth, 1);
+        assert_eq!(out.flags2 as u64, (neg.flags >> 32));
+        // A kernel without passthrough keeps the write-back cache and gets no stack depth.
+        let (out, neg) = negotiate(&kernel_init(u64::MAX & !FUSE_PASSTHROUGH), &caps, 256).unwrap();
+        assert!(!neg.has(FUSE_PASSTHROUGH) && neg.has(FUSE_WRITEBACK_CACHE));
+        assert_eq!(out.max_stack_depth, 0);
+        // Not asked for: never granted.
+        let (out, neg) = negotiate(&kernel_init(u64::MAX), &Capabilities::default(), 256).unwrap();
+        assert!(!neg.has(FUSE_PASSTHROUGH));
+        assert_eq!(out.max_stack_depth, 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Session lifecycle: mount, INIT, serve with N worker threads, unmount.
 
+mod backing;
 mod bdi;
 mod control;
 mod init;
@@ -11,6 +12,7 @@ mod server;
 mod uring;
 mod workers;
 
+pub use backing::{Backing, BackingId};
 pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
 pub use control::{
     control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
@@ -159,6 +161,7 @@ impl Session {
                 let info = crate::fs::MountInfo {
                     notifier: session.notifier(),
                     mountpoint: session.mountpoint.clone(),
+                    backing: session.backing(),
                 };
                 session.server.filesystem().mounted(&info);
                 session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
@@ -201,6 +204,13 @@ impl Session {
     /// A notifier for this session (invalidations, store, retrieve), usable from any thread.
     pub fn notifier(&self) -> Notifier {
         self.server.notifier(self.dev.clone())
+    }
+
+    /// Registers backing files for kernel passthrough, when INIT granted FUSE_PASSTHROUGH.
+    pub fn backing(&self) -> Option<Backing> {
+        let neg = self.server.negotiated()?;
+        (neg.flags & crate::abi::init_flags::FUSE_PASSTHROUGH != 0)
+            .then(|| Backing::new(self.dev.clone(), self.server.stats().clone()))
     }
 
     /// The shared request-handling core (stats, negotiated parameters).

@@ -4,7 +4,7 @@ use super::ReplyChannel;
 use crate::abi;
 use std::ffi::CString;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// What a read from `/dev/fuse` produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +55,28 @@ impl DevFuse {
         // points at a live local.
         cvt(unsafe { libc::ioctl(new.fd.as_raw_fd(), abi::FUSE_DEV_IOC_CLONE as _, &old as *const u32) })?;
         Ok(new)
+    }
+
+    /// Register `backing` with the kernel for passthrough (`FUSE_DEV_IOC_BACKING_OPEN`, needs
+    /// CAP_SYS_ADMIN and a negotiated FUSE_PASSTHROUGH) and return its backing id, valid on
+    /// this connection until [`DevFuse::backing_close`].
+    pub fn backing_open(&self, backing: BorrowedFd<'_>) -> io::Result<u32> {
+        let map = abi::fuse_backing_map { fd: backing.as_raw_fd(), flags: 0, padding: 0 };
+        // SAFETY: BACKING_OPEN reads one `struct fuse_backing_map` (16 bytes, same layout as
+        // `map`) through the pointer, which points at a live local; the kernel takes its own
+        // reference to the file, so `backing` may be closed afterwards.
+        let id = cvt(unsafe {
+            libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as _, &map as *const abi::fuse_backing_map)
+        })?;
+        Ok(id as u32)
+    }
+
+    /// Drop the kernel's registration of backing id `id` (`FUSE_DEV_IOC_BACKING_CLOSE`). Files
+    /// already opened with it keep their backing file.
+    pub fn backing_close(&self, id: u32) -> io::Result<()> {
+        // SAFETY: BACKING_CLOSE reads one u32 through the pointer, which points at a live local.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_CLOSE as _, &id as *const u32) })?;
+        Ok(())
     }
 
     /// The raw descriptor (for `fd=` in mount options).

@@ -44,6 +44,22 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// CAP_SYS_ADMIN (capability 21), needed for mounting and for kernel passthrough.
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process has capability `cap` in its effective set (from /proc/self/status;
+/// false when that cannot be read).
+pub fn has_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|eff| cap < 64 && eff & (1 << cap) != 0)
+}
+
 /// The real uid and gid of this process.
 pub fn getuid_gid() -> (u32, u32) {
     // SAFETY: getuid/getgid have no preconditions and cannot fail.
