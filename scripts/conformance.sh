@@ -3,7 +3,7 @@
 # `fusebox` binary:
 #   pjdfstest  the Rust pjdfstest suite on memfs and passthrough, write-back cache on and off,
 #              and on fusebox-dfs (SQLite + local blocks) with the write-back cache
-#   stress     stress-ng's filesystem stressors for a bounded time on the same four mounts
+#   stress     stress-ng's filesystem stressors for a bounded time on the same five mounts
 # Usage: bash scripts/conformance.sh [pjdfstest|stress|all]   (default: all)
 # Needs root and /dev/fuse; without them it says why and exits 0, unless FUSEBOX_REQUIRE_MOUNT=1.
 # Installs pjdfstest (cargo, pinned) and stress-ng (apt) when missing.
@@ -78,9 +78,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The four configurations: file system and write-back cache on/off (CONFORMANCE_CONFIGS picks
-# some, e.g. "passthrough:writeback", when reproducing one locally).
-read -r -a CONFIGS <<<"${CONFORMANCE_CONFIGS:-memfs:writeback memfs:no_writeback passthrough:writeback passthrough:no_writeback}"
+# The five configurations: file system and write-back cache on/off, and passthrough with the
+# kernel's passthrough of file data (its default when the kernel grants it; it excludes the
+# write-back cache, so the no_writeback configuration turns it off to keep the daemon's own
+# data path covered). The part after ':' is the -o list ('+' separates options).
+# CONFORMANCE_CONFIGS picks some, e.g. "passthrough:writeback", when reproducing one locally.
+read -r -a CONFIGS <<<"${CONFORMANCE_CONFIGS:-memfs:writeback memfs:no_writeback passthrough:writeback passthrough:no_writeback+kernel_passthrough=off passthrough:kernel_passthrough}"
 
 # mount_config FS WB [EXTRA_OPTS]: mount a fresh, empty FS at a new $mnt (a new path each
 # time, so a daemon still exiting from the previous mount never shares its control socket).
@@ -167,7 +170,8 @@ PJDFSTEST_CONFIGS=("${CONFIGS[@]}")
 if [ -z "${CONFORMANCE_CONFIGS:-}" ]; then
     PJDFSTEST_CONFIGS+=(dfs:writeback)
     if [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" = Y ]; then
-        PJDFSTEST_CONFIGS+=(memfs:writeback+io_uring passthrough:writeback+io_uring)
+        PJDFSTEST_CONFIGS+=(memfs:writeback+io_uring passthrough:writeback+io_uring
+            passthrough:kernel_passthrough+io_uring)
     else
         say "pjdfstest over io_uring: skipped (/sys/module/fuse/parameters/enable_uring is not Y)"
     fi
