@@ -118,7 +118,9 @@ fn passthrough_mapped_writes_move_mtime_and_ctime() {
     if !can_mount() {
         return;
     }
-    for wb in ["writeback", "no_writeback"] {
+    // The CLI's default for passthrough without `writeback` is kernel passthrough, where the
+    // mapping is the backing file's; `kernel_passthrough=off` keeps the daemon's data path.
+    for wb in ["writeback", "no_writeback,kernel_passthrough=off", "kernel_passthrough"] {
         mapped_write_moves_times("passthrough", wb);
     }
 }

@@ -45,6 +45,8 @@ struct Fixture {
     mnt: PathBuf,
     daemon: Option<Child>,
     fio: Option<Child>,
+    /// The daemon's `-o` options.
+    opts: &'static str,
 }
 
 impl Fixture {
@@ -53,7 +55,7 @@ impl Fixture {
         let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
         fs::create_dir(&src).unwrap();
         fs::create_dir(&mnt).unwrap();
-        Fixture { _dir: dir, src, mnt, daemon: None, fio: None }
+        Fixture { _dir: dir, src, mnt, daemon: None, fio: None, opts: "writeback" }
     }
 
     /// Start `fusebox mount passthrough SRC MNT -f` and wait until the mount is live.
@@ -62,7 +64,7 @@ impl Fixture {
             .args(["mount", "passthrough"])
             .arg(&self.src)
             .arg(&self.mnt)
-            .args(["-o", "writeback", "-f"])
+            .args(["-o", self.opts, "-f"])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -135,10 +137,22 @@ fn churn(mnt: &Path) -> JoinHandle<std::io::Error> {
 
 #[test]
 fn killed_daemon_fails_callers_unmounts_and_keeps_fsynced_data() {
+    killed_daemon("writeback");
+}
+
+/// With kernel passthrough, writes go from the kernel to SOURCE without the daemon; fsync,
+/// metadata and new opens still need it, so callers see the kill at their next fsync.
+#[test]
+fn killed_daemon_with_kernel_passthrough_fails_callers_and_keeps_fsynced_data() {
+    killed_daemon("kernel_passthrough");
+}
+
+fn killed_daemon(opts: &'static str) {
     if !can_mount() {
         return;
     }
     let mut fx = Fixture::new();
+    fx.opts = opts;
     fx.mount();
 
     let acked: Vec<Arc<AtomicU64>> = (0..WRITERS).map(|_| Arc::new(AtomicU64::new(0))).collect();

@@ -183,8 +183,15 @@ fn passthrough_metadata_requests_stay_within_budget() {
     // Timeouts long enough that a slow CI machine does not see cached names expire between
     // two steps (the default is one second without `watch`).
     check_metadata_budget("passthrough", "writeback,attr_timeout=30,entry_timeout=30", true);
-    check_metadata_budget("passthrough", "no_writeback,attr_timeout=30,entry_timeout=30", false);
-    check_metadata_budget("passthrough", "watch", true);
+    check_metadata_budget(
+        "passthrough",
+        "no_writeback,kernel_passthrough=off,attr_timeout=30,entry_timeout=30",
+        false,
+    );
+    check_metadata_budget("passthrough", "kernel_passthrough,attr_timeout=30,entry_timeout=30", false);
+    check_metadata_budget("passthrough", "watch,writeback", true);
+    // The default with `watch`: kernel passthrough, long timeouts.
+    check_metadata_budget("passthrough", "watch", false);
 }
 
 #[test]

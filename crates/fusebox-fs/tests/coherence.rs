@@ -16,8 +16,9 @@ use std::time::Duration;
 
 const LONG: &str = "default_permissions,allow_other,attr_timeout=60,entry_timeout=60";
 
-/// Both cache modes: write-through, and the kernel's write-back cache (which keeps cached sizes).
-const MODES: [&str; 2] = ["no_writeback", "writeback"];
+/// The cache modes: write-through, the kernel's write-back cache (which keeps cached sizes), and
+/// kernel passthrough (file data goes from the kernel straight to the source).
+const MODES: [&str; 3] = ["no_writeback", "writeback", "kernel_passthrough"];
 
 fn watching(p: &Path) -> Result<Passthrough, PassthroughError> {
     Passthrough::new(p).map(|f| f.with_watch(true))
@@ -25,7 +26,10 @@ fn watching(p: &Path) -> Result<Passthrough, PassthroughError> {
 
 /// Mount B of the source of `a`.
 fn mount_b(a: &PtMount, watch: bool, mode: &str) -> Option<TestMount> {
-    TestMount::new(Arc::new(Passthrough::new(&a.src).unwrap().with_watch(watch)), &format!("{LONG},{mode}"))
+    let kernel = mode == "kernel_passthrough";
+    let opts = if kernel { LONG.to_string() } else { format!("{LONG},{mode}") };
+    let fs = Passthrough::new(&a.src).unwrap().with_watch(watch).with_kernel_passthrough(kernel);
+    TestMount::new(Arc::new(fs), &opts)
 }
 
 fn read_all(p: &Path) -> (u64, Vec<u8>) {
@@ -50,6 +54,7 @@ fn writer_on_a_reader_on_b_never_sees_stale_bytes_or_size_1000_rounds() {
 fn c2o_rounds(mode: &str) {
     let Some(a) = PtMount::new(&format!("{LONG},{mode}")) else { return };
     let Some(b) = mount_b(&a, false, mode) else { return };
+    assert_eq!(a.kernel_passthrough(), mode == "kernel_passthrough", "{mode}: passthrough not as asked");
     let (mut stale, mut worst) = (0, 0);
     for i in 0..1000u64 {
         // Random sizes, growing and shrinking, and random contents.
@@ -139,7 +144,7 @@ fn direct_change(mode: &str) {
         "{mode}: size change in the source not visible within 1 s"
     );
     assert_eq!(std::fs::read(m.mnt("f")).unwrap(), b"version2");
-    if mode == "no_writeback" {
+    if mode != "writeback" {
         let mut v = Vec::new();
         (&held).read_to_end(&mut v).unwrap();
         assert_eq!(v, b"version2");

@@ -109,14 +109,25 @@ fn memfs_posix_locks_drop_at_close() {
     drop(a);
 }
 
-/// A second passthrough mount of the source of `a`.
+/// The passthrough configurations the lock tests run on: the daemon's data path, and kernel
+/// passthrough (locks still go through the daemon there).
+const PT_CONFIGS: [&str; 2] = [OPTS, "default_permissions,allow_other,kernel_passthrough"];
+
+/// A second passthrough mount of the source of `a`, in the same configuration.
 fn second_mount(a: &PtMount) -> Option<TestMount> {
-    TestMount::new(Arc::new(Passthrough::new(&a.src).unwrap()), OPTS)
+    let kernel = a.kernel_passthrough();
+    TestMount::new(Arc::new(Passthrough::new(&a.src).unwrap().with_kernel_passthrough(kernel)), OPTS)
 }
 
 #[test]
 fn passthrough_posix_lock_is_seen_through_other_mount_and_source_and_drops_at_close() {
-    let Some(a) = PtMount::new(OPTS) else { return };
+    for opts in PT_CONFIGS {
+        posix_lock_across_mounts(opts);
+    }
+}
+
+fn posix_lock_across_mounts(opts: &str) {
+    let Some(a) = PtMount::new(opts) else { return };
     let Some(b) = second_mount(&a) else { return };
     std::fs::write(a.src("f"), b"0123456789").unwrap();
     let fa = rw(&a.mnt("f"));
@@ -157,7 +168,13 @@ fn passthrough_posix_lock_is_seen_through_other_mount_and_source_and_drops_at_cl
 
 #[test]
 fn passthrough_flock_is_shared_with_source_and_other_mount() {
-    let Some(a) = PtMount::new(OPTS) else { return };
+    for opts in PT_CONFIGS {
+        flock_across_mounts(opts);
+    }
+}
+
+fn flock_across_mounts(opts: &str) {
+    let Some(a) = PtMount::new(opts) else { return };
     let Some(b) = second_mount(&a) else { return };
     std::fs::write(a.src("f"), b"x").unwrap();
     let fa = rw(&a.mnt("f"));
@@ -182,7 +199,13 @@ fn passthrough_flock_is_shared_with_source_and_other_mount() {
 
 #[test]
 fn passthrough_blocked_setlkw_interrupted_by_signal_is_eintr_and_daemon_keeps_serving() {
-    let Some(a) = PtMount::new(OPTS) else { return };
+    for opts in PT_CONFIGS {
+        interrupted_setlkw(opts);
+    }
+}
+
+fn interrupted_setlkw(opts: &str) {
+    let Some(a) = PtMount::new(opts) else { return };
     std::fs::write(a.src("f"), b"x").unwrap();
     // Held directly in the source by another owner.
     let holder = rw(&a.src("f"));

@@ -244,7 +244,7 @@ fn memfs_suid_cleared_by_foreign_changes() {
 
 #[test]
 fn passthrough_suid_cleared_by_foreign_changes() {
-    for wb in ["writeback", "no_writeback"] {
+    for wb in ["writeback", "no_writeback", "kernel_passthrough"] {
         let Some(pt) = PtMount::new(&format!("{OPTS},{wb}")) else { return };
         fs::create_dir(pt.mnt("open")).unwrap();
         suid_cleared_all(&pt.mnt("open"));

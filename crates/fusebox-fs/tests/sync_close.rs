@@ -92,7 +92,8 @@ fn rounds(m: &PtMount, n: u64) -> (u64, u64, u64) {
 
 #[test]
 fn sync_close_lock_free_and_data_complete_when_close_returns_1000_rounds() {
-    for opts in [PT_OPTS.to_string(), format!("{PT_OPTS},writeback")] {
+    for opts in [PT_OPTS.to_string(), format!("{PT_OPTS},writeback"), format!("{PT_OPTS},kernel_passthrough")]
+    {
         let Some(m) = PtMount::with(sync_close, &opts) else { return };
         let (busy, short, open) = rounds(&m, 1000);
         assert_eq!(

@@ -187,6 +187,24 @@ impl Passthrough {
         self.coherence.record(node, attr);
     }
 
+    /// A passthrough open file of `node` (behind `fd`) was synced or released: its mapped
+    /// writes went from the kernel to the backing file without telling the FUSE inode, whose
+    /// cached mtime, ctime and size stay old. When the backing file differs from what the
+    /// kernel was told, drop the kernel's cached attributes (not its pages: it has none for a
+    /// passthrough file) and record the new state.
+    pub(super) fn passthrough_settled(&self, node: NodeId, fd: &impl std::os::fd::AsFd) {
+        let Ok(st) = rustix::fs::fstat(fd) else { return };
+        let attr = super::to_attr(&st);
+        if self.coherence.differs(node, &attr) {
+            self.coherence.record(node, &attr);
+            if let Some(n) = self.notifier.get() {
+                if let Err(e) = n.inval_inode(node, -1, 0) {
+                    tracing::debug!(node = node.0, error = %e, "invalidating attributes failed");
+                }
+            }
+        }
+    }
+
     /// After the daemon changed the file behind `fd` itself: record its new state, so that
     /// only changes made by others count as changes.
     pub(super) fn own_change(&self, node: NodeId, fd: &impl std::os::fd::AsFd) {

@@ -312,19 +312,34 @@ impl Passthrough {
 
     /// The backing id to answer the open `fh` of `ino` with, when it goes through kernel
     /// passthrough (kernel.rs).
-    fn passthrough_id(&self, ino: NodeId, fh: FileHandle) -> Option<std::sync::Arc<fusebox::session::BackingId>> {
+    fn passthrough_id(
+        &self,
+        ino: NodeId,
+        fh: FileHandle,
+        flags: i32,
+    ) -> Option<std::sync::Arc<fusebox::session::BackingId>> {
         if !self.kernel.active() {
             return None;
         }
         let fd = self.handles.file(fh).ok()?;
-        self.kernel.attach(ino, fh, fd.as_fd())
+        self.kernel.attach(ino, fh, fd.as_fd(), flags & libc::O_ACCMODE != libc::O_RDONLY)
+    }
+
+    /// Answer GETATTR or SETATTR: uncached while a passthrough open file may write through a
+    /// mapping the daemon never hears of (kernel.rs).
+    fn reply_attr(&self, ino: NodeId, attr: &FileAttr, reply: ReplyAttr) {
+        if self.kernel.writing(ino) {
+            reply.attr_with_ttl(attr, std::time::Duration::ZERO)
+        } else {
+            reply.attr(attr)
+        }
     }
 
     /// Answer a CREATE or TMPFILE: through kernel passthrough when it is on.
     fn reply_created(&self, r: Result<(Entry, FileHandle), Errno>, open_flags: u32, reply: ReplyCreate) {
         match r {
             Err(e) => reply.error(e),
-            Ok((e, fh)) => match self.passthrough_id(e.ino, fh) {
+            Ok((e, fh)) => match self.passthrough_id(e.ino, fh, libc::O_RDWR) {
                 Some(id) => reply.created_passthrough(&e, fh, 0, &id),
                 None => reply.created(&e, fh, open_flags),
             },
@@ -562,7 +577,7 @@ impl Filesystem for Passthrough {
     }
 
     fn getattr(&self, _req: &RequestInfo, ino: NodeId, fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply.result(self.do_getattr(ino, fh), |r, a| r.attr(&a))
+        reply.result(self.do_getattr(ino, fh), |r, a| self.reply_attr(ino, &a, r))
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
@@ -570,7 +585,7 @@ impl Filesystem for Passthrough {
         if let Ok(a) = &r {
             self.told(ino, a);
         }
-        reply.result(r, |r, a| r.attr(&a))
+        reply.result(r, |r, a| self.reply_attr(ino, &a, r))
     }
 
     fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
@@ -668,7 +683,7 @@ impl Filesystem for Passthrough {
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
         match self.do_open(ino, flags) {
             Err(e) => reply.error(e),
-            Ok(fh) => match self.passthrough_id(ino, fh) {
+            Ok(fh) => match self.passthrough_id(ino, fh, flags) {
                 Some(id) => reply.passthrough(fh, 0, &id),
                 None => reply.opened(fh, self.direct_open_flags(flags)),
             },
@@ -734,9 +749,9 @@ impl Filesystem for Passthrough {
         let passthrough = self.kernel.release(args.fh);
         if let Some(fd) = self.handles.remove_file(args.fh) {
             if passthrough && args.flags & libc::O_ACCMODE != libc::O_RDONLY {
-                // Its writes went from the kernel to the backing file: they are this mount's
-                // own changes, not someone else's (coherence.rs).
-                self.own_change(ino, &*fd);
+                // Its writes went from the kernel to the backing file; mapped ones left the
+                // kernel's attributes old (coherence.rs).
+                self.passthrough_settled(ino, &*fd);
             }
             if args.lock_owner.is_some() {
                 let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);
@@ -754,9 +769,14 @@ impl Filesystem for Passthrough {
         reply.result(self.do_setlk(ino, args, &intr), |r, ()| r.ok())
     }
 
-    fn fsync(&self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(&self, _req: &RequestInfo, ino: NodeId, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let r = self.file(fh).and_then(|fd| {
-            if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)
+            if datasync { rustix::fs::fdatasync(&*fd) } else { rustix::fs::fsync(&*fd) }.map_err(errno)?;
+            if self.kernel.active() {
+                // msync(2) of a passthrough mapping ends here (coherence.rs).
+                self.passthrough_settled(ino, &*fd);
+            }
+            Ok(())
         });
         reply.result(r, |r, _| r.ok())
     }

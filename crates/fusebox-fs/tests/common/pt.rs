@@ -27,7 +27,8 @@ impl PtMount {
         Self::with(Passthrough::new, opts)
     }
 
-    /// Mount a passthrough built by `make` with `opts`.
+    /// Mount a passthrough built by `make` with `opts`. The option `kernel_passthrough` (the
+    /// CLI's name) turns on [`Passthrough::with_kernel_passthrough`].
     pub fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>, opts: &str) -> Option<PtMount> {
         if !super::can_mount() {
             return None;
@@ -39,8 +40,10 @@ impl PtMount {
         let src = sdir.path().join("src");
         fs::create_dir(&src).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
-        let fs = Arc::new(make(&src).unwrap());
-        let m = TestMount::new(fs.clone(), opts)?;
+        let kernel = opts.split(',').any(|o| o == "kernel_passthrough");
+        let opts: Vec<&str> = opts.split(',').filter(|o| *o != "kernel_passthrough").collect();
+        let fs = Arc::new(make(&src).unwrap().with_kernel_passthrough(kernel));
+        let m = TestMount::new(fs.clone(), &opts.join(","))?;
         fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         Some(PtMount { m, fs, src, sdir })
     }
@@ -48,6 +51,11 @@ impl PtMount {
     /// A path inside the mount.
     pub fn mnt(&self, rel: &str) -> PathBuf {
         self.m.path(rel)
+    }
+
+    /// Whether the kernel granted passthrough to this mount.
+    pub fn kernel_passthrough(&self) -> bool {
+        self.m.server().negotiated().is_some_and(|n| n.has(fusebox::abi::init_flags::FUSE_PASSTHROUGH))
     }
 
     /// The same path in the source directory.

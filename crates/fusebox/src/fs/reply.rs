@@ -251,7 +251,12 @@ token!(
 impl ReplyAttr {
     /// Answer with `attr`, cached for the session's attr timeout.
     pub fn attr(self, attr: &FileAttr) {
-        let (s, ns) = split(self.0.ttl().attr);
+        let ttl = self.0.ttl().attr;
+        self.attr_with_ttl(attr, ttl)
+    }
+    /// Answer with `attr`, cached by the kernel for `ttl` instead of the session's lifetime.
+    pub fn attr_with_ttl(self, attr: &FileAttr, ttl: Duration) {
+        let (s, ns) = split(ttl);
         let out = abi::fuse_attr_out { attr_valid: s, attr_valid_nsec: ns, dummy: 0, attr: attr.to_abi() };
         self.0.ok(&[out.as_bytes()])
     }

@@ -66,7 +66,11 @@ impl DevFuse {
         // `map`) through the pointer, which points at a live local; the kernel takes its own
         // reference to the file, so `backing` may be closed afterwards.
         let id = cvt(unsafe {
-            libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as _, &map as *const abi::fuse_backing_map)
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                abi::FUSE_DEV_IOC_BACKING_OPEN as _,
+                &map as *const abi::fuse_backing_map,
+            )
         })?;
         Ok(id as u32)
     }
@@ -75,7 +79,9 @@ impl DevFuse {
     /// already opened with it keep their backing file.
     pub fn backing_close(&self, id: u32) -> io::Result<()> {
         // SAFETY: BACKING_CLOSE reads one u32 through the pointer, which points at a live local.
-        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_CLOSE as _, &id as *const u32) })?;
+        cvt(unsafe {
+            libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_CLOSE as _, &id as *const u32)
+        })?;
         Ok(())
     }
 
