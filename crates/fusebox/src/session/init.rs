@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(out.max_stack_depth, 1);
         assert_eq!(out.flags2 as u64, (neg.flags >> 32));
         // A kernel without passthrough keeps the write-back cache and gets no stack depth.
-        let (out, neg) = negotiate(&kernel_init(u64::MAX & !FUSE_PASSTHROUGH), &caps, 256).unwrap();
+        let (out, neg) = negotiate(&kernel_init(!FUSE_PASSTHROUGH), &caps, 256).unwrap();
         assert!(!neg.has(FUSE_PASSTHROUGH) && neg.has(FUSE_WRITEBACK_CACHE));
         assert_eq!(out.max_stack_depth, 0);
         // Not asked for: never granted.
