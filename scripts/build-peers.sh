@@ -95,6 +95,8 @@ done
 #    and attributes for a day; its default is 0 s, a LOOKUP per path walk). Its loop config is
 #    not taken from the command line, so -o clone_fd would be accepted and ignored: not given.
 cmd_hp="$hp --foreground --nopassthrough --clone-fd {SRC} {MNT}"
+# passthrough_hp with its default, kernel passthrough (no write-back cache then).
+cmd_hp_kpt="$hp --foreground --clone-fd {SRC} {MNT}"
 cmd_ll="$ll -f -o writeback -o clone_fd -o source={SRC} {MNT}"
 cmd_mem="$mem -f -o writeback_cache -o no_timeout {MNT}"
 
@@ -105,8 +107,8 @@ cmd_mem="$mem -f -o writeback_cache -o no_timeout {MNT}"
     printf 'LIBFUSE_COMMIT=%q\n' "$commit"
     printf 'LIBFUSE_VERSION=%q\n' "$version"
     echo "PEER_ARGS=("
-    printf "    --peer '%s'\n" "libfuse-passthrough_hp=$cmd_hp" "libfuse-passthrough_ll=$cmd_ll" \
-        "libfuse-memfs_ll=$cmd_mem"
+    printf "    --peer '%s'\n" "libfuse-passthrough_hp=$cmd_hp" "libfuse-passthrough_hp-kpt=$cmd_hp_kpt" \
+        "libfuse-passthrough_ll=$cmd_ll" "libfuse-memfs_ll=$cmd_mem"
     echo ")"
 } >"$OUT/peers.env"
 
@@ -116,6 +118,7 @@ echo "passthrough_ll: $ll"
 echo "memfs_ll:       $mem"
 echo "peer commands ({SRC} and {MNT} are filled in by fusebox bench):"
 echo "  libfuse-passthrough_hp=$cmd_hp"
+echo "  libfuse-passthrough_hp-kpt=$cmd_hp_kpt"
 echo "  libfuse-passthrough_ll=$cmd_ll"
 echo "  libfuse-memfs_ll=$cmd_mem"
 echo "wrote $OUT/peers.env; use it as:"

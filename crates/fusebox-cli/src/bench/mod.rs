@@ -206,7 +206,11 @@ fn mount_builtin(
             let src = backing.join(format!("fusebox-bench-src-{}-{pid}", b.name()));
             guard.make_dir(&src)?;
             let src = src.to_str().context("source path is not UTF-8")?.to_string();
-            let wt = if b == Builtin::PassthroughWt { ",no_writeback" } else { "" };
+            let wt = match b {
+                Builtin::PassthroughWt => ",no_writeback,kernel_passthrough=off",
+                Builtin::PassthroughWb => ",writeback",
+                _ => "",
+            };
             (vec!["passthrough".into(), src], format!("{}{wt}", uring.trim_start_matches(',')))
         }
     };

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 pub enum Builtin {
     /// A plain directory on the backing file system (the baseline of every ratio).
     Native,
-    /// `fusebox mount passthrough SRC MNT -f` with its defaults (write-back cache on).
+    /// `fusebox mount passthrough SRC MNT -f` with its defaults (kernel passthrough where the
+    /// kernel grants it and the daemon may register backing files, else the write-back cache).
     Passthrough,
+    /// passthrough with `-o writeback`: every byte through the daemon, with the write-back
+    /// cache (the daemon's own data path).
+    PassthroughWb,
     /// The same with `-o io_uring`.
     PassthroughUring,
     /// `fusebox mount memfs MNT -o size=... -f`.
@@ -21,13 +25,20 @@ pub enum Builtin {
 }
 
 /// Built-in variants run when `--variants` is not given, in report order.
-pub const DEFAULT_BUILTINS: [Builtin; 5] =
-    [Builtin::Native, Builtin::Passthrough, Builtin::PassthroughUring, Builtin::Memfs, Builtin::MemfsUring];
-
-/// Every built-in variant, in report order.
-pub const ALL_BUILTINS: [Builtin; 6] = [
+pub const DEFAULT_BUILTINS: [Builtin; 6] = [
     Builtin::Native,
     Builtin::Passthrough,
+    Builtin::PassthroughWb,
+    Builtin::PassthroughUring,
+    Builtin::Memfs,
+    Builtin::MemfsUring,
+];
+
+/// Every built-in variant, in report order.
+pub const ALL_BUILTINS: [Builtin; 7] = [
+    Builtin::Native,
+    Builtin::Passthrough,
+    Builtin::PassthroughWb,
     Builtin::PassthroughUring,
     Builtin::PassthroughWt,
     Builtin::Memfs,
@@ -40,6 +51,7 @@ impl Builtin {
         match self {
             Builtin::Native => "native",
             Builtin::Passthrough => "fusebox-passthrough",
+            Builtin::PassthroughWb => "fusebox-passthrough-wb",
             Builtin::PassthroughUring => "fusebox-passthrough-uring",
             Builtin::PassthroughWt => "fusebox-passthrough-wt",
             Builtin::Memfs => "fusebox-memfs",
@@ -337,9 +349,11 @@ Caches are dropped before every job.
                        of every backed variant at once)
   --quick              a quarter of the sizes (64 MiB files, 5000 files for e), 5 s runtimes
   --runs N             rounds; medians and min-max over them are reported (default 1)
-  --variants LIST      built-in variants (default: native, fusebox-passthrough,
-                       fusebox-passthrough-uring, fusebox-memfs, fusebox-memfs-uring; also
-                       fusebox-passthrough-wt = -o no_writeback); native always runs
+  --variants LIST      built-in variants (default: native, fusebox-passthrough (its defaults:
+                       kernel passthrough where granted), fusebox-passthrough-wb (-o writeback:
+                       data through the daemon), fusebox-passthrough-uring, fusebox-memfs,
+                       fusebox-memfs-uring; also fusebox-passthrough-wt = -o no_writeback,
+                       kernel_passthrough=off); native always runs
   --peer NAME='CMD'    an external file system: CMD is run with {SRC} (a fresh directory on the
                        backing storage) and {MNT} (a fresh mountpoint) filled in, through
                        `sh -c 'exec CMD'`; it must stay in the foreground (its pid is measured)
