@@ -65,7 +65,8 @@ usage:
   fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS, debug,
   writeback (default for memfs and passthrough), no_writeback, async_dio (default), no_async_dio,
   max_threads=N, background_threads=N, sched=classes|fifo, max_background=N, congestion_threshold=N
-  memfs: size=BYTES[K|M|G|T], mode=OCTAL (root directory permissions)
+  memfs: size=BYTES[K|M|G|T] (data and metadata; default half of RAM), nr_inodes=N
+         (default one per 4 KiB of that), mode=OCTAL (root directory permissions)
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024), sync_close (close(2) returns
                after fsync of the backing file and release of its flock lock),
                watch (push invalidations for changes made in SOURCE outside this mount),

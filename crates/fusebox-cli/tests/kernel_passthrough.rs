@@ -1,6 +1,7 @@
 //! Kernel passthrough on passthrough mounts made by the binary: opens are answered with
 //! FOPEN_PASSTHROUGH (counted in the stats) and file data never reaches the daemon; backing ids
 //! are released with the last RELEASE of an inode, so none leak over 100,000 open/close cycles;
+//! open files hold no daemon descriptor (the kernel holds the backing file);
 //! without CAP_SYS_ADMIN (an unprivileged mount through fusermount3) the mount falls back to
 //! the write-back cache with one log line.
 
@@ -164,6 +165,43 @@ fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
     assert_eq!(r.stats.backing_ids_live, 0, "backing ids leaked");
     assert!(r.stats.backing_ids_opened <= r.stats.passthrough_opens);
     assert!(d.daemon_fds() <= fds_before + 2, "daemon descriptors grew: {fds_before} -> {}", d.daemon_fds());
+}
+
+#[test]
+fn open_files_hold_no_daemon_descriptors() {
+    if !can_mount() {
+        return;
+    }
+    // A small cache of O_PATH descriptors (bounded by fd_cache, not by open files).
+    let d = Daemon::start("kernel_passthrough,fd_cache=16");
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        fs::write(d.src.join(format!("f{i}")), b"data").unwrap();
+    }
+    let before = d.daemon_fds();
+    // Held open at once, for reading and for writing: the kernel holds the backing files.
+    let held: Vec<fs::File> = (0..FILES)
+        .map(|i| {
+            let p = d.mnt.join(format!("f{i}"));
+            if i % 2 == 0 {
+                fs::File::open(p).unwrap()
+            } else {
+                fs::OpenOptions::new().read(true).write(true).open(p).unwrap()
+            }
+        })
+        .collect();
+    let during = d.daemon_fds();
+    assert!(during < before + 64, "the daemon holds a descriptor per open file: {before} -> {during}");
+    // Operations that need the daemon's descriptor still work (it is reopened on demand).
+    for f in held.iter().skip(1).step_by(500) {
+        f.sync_all().unwrap();
+        f.set_len(2).unwrap();
+        let mut b = [0u8; 2];
+        f.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(&b, b"da");
+    }
+    drop(held);
+    assert_eq!(d.settled().stats.backing_ids_live, 0);
 }
 
 /// Puts /dev/fuse's mode back on drop (the test opens it to all, as distributions do).

@@ -43,6 +43,7 @@ both_flavours!(
     posix_suite,
     eight_threads_mixed_operations,
     size_limit_gives_enospc_and_space_comes_back,
+    metadata_counts_against_size_and_inodes_are_bounded,
     sparse_files_punch_hole_and_seek,
     permissions_are_enforced_for_other_users,
 );
@@ -78,6 +79,81 @@ fn size_limit_gives_enospc_and_space_comes_back(mount: Mounter) {
     fs::remove_file(&p).unwrap();
     // After the removal the space is available again.
     fs::write(m.path("again"), vec![2u8; 3 << 20]).unwrap();
+}
+
+/// Free and total bytes of the file system at `p` (statvfs).
+fn df(p: &std::path::Path) -> (u64, u64) {
+    let s = rustix::fs::statvfs(p).unwrap();
+    (s.f_bfree * s.f_frsize, s.f_blocks * s.f_frsize)
+}
+
+fn metadata_counts_against_size_and_inodes_are_bounded(mount: Mounter) {
+    use std::os::unix::fs::symlink;
+    let Some(m) = mount(MemFsOptions { size: Some(1 << 20), nr_inodes: Some(2000), ..Default::default() })
+    else {
+        return;
+    };
+    let (free0, total) = df(&m.mnt);
+    assert_eq!(free0, total, "an empty memfs uses nothing");
+    // Symlinks with 4000-byte targets: about 4.3 KiB each is charged, so a 1 MiB memfs takes
+    // fewer than 250 (without the charge it would take them until memory runs out).
+    let target = "t".repeat(4000);
+    let mut made = 0;
+    let err = loop {
+        match symlink(&target, m.path(&format!("l{made}"))) {
+            Ok(()) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 1000, "symlink targets are not charged against size=");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!((200..250).contains(&made), "{made} symlinks of 4000 bytes in 1 MiB");
+    assert!(df(&m.mnt).0 < 8192, "df must show the space as used: {:?}", df(&m.mnt));
+    for i in 0..made {
+        fs::remove_file(m.path(&format!("l{i}"))).unwrap();
+    }
+    // Released once the kernel forgets the inodes (right after the unlinks).
+    let released = || common::wait_until(Duration::from_secs(10), || df(&m.mnt).0 == total);
+    assert!(released(), "symlinks not released: {:?}", df(&m.mnt));
+    // xattrs: charged, and one inode holds at most 256 KiB of them.
+    let f = m.path("x");
+    fs::write(&f, b"").unwrap();
+    let value = vec![b'v'; 60_000];
+    let mut set = 0;
+    let err = loop {
+        match rustix::fs::setxattr(
+            &f,
+            format!("user.a{set}").as_str(),
+            &value,
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => set += 1,
+            Err(e) => break e,
+        }
+        assert!(set < 100, "xattrs are not bounded");
+    };
+    assert_eq!(err, rustix::io::Errno::NOSPC);
+    assert_eq!(set, 4, "256 KiB of xattrs per inode");
+    let (free, _) = df(&m.mnt);
+    assert!(free <= total - 4 * 60_000, "xattrs must show as used: {free} of {total} free");
+    fs::remove_file(&f).unwrap();
+    assert!(released(), "xattrs not released: {:?}", df(&m.mnt));
+    // Inodes: nr_inodes=2000 (the root is one).
+    let mut n = 0;
+    let err = loop {
+        match fs::File::create(m.path(&format!("f{n}"))) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 3000, "nr_inodes is not enforced");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(n, 1999);
+    for i in 0..n {
+        fs::remove_file(m.path(&format!("f{i}"))).unwrap();
+    }
+    // Everything removed: everything released (what the kernel still holds is forgotten).
+    assert!(released(), "space not released: {:?}", df(&m.mnt));
 }
 
 fn sparse_files_punch_hole_and_seek(mount: Mounter) {

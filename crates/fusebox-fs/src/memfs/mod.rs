@@ -11,6 +11,7 @@
 //! node, so there is no lock cycle.
 
 use fusebox::fs::acl;
+mod account;
 mod async_api;
 mod data;
 mod node;
@@ -32,8 +33,12 @@ type NodeRef = Arc<RwLock<Node>>;
 /// Options of memfs.
 #[derive(Debug, Clone, Default)]
 pub struct MemFsOptions {
-    /// Capacity in bytes (`-o size=`); `None` = unlimited.
+    /// Capacity in bytes (`-o size=`) for file data and metadata (names, inodes, xattrs,
+    /// symlink targets; see account.rs); `None` = half of the machine's memory, as tmpfs.
     pub size: Option<u64>,
+    /// Most inodes (`-o nr_inodes=`); `None` = one per 4 KiB page of the default size, as
+    /// tmpfs.
+    pub nr_inodes: Option<u64>,
     /// Permission bits of the root directory (`-o mode=`, octal); default 0755.
     pub root_mode: Option<u32>,
     /// Owner of the root directory; default the daemon's uid/gid.
@@ -46,7 +51,17 @@ pub struct MemFs {
     next_ino: AtomicU64,
     used: AtomicU64,
     limit: u64,
+    inode_limit: u64,
     locks: Arc<LockTable>,
+}
+
+/// Half of the machine's memory (tmpfs's default size), or 1 GiB when it cannot be read.
+fn half_of_memory() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    });
+    total_kib.map_or(1 << 30, |k| k * 1024 / 2)
 }
 
 const NAME_MAX: usize = 255;
@@ -87,7 +102,8 @@ impl MemFs {
             nodes: RwLock::new(nodes),
             next_ino: AtomicU64::new(2),
             used: AtomicU64::new(0),
-            limit: opts.size.unwrap_or(u64::MAX),
+            limit: opts.size.unwrap_or_else(half_of_memory),
+            inode_limit: opts.nr_inodes.unwrap_or_else(|| half_of_memory() / 4096).max(1),
             locks: LockTable::new(),
         }
     }
@@ -118,14 +134,23 @@ impl MemFs {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// A new inode may join `table` (`nr_inodes=`), or ENOSPC.
+    fn inode_room(&self, table: &HashMap<u64, NodeRef>) -> Result<(), Errno> {
+        if table.len() as u64 >= self.inode_limit {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
+    }
+
     /// Drop `ino` from the table when no name and no kernel reference is left.
     fn maybe_evict(&self, table: &mut HashMap<u64, NodeRef>, ino: u64) {
         let Some(n) = table.get(&ino) else { return };
         let (dead, freed) = {
             let n = read(n);
+            let meta = account::node(symlink_len(&n.content)) + account::xattrs(&n.xattrs);
             (
                 n.attr.nlink == 0 && n.nlookup == 0 && ino != 1,
-                match &n.content {
+                meta + match &n.content {
                     Content::File(d) => d.allocated(),
                     _ => 0,
                 },
@@ -157,8 +182,11 @@ impl MemFs {
         if dir.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+        self.inode_room(&table)?;
         let content = make(parent.0);
+        let acl_cost: u64 = acls.iter().map(|(k, v)| account::xattr(k, v.len())).sum();
+        self.reserve(account::node(symlink_len(&content)) + account::entry(name) + acl_cost)?;
+        let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
         let is_dir = matches!(content, Content::Dir(_));
         // A setgid directory gives new entries its group; new subdirectories inherit the bit.
         let gid = if psetgid { pgid } else { req.gid };
@@ -282,6 +310,7 @@ impl MemFs {
             c.touch_changed();
         }
         dir.remove(name);
+        self.release_space(account::entry(name));
         if want_dir {
             p.attr.nlink -= 1;
         }
@@ -350,6 +379,21 @@ impl MemFs {
                 }
             }
         }
+        // Account for the names: the source name goes (unless exchanged), the new name comes
+        // (unless it replaces one), and a whiteout adds an inode under the old name.
+        let (mut charge, mut refund) = (0, 0);
+        if !exchange {
+            refund += account::entry(name);
+            if dst_ino.is_none() {
+                charge += account::entry(newname);
+            }
+        }
+        if whiteout {
+            self.inode_room(&table)?;
+            charge += account::entry(name) + account::node(0);
+        }
+        self.reserve(charge)?;
+        self.release_space(refund);
         // Update the directory entries.
         {
             let mut s = write(&src_ref);
@@ -453,6 +497,7 @@ impl MemFs {
         if matches!(c.content, Content::Dir(_)) {
             return Err(Errno::EPERM);
         }
+        self.reserve(account::entry(newname))?;
         dir.insert(newname, ino.0);
         c.attr.nlink += 1;
         c.nlookup += 1;
@@ -687,16 +732,16 @@ impl MemFs {
 
     fn do_statfs(&self) -> Statfs {
         let bsize = 4096u64;
-        let total = if self.limit == u64::MAX { 1 << 44 } else { self.limit };
+        let total = self.limit;
         let used = self.used.load(Ordering::Relaxed);
-        let files = self.node_ids() as u64;
+        let nodes = self.node_ids() as u64;
         let free = total.saturating_sub(used) / bsize;
         Statfs {
             blocks: total / bsize,
             bfree: free,
             bavail: free,
-            files,
-            ffree: u32::MAX as u64 - files,
+            files: self.inode_limit,
+            ffree: self.inode_limit.saturating_sub(nodes),
             bsize: bsize as u32,
             namelen: NAME_MAX as u32,
             frsize: bsize as u32,
@@ -720,12 +765,9 @@ impl MemFs {
             // The access ACL and the mode bits are one thing: the mode takes the ACL's
             // owner/mask/other bits, and an ACL saying no more than them is not stored.
             let a = acl::Acl::parse(value)?;
+            let stored = (!a.is_minimal()).then(|| a.to_bytes());
+            self.store_xattr(&mut n, name, stored)?;
             n.attr.mode = (n.attr.mode & !0o777) | a.mode_bits();
-            if a.is_minimal() {
-                n.xattrs.remove(name);
-            } else {
-                n.xattrs.insert(name.to_os_string(), a.to_bytes());
-            }
             n.touch_changed();
             return Ok(());
         }
@@ -735,8 +777,29 @@ impl MemFs {
             }
             acl::Acl::parse(value)?;
         }
-        n.xattrs.insert(name.to_os_string(), value.to_vec());
+        self.store_xattr(&mut n, name, Some(value.to_vec()))?;
         n.touch_changed();
+        Ok(())
+    }
+
+    /// Set (`Some`) or remove (`None`) xattr `name` of `n`, charging the difference against
+    /// the capacity; ENOSPC past the capacity or the per-inode bound.
+    fn store_xattr(&self, n: &mut Node, name: &OsStr, value: Option<Vec<u8>>) -> Result<(), Errno> {
+        let old = n.xattrs.get(name).map_or(0, |v| account::xattr(name, v.len()));
+        let new = value.as_ref().map_or(0, |v| account::xattr(name, v.len()));
+        if new > old {
+            let total = account::xattrs(&n.xattrs) - old + new;
+            if total > account::XATTRS_PER_INODE {
+                return Err(Errno::ENOSPC);
+            }
+            self.reserve(new - old)?;
+        } else {
+            self.release_space(old - new);
+        }
+        match value {
+            Some(v) => n.xattrs.insert(name.to_os_string(), v),
+            None => n.xattrs.remove(name),
+        };
         Ok(())
     }
 
@@ -757,7 +820,10 @@ impl MemFs {
     fn do_removexattr(&self, ino: NodeId, name: &OsStr) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
-        n.xattrs.remove(name).ok_or(Errno::ENODATA)?;
+        if !n.xattrs.contains_key(name) {
+            return Err(Errno::ENODATA);
+        }
+        self.store_xattr(&mut n, name, None)?;
         n.touch_changed();
         Ok(())
     }
@@ -782,7 +848,10 @@ impl MemFs {
         let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
         let (mode, acls) = new_node_mode(&p.xattrs, libc::S_IFREG | (args.mode & 0o7777), req.umask);
         drop(p);
+        self.inode_room(&table)?;
         drop(table);
+        let acl_cost: u64 = acls.iter().map(|(k, v)| account::xattr(k, v.len())).sum();
+        self.reserve(account::node(0) + acl_cost)?;
         let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
         let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
         node.xattrs.extend(acls);
@@ -821,6 +890,14 @@ impl MemFs {
     }
 }
 
+/// Bytes of a symlink's target (what a node holds besides attributes, xattrs and file data).
+fn symlink_len(c: &Content) -> usize {
+    match c {
+        Content::Symlink(t) => t.len(),
+        _ => 0,
+    }
+}
+
 /// The file data of a node, or the error reading it gives.
 fn file_data(n: &Node) -> Result<&data::SparseData, Errno> {
     match &n.content {
@@ -830,7 +907,7 @@ fn file_data(n: &Node) -> Result<&data::SparseData, Errno> {
     }
 }
 
-/// Build memfs from `-o` file-system options (`size=`, `mode=`).
+/// Build memfs from `-o` file-system options (`size=`, `nr_inodes=`, `mode=`).
 pub fn from_options(
     fs_options: &std::collections::BTreeMap<String, Option<String>>,
 ) -> Result<MemFs, fusebox::session::OptionError> {
@@ -840,6 +917,13 @@ pub fn from_options(
         let v = v.as_deref().ok_or_else(|| OptionError::MissingValue(k.clone()))?;
         match k.as_str() {
             "size" => opts.size = Some(fusebox::session::parse_bytes(k, v)?),
+            "nr_inodes" => {
+                opts.nr_inodes = Some(v.parse().ok().filter(|n| *n >= 1).ok_or(OptionError::Malformed {
+                    key: k.clone(),
+                    value: v.into(),
+                    reason: "expected a positive number of inodes",
+                })?)
+            }
             "mode" => {
                 let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or(
                     OptionError::Malformed {
@@ -863,4 +947,4 @@ pub fn from_options(
 pub const CACHE_TTL: fusebox::Ttl = fusebox::Ttl::uniform(std::time::Duration::from_secs(86_400));
 
 /// The `-o` keys memfs understands.
-pub const OPTION_KEYS: &[&str] = &["size", "mode"];
+pub const OPTION_KEYS: &[&str] = &["size", "nr_inodes", "mode"];

@@ -27,13 +27,18 @@ const FSSETXATTR: u32 = 0x401c_5820;
 type Outcome = Result<(i32, Vec<u8>), Errno>;
 
 /// Serve one IOCTL on an open file or directory.
-pub(crate) fn serve(handles: &Handles, args: &IoctlArgs<'_>) -> Outcome {
+/// `file` gives an open file's descriptor (reopening a parked one).
+pub(crate) fn serve(
+    handles: &Handles,
+    file: &dyn Fn(fusebox::FileHandle) -> Result<std::sync::Arc<std::os::fd::OwnedFd>, Errno>,
+    args: &IoctlArgs<'_>,
+) -> Outcome {
     let with_fd = |f: &dyn Fn(std::os::fd::BorrowedFd<'_>) -> Outcome| {
         if args.flags & FUSE_IOCTL_DIR != 0 {
             let d = handles.dir(args.fh)?;
             f(d.fd.as_fd())
         } else {
-            let fd = handles.file(args.fh)?;
+            let fd = file(args.fh)?;
             f(fd.as_fd())
         }
     };

@@ -327,6 +327,12 @@ fn proc_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+/// Flags to reopen an open file's backing descriptor with later (a parked handle): its
+/// access mode and status flags, without what only the first open may do.
+fn reopen_flags(flags: i32) -> i32 {
+    (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) | libc::O_CLOEXEC
+}
+
 /// Reopen the inode a descriptor refers to with `flags`, through `/proc/self/fd/N`.
 fn reopen(fd: &impl AsRawFd, flags: i32) -> Result<OwnedFd, Errno> {
     rustix::fs::open(proc_path(fd), OFlags::from_bits_retain(flags as _) | OFlags::CLOEXEC, Mode::empty())

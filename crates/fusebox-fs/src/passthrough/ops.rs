@@ -5,7 +5,7 @@ use super::attr::{decode_dev, to_attr};
 use super::direct::{read_at, write_at, AlignedBuf};
 use super::error::errno;
 use super::names::check_name;
-use super::{proc_path, reopen, Passthrough};
+use super::{proc_path, reopen, reopen_flags, Passthrough};
 use fusebox::fs::{
     CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -113,7 +113,9 @@ impl Passthrough {
     }
 
     fn do_getattr(&self, ino: NodeId, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
-        let st = match fh.and_then(|fh| self.file(fh).ok()) {
+        // An open file's own descriptor if it has one (not reopening a parked one: the
+        // inode's descriptor names the same file).
+        let st = match fh.and_then(|fh| self.handles.file(fh).ok()) {
             Some(fd) => rustix::fs::fstat(&*fd),
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
         }
@@ -322,7 +324,13 @@ impl Passthrough {
             return None;
         }
         let fd = self.handles.file(fh).ok()?;
-        self.kernel.attach(ino, fh, fd.as_fd(), flags & libc::O_ACCMODE != libc::O_RDONLY)
+        let id = self.kernel.attach(ino, fh, fd.as_fd(), flags & libc::O_ACCMODE != libc::O_RDONLY)?;
+        // The kernel holds the backing file now: close the daemon's descriptor, so open files
+        // do not count against the daemon's RLIMIT_NOFILE. FSYNC, FALLOCATE, locks and the
+        // like reopen it on demand (sync_close.rs, `file`).
+        drop(fd);
+        self.handles.park(fh, ino, reopen_flags(self.open_flags(flags)));
+        Some(id)
     }
 
     /// Answer GETATTR or SETATTR: uncached while a passthrough open file may write through a
@@ -336,10 +344,16 @@ impl Passthrough {
     }
 
     /// Answer a CREATE or TMPFILE: through kernel passthrough when it is on.
-    fn reply_created(&self, r: Result<(Entry, FileHandle), Errno>, open_flags: u32, reply: ReplyCreate) {
+    fn reply_created(
+        &self,
+        r: Result<(Entry, FileHandle), Errno>,
+        flags: i32,
+        open_flags: u32,
+        reply: ReplyCreate,
+    ) {
         match r {
             Err(e) => reply.error(e),
-            Ok((e, fh)) => match self.passthrough_id(e.ino, fh, libc::O_RDWR) {
+            Ok((e, fh)) => match self.passthrough_id(e.ino, fh, flags) {
                 Some(id) => reply.created_passthrough(&e, fh, 0, &id),
                 None => reply.created(&e, fh, open_flags),
             },
@@ -747,12 +761,14 @@ impl Filesystem for Passthrough {
     fn release(&self, _req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
         self.note_flock(args.fh, false);
         let passthrough = self.kernel.release(args.fh);
-        if let Some(fd) = self.handles.remove_file(args.fh) {
-            if passthrough && args.flags & libc::O_ACCMODE != libc::O_RDONLY {
-                // Its writes went from the kernel to the backing file; mapped ones left the
-                // kernel's attributes old (coherence.rs).
+        if passthrough && args.flags & libc::O_ACCMODE != libc::O_RDONLY {
+            // Its writes went from the kernel to the backing file; mapped ones left the
+            // kernel's attributes old (coherence.rs).
+            if let Ok(fd) = self.inodes.fd(ino) {
                 self.passthrough_settled(ino, &*fd);
             }
+        }
+        if let Some(fd) = self.handles.remove_file(args.fh) {
             if args.lock_owner.is_some() {
                 let _ = rustix::fs::flock(&*fd, rustix::fs::FlockOperation::Unlock);
             }
@@ -782,7 +798,7 @@ impl Filesystem for Passthrough {
     }
 
     fn ioctl(&self, _req: &RequestInfo, _ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
-        match super::ioctl::serve(&self.handles, args) {
+        match super::ioctl::serve(&self.handles, &|fh| self.file(fh), args) {
             Ok((result, data)) => reply.ioctl(result, &data),
             Err(e) => reply.error(e),
         }
@@ -872,11 +888,11 @@ impl Filesystem for Passthrough {
 
     fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
         let open_flags = self.direct_open_flags(args.flags);
-        self.reply_created(self.do_create(req, parent, name, args), open_flags, reply)
+        self.reply_created(self.do_create(req, parent, name, args), args.flags, open_flags, reply)
     }
 
     fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
-        self.reply_created(self.do_tmpfile(req, parent, args), 0, reply)
+        self.reply_created(self.do_tmpfile(req, parent, args), args.flags & !libc::O_TMPFILE, 0, reply)
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {

@@ -51,10 +51,8 @@ impl Passthrough {
             // The open file is going away: close the backing descriptor now too. Should the
             // kernel still use the handle before RELEASE (write-back of pages dirtied through
             // another open of the inode), it is reopened.
-            let reopen_flags =
-                (flags.bits() as i32 & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) | libc::O_CLOEXEC;
             drop(fd);
-            self.handles.park(fh, ino, reopen_flags);
+            self.handles.park(fh, ino, super::reopen_flags(flags.bits() as i32));
         }
         Ok(())
     }
