@@ -67,7 +67,9 @@ usage:
   max_threads=N, background_threads=N, sched=classes|fifo, max_background=N, congestion_threshold=N
   memfs: size=BYTES[K|M|G|T] (data and metadata; default half of RAM), nr_inodes=N
          (default one per 4 KiB of that), mode=OCTAL (root directory permissions)
-  passthrough: fd_cache=N (O_PATH fds kept open, default 1024), sync_close (close(2) returns
+  passthrough: fd_cache=N (O_PATH fds kept open, default 1024), file_fds=N (fds kept for open
+               files, the least recently used are reopened on demand; default RLIMIT_NOFILE/4),
+               sync_close (close(2) returns
                after fsync of the backing file and release of its flock lock),
                watch (push invalidations for changes made in SOURCE outside this mount),
                kernel_passthrough[=on|off] (file data goes from the kernel straight to SOURCE;

@@ -126,7 +126,7 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     use fusebox_fs::passthrough::Passthrough;
     let mut opts = MountOptions::parse(
         options,
-        &["fd_cache", "sync_close", "watch", "fopen_direct_io", "kernel_passthrough"],
+        &["fd_cache", "file_fds", "sync_close", "watch", "fopen_direct_io", "kernel_passthrough"],
     )?;
     // The daemon performs operations with its own (root) credentials: let the kernel check
     // every caller's permissions against the mirrored modes.
@@ -143,6 +143,20 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
                 }
             })?;
             Passthrough::with_fd_cache(source, n)?
+        }
+    };
+    let fs = match opts.fs_options.get("file_fds") {
+        None => fs,
+        Some(v) => {
+            let v = v.as_deref().unwrap_or("");
+            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                fusebox::session::OptionError::Malformed {
+                    key: "file_fds".into(),
+                    value: v.into(),
+                    reason: "expected a positive number of descriptors",
+                }
+            })?;
+            fs.with_file_fds(n)
         }
     };
     let fs = fs

@@ -398,6 +398,55 @@ fn hundred_thousand_files_without_emfile() {
     });
 }
 
+fn small_file_budget(p: &Path) -> Result<Passthrough, fusebox_fs::passthrough::PassthroughError> {
+    Passthrough::with_fd_cache(p, 16).map(|f| f.with_file_fds(64))
+}
+
+/// Clients hold 3,000 files open, for reading and writing, on a daemon that keeps at most 64
+/// descriptors for open files: every file stays usable (reads, writes, fsync, flock), and the
+/// daemon's descriptors stay bounded, with and without the write-back cache.
+#[test]
+fn open_files_beyond_the_descriptor_budget_stay_usable() {
+    for opts in [format!("{OPTS},writeback"), format!("{OPTS},no_writeback")] {
+        let Some(f) = PtMount::with(small_file_budget, &opts) else { return };
+        const FILES: usize = 3000;
+        let held: Vec<fs::File> = (0..FILES)
+            .map(|i| {
+                let p = f.mnt(&format!("f{i}"));
+                fs::write(&p, format!("file {i}")).unwrap();
+                fs::OpenOptions::new().read(true).write(true).open(p).unwrap()
+            })
+            .collect();
+        let (with_fd, parked) = f.fs.open_file_descriptors();
+        assert!(with_fd <= 64, "{opts}: {with_fd} open files hold a descriptor, budget 64");
+        assert!(with_fd + parked >= FILES, "{opts}: {with_fd} + {parked} open files known");
+        // One file holds a flock lock: it keeps its descriptor (closing it would drop the lock).
+        rustix::fs::flock(&held[0], rustix::fs::FlockOperation::LockExclusive).unwrap();
+        for (i, file) in held.iter().enumerate() {
+            use std::os::unix::fs::FileExt;
+            let want = format!("file {i}");
+            let mut b = vec![0u8; want.len()];
+            file.read_exact_at(&mut b, 0).unwrap();
+            assert_eq!(b, want.as_bytes(), "{opts}: file {i} read back wrong");
+            file.write_all_at(b"F", 0).unwrap();
+            if i % 300 == 0 {
+                file.sync_all().unwrap();
+            }
+        }
+        let direct = fs::File::open(f.src("f0")).unwrap();
+        assert_eq!(
+            rustix::fs::flock(&direct, rustix::fs::FlockOperation::NonBlockingLockShared),
+            Err(rustix::io::Errno::WOULDBLOCK),
+            "{opts}: the flock lock was lost when descriptors were recycled"
+        );
+        assert!(f.fs.open_file_descriptors().0 <= 64 + 8, "{opts}: budget exceeded after use");
+        drop(held);
+        for i in (0..FILES).step_by(97) {
+            assert_eq!(fs::read(f.src(&format!("f{i}"))).unwrap(), format!("File {i}").as_bytes());
+        }
+    }
+}
+
 #[test]
 fn eight_threads_mixed_operations() {
     let Some(f) = PtMount::new(OPTS) else { return };

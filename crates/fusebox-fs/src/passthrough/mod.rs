@@ -33,6 +33,7 @@ mod watch;
 
 pub use error::PassthroughError;
 pub use fdcache::DEFAULT_FD_CACHE;
+pub use handles::default_file_fds;
 pub use names::check_name;
 
 use attr::to_attr;
@@ -129,7 +130,7 @@ impl Passthrough {
                 mount_fd,
                 cache,
             )),
-            handles: Handles::new(),
+            handles: Handles::new(handles::default_file_fds()),
             use_handles,
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
@@ -159,6 +160,20 @@ impl Passthrough {
     pub fn with_fopen_direct_io(mut self, on: bool) -> Passthrough {
         self.fopen_direct_io = on;
         self
+    }
+
+    /// Keep at most `n` descriptors for open files (handles.rs): past it the least recently
+    /// used are closed and reopened by file handle on their next use. Default:
+    /// [`default_file_fds`].
+    pub fn with_file_fds(mut self, n: usize) -> Passthrough {
+        self.handles = Handles::new(n);
+        self
+    }
+
+    /// Open files holding a backing descriptor now, and open files whose descriptor is closed
+    /// until their next use (kernel passthrough, `file_fds=`, sync_close).
+    pub fn open_file_descriptors(&self) -> (usize, usize) {
+        self.handles.counts()
     }
 
     /// Kernel passthrough (kernel.rs): ask the kernel to send the data of open regular files
@@ -330,7 +345,7 @@ fn proc_path(fd: &impl AsRawFd) -> String {
 /// Flags to reopen an open file's backing descriptor with later (a parked handle): its
 /// access mode and status flags, without what only the first open may do.
 fn reopen_flags(flags: i32) -> i32 {
-    (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL)) | libc::O_CLOEXEC
+    (flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL | libc::O_TMPFILE)) | libc::O_CLOEXEC
 }
 
 /// Reopen the inode a descriptor refers to with `flags`, through `/proc/self/fd/N`.

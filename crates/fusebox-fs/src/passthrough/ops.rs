@@ -5,7 +5,7 @@ use super::attr::{decode_dev, to_attr};
 use super::direct::{read_at, write_at, AlignedBuf};
 use super::error::errno;
 use super::names::check_name;
-use super::{proc_path, reopen, reopen_flags, Passthrough};
+use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
     CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -231,7 +231,12 @@ impl Passthrough {
     pub(super) fn open_node(&self, ino: NodeId, flags: i32) -> Result<OwnedFd, Errno> {
         let inode = self.inodes.get(ino)?;
         match (&inode.pinned, &inode.handle) {
-            (None, Some(h)) => self.inodes.open_handle(h, flags),
+            // A deleted file cannot be reopened by handle; the descriptor kept for it since
+            // its unlink (or still cached) can.
+            (None, Some(h)) => match self.inodes.open_handle(h, flags) {
+                Err(e) if e == Errno(libc::ESTALE) => reopen(&*self.inodes.fd_of(ino, &inode)?, flags),
+                r => r,
+            },
             _ => reopen(&*self.inodes.fd_of(ino, &inode)?, flags),
         }
     }
@@ -272,7 +277,7 @@ impl Passthrough {
         }
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, false)?;
-        let fh = self.handles.add_file(fd);
+        let fh = self.handles.add_file(fd, entry.ino, flags);
         Ok((entry, fh))
     }
 
@@ -294,7 +299,7 @@ impl Passthrough {
         // An unlinked file's handle cannot be reopened: this inode pins an O_PATH descriptor.
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, true)?;
-        let fh = self.handles.add_file(fd);
+        let fh = self.handles.add_file(fd, entry.ino, flags);
         Ok((entry, fh))
     }
 
@@ -329,7 +334,7 @@ impl Passthrough {
         // do not count against the daemon's RLIMIT_NOFILE. FSYNC, FALLOCATE, locks and the
         // like reopen it on demand (sync_close.rs, `file`).
         drop(fd);
-        self.handles.park(fh, ino, reopen_flags(self.open_flags(flags)));
+        self.handles.park(fh);
         Some(id)
     }
 
@@ -389,7 +394,7 @@ impl Passthrough {
         } else if let Ok(st) = rustix::fs::fstat(&fd) {
             self.open_changed(ino, &to_attr(&st))?;
         }
-        Ok(self.handles.add_file(fd))
+        Ok(self.handles.add_file(fd, ino, self.open_flags(flags)))
     }
 
     fn do_write(&self, args: &WriteArgs<'_>) -> Result<u32, Errno> {

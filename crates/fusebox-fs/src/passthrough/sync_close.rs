@@ -34,6 +34,7 @@ impl Passthrough {
         } else {
             set.remove(&fh.0);
         }
+        self.handles.set_keep(fh, held);
     }
 
     /// The FLUSH part of sync_close: fsync the backing file (its errors are close(2)'s) and
@@ -52,7 +53,7 @@ impl Passthrough {
             // kernel still use the handle before RELEASE (write-back of pages dirtied through
             // another open of the inode), it is reopened.
             drop(fd);
-            self.handles.park(fh, ino, super::reopen_flags(flags.bits() as i32));
+            self.handles.park(fh);
         }
         Ok(())
     }
