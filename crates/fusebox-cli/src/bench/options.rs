@@ -482,8 +482,8 @@ mod tests {
         assert_eq!(o.workloads.len(), 6);
         assert_eq!(o.builtins, DEFAULT_BUILTINS.to_vec());
         assert_eq!(o.sizes, Sizes::FULL);
-        // native + 2 passthrough variants: 3 x (1G + 2 x 256M) + 512M = 5 GiB.
-        assert_eq!(o.default_image_size(), 5 << 30);
+        // native + 3 passthrough variants: 4 x (1G + 2 x 256M) + 512M = 6.5 GiB, rounded up.
+        assert_eq!(o.default_image_size(), 7 << 30);
         assert_eq!(o.memfs_size(), (1 << 30) + (576 << 20));
     }
 
@@ -522,8 +522,8 @@ mod tests {
         );
         assert_eq!(o.peers[1].name, "mem");
         assert_eq!(o.peers[1].command, "memfs_ll -o x=y -f {MNT}");
-        // Each peer adds a backed directory.
-        assert_eq!(o.backed_variants(), 5);
+        // Each peer adds a backed directory to native and the 3 default passthrough variants.
+        assert_eq!(o.backed_variants(), 6);
     }
 
     #[test]

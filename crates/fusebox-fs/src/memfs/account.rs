@@ -2,8 +2,7 @@
 //! memory each name, inode and extended attribute holds, so that no user can grow the daemon
 //! without bound through metadata (a mount with `allow_other` faces every local user).
 
-use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 
 /// Charged per inode (its attributes, table slot and locks).
 pub const NODE: u64 = 256;
@@ -11,8 +10,9 @@ pub const NODE: u64 = 256;
 pub const ENTRY: u64 = 96;
 /// Charged per extended attribute on top of its name and value.
 pub const XATTR: u64 = 64;
-/// Names and values of one inode's extended attributes may hold at most this much (as tmpfs
-/// bounds user xattrs per inode); setting more fails with ENOSPC.
+/// Names and values of one inode's extended attributes may hold at most this much (ext4
+/// allows one block without `ea_inode`); setting more fails with ENOSPC, which callers of
+/// setxattr(2) handle as "no room for attributes".
 pub const XATTRS_PER_INODE: u64 = 256 * 1024;
 
 /// The charge for directory entry `name`.
@@ -23,11 +23,6 @@ pub fn entry(name: &OsStr) -> u64 {
 /// The charge for an extended attribute `name` with a value of `len` bytes.
 pub fn xattr(name: &OsStr, len: usize) -> u64 {
     name.len() as u64 + len as u64 + XATTR
-}
-
-/// The charge for all of an inode's extended attributes.
-pub fn xattrs(map: &BTreeMap<OsString, Vec<u8>>) -> u64 {
-    map.iter().map(|(k, v)| xattr(k, v.len())).sum()
 }
 
 /// The charge for an inode itself, with `extra` bytes of content that is not file data (a
@@ -43,10 +38,7 @@ mod tests {
     #[test]
     fn charges_grow_with_what_is_stored() {
         assert_eq!(entry(OsStr::new("abc")), 3 + ENTRY);
-        let mut m = BTreeMap::new();
-        m.insert(OsString::from("user.a"), vec![0u8; 100]);
-        m.insert(OsString::from("user.bb"), vec![]);
-        assert_eq!(xattrs(&m), (6 + 100 + XATTR) + (7 + XATTR));
+        assert_eq!(xattr(OsStr::new("user.a"), 100), 6 + 100 + XATTR);
         assert_eq!(node(4000), NODE + 4000);
     }
 }

@@ -16,6 +16,7 @@ mod async_api;
 mod data;
 mod node;
 mod sync_api;
+mod xattrs;
 
 use crate::locks::LockTable;
 use data::CHUNK;
@@ -147,7 +148,7 @@ impl MemFs {
         let Some(n) = table.get(&ino) else { return };
         let (dead, freed) = {
             let n = read(n);
-            let meta = account::node(symlink_len(&n.content)) + account::xattrs(&n.xattrs);
+            let meta = account::node(symlink_len(&n.content)) + n.xattrs.charge();
             (
                 n.attr.nlink == 0 && n.nlookup == 0 && ino != 1,
                 meta + match &n.content {
@@ -549,7 +550,7 @@ impl MemFs {
 /// directory also as its own default ACL) and the umask does not apply; otherwise the umask
 /// does. Symlinks get neither.
 fn new_node_mode(
-    parent_xattrs: &std::collections::BTreeMap<std::ffi::OsString, Vec<u8>>,
+    parent_xattrs: &xattrs::Xattrs,
     mode: u32,
     umask: u32,
 ) -> (u32, Vec<(std::ffi::OsString, Vec<u8>)>) {
@@ -788,7 +789,7 @@ impl MemFs {
         let old = n.xattrs.get(name).map_or(0, |v| account::xattr(name, v.len()));
         let new = value.as_ref().map_or(0, |v| account::xattr(name, v.len()));
         if new > old {
-            let total = account::xattrs(&n.xattrs) - old + new;
+            let total = n.xattrs.charge() - old + new;
             if total > account::XATTRS_PER_INODE {
                 return Err(Errno::ENOSPC);
             }
@@ -798,8 +799,10 @@ impl MemFs {
         }
         match value {
             Some(v) => n.xattrs.insert(name.to_os_string(), v),
-            None => n.xattrs.remove(name),
-        };
+            None => {
+                n.xattrs.remove(name);
+            }
+        }
         Ok(())
     }
 

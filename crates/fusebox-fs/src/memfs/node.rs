@@ -1,6 +1,7 @@
 //! Inodes of memfs: attributes, xattrs and content (file data, directory entries, symlink).
 
 use super::data::SparseData;
+use super::xattrs::Xattrs;
 use fusebox::fs::{FileAttr, FileType, Timespec};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -75,7 +76,7 @@ pub struct Node {
     /// Attributes; `attr.size`/`blocks` of regular files are derived from the data.
     pub attr: FileAttr,
     /// Extended attributes.
-    pub xattrs: BTreeMap<OsString, Vec<u8>>,
+    pub xattrs: Xattrs,
     /// The content.
     pub content: Content,
     /// Outstanding kernel references (LOOKUP count minus FORGETs).
@@ -100,7 +101,7 @@ impl Node {
                 blksize: 4096,
                 ..Default::default()
             },
-            xattrs: BTreeMap::new(),
+            xattrs: Xattrs::default(),
             content,
             nlookup: 0,
         }
