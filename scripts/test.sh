@@ -15,12 +15,17 @@ if [ "$(id -u)" = 0 ]; then
     command -v setfattr >/dev/null || missing+=(attr)
     command -v setfacl >/dev/null || missing+=(acl)
     command -v stress-ng >/dev/null || missing+=(stress-ng)
+    # fusebox-dfs's PostgreSQL engine is tested against a real server: the tests start their
+    # own cluster (initdb in a temporary directory, a free 127.0.0.1 port) from this package.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]}"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     [ -e /dev/fuse ] || modprobe fuse || true
+    # Without PostgreSQL the engine tests would skip; here it was installed, so they must run.
+    export FUSEBOX_REQUIRE_POSTGRES=1
 fi
 
 step "format and lints"

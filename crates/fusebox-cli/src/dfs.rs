@@ -6,7 +6,7 @@ use fusebox::session::OptionError;
 use fusebox::MountOptions;
 use fusebox_dfs::cache::BlockCache;
 use fusebox_dfs::meta::Caller;
-use fusebox_dfs::url::{format_meta, open_meta, parse_meta_url, MetaUrl};
+use fusebox_dfs::url::{format_meta, open_meta, parse_meta_url};
 use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, MetaStore, ObjectBlobStore};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +20,9 @@ usage:
   fusebox dfs gc META_URL [--grace SECS]
   fusebox mount dfs META_URL MOUNTPOINT [-o OPTS] [-f]
 
-META_URL: sqlite:///path/meta.db    DATA_URL: file:///path/blocks
+META_URL: sqlite:///path/meta.db or postgres://user@host:port/database
+          (password from the URL or PGPASSWORD, user from the URL or PGUSER)
+DATA_URL: file:///path/blocks
 format refuses a database that holds anything unless --force (which erases it).
 gc deletes block objects no file references that are older than --grace (default 3600 s).";
 
@@ -133,7 +135,7 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
         }
         DfsCommand::Fsck { meta } => {
             let (m, blobs) = open(&meta)?;
-            let r = runtime()?.block_on(fusebox_dfs::check::fsck(&*m, &blobs))?;
+            let r = runtime()?.block_on(fusebox_dfs::check::fsck(&m, &blobs))?;
             for b in &r.missing {
                 println!(
                     "missing: {} ({} bytes)",
@@ -170,7 +172,7 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            let r = runtime()?.block_on(fusebox_dfs::check::gc(&*m, &blobs, grace, now))?;
+            let r = runtime()?.block_on(fusebox_dfs::check::gc(&m, &blobs, grace, now))?;
             println!(
                 "deleted {} unreferenced blocks ({} bytes); kept {} younger than {grace} s",
                 r.deleted, r.bytes, r.young
@@ -219,7 +221,7 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         Some(None) => return Err(OptionError::MissingValue("cache_dir".into()).into()),
         Some(Some(v)) => PathBuf::from(v),
     };
-    let MetaUrl::Sqlite(_) = parse_meta_url(meta)?;
+    parse_meta_url(meta)?;
     let (m, blobs) = open(meta)?;
     let cache = if cache_size == 0 {
         None

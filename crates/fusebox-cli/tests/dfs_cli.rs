@@ -1,6 +1,8 @@
 //! `fusebox dfs format|fsck|gc` and `fusebox mount dfs` through the binary: what users see on
 //! success and on every bad input (one line on stderr, exit code 1, nothing changed).
 
+#[path = "../../fusebox-dfs/src/meta/pg_server.rs"]
+mod pg_server;
 mod support;
 
 use std::fs;
@@ -70,16 +72,38 @@ fn unusable_databases_are_one_line_errors() {
     fails_with(&run(&["mount", "dfs", &url("sqlite", &empty), mnt]), "not formatted");
     fails_with(&run(&["dfs", "gc", &url("sqlite", &empty)]), "not formatted");
     fails_with(&run(&["dfs", "gc", &url("sqlite", &empty), "--grace", "soon"]), "not a number");
+    // PostgreSQL that nobody serves: one line, within the connect timeout, no password shown.
+    let unreachable = "postgres://fb:hunter2@127.0.0.1:1/fb";
+    for args in [&["mount", "dfs", unreachable, mnt][..], &["dfs", "fsck", unreachable]] {
+        let o = run(args);
+        fails_with(&o, "cannot connect to postgres://fb:***@127.0.0.1:1/fb");
+        assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    }
+    fails_with(
+        &run(&["dfs", "format", "postgres:///fb", "--storage", "file:///tmp/x"]),
+        "expected postgres://",
+    );
     assert!(!fusebox::session::is_mount_point(Path::new(mnt)));
 }
 
 #[test]
 fn mount_write_umount_then_fsck_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    mount_write_umount_then_fsck_and_gc_on(&dir, &url("sqlite", &dir.path().join("m.db")));
+}
+
+#[test]
+fn mount_write_umount_then_fsck_and_gc_postgres() {
+    let Some(server) = pg_server::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    mount_write_umount_then_fsck_and_gc_on(&dir, &server.new_database());
+}
+
+fn mount_write_umount_then_fsck_and_gc_on(dir: &tempfile::TempDir, db: &str) {
     if !can_mount() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (db, blocks) = (url("sqlite", &dir.path().join("m.db")), url("file", &dir.path().join("b")));
+    let (db, blocks) = (db.to_string(), url("file", &dir.path().join("b")));
     assert!(run(&["dfs", "format", &db, "--storage", &blocks]).status.success());
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();

@@ -11,6 +11,7 @@ use crate::error::{BlobError, MetaError};
 use crate::layout::{block_key, parse_block_key};
 use crate::meta::{BlockRef, MetaStore};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Key prefix of block objects.
 pub const BLOCK_PREFIX: &str = "blocks";
@@ -48,6 +49,16 @@ impl FsckReport {
     }
 }
 
+/// Every block the metadata references, read on tokio's blocking pool (an engine's client
+/// may block on a runtime of its own, which it may not do inside this one).
+async fn referenced_blocks(meta: &Arc<dyn MetaStore>) -> Result<Vec<BlockRef>, CheckError> {
+    let meta = meta.clone();
+    match tokio::task::spawn_blocking(move || meta.referenced_blocks()).await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(MetaError::Engine(format!("reading the referenced blocks: {e}")).into()),
+    }
+}
+
 /// Split listed objects into blocks (by slice id and index) and foreign keys.
 fn classify(objects: Vec<ObjectInfo>) -> (HashMap<(u64, u64), ObjectInfo>, Vec<String>) {
     let (mut blocks, mut foreign) = (HashMap::new(), Vec::new());
@@ -63,10 +74,10 @@ fn classify(objects: Vec<ObjectInfo>) -> (HashMap<(u64, u64), ObjectInfo>, Vec<S
 }
 
 /// Check that every block the metadata references exists with the right size, and list the
-/// objects nothing references. Metadata calls block the current thread.
-pub async fn fsck(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> Result<FsckReport, CheckError> {
+/// objects nothing references.
+pub async fn fsck(meta: &Arc<dyn MetaStore>, blobs: &dyn BlobStore) -> Result<FsckReport, CheckError> {
     let (mut objects, foreign) = classify(blobs.list(BLOCK_PREFIX.into()).await?);
-    let refs = meta.referenced_blocks()?;
+    let refs = referenced_blocks(meta).await?;
     let mut report = FsckReport { referenced: refs.len(), foreign, ..Default::default() };
     for r in refs {
         match objects.remove(&(r.slice_id, r.index)) {
@@ -94,7 +105,7 @@ pub struct GcReport {
 /// Delete block objects nothing references that were last modified more than `grace_secs`
 /// before `now_secs`.
 pub async fn gc(
-    meta: &dyn MetaStore,
+    meta: &Arc<dyn MetaStore>,
     blobs: &dyn BlobStore,
     grace_secs: u64,
     now_secs: i64,
@@ -102,7 +113,7 @@ pub async fn gc(
     // Objects first, then metadata: see the module doc.
     let (objects, _) = classify(blobs.list(BLOCK_PREFIX.into()).await?);
     let refs: std::collections::HashSet<(u64, u64)> =
-        meta.referenced_blocks()?.into_iter().map(|r| (r.slice_id, r.index)).collect();
+        referenced_blocks(meta).await?.into_iter().map(|r| (r.slice_id, r.index)).collect();
     let mut report = GcReport::default();
     for ((id, index), o) in objects {
         if refs.contains(&(id, index)) {

@@ -11,6 +11,10 @@ pub enum MetaError {
     /// The database failed (I/O, locking, constraint): the operation did not happen.
     #[error("metadata database: {0}")]
     Engine(String),
+    /// The transaction conflicted with another client's and may succeed when run again
+    /// (engines retry it a bounded number of times first).
+    #[error("metadata database: conflict with another client: {0}")]
+    Conflict(String),
     /// The database does not hold a fusebox-dfs file system, or holds one we cannot use.
     #[error("{0}")]
     Format(String),

@@ -1,5 +1,5 @@
 //! fusebox-dfs: a distributed file system for fusebox. Metadata (inodes, names, xattrs, the
-//! slice lists of files) lives in a SQL database behind [`meta::MetaStore`] (SQLite today);
+//! slice lists of files) lives in a SQL database behind [`meta::MetaStore`] (SQLite or PostgreSQL);
 //! file data lives as immutable block objects behind [`blob::BlobStore`] (a local directory
 //! through `object_store` today). [`fs::DfsFs`] serves both through fusebox's async API.
 //!
@@ -22,5 +22,6 @@ pub mod writer;
 pub use blob::{BlobStore, ObjectBlobStore};
 pub use error::{BlobError, MetaError, UrlError};
 pub use fs::{DfsFs, DfsOptions};
+pub use meta::postgres::PostgresMeta;
 pub use meta::sqlite::SqliteMeta;
 pub use meta::MetaStore;

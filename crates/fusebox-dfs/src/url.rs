@@ -1,6 +1,8 @@
-//! META_URL parsing and opening: `sqlite:///absolute/path/meta.db`.
+//! META_URL parsing and opening: `sqlite:///absolute/path/meta.db` or
+//! `postgres://user@host:port/database` (also `postgresql://`).
 
 use crate::error::{MetaError, UrlError};
+use crate::meta::postgres::{redact, PostgresMeta};
 use crate::meta::sqlite::SqliteMeta;
 use crate::meta::{Caller, MetaStore};
 use std::path::PathBuf;
@@ -11,11 +13,13 @@ use std::sync::Arc;
 pub enum MetaUrl {
     /// An SQLite database file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (the URL as given: the client parses it).
+    Postgres(String),
 }
 
 /// Parse a META_URL.
 pub fn parse_meta_url(url: &str) -> Result<MetaUrl, UrlError> {
-    let err = |reason: &str| UrlError { what: "metadata", url: url.to_string(), reason: reason.to_string() };
+    let err = |reason: &str| UrlError { what: "metadata", url: redact(url), reason: reason.to_string() };
     let parsed = url::Url::parse(url).map_err(|e| err(&e.to_string()))?;
     match parsed.scheme() {
         "sqlite" => {
@@ -34,8 +38,17 @@ pub fn parse_meta_url(url: &str) -> Result<MetaUrl, UrlError> {
             }
             Ok(MetaUrl::Sqlite(path))
         }
-        "postgres" | "postgresql" => Err(err("PostgreSQL is not implemented yet (issue 16 part 2)")),
-        other => Err(err(&format!("unsupported scheme '{other}' (expected sqlite)"))),
+        "postgres" | "postgresql" => {
+            if parsed.host_str().is_none_or(|h| h.is_empty()) {
+                return Err(UrlError {
+                    what: "metadata",
+                    url: redact(url),
+                    reason: "expected postgres://user@host:port/database".into(),
+                });
+            }
+            Ok(MetaUrl::Postgres(url.to_string()))
+        }
+        other => Err(err(&format!("unsupported scheme '{other}' (expected sqlite or postgres)"))),
     }
 }
 
@@ -54,6 +67,7 @@ pub enum OpenError {
 pub fn open_meta(url: &str) -> Result<Arc<dyn MetaStore>, OpenError> {
     match parse_meta_url(url)? {
         MetaUrl::Sqlite(path) => Ok(Arc::new(SqliteMeta::open(&path)?)),
+        MetaUrl::Postgres(url) => Ok(Arc::new(PostgresMeta::open_url(&url)?)),
     }
 }
 
@@ -75,6 +89,7 @@ pub fn format_meta(
             }
             Ok(Arc::new(SqliteMeta::format(&path, storage_url, force, root)?))
         }
+        MetaUrl::Postgres(url) => Ok(Arc::new(PostgresMeta::format_url(&url, storage_url, force, root)?)),
     }
 }
 
@@ -88,6 +103,12 @@ mod tests {
             parse_meta_url("sqlite:///var/lib/m.db").unwrap(),
             MetaUrl::Sqlite("/var/lib/m.db".into())
         );
+        assert_eq!(
+            parse_meta_url("postgres://u@127.0.0.1:5432/fb").unwrap(),
+            MetaUrl::Postgres("postgres://u@127.0.0.1:5432/fb".into())
+        );
+        let e = parse_meta_url("postgres:///fb?password=hunter2").unwrap_err().to_string();
+        assert!(e.contains("host") && !e.contains("hunter2"), "{e}");
         for bad in [
             "",
             "m.db",
@@ -96,7 +117,7 @@ mod tests {
             "sqlite:///",
             "sqlite:///dir/",
             "mysql:///x",
-            "postgres://h/db",
+            "postgres:///db",
             "sqlite:///m.db?x=1",
         ] {
             assert!(parse_meta_url(bad).is_err(), "{bad}");

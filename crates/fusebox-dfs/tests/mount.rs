@@ -1,51 +1,64 @@
-//! fusebox-dfs through real mounts (SQLite metadata + a local block directory in a temp dir):
-//! the shared POSIX suite and the fsx random-operation tester of fusebox-fs (reused from
-//! `crates/fusebox-fs/tests`), close-to-open through a second metadata connection, and SIGKILL
-//! of the daemon during writes.
+//! fusebox-dfs through real mounts (SQLite metadata, or a real PostgreSQL server the tests
+//! start, plus a local block directory in a temp dir): the shared POSIX suite and the fsx
+//! random-operation tester of fusebox-fs (reused from `crates/fusebox-fs/tests`), close-to-open
+//! through a second metadata connection, SIGKILL of the daemon during writes, and the
+//! database going away under a live mount.
 
 #[path = "../../fusebox-fs/tests/common/mod.rs"]
 mod common;
 #[path = "../../fusebox-fs/tests/fsx/engine.rs"]
 mod fsx_engine;
+#[path = "../src/meta/pg_server.rs"]
+mod pg_server;
 
 use common::{checksum, random_bytes, wait_until, within, TestMount};
 use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem};
 use fusebox::fs::{FileHandle, NodeId, ReadArgs, RequestInfo};
 use fusebox_dfs::cache::BlockCache;
-use fusebox_dfs::meta::{Caller, MetaStore, ROOT_INO};
-use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, ObjectBlobStore, SqliteMeta};
+use fusebox_dfs::meta::{Caller, ROOT_INO};
+use fusebox_dfs::url::{format_meta, open_meta};
+use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, ObjectBlobStore};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A formatted file system in a temp dir: `meta.db`, `blocks/`, `cache/`.
+/// A formatted file system: metadata at `meta_url`, and in a temp dir `blocks/`, `cache/`
+/// (and `meta.db` for SQLite).
 struct Store {
     dir: tempfile::TempDir,
+    meta_url: String,
 }
 
 impl Store {
+    /// On SQLite.
     fn new() -> Store {
         let dir = tempfile::Builder::new().prefix("fusebox-dfs-").tempdir().unwrap();
-        let s = Store { dir };
-        SqliteMeta::format(&s.db(), &s.blocks_url(), false, Caller { uid: 0, gid: 0 }).unwrap();
-        s
+        let meta_url = format!("sqlite://{}/meta.db", dir.path().display());
+        Store::format(dir, meta_url)
     }
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("meta.db")
+    /// On a fresh database of `server`.
+    fn postgres(server: &pg_server::PgServer) -> Store {
+        let dir = tempfile::Builder::new().prefix("fusebox-dfs-pg-").tempdir().unwrap();
+        Store::format(dir, server.new_database())
+    }
+    fn format(dir: tempfile::TempDir, meta_url: String) -> Store {
+        let s = Store { dir, meta_url };
+        format_meta(&s.meta_url, &s.blocks_url(), false, Caller { uid: 0, gid: 0 }).unwrap();
+        s
     }
     fn blocks_url(&self) -> String {
         format!("file://{}/blocks", self.dir.path().display())
     }
     /// A file system instance on this store (a fresh metadata connection).
     fn fs(&self) -> DfsFs {
-        open_fs(&self.db(), &self.dir.path().join("cache"))
+        open_fs(&self.meta_url, &self.dir.path().join("cache"))
     }
 }
 
-fn open_fs(db: &Path, cache: &Path) -> DfsFs {
-    let meta = Arc::new(SqliteMeta::open(db).unwrap());
+fn open_fs(meta_url: &str, cache: &Path) -> DfsFs {
+    let meta = open_meta(meta_url).unwrap();
     let blobs: Arc<dyn BlobStore> =
         Arc::new(ObjectBlobStore::from_url(&meta.info().unwrap().storage_url).unwrap());
     let cache = BlockCache::open(cache, 256 << 20).unwrap();
@@ -60,20 +73,26 @@ fn mount_in_process(store: &Store, opts: &str) -> Option<TestMount> {
 const WRITEBACK: &str = "default_permissions,allow_other,writeback";
 const WRITETHROUGH: &str = "default_permissions,allow_other,no_writeback";
 
-#[test]
-fn posix_suite_writeback() {
-    let store = Store::new();
-    let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
+fn posix_suite(store: Store, opts: &str) {
+    let Some(m) = mount_in_process(&store, opts) else { return };
     common::posix::run_all(&m.mnt);
     assert!(common::posix::concurrent_mixed(&m.mnt, 30) > 0);
 }
 
 #[test]
+fn posix_suite_writeback() {
+    posix_suite(Store::new(), WRITEBACK);
+}
+
+#[test]
 fn posix_suite_writethrough() {
-    let store = Store::new();
-    let Some(m) = mount_in_process(&store, WRITETHROUGH) else { return };
-    common::posix::run_all(&m.mnt);
-    assert!(common::posix::concurrent_mixed(&m.mnt, 30) > 0);
+    posix_suite(Store::new(), WRITETHROUGH);
+}
+
+#[test]
+fn posix_suite_postgres_writeback() {
+    let Some(server) = pg_server::shared() else { return };
+    posix_suite(Store::postgres(server), WRITEBACK);
 }
 
 /// Read a whole file through an unmounted file system instance.
@@ -93,10 +112,9 @@ async fn read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Vec<u8> {
 
 /// Close-to-open: once close(2) returns, another metadata connection on the same database
 /// finds the file with its size and every byte (slices committed, blocks stored).
-#[test]
-fn close_commits_data_visible_to_a_second_metadata_connection() {
+fn close_commits_data_visible_to_a_second_metadata_connection(new_store: impl Fn() -> Store) {
     for opts in [WRITEBACK, WRITETHROUGH] {
-        let store = Store::new();
+        let store = new_store();
         let Some(m) = mount_in_process(&store, opts) else { return };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for (round, len) in [(0u64, 10usize), (1, 5 << 20), (2, 300_001)].into_iter() {
@@ -105,7 +123,7 @@ fn close_commits_data_visible_to_a_second_metadata_connection() {
             f.write_all(&data).unwrap();
             drop(f); // close(2): FLUSH commits
                      // A second, independent connection (a fresh file system instance, no mount).
-            let other = open_fs(&store.db(), &store.dir.path().join("cache2"));
+            let other = open_fs(&store.meta_url, &store.dir.path().join("cache2"));
             let a = other.meta().lookup(ROOT_INO, b"f").unwrap();
             assert_eq!(a.size, len as u64, "{opts}: size after close, round {round}");
             let back = rt.block_on(read_unmounted(&other, a.ino, a.size));
@@ -113,6 +131,17 @@ fn close_commits_data_visible_to_a_second_metadata_connection() {
         }
         drop(m);
     }
+}
+
+#[test]
+fn close_to_open_through_a_second_connection() {
+    close_commits_data_visible_to_a_second_metadata_connection(Store::new);
+}
+
+#[test]
+fn close_to_open_through_a_second_connection_postgres() {
+    let Some(server) = pg_server::shared() else { return };
+    close_commits_data_visible_to_a_second_metadata_connection(|| Store::postgres(server));
 }
 
 // ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
@@ -130,7 +159,7 @@ impl DaemonMount {
         }
         let spec = format!(
             "{}|{}|{}|{opts}",
-            store.db().display(),
+            store.meta_url,
             store.dir.path().join("cache").display(),
             mnt.display()
         );
@@ -172,21 +201,20 @@ impl Drop for DaemonMount {
 }
 
 /// Not a test on its own: the daemon half of [`DaemonMount`], run in a child process with
-/// `DFS_DAEMON=DB|CACHE_DIR|MOUNTPOINT|OPTIONS`.
+/// `DFS_DAEMON=META_URL|CACHE_DIR|MOUNTPOINT|OPTIONS`.
 #[test]
 #[ignore]
 fn dfs_daemon() {
     let Ok(spec) = std::env::var("DFS_DAEMON") else { return };
     let p: Vec<&str> = spec.splitn(4, '|').collect();
-    let fs = AsyncAdapter::new(open_fs(Path::new(p[0]), Path::new(p[1])), Default::default()).unwrap();
+    let fs = AsyncAdapter::new(open_fs(p[0], Path::new(p[1])), Default::default()).unwrap();
     let options = fusebox::MountOptions::parse(&[p[3]], &[]).unwrap();
     let config = fusebox::Config { options, ..Default::default() };
     let session = fusebox::Session::mount(Arc::new(fs), Path::new(p[2]), config).expect("mount");
     session.run().expect("serve");
 }
 
-fn fsx(opts: &str, name: &str) {
-    let store = Store::new();
+fn fsx(store: Store, opts: &str, name: &str) {
     let mnt = store.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let Some(m) = DaemonMount::new(&store, &mnt, opts) else { return };
@@ -205,7 +233,7 @@ fn fsx(opts: &str, name: &str) {
         "committed data differs from the model"
     );
     let report = rt.block_on(fusebox_dfs::check::fsck(
-        &**fs.meta(),
+        fs.meta(),
         &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
     ));
     assert!(report.unwrap().is_ok());
@@ -213,12 +241,18 @@ fn fsx(opts: &str, name: &str) {
 
 #[test]
 fn fsx_dfs_writeback() {
-    fsx(WRITEBACK, "dfs/writeback");
+    fsx(Store::new(), WRITEBACK, "dfs/writeback");
 }
 
 #[test]
 fn fsx_dfs_writethrough() {
-    fsx(WRITETHROUGH, "dfs/writethrough");
+    fsx(Store::new(), WRITETHROUGH, "dfs/writethrough");
+}
+
+#[test]
+fn fsx_dfs_postgres_writeback() {
+    let Some(server) = pg_server::shared() else { return };
+    fsx(Store::postgres(server), WRITEBACK, "dfs-postgres/writeback");
 }
 
 /// SIGKILL of the daemon while writers write, fsync and close: after a new mount every file
@@ -226,7 +260,16 @@ fn fsx_dfs_writethrough() {
 /// missing block.
 #[test]
 fn sigkill_during_writes_loses_nothing_acknowledged() {
-    let store = Store::new();
+    sigkill_during_writes(Store::new());
+}
+
+#[test]
+fn sigkill_during_writes_loses_nothing_acknowledged_postgres() {
+    let Some(server) = pg_server::shared() else { return };
+    sigkill_during_writes(Store::postgres(server));
+}
+
+fn sigkill_during_writes(store: Store) {
     let mnt = store.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
@@ -284,7 +327,7 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
     let fs = store.fs();
     let report = rt
         .block_on(fusebox_dfs::check::fsck(
-            &**fs.meta(),
+            fs.meta(),
             &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
         ))
         .unwrap();
@@ -294,4 +337,26 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
         acked.len(),
         report.garbage.len()
     );
+}
+
+/// The database goes away under a live mount: operations that need it fail with EIO within
+/// seconds (no hang), nothing half-done is visible, and once the server is back the same
+/// mount works again.
+#[test]
+fn postgres_restarted_under_a_live_mount() {
+    let Some(mut server) = pg_server::PgServer::start() else { return };
+    let store = Store::postgres(&server);
+    let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
+    std::fs::write(m.path("before"), b"committed").unwrap();
+    server.stop();
+    let mnt = m.mnt.clone();
+    let r = within(Duration::from_secs(60), move || std::fs::write(mnt.join("during"), b"x"));
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO), "create while the database is down");
+    server.restart();
+    assert_eq!(std::fs::read(m.path("before")).unwrap(), b"committed");
+    assert!(!m.path("during").exists(), "a failed create left a name behind");
+    std::fs::write(m.path("after"), b"back").unwrap();
+    assert_eq!(std::fs::read(m.path("after")).unwrap(), b"back");
+    let names: Vec<_> = std::fs::read_dir(&m.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }

@@ -8,7 +8,7 @@
 
 use super::{lock, DfsFs, Writer};
 use crate::layout::{block_key, block_len, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE};
-use crate::meta::sqlite::now_ns;
+use crate::meta::store::now_ns;
 use crate::meta::NewSlice;
 use crate::writer::{FileWriter, PendingData};
 use bytes::Bytes;

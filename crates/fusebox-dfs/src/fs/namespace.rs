@@ -83,7 +83,7 @@ impl DfsFs {
         if let Some(w) = guard.as_deref_mut() {
             self.commit_locked(ino, w).await?;
         }
-        let now = crate::meta::sqlite::now_ns();
+        let now = crate::meta::store::now_ns();
         let commits = self.commit_count();
         let a = self
             .m(move |m| {
@@ -465,7 +465,7 @@ impl AsyncFilesystem for DfsFs {
         if name == acl::ACCESS || name == acl::DEFAULT {
             let parsed = acl::Acl::parse(&value)?;
             let access = name == acl::ACCESS;
-            let now = crate::meta::sqlite::now_ns();
+            let now = crate::meta::store::now_ns();
             self.m(move |m| {
                 m.update(ino.0, &mut |n: &mut Inode| {
                     let exists = if access { n.acl_access.is_some() } else { n.acl_default.is_some() };

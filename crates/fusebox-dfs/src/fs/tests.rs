@@ -180,7 +180,7 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
             back.extend(read(&other, ino, back.len() as u64, 1 << 20).await);
         }
         assert!(back == data);
-        let report = crate::check::fsck(&**other.meta(), &*env.blobs).await.unwrap();
+        let report = crate::check::fsck(other.meta(), &*env.blobs).await.unwrap();
         assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
     });
 }
@@ -225,10 +225,10 @@ fn unlinked_open_files_live_until_forget() {
         fs.forget(NodeId(ino), 1).await;
         assert_eq!(fs.getattr(REQ, NodeId(ino), None).await, Err(Errno::ENOENT));
         // Its blocks are garbage now.
-        let report = crate::check::fsck(&**fs.meta(), &*env.blobs).await.unwrap();
+        let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
         assert!(report.is_ok());
         assert_eq!(report.garbage.len(), 1);
-        let gc = crate::check::gc(&**fs.meta(), &*env.blobs, 3600, i64::MAX / 2).await.unwrap();
+        let gc = crate::check::gc(fs.meta(), &*env.blobs, 3600, i64::MAX / 2).await.unwrap();
         assert_eq!((gc.deleted, gc.young), (1, 0));
         assert!(env.blobs.list("blocks".into()).await.unwrap().is_empty());
     });

@@ -6,8 +6,11 @@
 //! The trait is synchronous (the SQLite engine is a blocking library); the file system calls
 //! it from tokio's blocking pool (`docs/ARCHITECTURE.md`, "fusebox-dfs").
 
+pub mod postgres;
 pub mod schema;
+pub mod sql;
 pub mod sqlite;
+pub mod store;
 
 use crate::error::MetaError;
 use fusebox::Errno;
@@ -240,5 +243,7 @@ pub trait MetaStore: Send + Sync + 'static {
     fn referenced_blocks(&self) -> MetaResult<Vec<BlockRef>>;
 }
 
+#[cfg(test)]
+pub mod pg_server;
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,35 @@
-//! Tests of the SQLite engine through the [`MetaStore`] trait: every operation, rename flags,
-//! link counts, and that a failed operation changes nothing.
+//! Tests of the metadata engines through the [`MetaStore`] trait: every operation, rename
+//! flags, link counts, and that a failed operation changes nothing. Each scenario runs on
+//! SQLite (one test each) and on a real PostgreSQL server (one test runs them all, each on a
+//! fresh database: starting a server per test would cost more than the tests).
 
+use super::pg_server;
+use super::postgres::PostgresMeta;
 use super::sqlite::SqliteMeta;
 use super::*;
 use crate::layout::CHUNK_SIZE;
+use std::sync::Arc;
 
 const ME: Caller = Caller { uid: 1000, gid: 100 };
 
-fn fresh() -> (tempfile::TempDir, SqliteMeta) {
+/// A freshly formatted store, and a way to open it again (a second client).
+struct Db {
+    meta: Arc<dyn MetaStore>,
+    reopen: Box<dyn Fn() -> Arc<dyn MetaStore>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn fresh_sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let m = SqliteMeta::format(&dir.path().join("meta.db"), "file:///tmp/blocks", false, ME).unwrap();
-    (dir, m)
+    let path = dir.path().join("meta.db");
+    let meta = Arc::new(SqliteMeta::format(&path, "file:///tmp/blocks", false, ME).unwrap());
+    Db { meta, reopen: Box::new(move || Arc::new(SqliteMeta::open(&path).unwrap())), _dir: Some(dir) }
+}
+
+fn fresh_postgres(server: &pg_server::PgServer) -> Db {
+    let url = server.new_database();
+    let meta = Arc::new(PostgresMeta::format_url(&url, "file:///tmp/blocks", false, ME).unwrap());
+    Db { meta, reopen: Box::new(move || Arc::new(PostgresMeta::open_url(&url).unwrap())), _dir: None }
 }
 
 fn errno_of<T: std::fmt::Debug>(r: MetaResult<T>) -> i32 {
@@ -24,24 +43,24 @@ fn node(mode: u32) -> impl FnMut(&Inode) -> Result<NewNode, Errno> {
     move |_| Ok(NewNode { mode, uid: 1, gid: 2, ..Default::default() })
 }
 
-fn mkdir(m: &SqliteMeta, parent: u64, name: &str) -> Attr {
+fn mkdir(m: &dyn MetaStore, parent: u64, name: &str) -> Attr {
     m.create(parent, name.as_bytes(), &mut node(libc::S_IFDIR | 0o755)).unwrap()
 }
 
-fn mkfile(m: &SqliteMeta, parent: u64, name: &str) -> Attr {
+fn mkfile(m: &dyn MetaStore, parent: u64, name: &str) -> Attr {
     m.create(parent, name.as_bytes(), &mut node(libc::S_IFREG | 0o644)).unwrap()
 }
 
-fn nlink(m: &SqliteMeta, ino: u64) -> u32 {
+fn nlink(m: &dyn MetaStore, ino: u64) -> u32 {
     m.getattr(ino).unwrap().nlink
 }
 
-fn names(m: &SqliteMeta, dir: u64) -> Vec<String> {
+fn names(m: &dyn MetaStore, dir: u64) -> Vec<String> {
     m.readdir(dir, 0, 1000).unwrap().into_iter().map(|d| String::from_utf8(d.name).unwrap()).collect()
 }
 
 #[test]
-fn format_and_open_report_clear_errors() {
+fn sqlite_format_and_open_report_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("meta.db");
     let missing = SqliteMeta::open(&p).unwrap_err().to_string();
@@ -79,9 +98,37 @@ fn format_and_open_report_clear_errors() {
 }
 
 #[test]
-fn create_lookup_readdir_and_name_checks() {
-    let (_d, m) = fresh();
-    let f = mkfile(&m, ROOT_INO, "a");
+fn postgres_format_and_open_report_clear_errors() {
+    let Some(server) = pg_server::shared() else { return };
+    let url = server.new_database();
+    let e = PostgresMeta::open_url(&url).unwrap_err().to_string();
+    assert!(e.contains("not formatted"), "{e}");
+    let m = PostgresMeta::format_url(&url, "file:///srv/blocks", false, ME).unwrap();
+    assert_eq!(m.info().unwrap(), FormatInfo { version: 1, storage_url: "file:///srv/blocks".into() });
+    mkfile(&m, ROOT_INO, "f");
+    let again = PostgresMeta::format_url(&url, "file:///x", false, ME).unwrap_err().to_string();
+    assert!(again.contains("not empty") && again.contains("--force"), "{again}");
+    assert!(m.lookup(ROOT_INO, b"f").is_ok(), "a refused format leaves the file system alone");
+    let m = PostgresMeta::format_url(&url, "file:///y", true, ME).unwrap();
+    assert_eq!(errno_of(m.lookup(ROOT_INO, b"f")), libc::ENOENT);
+    // Foreign schema, unknown version.
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE fb_format SET value = '99' WHERE key = 'version'").unwrap();
+    assert!(PostgresMeta::open_url(&url).unwrap_err().to_string().contains("format version 99"));
+    let foreign = server.new_database();
+    ::postgres::Client::connect(&foreign, ::postgres::NoTls)
+        .unwrap()
+        .batch_execute("CREATE TABLE t (x BIGINT)")
+        .unwrap();
+    let e = PostgresMeta::open_url(&foreign).unwrap_err().to_string();
+    assert!(e.contains("foreign schema"), "{e}");
+    // A database that does not exist: the server's reason, no hang.
+    let e = PostgresMeta::open_url(&server.url("no_such_db")).unwrap_err().to_string();
+    assert!(e.contains("no_such_db"), "{e}");
+}
+fn create_lookup_readdir_and_name_checks(db: &Db) {
+    let m = &*db.meta;
+    let f = mkfile(m, ROOT_INO, "a");
     assert_eq!((f.mode, f.uid, f.gid, f.nlink, f.size), (libc::S_IFREG | 0o644, 1, 2, 1, 0));
     assert_eq!(m.lookup(ROOT_INO, b"a").unwrap(), f);
     assert_eq!(errno_of(m.create(ROOT_INO, b"a", &mut node(libc::S_IFREG))), libc::EEXIST);
@@ -95,7 +142,7 @@ fn create_lookup_readdir_and_name_checks() {
     assert_eq!(errno_of(m.lookup(f.ino, b"x")), libc::ENOTDIR);
     // Cookies are stable and increasing: a listing can continue after any entry.
     for i in 0..10 {
-        mkfile(&m, ROOT_INO, &format!("f{i}"));
+        mkfile(m, ROOT_INO, &format!("f{i}"));
     }
     let all = m.readdir(ROOT_INO, 0, 100).unwrap();
     assert_eq!(all.len(), 11);
@@ -134,14 +181,13 @@ fn create_lookup_readdir_and_name_checks() {
     assert_eq!(seen.get(), ROOT_INO);
 }
 
-#[test]
-fn directory_link_counts_and_rmdir() {
-    let (_d, m) = fresh();
-    let a = mkdir(&m, ROOT_INO, "a");
-    assert_eq!((nlink(&m, ROOT_INO), a.nlink), (3, 2));
-    let b = mkdir(&m, a.ino, "b");
-    mkfile(&m, a.ino, "f");
-    assert_eq!(nlink(&m, a.ino), 3, "a file adds no link to its directory");
+fn directory_link_counts_and_rmdir(db: &Db) {
+    let m = &*db.meta;
+    let a = mkdir(m, ROOT_INO, "a");
+    assert_eq!((nlink(m, ROOT_INO), a.nlink), (3, 2));
+    let b = mkdir(m, a.ino, "b");
+    mkfile(m, a.ino, "f");
+    assert_eq!(nlink(m, a.ino), 3, "a file adds no link to its directory");
     assert_eq!(m.parent_of(b.ino).unwrap(), a.ino);
     assert_eq!(m.parent_of(ROOT_INO).unwrap(), ROOT_INO);
     assert_eq!(errno_of(m.rmdir(ROOT_INO, b"a")), libc::ENOTEMPTY);
@@ -150,16 +196,15 @@ fn directory_link_counts_and_rmdir() {
     assert_eq!(errno_of(m.rmdir(a.ino, b"..")), libc::ENOTEMPTY);
     let gone = m.rmdir(a.ino, b"b").unwrap();
     assert_eq!(gone.nlink, 0);
-    assert_eq!(nlink(&m, a.ino), 2);
+    assert_eq!(nlink(m, a.ino), 2);
     assert!(m.remove_if_orphan(b.ino).unwrap());
     assert_eq!(errno_of(m.getattr(b.ino)), libc::ENOENT);
 }
 
-#[test]
-fn hard_links_unlink_and_orphans() {
-    let (_d, m) = fresh();
-    let d = mkdir(&m, ROOT_INO, "d");
-    let f = mkfile(&m, ROOT_INO, "f");
+fn hard_links_unlink_and_orphans(db: &Db) {
+    let m = &*db.meta;
+    let d = mkdir(m, ROOT_INO, "d");
+    let f = mkfile(m, ROOT_INO, "f");
     let l = m.link(f.ino, d.ino, b"g").unwrap();
     assert_eq!((l.ino, l.nlink), (f.ino, 2));
     assert_eq!(m.lookup(d.ino, b"g").unwrap().ino, f.ino);
@@ -177,40 +222,39 @@ fn hard_links_unlink_and_orphans() {
     assert_eq!(errno_of(m.getattr(f.ino)), libc::ENOENT);
     assert!(m.referenced_blocks().unwrap().is_empty());
     // Orphans left by a crashed daemon are reclaimed.
-    let g = mkfile(&m, ROOT_INO, "g");
+    let g = mkfile(m, ROOT_INO, "g");
     m.unlink(ROOT_INO, b"g").unwrap();
     assert_eq!(m.reclaim_orphans().unwrap(), 1);
     assert_eq!(errno_of(m.getattr(g.ino)), libc::ENOENT);
     assert_eq!(m.reclaim_orphans().unwrap(), 0);
 }
 
-#[test]
-fn rename_plain_and_replacing() {
-    let (_d, m) = fresh();
-    let (a, b) = (mkdir(&m, ROOT_INO, "a"), mkdir(&m, ROOT_INO, "b"));
-    let f = mkfile(&m, a.ino, "f");
+fn rename_plain_and_replacing(db: &Db) {
+    let m = &*db.meta;
+    let (a, b) = (mkdir(m, ROOT_INO, "a"), mkdir(m, ROOT_INO, "b"));
+    let f = mkfile(m, a.ino, "f");
     assert_eq!(m.rename(a.ino, b"f", b.ino, b"g", 0, ME).unwrap(), None);
     assert_eq!(m.lookup(b.ino, b"g").unwrap().ino, f.ino);
     assert_eq!(errno_of(m.lookup(a.ino, b"f")), libc::ENOENT);
     // Replacing a file: the victim loses its name.
-    let v = mkfile(&m, b.ino, "v");
+    let v = mkfile(m, b.ino, "v");
     let r = m.rename(b.ino, b"g", b.ino, b"v", 0, ME).unwrap().unwrap();
     assert_eq!((r.ino, r.nlink), (v.ino, 0));
-    assert_eq!(names(&m, b.ino), ["v"]);
+    assert_eq!(names(m, b.ino), ["v"]);
     // Directory moves fix both parents' link counts.
-    let sub = mkdir(&m, a.ino, "sub");
-    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    let sub = mkdir(m, a.ino, "sub");
+    assert_eq!((nlink(m, a.ino), nlink(m, b.ino)), (3, 2));
     m.rename(a.ino, b"sub", b.ino, b"sub", 0, ME).unwrap();
-    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (2, 3));
+    assert_eq!((nlink(m, a.ino), nlink(m, b.ino)), (2, 3));
     assert_eq!(m.parent_of(sub.ino).unwrap(), b.ino);
     // Replacing an empty directory with a directory.
-    let empty = mkdir(&m, a.ino, "empty");
+    let empty = mkdir(m, a.ino, "empty");
     let r = m.rename(b.ino, b"sub", a.ino, b"empty", 0, ME).unwrap().unwrap();
     assert_eq!((r.ino, r.nlink), (empty.ino, 0));
-    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    assert_eq!((nlink(m, a.ino), nlink(m, b.ino)), (3, 2));
     // Type and emptiness rules.
-    mkfile(&m, sub.ino, "x");
-    let d2 = mkdir(&m, b.ino, "d2");
+    mkfile(m, sub.ino, "x");
+    let d2 = mkdir(m, b.ino, "d2");
     assert_eq!(errno_of(m.rename(b.ino, b"d2", a.ino, b"empty", 0, ME)), libc::ENOTEMPTY);
     assert_eq!(errno_of(m.rename(b.ino, b"d2", b.ino, b"v", 0, ME)), libc::ENOTDIR);
     assert_eq!(errno_of(m.rename(b.ino, b"v", b.ino, b"d2", 0, ME)), libc::EISDIR);
@@ -225,12 +269,11 @@ fn rename_plain_and_replacing() {
     assert_eq!(errno_of(m.rename(b.ino, b"v", b.ino, b"w", 0x80, ME)), libc::EINVAL);
 }
 
-#[test]
-fn rename_noreplace_exchange_and_whiteout() {
-    let (_d, m) = fresh();
-    let (a, b) = (mkdir(&m, ROOT_INO, "a"), mkdir(&m, ROOT_INO, "b"));
-    let f = mkfile(&m, a.ino, "f");
-    let g = mkfile(&m, b.ino, "g");
+fn rename_noreplace_exchange_and_whiteout(db: &Db) {
+    let m = &*db.meta;
+    let (a, b) = (mkdir(m, ROOT_INO, "a"), mkdir(m, ROOT_INO, "b"));
+    let f = mkfile(m, a.ino, "f");
+    let g = mkfile(m, b.ino, "g");
     assert_eq!(errno_of(m.rename(a.ino, b"f", b.ino, b"g", libc::RENAME_NOREPLACE, ME)), libc::EEXIST);
     m.rename(a.ino, b"f", b.ino, b"h", libc::RENAME_NOREPLACE, ME).unwrap();
     m.rename(b.ino, b"h", a.ino, b"f", 0, ME).unwrap();
@@ -241,10 +284,10 @@ fn rename_noreplace_exchange_and_whiteout() {
     let both = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE;
     assert_eq!(errno_of(m.rename(a.ino, b"f", b.ino, b"g", both, ME)), libc::EINVAL);
     // Exchanging a directory with a file across parents moves one ".." link.
-    let d = mkdir(&m, a.ino, "d");
-    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (3, 2));
+    let d = mkdir(m, a.ino, "d");
+    assert_eq!((nlink(m, a.ino), nlink(m, b.ino)), (3, 2));
     m.rename(a.ino, b"d", b.ino, b"g", libc::RENAME_EXCHANGE, ME).unwrap();
-    assert_eq!((nlink(&m, a.ino), nlink(&m, b.ino)), (2, 3));
+    assert_eq!((nlink(m, a.ino), nlink(m, b.ino)), (2, 3));
     assert_eq!(m.parent_of(d.ino).unwrap(), b.ino);
     // WHITEOUT leaves a 0:0 character device owned by the caller at the old name.
     m.rename(b.ino, b"g", a.ino, b"moved", libc::RENAME_WHITEOUT, ME).unwrap();
@@ -253,10 +296,9 @@ fn rename_noreplace_exchange_and_whiteout() {
     assert_eq!(m.lookup(a.ino, b"moved").unwrap().ino, d.ino);
 }
 
-#[test]
-fn xattrs_and_their_flags() {
-    let (_d, m) = fresh();
-    let f = mkfile(&m, ROOT_INO, "f");
+fn xattrs_and_their_flags(db: &Db) {
+    let m = &*db.meta;
+    let f = mkfile(m, ROOT_INO, "f");
     assert_eq!(errno_of(m.get_xattr(f.ino, b"user.a")), libc::ENODATA);
     assert_eq!(errno_of(m.set_xattr(f.ino, b"user.a", b"1", libc::XATTR_REPLACE)), libc::ENODATA);
     m.set_xattr(f.ino, b"user.a", b"1", libc::XATTR_CREATE).unwrap();
@@ -271,10 +313,9 @@ fn xattrs_and_their_flags() {
     assert_eq!(errno_of(m.list_xattr(999)), libc::ENOENT);
 }
 
-#[test]
-fn update_cuts_slices_and_a_refused_update_changes_nothing() {
-    let (_d, m) = fresh();
-    let f = mkfile(&m, ROOT_INO, "f");
+fn update_cuts_slices_and_a_refused_update_changes_nothing(db: &Db) {
+    let m = &*db.meta;
+    let f = mkfile(m, ROOT_INO, "f");
     let s = |chunk, pos, slice_id, len| NewSlice { chunk, pos, slice_id, len };
     let a = m
         .commit(f.ino, &[s(0, 0, 1, 100), s(0, 50, 2, 100), s(1, 0, 3, 10)], CHUNK_SIZE + 10, Some(42))
@@ -331,38 +372,142 @@ fn update_cuts_slices_and_a_refused_update_changes_nothing() {
     assert!(m.list_xattr(f.ino).unwrap().is_empty());
 }
 
-#[test]
-fn failed_operations_do_not_consume_ids_and_ids_never_repeat() {
-    let (_d, m) = fresh();
-    let a = mkfile(&m, ROOT_INO, "a");
+fn failed_operations_do_not_consume_ids_and_ids_never_repeat(db: &Db) {
+    let m = &*db.meta;
+    let a = mkfile(m, ROOT_INO, "a");
     assert_eq!(errno_of(m.create(ROOT_INO, b"b", &mut |_| Err(Errno::EIO))), libc::EIO);
-    let b = mkfile(&m, ROOT_INO, "b");
+    let b = mkfile(m, ROOT_INO, "b");
     assert_eq!(b.ino, a.ino + 1, "the failed create rolled back its inode number");
     m.unlink(ROOT_INO, b"b").unwrap();
     m.remove_if_orphan(b.ino).unwrap();
-    assert!(mkfile(&m, ROOT_INO, "c").ino > b.ino, "inode numbers are not reused");
+    assert!(mkfile(m, ROOT_INO, "c").ino > b.ino, "inode numbers are not reused");
     let (s1, s2) = (m.new_slice_id().unwrap(), m.new_slice_id().unwrap());
     assert!(s2 > s1);
     assert_eq!(m.usage().unwrap().inodes, 3);
 }
 
-#[test]
-fn a_second_connection_sees_committed_transactions() {
-    let (d, m) = fresh();
-    let f = mkfile(&m, ROOT_INO, "f");
+fn a_second_connection_sees_committed_transactions(db: &Db) {
+    let m = &*db.meta;
+    let f = mkfile(m, ROOT_INO, "f");
     m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 5, len: 3 }], 3, None).unwrap();
-    let other = SqliteMeta::open(&d.path().join("meta.db")).unwrap();
+    let other = (db.reopen)();
     assert_eq!(other.lookup(ROOT_INO, b"f").unwrap().size, 3);
     assert_eq!(other.slices(f.ino, 0).unwrap().len(), 1);
     // Writes from both connections interleave (busy_timeout, IMMEDIATE transactions).
     let t = std::thread::spawn(move || {
         for i in 0..50 {
-            mkfile(&other, ROOT_INO, &format!("o{i}"));
+            mkfile(&*other, ROOT_INO, &format!("o{i}"));
         }
     });
     for i in 0..50 {
-        mkfile(&m, ROOT_INO, &format!("m{i}"));
+        mkfile(m, ROOT_INO, &format!("m{i}"));
     }
     t.join().unwrap();
     assert_eq!(m.readdir(ROOT_INO, 0, 1000).unwrap().len(), 101);
 }
+
+/// Each scenario as an SQLite test, and all of them in one PostgreSQL test.
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_engine {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::fresh_sqlite());
+            })*
+        }
+
+        #[test]
+        fn postgres_engine_every_scenario() {
+            let Some(server) = pg_server::shared() else { return };
+            $(
+                eprintln!("postgres: {}", stringify!($name));
+                $name(&fresh_postgres(server));
+            )*
+        }
+    };
+}
+
+/// Four clients (separate connections) race creates, links, unlinks, renames between two
+/// directories, mkdir/rmdir and attribute changes on shared names; afterwards every entry
+/// names an existing inode, every link count matches the entries, and every directory's
+/// count is 2 + its subdirectories.
+fn concurrent_clients_keep_the_namespace_consistent(db: &Db) {
+    let root = &*db.meta;
+    let dirs = [mkdir(root, ROOT_INO, "d0").ino, mkdir(root, ROOT_INO, "d1").ino];
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let m = (db.reopen)();
+            std::thread::spawn(move || {
+                let mut rng = t * 7919 + 1;
+                for _ in 0..150 {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let (a, b) = (dirs[(rng >> 33) as usize % 2], dirs[(rng >> 34) as usize % 2]);
+                    let (n1, n2) = (format!("n{}", (rng >> 40) % 6), format!("n{}", (rng >> 45) % 6));
+                    // Outcomes like ENOENT or EEXIST are expected; engine errors are not.
+                    let ok = |r: MetaResult<()>| match r {
+                        Ok(()) | Err(MetaError::Fs(_)) => {}
+                        Err(e) => panic!("client {t}: {e}"),
+                    };
+                    match (rng >> 50) % 6 {
+                        0 => ok(m.create(a, n1.as_bytes(), &mut node(libc::S_IFREG | 0o644)).map(drop)),
+                        1 => ok(m.create(a, n1.as_bytes(), &mut node(libc::S_IFDIR | 0o755)).map(drop)),
+                        2 => ok(m
+                            .unlink(a, n1.as_bytes())
+                            .map(drop)
+                            .or_else(|_| m.rmdir(a, n1.as_bytes()).map(drop))),
+                        3 => ok(m.rename(a, n1.as_bytes(), b, n2.as_bytes(), 0, ME).map(drop)),
+                        4 => ok(m
+                            .lookup(a, n1.as_bytes())
+                            .and_then(|x| m.link(x.ino, b, n2.as_bytes()))
+                            .map(drop)),
+                        _ => ok(m
+                            .lookup(a, n1.as_bytes())
+                            .and_then(|x| {
+                                m.update(x.ino, &mut |i| {
+                                    i.attr.mtime_ns += 1;
+                                    Ok(())
+                                })
+                            })
+                            .map(drop)),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut names_of = std::collections::HashMap::<u64, u32>::new();
+    let mut subdirs = std::collections::HashMap::<u64, u32>::new();
+    for dir in [ROOT_INO, dirs[0], dirs[1]] {
+        for e in root.readdir(dir, 0, 10_000).unwrap() {
+            assert_eq!(root.getattr(e.attr.ino).unwrap(), e.attr, "entry of {dir} names a live inode");
+            *names_of.entry(e.attr.ino).or_default() += 1;
+            if e.attr.is_dir() {
+                *subdirs.entry(dir).or_default() += 1;
+                if dir != ROOT_INO {
+                    assert!(root.readdir(e.attr.ino, 0, 10).unwrap().is_empty(), "only empty dirs were made");
+                }
+            }
+        }
+    }
+    for (ino, names) in &names_of {
+        let a = root.getattr(*ino).unwrap();
+        let want = if a.is_dir() { 2 + subdirs.get(ino).copied().unwrap_or(0) } else { *names };
+        assert_eq!(a.nlink, want, "link count of inode {ino}");
+    }
+    assert_eq!(root.getattr(ROOT_INO).unwrap().nlink, 2 + subdirs[&ROOT_INO]);
+}
+
+on_every_engine!(
+    create_lookup_readdir_and_name_checks,
+    directory_link_counts_and_rmdir,
+    hard_links_unlink_and_orphans,
+    rename_plain_and_replacing,
+    rename_noreplace_exchange_and_whiteout,
+    xattrs_and_their_flags,
+    update_cuts_slices_and_a_refused_update_changes_nothing,
+    failed_operations_do_not_consume_ids_and_ids_never_repeat,
+    a_second_connection_sees_committed_transactions,
+    concurrent_clients_keep_the_namespace_consistent,
+);

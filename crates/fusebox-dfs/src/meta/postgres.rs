@@ -1,0 +1,329 @@
+//! The PostgreSQL engine, for file systems that several machines mount: a pool of connections
+//! (r2d2); write transactions READ COMMITTED that lock the inode rows they change first
+//! (`SELECT … FOR UPDATE`, see [`super::store`]), so concurrent writers to one directory
+//! queue instead of failing; read transactions REPEATABLE READ READ ONLY (one snapshot); a
+//! transaction that still lost to another client's (a detected deadlock) runs again.
+//!
+//! SERIALIZABLE was tried first: two clients creating files in one directory both update the
+//! directory's row, the later one fails, and one client in a tight loop kept winning, so the
+//! other ran out of retries.
+//!
+//! Failures are bounded in time: a connection is waited for at most [`CONNECT_TIMEOUT`], a
+//! statement runs at most [`STATEMENT_TIMEOUT`], and a server that stops answering is noticed
+//! by the TCP user timeout; the operation then fails (EIO to the caller) and the next one
+//! connects again, so the mount works again once the server is back.
+//!
+//! Credentials come from the URL or from the usual `PGUSER` / `PGPASSWORD` variables; the
+//! password never appears in messages ([`redact`]).
+
+use super::schema::Dialect;
+use super::sql::{Cell, Engine, Row, Tx, Value};
+use super::store::SqlMeta;
+use super::{Caller, MetaResult};
+use crate::error::MetaError;
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Config, IsolationLevel, NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Longest wait for a connection (at mount, and for each operation while the server is down).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a statement may run (lock waits included).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a transaction that lost a serialization conflict is tried again.
+const CONFLICT_RETRIES: u32 = 20;
+/// Connections kept per mount (metadata operations run on tokio's blocking pool).
+const POOL_SIZE: u32 = 16;
+
+/// The metadata store on PostgreSQL.
+pub type PostgresMeta = SqlMeta<Postgres>;
+
+/// A PostgreSQL database, as an [`Engine`].
+pub struct Postgres {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    name: String,
+}
+
+/// `url` without its password, in the user part or the query (for messages and logs).
+pub fn redact(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return if url.contains('@') || url.contains("password") {
+            "<unparsable URL>".into()
+        } else {
+            url.into()
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::Bytes(b) => b.to_sql(ty, out),
+            Value::Text(t) => t.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::INT8 | Type::INT4 | Type::BYTEA | Type::TEXT | Type::VARCHAR)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn sql_params<'a>(params: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+fn cell(row: &postgres::Row, i: usize) -> MetaResult<Cell> {
+    let ty = row.columns()[i].type_().clone();
+    let cell = match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Int),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into())),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Int(v.into())),
+        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Cell::Int(v.into())),
+        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Bytes),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            row.try_get::<_, Option<String>>(i)?.map(Cell::Text)
+        }
+        other => return Err(MetaError::Engine(format!("column {i} has unexpected type {other}"))),
+    };
+    Ok(cell.unwrap_or(Cell::Null))
+}
+
+impl Tx for Transaction<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
+        Ok(self.execute(sql, &sql_params(params))?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
+        let rows = Transaction::query(self, sql, &sql_params(params))?;
+        rows.iter().map(|r| Ok(Row((0..r.len()).map(|i| cell(r, i)).collect::<MetaResult<_>>()?))).collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> MetaResult<()> {
+        Ok(self.batch_execute(sql)?)
+    }
+
+    fn table_names(&mut self) -> MetaResult<Vec<String>> {
+        let rows = Tx::query(
+            self,
+            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    /// `SELECT … FOR UPDATE`, in inode order so that two transactions locking the same set
+    /// never wait for each other in a circle (other orders end in a detected deadlock, which
+    /// is retried like a conflict).
+    fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()> {
+        let mut sorted = inos.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for ino in sorted {
+            Tx::query(self, "SELECT 1 FROM inodes WHERE ino = $1 FOR UPDATE", &[Value::from(ino)])?;
+        }
+        Ok(())
+    }
+
+    /// A transaction-scoped advisory lock with a fixed key.
+    fn lock_renames(&mut self) -> MetaResult<()> {
+        Tx::query(self, "SELECT 1 FROM pg_advisory_xact_lock($1)", &[Value::Int(RENAME_LOCK_KEY)])?;
+        Ok(())
+    }
+}
+
+/// Key of the advisory lock cross-directory renames hold ("fbrename" in ASCII).
+const RENAME_LOCK_KEY: i64 = 0x6662_7265_6e61_6d65;
+
+impl Postgres {
+    /// Connect to the database at `url` (`postgres://user@host:port/db`); fails within
+    /// [`CONNECT_TIMEOUT`] with the reason when the server cannot be reached or refuses us.
+    pub fn connect(url: &str) -> MetaResult<Postgres> {
+        let name = redact(url);
+        let bad = |why: String| MetaError::Format(format!("{name}: {why}"));
+        let mut config = Config::from_str(url).map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_hosts().is_empty() {
+            return Err(bad("no host (expected postgres://user@host:port/database)".into()));
+        }
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(bad("sslmode=require: TLS connections are not supported yet".into()));
+        }
+        if config.get_user().is_none() {
+            match std::env::var("PGUSER") {
+                Ok(u) => config.user(&u),
+                Err(_) => return Err(bad("no user in the URL and PGUSER is not set".into())),
+            };
+        }
+        if config.get_password().is_none() {
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                config.password(p);
+            }
+        }
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_user_timeout(CONNECT_TIMEOUT * 2)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .application_name("fusebox-dfs")
+            .options(&format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis()));
+        // One direct attempt first: a missing database or a refused login is reported at once,
+        // with the server's reason, instead of after the pool's timeout.
+        let probe = config
+            .connect(NoTls)
+            .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {}", reason(&e))))?;
+        drop(probe);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(manager)
+            .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {e}")))?;
+        Ok(Postgres { pool, name })
+    }
+
+    fn run<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let mut attempt = 0;
+        loop {
+            match self.try_once(write, f) {
+                Err(MetaError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, why, "transaction conflict, running it again");
+                    // Back off a little, differently per thread, so two losers do not collide again.
+                    let jitter = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos() % 1000);
+                    std::thread::sleep(Duration::from_micros(u64::from(attempt * 200 + jitter)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_once<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let mut conn = self.pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
+        let mut tx = if write {
+            conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?
+        } else {
+            conn.build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?
+        };
+        let v = f(&mut tx)?;
+        tx.commit()?;
+        Ok(v)
+    }
+}
+
+impl Engine for Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    fn describe(&self) -> &str {
+        &self.name
+    }
+
+    fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.run(true, f)
+    }
+
+    fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.run(false, f)
+    }
+}
+
+/// What went wrong, in words: the server's message for errors it reported (the client's
+/// own text for those is only "db error"), the client's otherwise.
+fn reason(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// A statement failed: conflicts with other clients become [`MetaError::Conflict`] (run
+/// again), everything else [`MetaError::Engine`].
+impl From<postgres::Error> for MetaError {
+    fn from(e: postgres::Error) -> Self {
+        let conflict = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::UNIQUE_VIOLATION,
+        ];
+        match e.code() {
+            Some(code) if conflict.contains(code) => MetaError::Conflict(reason(&e)),
+            _ => MetaError::Engine(reason(&e)),
+        }
+    }
+}
+
+impl SqlMeta<Postgres> {
+    /// Create a new file system in the database at `url`; see [`SqlMeta::format_engine`].
+    pub fn format_url(url: &str, storage_url: &str, force: bool, root: Caller) -> MetaResult<PostgresMeta> {
+        SqlMeta::format_engine(Postgres::connect(url)?, storage_url, force, root)
+    }
+
+    /// Open the formatted database at `url`.
+    pub fn open_url(url: &str) -> MetaResult<PostgresMeta> {
+        SqlMeta::open_engine(Postgres::connect(url)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact("postgres://u:secret@127.0.0.1:5432/db"), "postgres://u:***@127.0.0.1:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(!redact("postgres://u:secret@[bad").contains("secret"));
+        assert_eq!(redact("postgres://h/db?user=u&password=secret"), "postgres://h/db?user=u&password=***");
+    }
+
+    #[test]
+    fn bad_urls_are_named_without_the_password() {
+        for (url, why) in [
+            ("postgres://u:pw@127.0.0.1:1/db?sslmode=require", "TLS"),
+            ("postgres:///db?user=u&password=pw", "no host"),
+            ("mysql://u:pw@h/db", "not a PostgreSQL URL"),
+        ] {
+            let e = Postgres::connect(url).err().expect(url).to_string();
+            assert!(e.contains(why) && !e.contains("pw@"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_fails_within_the_connect_timeout() {
+        let t = std::time::Instant::now();
+        // Port 1 on loopback: nothing listens there.
+        let e = Postgres::connect("postgres://u:pw@127.0.0.1:1/db").err().unwrap().to_string();
+        assert!(e.contains("cannot connect") && !e.contains(":pw"), "{e}");
+        assert!(t.elapsed() < CONNECT_TIMEOUT * 3, "{:?}", t.elapsed());
+    }
+}

@@ -1,0 +1,201 @@
+//! What the SQL engines share: statement parameters and result rows as plain values, a
+//! transaction interface each engine implements ([`Tx`]) and the way an engine runs
+//! transactions ([`Engine`]). The metadata operations themselves are written once, against
+//! these, in [`super::store`].
+//!
+//! Statements are written with PostgreSQL's numbered placeholders (`$1`, `$2`, …); the SQLite
+//! engine rewrites them to `?1`, `?2`, … (the same numbering).
+
+use super::schema::Dialect;
+use super::MetaResult;
+use crate::error::MetaError;
+
+/// A statement parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// A BIGINT.
+    Int(i64),
+    /// A byte string (BLOB / BYTEA).
+    Bytes(&'a [u8]),
+    /// A string (TEXT).
+    Text(&'a str),
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<u64> for Value<'_> {
+    /// Inode numbers, cookies, sizes and ids stay below 2^63, the range of a BIGINT.
+    fn from(v: u64) -> Self {
+        Value::Int(v as i64)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Value::Bytes(v)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Value<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(v: &'a String) -> Self {
+        Value::Text(v)
+    }
+}
+
+/// The parameters of a statement: `params![a, b]` is `&[Value::from(a), Value::from(b)]`.
+macro_rules! params {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::meta::sql::Value::from($v)),*][..]
+    };
+}
+pub(crate) use params;
+
+/// One column of a result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A byte string.
+    Bytes(Vec<u8>),
+    /// A string.
+    Text(String),
+}
+
+/// One result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row(pub Vec<Cell>);
+
+impl Row {
+    fn cell(&self, i: usize) -> MetaResult<&Cell> {
+        self.0.get(i).ok_or_else(|| MetaError::Engine(format!("result has no column {i}")))
+    }
+
+    /// Column `i` as an integer.
+    pub fn int(&self, i: usize) -> MetaResult<i64> {
+        match self.cell(i)? {
+            Cell::Int(v) => Ok(*v),
+            other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected an integer"))),
+        }
+    }
+
+    /// Column `i` as a non-negative integer.
+    pub fn uint(&self, i: usize) -> MetaResult<u64> {
+        let v = self.int(i)?;
+        u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("column {i} is negative ({v})")))
+    }
+
+    /// Column `i` as a byte string.
+    pub fn bytes(&self, i: usize) -> MetaResult<Vec<u8>> {
+        match self.cell(i)? {
+            Cell::Bytes(v) => Ok(v.clone()),
+            other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected bytes"))),
+        }
+    }
+
+    /// Column `i` as a string.
+    pub fn text(&self, i: usize) -> MetaResult<String> {
+        match self.cell(i)? {
+            Cell::Text(v) => Ok(v.clone()),
+            other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected text"))),
+        }
+    }
+}
+
+/// An open transaction of an engine.
+pub trait Tx {
+    /// Run a statement that returns no rows; the number of rows it changed.
+    fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64>;
+    /// Run a query; all its rows.
+    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>>;
+    /// Run several statements without parameters (the schema).
+    fn batch(&mut self, sql: &str) -> MetaResult<()>;
+    /// Names of the tables in the database (its current schema), in any order.
+    fn table_names(&mut self) -> MetaResult<Vec<String>>;
+    /// Lock the rows of inodes `inos` (existing ones) until the transaction ends, waiting for
+    /// other clients' transactions that hold them.
+    fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()>;
+    /// Take the lock that moves between directories hold until their transaction ends.
+    fn lock_renames(&mut self) -> MetaResult<()>;
+}
+
+impl dyn Tx + '_ {
+    /// The first row of a query, if any.
+    pub fn query_opt(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// The first row of a query that always returns one.
+    pub fn query_one(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Row> {
+        self.query_opt(sql, params)?.ok_or_else(|| MetaError::Engine(format!("no row from: {sql}")))
+    }
+}
+
+/// A database that runs transactions.
+pub trait Engine: Send + Sync + 'static {
+    /// The SQL dialect (for the schema).
+    const DIALECT: Dialect;
+
+    /// The database as named in messages (a path, or a URL without its password).
+    fn describe(&self) -> &str;
+
+    /// Run `f` in a write transaction: committed when `f` succeeds, rolled back otherwise.
+    /// An engine may run `f` again when the transaction conflicted with another client's.
+    fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
+
+    /// Run `f` in a read-only transaction (one consistent snapshot).
+    fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
+}
+
+/// `sql` with `$N` placeholders written as `?N` (SQLite's numbered form).
+pub fn question_marks(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_keep_their_numbers() {
+        assert_eq!(question_marks("a = $1 AND b = $12, '$'"), "a = ?1 AND b = ?12, '$'");
+    }
+
+    #[test]
+    fn rows_convert_or_say_why_not() {
+        let r = Row(vec![Cell::Int(-1), Cell::Bytes(b"x".to_vec()), Cell::Text("t".into()), Cell::Null]);
+        assert_eq!(r.int(0).unwrap(), -1);
+        assert!(r.uint(0).unwrap_err().to_string().contains("negative"));
+        assert_eq!(r.bytes(1).unwrap(), b"x");
+        assert_eq!(r.text(2).unwrap(), "t");
+        assert!(r.int(3).is_err() && r.int(9).is_err());
+        let p: &[Value] = params![1u64, &b"n"[..], "k"];
+        assert_eq!(p, [Value::Int(1), Value::Bytes(b"n"), Value::Text("k")]);
+    }
+}

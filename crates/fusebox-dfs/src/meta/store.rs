@@ -1,0 +1,802 @@
+//! The metadata operations, written once for every SQL engine: [`SqlMeta`] implements
+//! [`MetaStore`] on any [`Engine`] (SQLite, PostgreSQL). Each operation is one transaction.
+//!
+//! A write transaction first locks the inodes it will change ([`Tx::lock_inodes`]): the
+//! directories whose entries it changes before it reads them, then the inodes those entries
+//! name. With several clients on one database (PostgreSQL) this makes a create, unlink or
+//! rename of a name see and change the directory as the last committed writer left it, and
+//! an attribute change a read-modify-write that no other client interleaves with.
+
+use super::schema::{self, COUNTERS, FORMAT_MAGIC, FORMAT_VERSION};
+use super::sql::{params, Engine, Row, Tx};
+use super::*;
+use crate::layout::{block_len, blocks_covering, CHUNK_SIZE};
+use std::collections::BTreeSet;
+
+const ATTR_COLS: &str =
+    "ino, mode, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, nlink, version, generation";
+
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// A metadata store on engine `E`.
+pub struct SqlMeta<E: Engine> {
+    engine: E,
+}
+
+impl<E: Engine> std::fmt::Debug for SqlMeta<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlMeta").field("db", &self.engine.describe()).finish()
+    }
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn errno(e: i32) -> MetaError {
+    MetaError::Fs(Errno(e))
+}
+
+fn check_name(name: &[u8]) -> MetaResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(errno(libc::ENAMETOOLONG));
+    }
+    if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// The attributes in columns `at..at + 12` of `r` (`ATTR_COLS` order).
+fn attr_from_row(r: &Row, at: usize) -> MetaResult<Attr> {
+    Ok(Attr {
+        ino: r.uint(at)?,
+        mode: r.uint(at + 1)? as u32,
+        uid: r.uint(at + 2)? as u32,
+        gid: r.uint(at + 3)? as u32,
+        rdev: r.uint(at + 4)? as u32,
+        size: r.uint(at + 5)?,
+        atime_ns: r.int(at + 6)?,
+        mtime_ns: r.int(at + 7)?,
+        ctime_ns: r.int(at + 8)?,
+        nlink: r.uint(at + 9)? as u32,
+        version: r.uint(at + 10)?,
+        generation: r.uint(at + 11)?,
+    })
+}
+
+fn get_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
+    match c.query_opt(&format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1"), params![ino])? {
+        Some(r) => attr_from_row(&r, 0),
+        None => Err(errno(libc::ENOENT)),
+    }
+}
+
+/// Write all of `a`'s columns (`insert`: as a new row).
+fn store_attr(c: &mut dyn Tx, a: &Attr, insert: bool) -> MetaResult<()> {
+    let sql = if insert {
+        format!("INSERT INTO inodes ({ATTR_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+    } else {
+        "UPDATE inodes SET mode = $2, uid = $3, gid = $4, rdev = $5, size = $6, atime_ns = $7, mtime_ns = $8,
+         ctime_ns = $9, nlink = $10, version = $11, generation = $12 WHERE ino = $1"
+            .to_string()
+    };
+    let p = params![
+        a.ino,
+        a.mode as i64,
+        a.uid as i64,
+        a.gid as i64,
+        a.rdev as i64,
+        a.size,
+        a.atime_ns,
+        a.mtime_ns,
+        a.ctime_ns,
+        a.nlink as i64,
+        a.version,
+        a.generation,
+    ];
+    c.exec(&sql, p)?;
+    Ok(())
+}
+
+/// Take the next value of counter `name`.
+fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
+    c.query_one("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value - 1", params![name])?
+        .uint(0)
+}
+
+fn dir_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
+    let a = get_attr(c, ino)?;
+    if !a.is_dir() {
+        return Err(errno(libc::ENOTDIR));
+    }
+    Ok(a)
+}
+
+/// The inode and cookie of entry `name` in `parent`.
+fn dentry(c: &mut dyn Tx, parent: u64, name: &[u8]) -> MetaResult<Option<(u64, u64)>> {
+    match c.query_opt(
+        "SELECT ino, cookie FROM dentries WHERE parent = $1 AND name = $2",
+        params![parent, name],
+    )? {
+        Some(r) => Ok(Some((r.uint(0)?, r.uint(1)?))),
+        None => Ok(None),
+    }
+}
+
+fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64) -> MetaResult<()> {
+    let cookie = next(c, "next_cookie")?;
+    c.exec(
+        "INSERT INTO dentries (cookie, parent, name, ino) VALUES ($1, $2, $3, $4)",
+        params![cookie, parent, name, ino],
+    )?;
+    Ok(())
+}
+
+fn is_empty_dir(c: &mut dyn Tx, ino: u64) -> MetaResult<bool> {
+    Ok(c.query_opt("SELECT 1 FROM dentries WHERE parent = $1 LIMIT 1", params![ino])?.is_none())
+}
+
+fn xattr(c: &mut dyn Tx, ino: u64, name: &[u8]) -> MetaResult<Option<Vec<u8>>> {
+    match c.query_opt("SELECT value FROM xattrs WHERE ino = $1 AND name = $2", params![ino, name])? {
+        Some(r) => Ok(Some(r.bytes(0)?)),
+        None => Ok(None),
+    }
+}
+
+fn set_or_remove_xattr(c: &mut dyn Tx, ino: u64, name: &[u8], value: Option<&[u8]>) -> MetaResult<()> {
+    match value {
+        Some(v) => c.exec(
+            "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3)
+             ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value",
+            params![ino, name, v],
+        )?,
+        None => c.exec("DELETE FROM xattrs WHERE ino = $1 AND name = $2", params![ino, name])?,
+    };
+    Ok(())
+}
+
+fn load_inode(c: &mut dyn Tx, ino: u64) -> MetaResult<Inode> {
+    let attr = get_attr(c, ino)?;
+    Ok(Inode { attr, acl_access: xattr(c, ino, ACL_ACCESS)?, acl_default: xattr(c, ino, ACL_DEFAULT)? })
+}
+
+/// Change a directory's link count by `delta` and set its mtime and ctime (an entry was added
+/// or removed).
+fn touch_dir(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult<()> {
+    c.exec(
+        "UPDATE inodes SET nlink = nlink + $2, mtime_ns = $3, ctime_ns = $3, version = version + 1 WHERE ino = $1",
+        params![ino, nlink_delta, now],
+    )?;
+    Ok(())
+}
+
+/// Change an inode's link count by `delta` (never below 0) and set its ctime.
+fn touch_node(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult<()> {
+    c.exec(
+        "UPDATE inodes SET nlink = CASE WHEN nlink + $2 < 0 THEN 0 ELSE nlink + $2 END, ctime_ns = $3,
+         version = version + 1 WHERE ino = $1",
+        params![ino, nlink_delta, now],
+    )?;
+    Ok(())
+}
+
+/// Cut the slices of `ino` at `size`: slices past it go, the one across it is shortened.
+fn cut_slices(c: &mut dyn Tx, ino: u64, size: u64) -> MetaResult<()> {
+    let (chunk, at) = (size / CHUNK_SIZE, size % CHUNK_SIZE);
+    c.exec(
+        "DELETE FROM chunk_slices WHERE ino = $1 AND (chunk > $2 OR (chunk = $2 AND pos >= $3))",
+        params![ino, chunk, at],
+    )?;
+    c.exec(
+        "UPDATE chunk_slices SET len = $3 - pos WHERE ino = $1 AND chunk = $2 AND pos + len > $3",
+        params![ino, chunk, at],
+    )?;
+    Ok(())
+}
+
+fn delete_inode(c: &mut dyn Tx, ino: u64) -> MetaResult<()> {
+    for table in ["inodes", "xattrs", "symlinks", "chunk_slices"] {
+        c.exec(&format!("DELETE FROM {table} WHERE ino = $1"), params![ino])?;
+    }
+    Ok(())
+}
+
+/// The directory holding `ino`, if it has a name.
+fn parent(c: &mut dyn Tx, ino: u64) -> MetaResult<Option<u64>> {
+    match c.query_opt("SELECT parent FROM dentries WHERE ino = $1 LIMIT 1", params![ino])? {
+        Some(r) => Ok(Some(r.uint(0)?)),
+        None => Ok(None),
+    }
+}
+
+/// True when `ancestor` is `ino` or one of the directories above it.
+fn is_ancestor(c: &mut dyn Tx, ancestor: u64, mut ino: u64) -> MetaResult<bool> {
+    let mut hops = 0;
+    loop {
+        if ino == ancestor {
+            return Ok(true);
+        }
+        if ino == ROOT_INO {
+            return Ok(false);
+        }
+        let Some(p) = parent(c, ino)? else { return Ok(false) };
+        ino = p;
+        hops += 1;
+        if hops > 1_000_000 {
+            return Err(MetaError::Corrupt(format!("directory loop above inode {ino}")));
+        }
+    }
+}
+
+/// A new inode's attributes: times now, one link (two for a directory), version 1.
+fn new_attr(ino: u64, mode: u32, uid: u32, gid: u32, now: i64) -> Attr {
+    let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
+    Attr {
+        ino,
+        mode,
+        uid,
+        gid,
+        atime_ns: now,
+        mtime_ns: now,
+        ctime_ns: now,
+        nlink: if is_dir { 2 } else { 1 },
+        version: 1,
+        ..Default::default()
+    }
+}
+
+impl<E: Engine> SqlMeta<E> {
+    /// Create a new file system in `engine`'s database, whose blocks live at `storage_url`. A
+    /// database holding any table is refused unless `force`, which drops every table first.
+    pub fn format_engine(engine: E, storage_url: &str, force: bool, root: Caller) -> MetaResult<SqlMeta<E>> {
+        let db = engine.describe().to_string();
+        engine.write(&mut |c| {
+            let tables = c.table_names()?;
+            if !tables.is_empty() && !force {
+                return Err(MetaError::Format(format!(
+                    "{db} is not empty ({} tables); use --force to erase it",
+                    tables.len()
+                )));
+            }
+            for t in &tables {
+                c.batch(&format!("DROP TABLE IF EXISTS \"{}\"", t.replace('"', "\"\"")))?;
+            }
+            c.batch(&schema::ddl(E::DIALECT))?;
+            for (k, v) in [
+                ("format", FORMAT_MAGIC),
+                ("version", &FORMAT_VERSION.to_string()),
+                ("storage_url", storage_url),
+            ] {
+                c.exec("INSERT INTO fb_format (key, value) VALUES ($1, $2)", params![k, v])?;
+            }
+            for (name, v) in COUNTERS {
+                c.exec("INSERT INTO counters (name, value) VALUES ($1, $2)", params![*name, *v])?;
+            }
+            let mut a = new_attr(ROOT_INO, libc::S_IFDIR | 0o755, root.uid, root.gid, now_ns());
+            a.version = 0;
+            store_attr(c, &a, true)
+        })?;
+        tracing::info!(db, storage_url, "formatted");
+        Ok(SqlMeta { engine })
+    }
+
+    /// Open a formatted database; an unformatted or foreign database, or an unsupported
+    /// format version, is a [`MetaError::Format`] saying which.
+    pub fn open_engine(engine: E) -> MetaResult<SqlMeta<E>> {
+        let meta = SqlMeta { engine };
+        meta.info()?;
+        Ok(meta)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.engine.write(&mut f)
+    }
+
+    fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.engine.read(&mut f)
+    }
+}
+
+impl<E: Engine> MetaStore for SqlMeta<E> {
+    fn info(&self) -> MetaResult<FormatInfo> {
+        let db = self.engine.describe();
+        self.read(|c| {
+            let tables = c.table_names().map_err(|e| MetaError::Format(format!("{db}: {e}")))?;
+            if tables.is_empty() {
+                return Err(MetaError::Format(format!(
+                    "{db} is not formatted (run `fusebox dfs format {db} --storage URL`)"
+                )));
+            }
+            if !tables.iter().any(|t| t == "fb_format") {
+                return Err(MetaError::Format(format!(
+                    "{db} holds a foreign schema (tables {}), not a fusebox-dfs file system",
+                    tables.join(", ")
+                )));
+            }
+            let mut get = |k: &str| -> MetaResult<Option<String>> {
+                c.query_opt("SELECT value FROM fb_format WHERE key = $1", params![k])?
+                    .map(|r| r.text(0))
+                    .transpose()
+            };
+            if get("format")?.as_deref() != Some(FORMAT_MAGIC) {
+                return Err(MetaError::Format(format!(
+                    "{db} holds a foreign schema (no fusebox-dfs marker)"
+                )));
+            }
+            let version = get("version")?.and_then(|v| v.parse::<u32>().ok());
+            if version != Some(FORMAT_VERSION) {
+                return Err(MetaError::Format(format!(
+                    "{db} has format version {}, this fusebox supports {FORMAT_VERSION}",
+                    version.map_or("unknown".into(), |v| v.to_string())
+                )));
+            }
+            let storage_url =
+                get("storage_url")?.ok_or_else(|| MetaError::Corrupt(format!("{db}: no storage_url")))?;
+            Ok(FormatInfo { version: FORMAT_VERSION, storage_url })
+        })
+    }
+
+    fn lookup(&self, parent: u64, name: &[u8]) -> MetaResult<Attr> {
+        if name.len() > NAME_MAX {
+            return Err(errno(libc::ENAMETOOLONG));
+        }
+        self.read(|c| {
+            dir_attr(c, parent)?;
+            let (ino, _) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
+            get_attr(c, ino).map_err(|e| match e {
+                MetaError::Fs(_) => {
+                    MetaError::Corrupt(format!("entry in {parent} names missing inode {ino}"))
+                }
+                e => e,
+            })
+        })
+    }
+
+    fn parent_of(&self, ino: u64) -> MetaResult<u64> {
+        if ino == ROOT_INO {
+            return Ok(ROOT_INO);
+        }
+        self.read(|c| parent(c, ino)?.ok_or(errno(libc::ENOENT)))
+    }
+
+    fn getattr(&self, ino: u64) -> MetaResult<Attr> {
+        self.read(|c| get_attr(c, ino))
+    }
+
+    fn update(&self, ino: u64, f: &mut dyn FnMut(&mut Inode) -> Result<(), Errno>) -> MetaResult<Attr> {
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            let before = load_inode(c, ino)?;
+            let mut node = before.clone();
+            f(&mut node)?;
+            node.attr.ino = ino;
+            node.attr.version = before.attr.version + 1;
+            if node.attr.size < before.attr.size {
+                cut_slices(c, ino, node.attr.size)?;
+            }
+            store_attr(c, &node.attr, false)?;
+            if node.acl_access != before.acl_access {
+                set_or_remove_xattr(c, ino, ACL_ACCESS, node.acl_access.as_deref())?;
+            }
+            if node.acl_default != before.acl_default {
+                set_or_remove_xattr(c, ino, ACL_DEFAULT, node.acl_default.as_deref())?;
+            }
+            Ok(node.attr)
+        })
+    }
+
+    fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
+    ) -> MetaResult<Attr> {
+        check_name(name)?;
+        self.write(|c| {
+            c.lock_inodes(&[parent])?;
+            dir_attr(c, parent)?;
+            if dentry(c, parent, name)?.is_some() {
+                return Err(errno(libc::EEXIST));
+            }
+            let p = load_inode(c, parent)?;
+            let n = f(&p)?;
+            let now = now_ns();
+            let ino = next(c, "next_ino")?;
+            let mut attr = new_attr(ino, n.mode, n.uid, n.gid, now);
+            attr.rdev = n.rdev;
+            attr.size = n.symlink.as_ref().map_or(0, |t| t.len() as u64);
+            store_attr(c, &attr, true)?;
+            if let Some(t) = &n.symlink {
+                c.exec("INSERT INTO symlinks (ino, target) VALUES ($1, $2)", params![ino, t])?;
+            }
+            for (k, v) in &n.xattrs {
+                set_or_remove_xattr(c, ino, k, Some(v))?;
+            }
+            add_dentry(c, parent, name, ino)?;
+            touch_dir(c, parent, if attr.is_dir() { 1 } else { 0 }, now)?;
+            Ok(attr)
+        })
+    }
+
+    fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr> {
+        check_name(newname)?;
+        self.write(|c| {
+            c.lock_inodes(&[ino, newparent])?;
+            dir_attr(c, newparent)?;
+            if get_attr(c, ino)?.is_dir() {
+                return Err(errno(libc::EPERM));
+            }
+            if dentry(c, newparent, newname)?.is_some() {
+                return Err(errno(libc::EEXIST));
+            }
+            let now = now_ns();
+            add_dentry(c, newparent, newname, ino)?;
+            touch_node(c, ino, 1, now)?;
+            touch_dir(c, newparent, 0, now)?;
+            get_attr(c, ino)
+        })
+    }
+
+    fn unlink(&self, parent: u64, name: &[u8]) -> MetaResult<Attr> {
+        self.write(|c| {
+            c.lock_inodes(&[parent])?;
+            dir_attr(c, parent)?;
+            let (ino, cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
+            c.lock_inodes(&[ino])?;
+            if get_attr(c, ino)?.is_dir() {
+                return Err(errno(libc::EISDIR));
+            }
+            let now = now_ns();
+            c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+            touch_node(c, ino, -1, now)?;
+            touch_dir(c, parent, 0, now)?;
+            get_attr(c, ino)
+        })
+    }
+
+    fn rmdir(&self, parent: u64, name: &[u8]) -> MetaResult<Attr> {
+        if name == b"." {
+            return Err(errno(libc::EINVAL));
+        }
+        if name == b".." {
+            return Err(errno(libc::ENOTEMPTY));
+        }
+        self.write(|c| {
+            c.lock_inodes(&[parent])?;
+            dir_attr(c, parent)?;
+            let (ino, cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
+            // Locked before the emptiness check: a create inside it locks it too.
+            c.lock_inodes(&[ino])?;
+            let mut a = get_attr(c, ino)?;
+            if !a.is_dir() {
+                return Err(errno(libc::ENOTDIR));
+            }
+            if !is_empty_dir(c, ino)? {
+                return Err(errno(libc::ENOTEMPTY));
+            }
+            let now = now_ns();
+            c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+            a.nlink = 0;
+            a.ctime_ns = now;
+            a.version += 1;
+            store_attr(c, &a, false)?;
+            touch_dir(c, parent, -1, now)?;
+            Ok(a)
+        })
+    }
+
+    fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+        caller: Caller,
+    ) -> MetaResult<Option<Attr>> {
+        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !known != 0 || exchange && flags & (libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT) != 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        check_name(newname)?;
+        if name.len() > NAME_MAX {
+            return Err(errno(libc::ENAMETOOLONG));
+        }
+        self.write(|c| {
+            if parent != newparent {
+                // Moves between directories run one at a time, so the ancestor check below
+                // cannot race another move into a loop (the VFS does the same per mount).
+                c.lock_renames()?;
+            }
+            c.lock_inodes(&[parent, newparent])?;
+            dir_attr(c, parent)?;
+            dir_attr(c, newparent)?;
+            let (src, src_cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
+            let dst = dentry(c, newparent, newname)?;
+            match dst {
+                Some((d, _)) => c.lock_inodes(&[src, d])?,
+                None => c.lock_inodes(&[src])?,
+            }
+            if dst.map(|d| d.0) == Some(src) {
+                return Ok(None); // Two names of one inode: POSIX says do nothing.
+            }
+            match (dst, exchange) {
+                (None, true) => return Err(errno(libc::ENOENT)),
+                (Some(_), false) if flags & libc::RENAME_NOREPLACE != 0 => return Err(errno(libc::EEXIST)),
+                _ => {}
+            }
+            let src_attr = get_attr(c, src)?;
+            let dst_attr = match dst {
+                Some((d, _)) => Some(get_attr(c, d)?),
+                None => None,
+            };
+            // A directory may not move below itself.
+            if src_attr.is_dir() && is_ancestor(c, src, newparent)? {
+                return Err(errno(libc::EINVAL));
+            }
+            if let (true, Some(d)) = (exchange, &dst_attr) {
+                if d.is_dir() && is_ancestor(c, d.ino, parent)? {
+                    return Err(errno(libc::EINVAL));
+                }
+            }
+            if let (false, Some(d)) = (exchange, &dst_attr) {
+                match (src_attr.is_dir(), d.is_dir()) {
+                    (true, false) => return Err(errno(libc::ENOTDIR)),
+                    (false, true) => return Err(errno(libc::EISDIR)),
+                    (true, true) if !is_empty_dir(c, d.ino)? => return Err(errno(libc::ENOTEMPTY)),
+                    _ => {}
+                }
+            }
+            let now = now_ns();
+            let cross = parent != newparent;
+            if exchange {
+                let (d, d_cookie) = dst.ok_or(errno(libc::ENOENT))?;
+                let d_attr = dst_attr.as_ref().ok_or(errno(libc::ENOENT))?;
+                c.exec("UPDATE dentries SET ino = $2 WHERE cookie = $1", params![src_cookie, d])?;
+                c.exec("UPDATE dentries SET ino = $2 WHERE cookie = $1", params![d_cookie, src])?;
+                // A directory moving one way and a non-directory the other way moves a ".." link.
+                let delta = match (src_attr.is_dir(), d_attr.is_dir()) {
+                    (true, false) if cross => 1,
+                    (false, true) if cross => -1,
+                    _ => 0,
+                };
+                touch_dir(c, parent, -delta, now)?;
+                if cross {
+                    touch_dir(c, newparent, delta, now)?;
+                }
+                touch_node(c, src, 0, now)?;
+                touch_node(c, d, 0, now)?;
+                return Ok(None);
+            }
+            // Plain rename (maybe replacing `dst`).
+            let mut replaced = None;
+            if let Some((_, d_cookie)) = dst {
+                c.exec("DELETE FROM dentries WHERE cookie = $1", params![d_cookie])?;
+                let mut da = dst_attr.clone().ok_or(errno(libc::ENOENT))?;
+                if da.is_dir() {
+                    da.nlink = 0;
+                    touch_dir(c, newparent, -1, now)?;
+                } else {
+                    da.nlink = da.nlink.saturating_sub(1);
+                }
+                da.ctime_ns = now;
+                da.version += 1;
+                store_attr(c, &da, false)?;
+                replaced = Some(da);
+            }
+            let cookie = next(c, "next_cookie")?;
+            c.exec(
+                "UPDATE dentries SET cookie = $2, parent = $3, name = $4 WHERE cookie = $1",
+                params![src_cookie, cookie, newparent, newname],
+            )?;
+            let moved_dir = src_attr.is_dir() && cross;
+            touch_dir(c, parent, if moved_dir { -1 } else { 0 }, now)?;
+            if cross {
+                touch_dir(c, newparent, if moved_dir { 1 } else { 0 }, now)?;
+            }
+            touch_node(c, src, 0, now)?;
+            if flags & libc::RENAME_WHITEOUT != 0 {
+                // The old name now holds a whiteout: a 0:0 character device owned by the caller.
+                let w = new_attr(next(c, "next_ino")?, libc::S_IFCHR, caller.uid, caller.gid, now);
+                store_attr(c, &w, true)?;
+                add_dentry(c, parent, name, w.ino)?;
+            }
+            Ok(replaced)
+        })
+    }
+
+    fn readlink(&self, ino: u64) -> MetaResult<Vec<u8>> {
+        self.read(|c| {
+            get_attr(c, ino)?;
+            match c.query_opt("SELECT target FROM symlinks WHERE ino = $1", params![ino])? {
+                Some(r) => r.bytes(0),
+                None => Err(errno(libc::EINVAL)),
+            }
+        })
+    }
+
+    fn readdir(&self, ino: u64, after: u64, limit: usize) -> MetaResult<Vec<DirItem>> {
+        self.read(|c| {
+            dir_attr(c, ino)?;
+            let cols = ATTR_COLS.split(", ").map(|col| format!("i.{col}")).collect::<Vec<_>>().join(", ");
+            let rows = c.query(
+                &format!(
+                    "SELECT {cols}, d.cookie, d.name FROM dentries d JOIN inodes i ON i.ino = d.ino
+                     WHERE d.parent = $1 AND d.cookie > $2 ORDER BY d.cookie LIMIT $3"
+                ),
+                params![ino, after, limit as u64],
+            )?;
+            rows.iter()
+                .map(|r| Ok(DirItem { attr: attr_from_row(r, 0)?, cookie: r.uint(12)?, name: r.bytes(13)? }))
+                .collect()
+        })
+    }
+
+    fn get_xattr(&self, ino: u64, name: &[u8]) -> MetaResult<Vec<u8>> {
+        self.read(|c| {
+            get_attr(c, ino)?;
+            xattr(c, ino, name)?.ok_or(errno(libc::ENODATA))
+        })
+    }
+
+    fn list_xattr(&self, ino: u64) -> MetaResult<Vec<Vec<u8>>> {
+        self.read(|c| {
+            get_attr(c, ino)?;
+            let rows = c.query("SELECT name FROM xattrs WHERE ino = $1 ORDER BY name", params![ino])?;
+            rows.iter().map(|r| r.bytes(0)).collect()
+        })
+    }
+
+    fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> MetaResult<()> {
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            get_attr(c, ino)?;
+            let exists = xattr(c, ino, name)?.is_some();
+            if flags & libc::XATTR_CREATE != 0 && exists {
+                return Err(errno(libc::EEXIST));
+            }
+            if flags & libc::XATTR_REPLACE != 0 && !exists {
+                return Err(errno(libc::ENODATA));
+            }
+            set_or_remove_xattr(c, ino, name, Some(value))?;
+            touch_node(c, ino, 0, now_ns())
+        })
+    }
+
+    fn remove_xattr(&self, ino: u64, name: &[u8]) -> MetaResult<()> {
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            get_attr(c, ino)?;
+            if xattr(c, ino, name)?.is_none() {
+                return Err(errno(libc::ENODATA));
+            }
+            set_or_remove_xattr(c, ino, name, None)?;
+            touch_node(c, ino, 0, now_ns())
+        })
+    }
+
+    fn new_slice_id(&self) -> MetaResult<u64> {
+        self.write(|c| next(c, "next_slice"))
+    }
+
+    fn slices(&self, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
+        self.read(|c| {
+            let rows = c.query(
+                "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
+                 WHERE ino = $1 AND chunk = $2 ORDER BY seq",
+                params![ino, chunk],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SliceRef {
+                        seq: r.uint(0)?,
+                        pos: r.uint(1)?,
+                        slice_id: r.uint(2)?,
+                        slice_size: r.uint(3)?,
+                        off: r.uint(4)?,
+                        len: r.uint(5)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr> {
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            let mut a = get_attr(c, ino)?;
+            if !a.is_file() {
+                return Err(errno(libc::EINVAL));
+            }
+            for s in slices {
+                if s.pos + s.len > CHUNK_SIZE || s.len == 0 {
+                    return Err(MetaError::Corrupt(format!("slice {s:?} does not fit its chunk")));
+                }
+                let seq = next(c, "next_seq")?;
+                c.exec(
+                    "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+                    params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
+                )?;
+            }
+            a.size = a.size.max(end);
+            if let Some(t) = mtime_ns {
+                a.mtime_ns = t;
+                a.ctime_ns = t;
+            }
+            a.version += 1;
+            store_attr(c, &a, false)?;
+            Ok(a)
+        })
+    }
+
+    fn remove_if_orphan(&self, ino: u64) -> MetaResult<bool> {
+        if ino == ROOT_INO {
+            return Ok(false);
+        }
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            match get_attr(c, ino) {
+                Ok(_) => {}
+                Err(MetaError::Fs(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if parent(c, ino)?.is_some() {
+                return Ok(false);
+            }
+            delete_inode(c, ino)?;
+            Ok(true)
+        })
+    }
+
+    fn reclaim_orphans(&self) -> MetaResult<u64> {
+        self.write(|c| {
+            let orphans = c.query(
+                "SELECT ino FROM inodes WHERE ino != 1 AND NOT EXISTS
+                 (SELECT 1 FROM dentries WHERE dentries.ino = inodes.ino)",
+                params![],
+            )?;
+            for r in &orphans {
+                delete_inode(c, r.uint(0)?)?;
+            }
+            Ok(orphans.len() as u64)
+        })
+    }
+
+    fn usage(&self) -> MetaResult<Usage> {
+        self.read(|c| {
+            let r = c.query_one(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN mode & 61440 = 32768 THEN size ELSE 0 END), 0) AS BIGINT)
+                 FROM inodes",
+                params![],
+            )?;
+            Ok(Usage { inodes: r.uint(0)?, bytes: r.uint(1)? })
+        })
+    }
+
+    fn referenced_blocks(&self) -> MetaResult<Vec<BlockRef>> {
+        self.read(|c| {
+            let rows = c.query("SELECT slice_id, slice_size, off, len FROM chunk_slices", params![])?;
+            let mut set = BTreeSet::new();
+            for r in &rows {
+                let (slice_id, size, off, len) = (r.uint(0)?, r.uint(1)?, r.uint(2)?, r.uint(3)?);
+                for index in blocks_covering(off, len) {
+                    set.insert(BlockRef { slice_id, index, len: block_len(size, index) });
+                }
+            }
+            Ok(set.into_iter().collect())
+        })
+    }
+}
