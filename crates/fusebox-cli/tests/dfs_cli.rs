@@ -1,9 +1,9 @@
 //! `fusebox dfs format|fsck|gc` and `fusebox mount dfs` through the binary: what users see on
 //! success and on every bad input (one line on stderr, exit code 1, nothing changed).
 
-#[path = "../../fusebox-dfs/src/meta/pg_server.rs"]
-mod pg_server;
 mod support;
+#[path = "../../fusebox-dfs/src/testing/mod.rs"]
+mod testing;
 
 use std::fs;
 use std::path::Path;
@@ -94,7 +94,7 @@ fn mount_write_umount_then_fsck_and_gc() {
 
 #[test]
 fn mount_write_umount_then_fsck_and_gc_postgres() {
-    let Some(server) = pg_server::shared() else { return };
+    let Some(server) = testing::pg_server::shared() else { return };
     let dir = tempfile::tempdir().unwrap();
     mount_write_umount_then_fsck_and_gc_on(&dir, &server.new_database());
 }

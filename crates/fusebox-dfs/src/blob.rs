@@ -1,6 +1,13 @@
 //! The block store: immutable objects holding file data, behind the [`BlobStore`] trait.
-//! [`ObjectBlobStore`] implements it with the `object_store` crate (a local directory today;
-//! the same code serves S3 once its builder is wired to a URL).
+//! [`ObjectBlobStore`] implements it with the `object_store` crate: a local directory
+//! (`file:///dir`) or an S3 bucket (`s3://bucket[/prefix]?endpoint=…&region=…`).
+//!
+//! S3 requests are bounded in time: 5 s to connect, 60 s per request, at most 3 retries within
+//! 15 s; then the operation fails (EIO to the caller). Credentials come from the environment
+//! as the AWS tools read them (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//! `AWS_SESSION_TOKEN`, web identity, container or instance credentials), never from the URL;
+//! `anonymous=true` sends unsigned requests (a bucket open to anyone). The bucket, prefix,
+//! endpoint and region come only from the URL (an `AWS_REGION` is used when it names none).
 
 use crate::error::{BlobError, UrlError};
 use bytes::Bytes;
@@ -10,6 +17,16 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest wait for a connection to the object store.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a single request (a 4 MiB block up or down) may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Retries of a failed request, all within [`RETRY_WINDOW`].
+const RETRIES: usize = 3;
+/// Time after the first attempt in which a request is retried.
+const RETRY_WINDOW: Duration = Duration::from_secs(15);
 
 /// One stored object, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,23 +59,111 @@ fn store_err(key: &str, e: object_store::Error) -> BlobError {
     }
 }
 
+/// The S3 store `url` names (see [`ObjectBlobStore::from_url`]).
+fn s3_from_url(url: &url::Url) -> Result<ObjectBlobStore, String> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as Key};
+    use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+    let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or("expected s3://bucket[/prefix]")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials belong in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, not in the URL".into());
+    }
+    // Where the data lives comes only from the URL (it is stored in the metadata, so every
+    // mount must read it the same way); from the environment only how to authenticate.
+    let mut b = AmazonS3Builder::new().with_bucket_name(bucket).with_virtual_hosted_style_request(false);
+    let mut region_from_env = None;
+    for (k, v) in std::env::vars() {
+        let Some(lower) = k.strip_prefix("AWS_").map(|_| k.to_ascii_lowercase()) else { continue };
+        match lower.parse::<Key>() {
+            Ok(
+                key @ (Key::AccessKeyId
+                | Key::SecretAccessKey
+                | Key::Token
+                | Key::ContainerCredentialsRelativeUri
+                | Key::ContainerCredentialsFullUri
+                | Key::ContainerAuthorizationTokenFile
+                | Key::WebIdentityTokenFile
+                | Key::RoleArn
+                | Key::RoleSessionName
+                | Key::StsEndpoint
+                | Key::MetadataEndpoint
+                | Key::ImdsV1Fallback),
+            ) => b = b.with_config(key, v),
+            Ok(Key::Region | Key::DefaultRegion) => region_from_env = region_from_env.or(Some(v)),
+            _ => {}
+        }
+    }
+    let (mut endpoint, mut region, mut anonymous) = (None, None, false);
+    for (k, v) in url.query_pairs() {
+        match &*k {
+            "endpoint" => {
+                let e = url::Url::parse(&v).map_err(|e| format!("endpoint '{v}': {e}"))?;
+                if !matches!(e.scheme(), "http" | "https") {
+                    return Err(format!("endpoint '{v}' must be an http:// or https:// URL"));
+                }
+                endpoint = Some((v.to_string(), e.scheme() == "http"));
+            }
+            "region" => region = Some(v.to_string()),
+            "anonymous" => {
+                anonymous = match &*v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("anonymous={v}: expected true or false")),
+                }
+            }
+            other => {
+                return Err(format!("unknown parameter '{other}' (expected endpoint, region, anonymous)"))
+            }
+        }
+    }
+    let mut options =
+        ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(REQUEST_TIMEOUT);
+    if let Some((e, http)) = &endpoint {
+        b = b.with_endpoint(e.clone());
+        options = options.with_allow_http(*http);
+    }
+    if let Some(r) = region.or(region_from_env) {
+        b = b.with_region(r);
+    }
+    let retry =
+        RetryConfig { backoff: BackoffConfig::default(), max_retries: RETRIES, retry_timeout: RETRY_WINDOW };
+    let s3 = b
+        .with_skip_signature(anonymous)
+        .with_retry(retry)
+        .with_client_options(options)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let prefix = url.path().trim_matches('/');
+    let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        Arc::new(s3)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+    };
+    let at = endpoint.map_or(String::new(), |(e, _)| format!(" at {e}"));
+    Ok(ObjectBlobStore { inner, local_root: None, name: format!("bucket {bucket}{at}") })
+}
+
 /// A [`BlobStore`] on top of an `object_store` implementation.
 #[derive(Debug, Clone)]
 pub struct ObjectBlobStore {
     inner: Arc<dyn ObjectStore>,
     /// For a local directory: its path, so puts can be fsynced (object_store does not).
     local_root: Option<PathBuf>,
+    /// What the store is, for messages (`bucket b at http://…`, a directory path).
+    name: String,
 }
 
 impl ObjectBlobStore {
     /// Wrap any `object_store` (tests use `object_store::memory::InMemory`).
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        ObjectBlobStore { inner, local_root: None }
+        ObjectBlobStore { inner, local_root: None, name: "object store".into() }
     }
 
-    /// The store a storage URL names. Supported: `file:///absolute/dir` (created if missing).
+    /// The store a storage URL names: `file:///absolute/dir` (created if missing) or
+    /// `s3://bucket[/prefix]` with optional query parameters `endpoint` (an S3-compatible
+    /// server such as SeaweedFS or MinIO; path-style requests) and `region`. The bucket is not
+    /// contacted here: [`Self::check`] does that.
     pub fn from_url(url: &str) -> Result<Self, UrlError> {
-        let err = |reason: String| UrlError { what: "storage", url: url.to_string(), reason };
+        let err = |reason: String| UrlError { what: "storage", url: crate::url::redact(url), reason };
         let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
         match parsed.scheme() {
             "file" => {
@@ -71,10 +176,26 @@ impl ObjectBlobStore {
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| err(e.to_string()))?
                     .with_automatic_cleanup(true);
-                Ok(ObjectBlobStore { inner: Arc::new(fs), local_root: Some(dir) })
+                let name = dir.display().to_string();
+                Ok(ObjectBlobStore { inner: Arc::new(fs), local_root: Some(dir), name })
             }
-            "s3" => Err(err("S3 storage is not implemented yet (issue 17)".into())),
-            other => Err(err(format!("unsupported scheme '{other}' (expected file)"))),
+            "s3" => s3_from_url(&parsed).map_err(err),
+            other => Err(err(format!("unsupported scheme '{other}' (expected file or s3)"))),
+        }
+    }
+
+    /// Check that the store answers and (S3) that the bucket exists: one listing request.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        let prefix = ObjectPath::from("blocks");
+        match self.inner.list_with_delimiter(Some(&prefix)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("NoSuchBucket") {
+                    return Err(BlobError::Store(format!("{}: the bucket does not exist", self.name)));
+                }
+                Err(BlobError::Store(format!("{}: {text}", self.name)))
+            }
         }
     }
 
@@ -146,16 +267,55 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        for bad in ["", "blocks", "http://x/y", "file://host/dir", "s3://bucket/x"] {
-            assert!(ObjectBlobStore::from_url(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("", "relative URL"),
+            ("blocks", "relative URL"),
+            ("http://x/y", "unsupported scheme"),
+            ("file://host/dir", "local path"),
+            ("s3:///x", "s3://bucket"),
+            ("s3://key:secret@bucket", "AWS_ACCESS_KEY_ID"),
+            ("s3://b?endpoint=ftp://h", "http:// or https://"),
+            ("s3://b?endpont=http://h", "unknown parameter 'endpont'"),
+            ("s3://b?anonymous=maybe", "expected true or false"),
+        ] {
+            let e = ObjectBlobStore::from_url(bad).unwrap_err().to_string();
+            assert!(e.contains(why) && !e.contains("secret"), "{bad}: {e}");
         }
+        assert!(ObjectBlobStore::from_url(
+            "s3://bucket/some/prefix?endpoint=http://127.0.0.1:8333&region=eu"
+        )
+        .is_ok());
     }
 
     #[tokio::test]
     async fn local_store_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/blocks", dir.path().display());
+        round_trip(&ObjectBlobStore::from_url(&url).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_store_round_trip_and_checks() {
+        let Some(server) = tokio::task::spawn_blocking(crate::testing::s3_server::shared).await.unwrap()
+        else {
+            return;
+        };
+        let url = tokio::task::spawn_blocking(|| server.new_bucket()).await.unwrap();
         let s = ObjectBlobStore::from_url(&url).unwrap();
+        s.check().await.unwrap();
+        round_trip(&s).await;
+        // A bucket that does not exist, and a server that does not answer: clear errors, soon.
+        let missing = ObjectBlobStore::from_url(&server.url("no-such-bucket")).unwrap();
+        let e = missing.check().await.unwrap_err().to_string();
+        assert!(e.contains("bucket no-such-bucket") && e.contains("does not exist"), "{e}");
+        let dead = ObjectBlobStore::from_url("s3://b?endpoint=http://127.0.0.1:1&anonymous=true").unwrap();
+        let t = std::time::Instant::now();
+        let e = dead.check().await.unwrap_err().to_string();
+        assert!(e.contains("bucket b at http://127.0.0.1:1"), "{e}");
+        assert!(t.elapsed() < RETRY_WINDOW * 3, "{:?}", t.elapsed());
+    }
+
+    async fn round_trip(s: &ObjectBlobStore) {
         s.put("blocks/01/1_0".into(), Bytes::from_static(b"hello")).await.unwrap();
         assert_eq!(&s.get("blocks/01/1_0".into()).await.unwrap()[..], b"hello");
         let list = s.list("blocks".into()).await.unwrap();

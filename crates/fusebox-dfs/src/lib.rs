@@ -1,7 +1,7 @@
 //! fusebox-dfs: a distributed file system for fusebox. Metadata (inodes, names, xattrs, the
 //! slice lists of files) lives in a SQL database behind [`meta::MetaStore`] (SQLite or PostgreSQL);
 //! file data lives as immutable block objects behind [`blob::BlobStore`] (a local directory
-//! through `object_store` today). [`fs::DfsFs`] serves both through fusebox's async API.
+//! or an S3 bucket through `object_store`). [`fs::DfsFs`] serves both through fusebox's async API.
 //!
 //! Layout of file data ([`layout`]): a file is cut into 64 MiB chunks; each chunk holds slices
 //! (one per committed write session and range), newest over oldest; a slice's data is stored
@@ -16,6 +16,8 @@ pub mod error;
 pub mod fs;
 pub mod layout;
 pub mod meta;
+#[cfg(test)]
+pub mod testing;
 pub mod url;
 pub mod writer;
 

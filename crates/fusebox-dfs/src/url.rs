@@ -2,11 +2,36 @@
 //! `postgres://user@host:port/database` (also `postgresql://`).
 
 use crate::error::{MetaError, UrlError};
-use crate::meta::postgres::{redact, PostgresMeta};
+use crate::meta::postgres::PostgresMeta;
 use crate::meta::sqlite::SqliteMeta;
 use crate::meta::{Caller, MetaStore};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// `url` without its password, in the user part or the query (for messages and logs).
+pub fn redact(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return if url.contains('@') || url.contains("password") {
+            "<unparsable URL>".into()
+        } else {
+            url.into()
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
 
 /// A parsed metadata URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +121,14 @@ pub fn format_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact("postgres://u:secret@127.0.0.1:5432/db"), "postgres://u:***@127.0.0.1:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(!redact("postgres://u:secret@[bad").contains("secret"));
+        assert_eq!(redact("postgres://h/db?user=u&password=secret"), "postgres://h/db?user=u&password=***");
+    }
 
     #[test]
     fn meta_urls() {

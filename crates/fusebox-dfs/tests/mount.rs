@@ -8,8 +8,8 @@
 mod common;
 #[path = "../../fusebox-fs/tests/fsx/engine.rs"]
 mod fsx_engine;
-#[path = "../src/meta/pg_server.rs"]
-mod pg_server;
+#[path = "../src/testing/mod.rs"]
+mod testing;
 
 use common::{checksum, random_bytes, wait_until, within, TestMount};
 use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem};
@@ -24,32 +24,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A formatted file system: metadata at `meta_url`, and in a temp dir `blocks/`, `cache/`
-/// (and `meta.db` for SQLite).
+/// A formatted file system: metadata at `meta_url`, blocks at `blocks_url`, and a temp dir
+/// for `cache/` (and for SQLite `meta.db`, for a local store `blocks/`).
 struct Store {
     dir: tempfile::TempDir,
     meta_url: String,
+    blocks_url: String,
 }
 
 impl Store {
-    /// On SQLite.
+    /// The embedded pair: SQLite and a local block directory.
     fn new() -> Store {
         let dir = tempfile::Builder::new().prefix("fusebox-dfs-").tempdir().unwrap();
         let meta_url = format!("sqlite://{}/meta.db", dir.path().display());
-        Store::format(dir, meta_url)
+        let blocks_url = format!("file://{}/blocks", dir.path().display());
+        Store::format(dir, meta_url, blocks_url)
     }
-    /// On a fresh database of `server`.
-    fn postgres(server: &pg_server::PgServer) -> Store {
+    /// The shared pair: a fresh database of a real PostgreSQL server and a fresh bucket of a
+    /// real S3 server (SeaweedFS); `None` when either is not installed (and not required).
+    fn postgres_s3() -> Option<Store> {
+        let (pg, s3) = (testing::pg_server::shared()?, testing::s3_server::shared()?);
         let dir = tempfile::Builder::new().prefix("fusebox-dfs-pg-").tempdir().unwrap();
-        Store::format(dir, server.new_database())
+        Some(Store::format(dir, pg.new_database(), s3.new_bucket()))
     }
-    fn format(dir: tempfile::TempDir, meta_url: String) -> Store {
-        let s = Store { dir, meta_url };
-        format_meta(&s.meta_url, &s.blocks_url(), false, Caller { uid: 0, gid: 0 }).unwrap();
+    fn format(dir: tempfile::TempDir, meta_url: String, blocks_url: String) -> Store {
+        let s = Store { dir, meta_url, blocks_url };
+        format_meta(&s.meta_url, &s.blocks_url, false, Caller { uid: 0, gid: 0 }).unwrap();
         s
-    }
-    fn blocks_url(&self) -> String {
-        format!("file://{}/blocks", self.dir.path().display())
     }
     /// A file system instance on this store (a fresh metadata connection).
     fn fs(&self) -> DfsFs {
@@ -90,24 +91,29 @@ fn posix_suite_writethrough() {
 }
 
 #[test]
-fn posix_suite_postgres_writeback() {
-    let Some(server) = pg_server::shared() else { return };
-    posix_suite(Store::postgres(server), WRITEBACK);
+fn posix_suite_postgres_s3_writeback() {
+    let Some(store) = Store::postgres_s3() else { return };
+    posix_suite(store, WRITEBACK);
 }
 
 /// Read a whole file through an unmounted file system instance.
 async fn read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Vec<u8> {
+    try_read_unmounted(fs, ino, len).await.unwrap()
+}
+
+/// [`read_unmounted`], with the first error instead of a panic.
+async fn try_read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Result<Vec<u8>, fusebox::Errno> {
     let req = RequestInfo { unique: 1, uid: 0, gid: 0, pid: 0, umask: 0 };
     let mut out = Vec::new();
     while (out.len() as u64) < len {
         let args = ReadArgs { fh: FileHandle(0), offset: out.len() as u64, size: 1 << 20, flags: 0 };
-        let chunk = fs.read(req, NodeId(ino), args).await.unwrap();
+        let chunk = fs.read(req, NodeId(ino), args).await?;
         if chunk.is_empty() {
             break;
         }
         out.extend(chunk);
     }
-    out
+    Ok(out)
 }
 
 /// Close-to-open: once close(2) returns, another metadata connection on the same database
@@ -139,9 +145,11 @@ fn close_to_open_through_a_second_connection() {
 }
 
 #[test]
-fn close_to_open_through_a_second_connection_postgres() {
-    let Some(server) = pg_server::shared() else { return };
-    close_commits_data_visible_to_a_second_metadata_connection(|| Store::postgres(server));
+fn close_to_open_through_a_second_connection_postgres_s3() {
+    if Store::postgres_s3().is_none() {
+        return;
+    }
+    close_commits_data_visible_to_a_second_metadata_connection(|| Store::postgres_s3().unwrap());
 }
 
 // ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
@@ -234,7 +242,7 @@ fn fsx(store: Store, opts: &str, name: &str) {
     );
     let report = rt.block_on(fusebox_dfs::check::fsck(
         fs.meta(),
-        &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
+        &ObjectBlobStore::from_url(&store.blocks_url).unwrap(),
     ));
     assert!(report.unwrap().is_ok());
 }
@@ -250,9 +258,9 @@ fn fsx_dfs_writethrough() {
 }
 
 #[test]
-fn fsx_dfs_postgres_writeback() {
-    let Some(server) = pg_server::shared() else { return };
-    fsx(Store::postgres(server), WRITEBACK, "dfs-postgres/writeback");
+fn fsx_dfs_postgres_s3_writeback() {
+    let Some(store) = Store::postgres_s3() else { return };
+    fsx(store, WRITEBACK, "dfs-postgres-s3/writeback");
 }
 
 /// SIGKILL of the daemon while writers write, fsync and close: after a new mount every file
@@ -264,9 +272,9 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
 }
 
 #[test]
-fn sigkill_during_writes_loses_nothing_acknowledged_postgres() {
-    let Some(server) = pg_server::shared() else { return };
-    sigkill_during_writes(Store::postgres(server));
+fn sigkill_during_writes_loses_nothing_acknowledged_postgres_s3() {
+    let Some(store) = Store::postgres_s3() else { return };
+    sigkill_during_writes(store);
 }
 
 fn sigkill_during_writes(store: Store) {
@@ -326,10 +334,7 @@ fn sigkill_during_writes(store: Store) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let fs = store.fs();
     let report = rt
-        .block_on(fusebox_dfs::check::fsck(
-            fs.meta(),
-            &ObjectBlobStore::from_url(&store.blocks_url()).unwrap(),
-        ))
+        .block_on(fusebox_dfs::check::fsck(fs.meta(), &ObjectBlobStore::from_url(&store.blocks_url).unwrap()))
         .unwrap();
     assert!(report.is_ok(), "missing blocks after the crash: {:?}", report.missing);
     eprintln!(
@@ -344,8 +349,10 @@ fn sigkill_during_writes(store: Store) {
 /// mount works again.
 #[test]
 fn postgres_restarted_under_a_live_mount() {
-    let Some(mut server) = pg_server::PgServer::start() else { return };
-    let store = Store::postgres(&server);
+    let Some(mut server) = testing::pg_server::PgServer::start() else { return };
+    let dir = tempfile::Builder::new().prefix("fusebox-dfs-pg-").tempdir().unwrap();
+    let blocks_url = format!("file://{}/blocks", dir.path().display());
+    let store = Store::format(dir, server.new_database(), blocks_url);
     let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
     std::fs::write(m.path("before"), b"committed").unwrap();
     server.stop();
@@ -359,4 +366,54 @@ fn postgres_restarted_under_a_live_mount() {
     assert_eq!(std::fs::read(m.path("after")).unwrap(), b"back");
     let names: Vec<_> = std::fs::read_dir(&m.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// The object store goes away under a live mount: a close(2) that must upload fails with EIO
+/// within the store's bounded retries (no hang) and commits nothing; once the store is back the
+/// same mount works again, and the file written before is intact.
+#[test]
+fn s3_restarted_under_a_live_mount() {
+    let Some(mut s3) = testing::s3_server::S3Server::start() else { return };
+    let dir = tempfile::Builder::new().prefix("fusebox-dfs-s3-").tempdir().unwrap();
+    let meta_url = format!("sqlite://{}/meta.db", dir.path().display());
+    let store = Store::format(dir, meta_url, s3.new_bucket());
+    let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
+    let before = random_bytes(1, 3 << 20);
+    std::fs::write(m.path("before"), &before).unwrap();
+    s3.stop();
+    let path = m.path("during");
+    let r = within(Duration::from_secs(120), move || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(&[7u8; 100_000])?;
+        fusebox::sys::close(std::os::fd::OwnedFd::from(f))
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO), "close(2) while the store is down");
+    s3.restart();
+    drop(m);
+    // Read through a fresh instance with an empty block cache, so the data comes from the
+    // store: `before` is intact; `during` was either never committed (empty) or, if the
+    // release retried after the restart, committed whole: never half.
+    let uncached = open_fs(&store.meta_url, &store.dir.path().join("cache-after"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let a = uncached.meta().lookup(ROOT_INO, b"before").unwrap();
+    // The gateway answers before every volume server has registered again: reads may fail
+    // with EIO for a few seconds after the restart, then must return the data.
+    let t = std::time::Instant::now();
+    let back = loop {
+        match rt.block_on(try_read_unmounted(&uncached, a.ino, a.size)) {
+            Ok(v) => break v,
+            Err(e) if t.elapsed() < Duration::from_secs(60) => {
+                eprintln!("read after the restart: {e:?}, trying again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("the store came back but reads still fail: {e:?}"),
+        }
+    };
+    assert!(back == before, "data after the restart");
+    let d = uncached.meta().lookup(ROOT_INO, b"during").unwrap();
+    let got = rt.block_on(read_unmounted(&uncached, d.ino, d.size));
+    assert!(got.is_empty() || got == vec![7u8; 100_000], "half-committed: {} bytes", got.len());
+    let Some(m) = mount_in_process(&store, WRITEBACK) else { return };
+    std::fs::write(m.path("after"), b"back").unwrap();
+    assert_eq!(std::fs::read(m.path("after")).unwrap(), b"back");
 }

@@ -244,6 +244,4 @@ pub trait MetaStore: Send + Sync + 'static {
 }
 
 #[cfg(test)]
-pub mod pg_server;
-#[cfg(test)]
 mod tests;

@@ -14,13 +14,14 @@
 //! connects again, so the mount works again once the server is back.
 //!
 //! Credentials come from the URL or from the usual `PGUSER` / `PGPASSWORD` variables; the
-//! password never appears in messages ([`redact`]).
+//! password never appears in messages ([`crate::url::redact`]).
 
 use super::schema::Dialect;
 use super::sql::{Cell, Engine, Row, Tx, Value};
 use super::store::SqlMeta;
 use super::{Caller, MetaResult};
 use crate::error::MetaError;
+use crate::url::redact;
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
@@ -45,31 +46,6 @@ pub type PostgresMeta = SqlMeta<Postgres>;
 pub struct Postgres {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     name: String,
-}
-
-/// `url` without its password, in the user part or the query (for messages and logs).
-pub fn redact(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return if url.contains('@') || url.contains("password") {
-            "<unparsable URL>".into()
-        } else {
-            url.into()
-        };
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query_pairs().any(|(k, _)| k == "password") {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "password" { "***".to_string() } else { v.into_owned() };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
 }
 
 impl ToSql for Value<'_> {
@@ -266,8 +242,10 @@ fn reason(e: &postgres::Error) -> String {
     }
 }
 
-/// A statement failed: conflicts with other clients become [`MetaError::Conflict`] (run
-/// again), everything else [`MetaError::Engine`].
+/// A statement failed: conflicts with other clients (serialization failures, detected
+/// deadlocks) become [`MetaError::Conflict`] (run again), everything else, a unique violation
+/// included (the row locks rule it out, so one is a bug to report, not to retry),
+/// [`MetaError::Engine`].
 impl From<postgres::Error> for MetaError {
     fn from(e: postgres::Error) -> Self {
         let conflict = [
@@ -297,14 +275,6 @@ impl SqlMeta<Postgres> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(redact("postgres://u:secret@127.0.0.1:5432/db"), "postgres://u:***@127.0.0.1:5432/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert!(!redact("postgres://u:secret@[bad").contains("secret"));
-        assert_eq!(redact("postgres://h/db?user=u&password=secret"), "postgres://h/db?user=u&password=***");
-    }
 
     #[test]
     fn bad_urls_are_named_without_the_password() {

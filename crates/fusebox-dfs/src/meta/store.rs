@@ -118,6 +118,17 @@ fn dir_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
     Ok(a)
 }
 
+/// A directory that may get new entries: not removed. Another client's kernel may still hold
+/// a directory this one removed (nlink 0, kept until forgotten); an entry added there would
+/// be unreachable and never reclaimed.
+fn live_dir(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
+    let a = dir_attr(c, ino)?;
+    if a.nlink == 0 {
+        return Err(errno(libc::ENOENT));
+    }
+    Ok(a)
+}
+
 /// The inode and cookie of entry `name` in `parent`.
 fn dentry(c: &mut dyn Tx, parent: u64, name: &[u8]) -> MetaResult<Option<(u64, u64)>> {
     match c.query_opt(
@@ -405,7 +416,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         check_name(name)?;
         self.write(|c| {
             c.lock_inodes(&[parent])?;
-            dir_attr(c, parent)?;
+            live_dir(c, parent)?;
             if dentry(c, parent, name)?.is_some() {
                 return Err(errno(libc::EEXIST));
             }
@@ -432,8 +443,10 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr> {
         check_name(newname)?;
         self.write(|c| {
-            c.lock_inodes(&[ino, newparent])?;
-            dir_attr(c, newparent)?;
+            // Directory first, then the inode, as unlink does.
+            c.lock_inodes(&[newparent])?;
+            c.lock_inodes(&[ino])?;
+            live_dir(c, newparent)?;
             if get_attr(c, ino)?.is_dir() {
                 return Err(errno(libc::EPERM));
             }
@@ -522,7 +535,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             }
             c.lock_inodes(&[parent, newparent])?;
             dir_attr(c, parent)?;
-            dir_attr(c, newparent)?;
+            live_dir(c, newparent)?;
             let (src, src_cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
             let dst = dentry(c, newparent, newname)?;
             match dst {
@@ -596,6 +609,10 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 store_attr(c, &da, false)?;
                 replaced = Some(da);
             }
+            // Counters are always taken in the order next_ino, next_cookie (as create does), so
+            // two transactions never wait for each other's counter rows in a circle.
+            let whiteout_ino =
+                if flags & libc::RENAME_WHITEOUT != 0 { Some(next(c, "next_ino")?) } else { None };
             let cookie = next(c, "next_cookie")?;
             c.exec(
                 "UPDATE dentries SET cookie = $2, parent = $3, name = $4 WHERE cookie = $1",
@@ -607,9 +624,9 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 touch_dir(c, newparent, if moved_dir { 1 } else { 0 }, now)?;
             }
             touch_node(c, src, 0, now)?;
-            if flags & libc::RENAME_WHITEOUT != 0 {
+            if let Some(w_ino) = whiteout_ino {
                 // The old name now holds a whiteout: a 0:0 character device owned by the caller.
-                let w = new_attr(next(c, "next_ino")?, libc::S_IFCHR, caller.uid, caller.gid, now);
+                let w = new_attr(w_ino, libc::S_IFCHR, caller.uid, caller.gid, now);
                 store_attr(c, &w, true)?;
                 add_dentry(c, parent, name, w.ino)?;
             }
@@ -756,6 +773,12 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             if parent(c, ino)?.is_some() {
                 return Ok(false);
             }
+            // A removed directory with entries would take them out of reach: keep it (and
+            // log it; live_dir() prevents this).
+            if !is_empty_dir(c, ino)? {
+                tracing::error!(ino, "a removed directory still has entries; not deleting it");
+                return Ok(false);
+            }
             delete_inode(c, ino)?;
             Ok(true)
         })
@@ -768,10 +791,17 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                  (SELECT 1 FROM dentries WHERE dentries.ino = inodes.ino)",
                 params![],
             )?;
+            let mut deleted = 0;
             for r in &orphans {
-                delete_inode(c, r.uint(0)?)?;
+                // Locked and looked at again: a link may have named it since the select.
+                let ino = r.uint(0)?;
+                c.lock_inodes(&[ino])?;
+                if parent(c, ino)?.is_none() && is_empty_dir(c, ino)? {
+                    delete_inode(c, ino)?;
+                    deleted += 1;
+                }
             }
-            Ok(orphans.len() as u64)
+            Ok(deleted)
         })
     }
 

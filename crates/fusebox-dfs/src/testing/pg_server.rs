@@ -3,13 +3,9 @@
 //! installs it) and stopped when the fixture is dropped. As root, the server runs as the
 //! `postgres` user (PostgreSQL refuses to run as root).
 //!
-//! A shell watchdog stops the server when the test process is gone, so a killed test run
-//! leaves no server behind. Without PostgreSQL installed the tests that need it are skipped,
-//! unless `FUSEBOX_REQUIRE_POSTGRES=1` (CI) makes that a failure.
-//!
-//! Used by the crate's unit tests and, through `#[path]`, by its mount tests.
-
-#![allow(dead_code)]
+//! A [`Watchdog`] stops the server when the test process is gone, so a killed test run leaves
+//! no server behind. Without PostgreSQL installed the tests that need it are skipped, unless
+//! `FUSEBOX_REQUIRE_POSTGRES=1` (CI) makes that a failure.
 
 use std::net::TcpListener;
 use std::os::unix::fs::chown;
@@ -19,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::watchdog::Watchdog;
 
 /// Database user the clusters are created with (trust authentication on 127.0.0.1).
 pub const USER: &str = "fusebox";
@@ -30,7 +28,7 @@ pub struct PgServer {
     port: u16,
     run_as: Option<(u32, u32)>,
     child: Option<Child>,
-    watchdog: Option<Child>,
+    watchdog: Option<Watchdog>,
 }
 
 /// The directory with `initdb` and `postgres` of the newest installed PostgreSQL.
@@ -122,31 +120,18 @@ impl PgServer {
             .stderr(log)
             .spawn()
             .unwrap();
-        // The watchdog runs as this process's user (so it may signal both): once this process
-        // has exited it stops the server (SIGINT: fast shutdown) and removes the cluster, which
-        // is how a shared fixture, never dropped, goes away.
-        let script = format!(
-            "while kill -0 {parent} 2>/dev/null && kill -0 {pg} 2>/dev/null; do sleep 1; done; \
-             kill -0 {parent} 2>/dev/null && exit 0; kill -INT {pg} 2>/dev/null; \
-             while kill -0 {pg} 2>/dev/null; do sleep 0.2; done; rm -rf \"$1\"",
-            parent = std::process::id(),
-            pg = child.id(),
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("sh")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Fast shutdown (SIGINT) when this process is gone.
+        let watchdog = Watchdog::start(child.id(), "INT", self.dir.path());
         self.child = Some(child);
         self.watchdog = Some(watchdog);
         let t = Instant::now();
         while postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(60), "PostgreSQL did not start: {}", self.log());
+            let exited = self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            assert!(
+                !exited && t.elapsed() < Duration::from_secs(60),
+                "PostgreSQL did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -172,13 +157,13 @@ impl PgServer {
 
     /// Stop the server (fast shutdown: clients see their connections cut).
     pub fn stop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.dismiss();
+        }
         if let Some(mut child) = self.child.take() {
+            // The server runs as another user: signal it as root would with kill(1).
             let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
             let _ = child.wait();
-        }
-        // It sees the server gone within a second and exits (this process still lives).
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.wait();
         }
     }
 
