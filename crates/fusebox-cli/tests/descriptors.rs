@@ -6,51 +6,8 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::path::Path;
 use support::*;
-
-/// A foreground passthrough daemon; unmounted and reaped on drop.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    src: PathBuf,
-    mnt: PathBuf,
-    child: Child,
-}
-
-impl Daemon {
-    fn start(opts: &str) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("fusebox-fds-").tempdir().unwrap();
-        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
-        fs::create_dir(&src).unwrap();
-        fs::create_dir(&mnt).unwrap();
-        let child = fusebox()
-            .args(["mount", "passthrough"])
-            .arg(&src)
-            .arg(&mnt)
-            .args(["-f", "-o", opts])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Daemon { _dir: dir, src, mnt, child };
-        assert!(
-            wait_until(Duration::from_secs(20), || fusebox::session::query_status(&d.mnt).is_ok()),
-            "passthrough -o {opts} did not come up"
-        );
-        d
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = fusebox().arg("umount").arg(&self.mnt).status();
-        if !wait_until(Duration::from_secs(10), || self.child.try_wait().is_ok_and(|s| s.is_some())) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 /// Open `dir/f{i}` for reading and writing, i = 0.., until the process runs out of
 /// descriptors (EMFILE) or of files; the files stay open in the returned vector.
@@ -75,7 +32,7 @@ fn a_process_opens_as_many_files_through_the_mount_as_natively() {
         rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024) as usize;
     // The daemon's own data path (write-back) and kernel passthrough.
     for opts in ["writeback", "kernel_passthrough"] {
-        let d = Daemon::start(opts);
+        let d = Daemon::start("passthrough", opts);
         let files = limit + 16;
         for i in 0..files {
             fs::write(d.src.join(format!("f{i}")), b"x").unwrap();

@@ -11,41 +11,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use support::*;
 
-/// A foreground passthrough daemon on temp directories; unmounted and reaped on drop.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    mnt: PathBuf,
-    src: PathBuf,
-    child: Child,
-}
-
 impl Daemon {
-    fn start(opts: &str) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("fusebox-kpt-").tempdir().unwrap();
-        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
-        fs::create_dir(&src).unwrap();
-        fs::create_dir(&mnt).unwrap();
-        let child = fusebox()
-            .args(["mount", "passthrough"])
-            .arg(&src)
-            .arg(&mnt)
-            .args(["-f", "-o", opts])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Daemon { _dir: dir, mnt, src, child };
-        assert!(
-            wait_until(Duration::from_secs(20), || fusebox::session::query_status(&d.mnt).is_ok()),
-            "passthrough -o {opts} did not come up"
-        );
-        d
-    }
-
     fn status(&self) -> fusebox::session::StatusReport {
         fusebox::session::query_status(&self.mnt).expect("stats")
     }
@@ -76,22 +47,12 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = fusebox().arg("umount").arg(&self.mnt).status();
-        if !wait_until(Duration::from_secs(10), || self.child.try_wait().is_ok_and(|s| s.is_some())) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn opens_use_kernel_passthrough_and_data_bypasses_the_daemon() {
     if !can_mount() {
         return;
     }
-    let d = Daemon::start("kernel_passthrough");
+    let d = Daemon::start("passthrough", "kernel_passthrough");
     let flags = d.status().init.flags;
     assert!(flags.iter().any(|f| f == "PASSTHROUGH"), "PASSTHROUGH not negotiated: {flags:?}");
     assert!(!flags.iter().any(|f| f == "WRITEBACK_CACHE"), "the kernel never grants both: {flags:?}");
@@ -131,7 +92,7 @@ fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
     if !can_mount() {
         return;
     }
-    let d = Daemon::start("kernel_passthrough");
+    let d = Daemon::start("passthrough", "kernel_passthrough");
     const FILES: usize = 16;
     for i in 0..FILES {
         fs::write(d.mnt.join(format!("f{i}")), b"x").unwrap();
@@ -173,7 +134,7 @@ fn open_files_hold_no_daemon_descriptors() {
         return;
     }
     // A small cache of O_PATH descriptors (bounded by fd_cache, not by open files).
-    let d = Daemon::start("kernel_passthrough,fd_cache=16");
+    let d = Daemon::start("passthrough", "kernel_passthrough,fd_cache=16");
     const FILES: usize = 3000;
     for i in 0..FILES {
         fs::write(d.src.join(format!("f{i}")), b"data").unwrap();

@@ -26,41 +26,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::time::Duration;
 use support::*;
 
-/// A foreground daemon on a temp mountpoint; unmounted and reaped on drop, even when the test
-/// fails.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    src: PathBuf,
-    mnt: PathBuf,
-    child: Child,
-}
-
 impl Daemon {
-    fn start(fs: &str, opts: &str) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("fusebox-budget-").tempdir().unwrap();
-        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
-        std::fs::create_dir(&src).unwrap();
-        std::fs::create_dir(&mnt).unwrap();
-        let mut cmd = fusebox();
-        cmd.args(["mount", fs]);
-        if fs == "passthrough" {
-            cmd.arg(&src);
-        }
-        cmd.arg(&mnt).args(["-f", "-o", opts]);
-        let child = cmd.spawn().expect("starting fusebox");
-        let d = Daemon { _dir: dir, src, mnt, child };
-        assert!(
-            wait_until(Duration::from_secs(20), || fusebox::session::query_status(&d.mnt).is_ok()),
-            "{fs} -o {opts} did not come up"
-        );
-        d
-    }
-
     /// Request counts per opcode, once the daemon is idle and the counts stay put (RELEASE
     /// and FORGET arrive after the system call that caused them has returned).
     fn counts(&self) -> BTreeMap<String, u64> {
@@ -102,16 +72,6 @@ impl Daemon {
     fn forgets(&self) -> u64 {
         let c = self.counts();
         c.get("FORGET").copied().unwrap_or(0) + c.get("BATCH_FORGET").copied().unwrap_or(0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = fusebox().arg("umount").arg(&self.mnt).status();
-        if !wait_until(Duration::from_secs(10), || self.child.try_wait().is_ok_and(|s| s.is_some())) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
     }
 }
 

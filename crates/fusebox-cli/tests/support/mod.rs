@@ -38,3 +38,49 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A foreground `fusebox mount FS` daemon on its own temp directories (`src` is SOURCE for
+/// passthrough); unmounted and reaped on drop, even when the test fails.
+pub struct Daemon {
+    _dir: tempfile::TempDir,
+    /// SOURCE of a passthrough mount (an empty directory for other file systems).
+    pub src: std::path::PathBuf,
+    /// The mountpoint.
+    pub mnt: std::path::PathBuf,
+    /// The daemon process.
+    pub child: std::process::Child,
+}
+
+impl Daemon {
+    /// Mount `fs` (`passthrough` gets `src` as SOURCE) with `-o opts` and wait until it
+    /// answers `fusebox stats`.
+    pub fn start(fs: &str, opts: &str) -> Daemon {
+        let dir = tempfile::Builder::new().prefix(&format!("fusebox-{fs}-")).tempdir().unwrap();
+        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&mnt).unwrap();
+        let mut cmd = fusebox();
+        cmd.args(["mount", fs]);
+        if fs == "passthrough" {
+            cmd.arg(&src);
+        }
+        cmd.arg(&mnt).args(["-f", "-o", opts]).stdin(std::process::Stdio::null());
+        let child = cmd.spawn().expect("starting fusebox");
+        let d = Daemon { _dir: dir, src, mnt, child };
+        assert!(
+            wait_until(Duration::from_secs(20), || fusebox::session::query_status(&d.mnt).is_ok()),
+            "{fs} -o {opts} did not come up"
+        );
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = fusebox().arg("umount").arg(&self.mnt).status();
+        if !wait_until(Duration::from_secs(10), || self.child.try_wait().is_ok_and(|s| s.is_some())) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
