@@ -23,9 +23,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The metadata store on SQLite.
 pub type SqliteMeta = SqlMeta<Sqlite>;
 
-/// An SQLite database file, as an [`Engine`].
+/// An SQLite database file, as an [`Engine`]: one connection for writes and one for reads,
+/// so a read (a stat, a lookup) never waits for a write transaction's fsync: in WAL mode a
+/// reader sees the last committed state while the writer works.
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    reader: Mutex<Connection>,
     path: PathBuf,
     name: String,
 }
@@ -114,7 +117,18 @@ impl Sqlite {
             )));
         }
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
-        Ok(Sqlite { conn: Mutex::new(conn), path: path.to_path_buf(), name: path.display().to_string() })
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(not_db)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+        })
     }
 
     /// The database file.
@@ -124,10 +138,11 @@ impl Sqlite {
 
     fn run<T>(
         &self,
+        conn: &Mutex<Connection>,
         behavior: TransactionBehavior,
         f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>,
     ) -> MetaResult<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut tx = conn.transaction_with_behavior(behavior)?;
         let v = f(&mut tx)?;
         tx.commit()?;
@@ -143,11 +158,11 @@ impl Engine for Sqlite {
     }
 
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
-        self.run(TransactionBehavior::Immediate, f)
+        self.run(&self.conn, TransactionBehavior::Immediate, f)
     }
 
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
-        self.run(TransactionBehavior::Deferred, f)
+        self.run(&self.reader, TransactionBehavior::Deferred, f)
     }
 }
 

@@ -109,6 +109,18 @@ pub fn set_thread_slice(slice: std::time::Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// Set the calling thread's nice value (Linux: a thread's own scheduling weight).
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority changes only the scheduling weight of the given thread.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Set the process umask, returning the old one.
 pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask has no preconditions and cannot fail.

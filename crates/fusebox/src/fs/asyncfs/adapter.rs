@@ -17,14 +17,21 @@ pub struct AsyncAdapterOptions {
     /// Threads of the tokio runtime (default: one per CPU, at least 2).
     pub runtime_threads: usize,
     /// Background requests (writeback WRITEs, RELEASE, RELEASEDIR, FORGET) running at once;
-    /// the rest wait, so synchronous requests keep the runtime to themselves (default 4).
+    /// the rest wait (default 4).
     pub background_limit: usize,
+    /// Threads of the second runtime that runs background requests, and whatever they spawn
+    /// (uploads of written data), at nice [`BACKGROUND_NICE`] (default 1). A stat never waits
+    /// for a runtime thread busy with write-back, nor competes with it for a CPU on equal terms.
+    pub background_threads: usize,
 }
+
+/// Nice value of the background runtime's threads.
+pub const BACKGROUND_NICE: i32 = 10;
 
 impl Default for AsyncAdapterOptions {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        AsyncAdapterOptions { runtime_threads: cpus.max(2), background_limit: 4 }
+        AsyncAdapterOptions { runtime_threads: cpus.max(2), background_limit: 4, background_threads: 1 }
     }
 }
 
@@ -34,9 +41,11 @@ impl Default for AsyncAdapterOptions {
 pub struct AsyncAdapter<F> {
     fs: Arc<F>,
     handle: Handle,
+    /// Where background requests run (the same runtime as `handle` when given one).
+    background_handle: Handle,
     background: Arc<Semaphore>,
-    /// The runtime, when the adapter created it (shut down with the adapter).
-    owned: Option<Runtime>,
+    /// The runtimes, when the adapter created them (shut down with the adapter).
+    owned: Vec<Runtime>,
 }
 
 impl<F: AsyncFilesystem> AsyncAdapter<F> {
@@ -47,8 +56,19 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
             .thread_name("fusebox-async")
             .enable_all()
             .build()?;
+        let bg = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.background_threads.max(1))
+            .thread_name("fusebox-async-bg")
+            .on_thread_start(|| {
+                if let Err(e) = crate::sys::set_thread_nice(BACKGROUND_NICE) {
+                    tracing::debug!(error = %e, "background runtime thread keeps its nice value");
+                }
+            })
+            .enable_all()
+            .build()?;
         let mut adapter = Self::with_handle(Arc::new(fs), rt.handle().clone(), opts.background_limit);
-        adapter.owned = Some(rt);
+        adapter.background_handle = bg.handle().clone();
+        adapter.owned = vec![rt, bg];
         Ok(adapter)
     }
 
@@ -56,9 +76,10 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
     pub fn with_handle(fs: Arc<F>, handle: Handle, background_limit: usize) -> Self {
         AsyncAdapter {
             fs,
+            background_handle: handle.clone(),
             handle,
             background: Arc::new(Semaphore::new(background_limit.max(1))),
-            owned: None,
+            owned: Vec::new(),
         }
     }
 
@@ -86,7 +107,8 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
         let wake = cancelled.clone();
         // notify_one keeps a permit, so an interrupt before the task first polls still counts.
         reply.interrupt().on_interrupt(move || wake.notify_one());
-        self.handle.spawn(async move {
+        let handle = if background { &self.background_handle } else { &self.handle };
+        handle.spawn(async move {
             let run = async move {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let _permit = match gate {
@@ -108,7 +130,7 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
     /// Run a FORGET-like task that has no reply.
     fn spawn_background(&self, work: impl Future<Output = ()> + Send + 'static) {
         let gate = self.background.clone();
-        self.handle.spawn(async move {
+        self.background_handle.spawn(async move {
             let _permit = gate.acquire_owned().await.ok();
             work.await
         });
@@ -117,7 +139,7 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
 
 impl<F> Drop for AsyncAdapter<F> {
     fn drop(&mut self) {
-        if let Some(rt) = self.owned.take() {
+        for rt in self.owned.drain(..) {
             // Tasks still running drop their reply tokens, which answer EIO.
             rt.shutdown_background();
         }
