@@ -61,20 +61,7 @@ for i in range(n):
 print(f"{n / (time.perf_counter() - t):.0f}")
 PY
 }
-probe() { # probe FILE SECONDS [PID] -> "p50_us p99_us samples" (stops early when PID exits)
-    python3 - "$1" "$2" "${3:-0}" <<'PY'
-import os, sys, time
-path, secs, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-lat = []
-end = time.monotonic() + secs
-while time.monotonic() < end and (pid == 0 or os.path.exists(f"/proc/{pid}")):
-    t = time.perf_counter_ns(); os.stat(path); lat.append((time.perf_counter_ns() - t) / 1000)
-    time.sleep(0.001)
-lat.sort()
-q = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))]
-print(f"{q(0.5):.0f} {q(0.99):.0f} {len(lat)}")
-PY
-}
+probe() { python3 scripts/lib/stat-probe.py "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
 
 case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
 printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio |\n' \
@@ -101,11 +88,11 @@ for pair in $PAIRS; do
     umount_fs
     mount_fs "$meta" "$dir/cache3" attr_timeout=0,entry_timeout=0
     echo x >"$mnt/probe"
-    read -r ip50 ip99 _ < <(probe "$mnt/probe" 5)
+    read -r ip50 ip99 _ _ < <(probe "$mnt/probe" 5)
     dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
     dd_pid=$!
     sleep 1
-    read -r fp50 fp99 _ < <(probe "$mnt/probe" 600 "$dd_pid")
+    read -r fp50 fp99 _ _ < <(probe "$mnt/probe" 600 "$dd_pid")
     wait "$dd_pid"
     umount_fs
     ratio="$(python3 -c "print(f'{$fp99 / max($ip99, 1):.2f}')")"

@@ -9,26 +9,14 @@
 # Without `writeback` in EXTRA_OPTS the passthrough mount uses kernel passthrough where the
 # kernel grants it (its default), so the flood's data does not go through the daemon.
 set -euo pipefail
+PROBE="$(cd "$(dirname "$0")" && pwd)/lib/stat-probe.py"
 BIN="${1:-target/release/fusebox}"
 FLOOD_MIB="${FLOOD_MIB:-4096}"
 SECS="${SECS:-8}"
 work=$(mktemp -d /var/tmp/fusebox-lat-XXXXXX)
 trap 'for m in "$work"/mnt-*; do umount -l "$m" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
-probe() { # probe FILE SECONDS [PID] -> "p50_us p99_us max_us samples" (stops early when PID exits)
-    python3 - "$1" "$2" "${3:-0}" <<'PY'
-import os, sys, time
-path, secs, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-lat = []
-end = time.monotonic() + secs
-while time.monotonic() < end and (pid == 0 or os.path.exists(f"/proc/{pid}")):
-    t = time.perf_counter_ns(); os.stat(path); lat.append((time.perf_counter_ns() - t) / 1000)
-    time.sleep(0.001)
-lat.sort()
-q = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))]
-print(f"{q(0.5):.0f} {q(0.99):.0f} {lat[-1]:.0f} {len(lat)}")
-PY
-}
+probe() { python3 "$PROBE" "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
 
 printf '%-8s %-7s %9s %9s %10s %8s\n' sched phase p50_us p99_us max_us samples
 scheds="${SCHEDS:-classes fifo}"
