@@ -230,7 +230,6 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         Some(None) => return Err(OptionError::MissingValue("cache_dir".into()).into()),
         Some(Some(v)) => PathBuf::from(v),
     };
-    parse_meta_url(meta)?;
     let (m, blobs) = open(meta)?;
     let cache = if cache_size == 0 {
         None

@@ -65,11 +65,7 @@ pub fn parse_meta_url(url: &str) -> Result<MetaUrl, UrlError> {
         }
         "postgres" | "postgresql" => {
             if parsed.host_str().is_none_or(|h| h.is_empty()) {
-                return Err(UrlError {
-                    what: "metadata",
-                    url: redact(url),
-                    reason: "expected postgres://user@host:port/database".into(),
-                });
+                return Err(err("expected postgres://user@host:port/database"));
             }
             Ok(MetaUrl::Postgres(url.to_string()))
         }

@@ -3,7 +3,7 @@
 //! installs it) and stopped when the fixture is dropped. As root, the server runs as the
 //! `postgres` user (PostgreSQL refuses to run as root).
 //!
-//! A [`Watchdog`] stops the server when the test process is gone, so a killed test run leaves
+//! A watchdog ([`ServerProcess`]) stops the server when the test process is gone, so a killed test run leaves
 //! no server behind. Without PostgreSQL installed the tests that need it are skipped, unless
 //! `FUSEBOX_REQUIRE_POSTGRES=1` (CI) makes that a failure.
 
@@ -11,12 +11,12 @@ use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::watchdog::Watchdog;
+use super::watchdog::ServerProcess;
 
 /// Database user the clusters are created with (trust authentication on 127.0.0.1).
 pub const USER: &str = "fusebox";
@@ -27,8 +27,7 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     run_as: Option<(u32, u32)>,
-    child: Option<Child>,
-    watchdog: Option<Watchdog>,
+    server: Option<ServerProcess>,
 }
 
 /// The directory with `initdb` and `postgres` of the newest installed PostgreSQL.
@@ -78,7 +77,7 @@ impl PgServer {
         if let Some((uid, gid)) = run_as {
             chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
-        let mut s = PgServer { dir, bin, port: 0, run_as, child: None, watchdog: None };
+        let mut s = PgServer { dir, bin, port: 0, run_as, server: None };
         let out = s
             .command("initdb")
             .args(["-D"])
@@ -108,25 +107,21 @@ impl PgServer {
     /// Start the server process and a watchdog that stops it when this process is gone, and
     /// wait until it accepts connections.
     fn run(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let mut c = self.command("postgres");
-        let child = c
-            .arg("-D")
-            .arg(self.data())
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        // Fast shutdown (SIGINT) when this process is gone.
-        let watchdog = Watchdog::start(child.id(), "INT", self.dir.path());
-        self.child = Some(child);
-        self.watchdog = Some(watchdog);
+        c.arg("-D").arg(self.data()).args(["-p", &self.port.to_string(), "-k"]).arg(self.dir.path()).args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+        // Fast shutdown (SIGINT).
+        self.server =
+            Some(ServerProcess::spawn(&mut c, &self.dir.path().join("server.log"), "INT", self.dir.path()));
         let t = Instant::now();
         while postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_err() {
-            let exited = self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            let exited = self.server.as_mut().is_none_or(|s| s.exited());
             assert!(
                 !exited && t.elapsed() < Duration::from_secs(60),
                 "PostgreSQL did not start: {}",
@@ -157,13 +152,8 @@ impl PgServer {
 
     /// Stop the server (fast shutdown: clients see their connections cut).
     pub fn stop(&mut self) {
-        if let Some(w) = self.watchdog.take() {
-            w.dismiss();
-        }
-        if let Some(mut child) = self.child.take() {
-            // The server runs as another user: signal it as root would with kill(1).
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-            let _ = child.wait();
+        if let Some(server) = self.server.take() {
+            server.stop();
         }
     }
 

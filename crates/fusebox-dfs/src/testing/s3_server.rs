@@ -3,18 +3,18 @@
 //! every port a free one on 127.0.0.1, stopped when the fixture is dropped. No identities are
 //! configured, so SeaweedFS accepts unsigned requests (the storage URLs say `anonymous=true`).
 //!
-//! A [`Watchdog`] stops the server when the test process is gone. Without `weed` the tests
+//! A watchdog ([`ServerProcess`]) stops the server when the test process is gone. Without `weed` the tests
 //! that need it are skipped, unless `FUSEBOX_REQUIRE_S3=1` (CI) makes that a failure.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::watchdog::Watchdog;
+use super::watchdog::ServerProcess;
 
 /// A running SeaweedFS server with its S3 gateway.
 pub struct S3Server {
@@ -23,8 +23,7 @@ pub struct S3Server {
     /// HTTP and gRPC ports of the master, volume server, filer and S3 gateway.
     ports: [u16; 8],
     s3_port: u16,
-    child: Option<Child>,
-    watchdog: Option<Watchdog>,
+    server: Option<ServerProcess>,
 }
 
 /// The `weed` binary: on PATH, or where pip puts scripts for root and for users.
@@ -74,7 +73,7 @@ impl S3Server {
         let dir = tempfile::Builder::new().prefix("fusebox-s3-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let ports = free_ports::<8>();
-        let mut server = S3Server { dir, weed, ports, s3_port: ports[6], child: None, watchdog: None };
+        let mut server = S3Server { dir, weed, ports, s3_port: ports[6], server: None };
         server.run();
         Some(server)
     }
@@ -83,13 +82,8 @@ impl S3Server {
     /// until the gateway answers.
     fn run(&mut self) {
         let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = self.ports;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .unwrap();
-        let child = Command::new(&self.weed)
-            .arg("server")
+        let mut c = Command::new(&self.weed);
+        c.arg("server")
             .arg(format!("-dir={}", self.dir.path().join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3", "-volume.max=0"])
             .arg(format!("-master.port={master}"))
@@ -103,15 +97,10 @@ impl S3Server {
             // Other listeners with fixed default ports would collide between test processes.
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg("-master.volumeSizeLimitMB=64")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let watchdog = Watchdog::start(child.id(), "TERM", self.dir.path());
-        self.child = Some(child);
-        self.watchdog = Some(watchdog);
+            .current_dir(self.dir.path());
+        // A clean shutdown (SIGTERM), so a restart finds every stored object.
+        self.server =
+            Some(ServerProcess::spawn(&mut c, &self.dir.path().join("server.log"), "TERM", self.dir.path()));
         // Ready when the gateway lists buckets (it answers only once the filer is up).
         let t = Instant::now();
         while !matches!(http(s3, "GET", "/"), Ok(200)) {
@@ -129,7 +118,7 @@ impl S3Server {
     }
 
     fn exited(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        self.server.as_mut().is_none_or(|s| s.exited())
     }
 
     /// The server's log so far.
@@ -164,19 +153,8 @@ impl S3Server {
 
     /// Stop the server.
     pub fn stop(&mut self) {
-        if let Some(w) = self.watchdog.take() {
-            w.dismiss();
-        }
-        if let Some(mut child) = self.child.take() {
-            // A clean shutdown (SIGTERM), so a restart finds every stored object; SIGKILL if
-            // it takes longer than 15 s.
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let t = Instant::now();
-            while child.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(15) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(server) = self.server.take() {
+            server.stop();
         }
     }
 }

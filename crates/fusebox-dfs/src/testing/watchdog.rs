@@ -41,3 +41,46 @@ impl Watchdog {
         let _ = self.child.wait();
     }
 }
+
+/// A test server's process with its [`Watchdog`]: started, checked, stopped the same way for
+/// every server the tests run.
+pub struct ServerProcess {
+    child: Child,
+    watchdog: Watchdog,
+    signal: &'static str,
+}
+
+impl ServerProcess {
+    /// Spawn `cmd` with stdout and stderr appended to `log`, watched over: `signal` stops it
+    /// (by [`Self::stop`], or by the watchdog, which then removes `dir`).
+    pub fn spawn(cmd: &mut Command, log: &Path, signal: &'static str, dir: &Path) -> ServerProcess {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("the server's log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the server's log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the server");
+        let watchdog = Watchdog::start(child.id(), signal, dir);
+        ServerProcess { child, watchdog, signal }
+    }
+
+    /// Whether the server has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Stop it: the signal (sent with kill(1), since the server may run as another user),
+    /// SIGKILL if it is still there 15 s later.
+    pub fn stop(self) {
+        let ServerProcess { mut child, watchdog, signal } = self;
+        watchdog.dismiss();
+        let _ = Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status();
+        let t = std::time::Instant::now();
+        while child.try_wait().ok().flatten().is_none() && t.elapsed() < std::time::Duration::from_secs(15) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
