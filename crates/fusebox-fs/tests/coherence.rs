@@ -164,3 +164,41 @@ fn direct_change(mode: &str) {
     assert!(wait_until(Duration::from_secs(1), || !m.mnt("g").exists()));
     assert!(m.fs.watched_directories() >= 1);
 }
+
+/// A file deleted and recreated directly in SOURCE, without `watch` and with 60 s timeouts:
+/// the kernel still maps the name to the old node, whose backing file is gone. Every open
+/// must open the new file (never ESTALE, never the deleted file's old bytes); a name deleted
+/// in SOURCE and not recreated gives ENOENT.
+#[test]
+fn file_replaced_in_source_opens_the_new_file_never_estale() {
+    for mode in MODES {
+        replaced_in_source(mode);
+    }
+}
+
+fn replaced_in_source(mode: &str) {
+    let Some(m) = PtMount::new(&format!("{LONG},{mode}")) else { return };
+    std::fs::write(m.src("f"), b"first").unwrap();
+    assert_eq!(std::fs::read(m.mnt("f")).unwrap(), b"first");
+    let mut failures = Vec::new();
+    for i in 0..200 {
+        let want = format!("round {i}");
+        std::fs::remove_file(m.src("f")).unwrap();
+        std::fs::write(m.src("f"), &want).unwrap();
+        match std::fs::read(m.mnt("f")) {
+            Ok(got) if got == want.as_bytes() => {}
+            Ok(got) => failures.push(format!("round {i}: read {:?}", String::from_utf8_lossy(&got))),
+            Err(e) => failures.push(format!("round {i}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{mode}: {} of 200 opens wrong, first: {:?}", failures.len(), failures.first());
+    std::fs::remove_file(m.src("f")).unwrap();
+    let e = File::open(m.mnt("f")).expect_err("deleted in SOURCE");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{mode}: {e}");
+    // A file unlinked through the mount while open stays reachable through its descriptor.
+    std::fs::write(m.mnt("g"), b"kept").unwrap();
+    let held = File::open(m.mnt("g")).unwrap();
+    std::fs::remove_file(m.mnt("g")).unwrap();
+    let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    assert_eq!(std::fs::read(fd_path).unwrap(), b"kept", "{mode}");
+}

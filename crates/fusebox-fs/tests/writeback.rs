@@ -211,3 +211,56 @@ fn write_only_open_with_o_append_and_o_direct_still_works() {
         }
     }
 }
+
+/// A write-back that the file system cannot store leaves the size and bytes it did store,
+/// not those the kernel had cached: memfs full (ENOSPC) and a write past the backing file
+/// system's maximum file size on passthrough (EFBIG). The error still reaches fsync/close.
+#[test]
+fn failed_writeback_leaves_the_size_that_was_stored() {
+    for flavour in ["sync", "async"] {
+        let opts = MemFsOptions { size: Some(4 << 20), ..Default::default() };
+        let m = if flavour == "sync" {
+            TestMount::new(Arc::new(MemFs::new(opts)), WB)
+        } else {
+            let fs = fusebox::fs::asyncfs::AsyncAdapter::new(MemFs::new(opts), Default::default()).unwrap();
+            TestMount::new(Arc::new(fs), WB)
+        };
+        let Some(m) = m else { return };
+        assert_writeback(&m);
+        let p = m.path("fill");
+        let f = fs::File::create(&p).unwrap();
+        // Whole MiBs, each pushed by fsync (one WRITE each): memfs stores a MiB or refuses it.
+        let mut stored = 0u64;
+        let err = loop {
+            (&f).write_all(&vec![7u8; 1 << 20]).unwrap();
+            match f.sync_all() {
+                Ok(()) => stored += 1 << 20,
+                Err(e) => break e,
+            }
+            assert!(stored < 8 << 20, "{flavour}: a 4 MiB memfs took 8 MiB");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{flavour}: {err}");
+        drop(f);
+        // Without retirement the kernel keeps the size of the refused MiB (stored + 1 MiB).
+        let len = fs::metadata(&p).unwrap().len();
+        assert_eq!(len, stored, "{flavour}: stat after ENOSPC");
+        let back = fs::read(&p).unwrap();
+        assert_eq!(back.len() as u64, stored, "{flavour}: read after ENOSPC");
+        assert!(back.iter().all(|&b| b == 7), "{flavour}: bytes nobody wrote");
+        // The file stays usable: rewrite it within the limit.
+        fs::write(&p, b"small").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"small");
+    }
+
+    let Some(f) = PtMount::new(WB) else { return };
+    assert_writeback(&f.m);
+    fs::write(f.src("big"), b"head").unwrap();
+    let file = OpenOptions::new().write(true).open(f.mnt("big")).unwrap();
+    // ext4's limit is 16 TiB; the kernel's page cache takes the write, the backing file cannot.
+    file.write_all_at(b"tail", 16 << 40).unwrap();
+    let e = file.sync_all().expect_err("a write at 16 TiB on ext4");
+    assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
+    drop(file);
+    assert_eq!(fs::metadata(f.mnt("big")).unwrap().len(), 4, "stat after EFBIG");
+    assert_eq!(fs::read(f.mnt("big")).unwrap(), b"head");
+}

@@ -183,6 +183,12 @@ impl Inodes {
         }
     }
 
+    /// True when node `id` lost its last name through this mount (its descriptor is kept
+    /// until FORGET).
+    pub(crate) fn unlinked_here(&self, id: NodeId) -> bool {
+        self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id.0)
+    }
+
     /// Count one more lookup of an existing node (LOOKUP of "." or "..").
     pub(crate) fn add_lookup(&self, id: NodeId) -> Result<(), Errno> {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());

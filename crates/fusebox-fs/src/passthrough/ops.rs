@@ -386,15 +386,35 @@ impl Passthrough {
         let trunc = flags & libc::O_TRUNC != 0;
         if trunc {
             let st = rustix::fs::fstat(&*self.inodes.fd(ino)?).map_err(errno)?;
+            self.check_not_deleted_in_source(ino, &st)?;
             self.open_changed(ino, &to_attr(&st))?;
         }
         let fd = self.open_node(ino, self.open_flags(flags))?;
         if trunc {
             self.own_change(ino, &fd);
         } else if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.check_not_deleted_in_source(ino, &st)?;
             self.open_changed(ino, &to_attr(&st))?;
         }
         Ok(self.handles.add_file(fd, ino, self.open_flags(flags)))
+    }
+
+    /// An OPEN of a regular file that lost its last name directly in SOURCE (deleted or
+    /// replaced there, not through this mount) answers ESTALE: the kernel's name is stale, and
+    /// ESTALE makes the VFS walk the path again with revalidation (`LOOKUP_REVAL`), which opens
+    /// the new file or fails with ENOENT. (The backing inode can still be opened while the
+    /// daemon caches a descriptor of it, which would serve the deleted file's old bytes.) A
+    /// file unlinked through this mount, or made with O_TMPFILE, is opened as usual: the
+    /// kernel reaches it through a descriptor, not a name.
+    fn check_not_deleted_in_source(&self, ino: NodeId, st: &rustix::fs::Stat) -> Result<(), Errno> {
+        let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        if !regular || st.st_nlink != 0 || self.inodes.unlinked_here(ino) {
+            return Ok(());
+        }
+        match self.inodes.get(ino)?.pinned {
+            Some(_) => Ok(()),
+            None => Err(Errno(libc::ESTALE)),
+        }
     }
 
     fn do_write(&self, args: &WriteArgs<'_>) -> Result<u32, Errno> {

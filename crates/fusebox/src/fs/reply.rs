@@ -6,7 +6,7 @@ use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl}
 use super::Errno;
 use crate::abi;
 use crate::sched::{RequestClass, Stats};
-use crate::session::BackingId;
+use crate::session::{BackingId, Retirements};
 use crate::transport::splice::Spliced;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
@@ -26,6 +26,9 @@ pub struct Responder {
     done: bool,
     /// The node of a READ/WRITE counted in the per-file in-flight stats.
     file: Option<u64>,
+    /// A write-back WRITE, or a FLUSH/FSYNC under write-back, of this node: an error answer
+    /// retires the kernel's inode.
+    retire_on_error: Option<u64>,
     intr: Interrupt,
     /// Unregisters the request from the interrupt registry when the token goes away.
     _reg: Option<Registration>,
@@ -41,6 +44,8 @@ pub struct ReplyShared {
     pub stats: Arc<Stats>,
     /// Answer [`ReplyData::splice_from_file`] with splice(2) (`-o splice_write`).
     pub splice_write: bool,
+    /// Nodes whose kernel inode was retired after a failed write-back (raised generations).
+    pub retired: Retirements,
 }
 
 impl Responder {
@@ -60,6 +65,7 @@ impl Responder {
             start: Instant::now(),
             done: false,
             file: None,
+            retire_on_error: None,
             intr: Interrupt::never(),
             _reg: None,
             _after: None,
@@ -70,6 +76,14 @@ impl Responder {
     pub(crate) fn tracking_file(mut self, nodeid: u64) -> Self {
         self.shared.stats.file_enter(nodeid, self.opcode);
         self.file = Some(nodeid);
+        self
+    }
+
+    /// This is a write-back WRITE of `nodeid` (or a FLUSH/FSYNC committing it): if it fails,
+    /// the kernel's cached size and pages hold data the file system does not have, so retire
+    /// the inode (session/retire.rs).
+    pub(crate) fn retiring_on_error(mut self, nodeid: u64) -> Self {
+        self.retire_on_error = Some(nodeid);
         self
     }
 
@@ -108,6 +122,13 @@ impl Responder {
     fn send(mut self, error: Errno, parts: &[&[u8]]) {
         self.leave_file();
         let err = if error.0 == 0 { 0 } else { -error.0.abs() };
+        // ENOSYS: a file system without FLUSH/FSYNC, not a lost write.
+        if err != 0 && error != Errno::ENOSYS {
+            if let Some(nodeid) = self.retire_on_error {
+                // Before the answer: once close(2) returns, a stat must find the new generation.
+                self.shared.retired.retire(nodeid, &self.chan);
+            }
+        }
         let bytes = match send_reply(&*self.chan, self.unique, err, parts) {
             Ok(n) => n,
             Err(e) => {
@@ -137,6 +158,14 @@ impl Responder {
 
     fn ttl(&self) -> Ttl {
         self.shared.ttl
+    }
+
+    /// The wire form of `entry` with lifetimes `ttl`, its generation raised if the node was
+    /// retired.
+    fn entry_out(&self, entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
+        let mut out = entry_out(entry, ttl);
+        out.generation = out.generation.wrapping_add(self.shared.retired.offset(entry.ino.0));
+        out
     }
 }
 
@@ -227,12 +256,12 @@ token!(
 impl ReplyEntry {
     /// Answer with `entry`, cached for the session's entry/attr timeouts.
     pub fn entry(self, entry: &Entry) {
-        let out = entry_out(entry, self.0.ttl());
+        let out = self.0.entry_out(entry, self.0.ttl());
         self.0.ok(&[out.as_bytes()])
     }
     /// Answer with `entry` and explicit cache lifetimes.
     pub fn entry_with_ttl(self, entry: &Entry, ttl: Ttl) {
-        let out = entry_out(entry, ttl);
+        let out = self.0.entry_out(entry, ttl);
         self.0.ok(&[out.as_bytes()])
     }
     /// "No such name", cached by the kernel for the entry timeout (a negative dentry), even
@@ -361,7 +390,7 @@ token!(
 impl ReplyCreate {
     /// Created `entry` and opened it as `fh` with FOPEN_* `flags`.
     pub fn created(self, entry: &Entry, fh: FileHandle, flags: u32) {
-        let e = entry_out(entry, self.0.ttl());
+        let e = self.0.entry_out(entry, self.0.ttl());
         let o = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
         self.0.ok(&[e.as_bytes(), o.as_bytes()])
     }
@@ -369,7 +398,7 @@ impl ReplyCreate {
     /// Created `entry` and opened it as `fh` in kernel passthrough (see
     /// [`ReplyOpen::passthrough`]).
     pub fn created_passthrough(self, entry: &Entry, fh: FileHandle, flags: u32, backing: &BackingId) {
-        let e = entry_out(entry, self.0.ttl());
+        let e = self.0.entry_out(entry, self.0.ttl());
         let o = passthrough_open_out(fh, flags, backing);
         self.0.shared.stats.passthrough_open();
         self.0.ok(&[e.as_bytes(), o.as_bytes()])
@@ -559,7 +588,7 @@ impl ReplyDirectoryPlus {
     pub fn add(&mut self, entry: &Entry, offset: u64, name: &std::ffi::OsStr) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let typ = entry.attr.kind().map(FileType::dirent_type).unwrap_or(0);
-        let out = entry_out(entry, self.inner.ttl());
+        let out = self.inner.entry_out(entry, self.inner.ttl());
         !push_direntplus(&mut self.buf, self.max, &out, offset, typ, name.as_bytes())
     }
     /// Send the entries added so far (none = end of directory).

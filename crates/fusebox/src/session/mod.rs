@@ -8,6 +8,7 @@ mod mount;
 mod notify;
 mod options;
 mod order;
+mod retire;
 mod server;
 mod uring;
 mod workers;
@@ -21,6 +22,7 @@ pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negot
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
+pub use retire::{Retirements, MAX_RETIRED};
 pub use server::{Handled, Server};
 pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
 pub use workers::{PoolConfig, IDLE_EXIT};

@@ -4,6 +4,7 @@
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
 use super::notify::{Notifier, Retrievals};
 use super::order::{ReleaseGuard, ReleaseOrder};
+use super::retire::Retirements;
 use crate::abi::{self, opcode::*};
 use crate::fs::*;
 use crate::sched::BackgroundGate;
@@ -51,7 +52,12 @@ impl Server {
     /// A server for `fs` that will ask for `caps` and tell the kernel `ttl`.
     pub fn new(fs: Arc<dyn Filesystem>, caps: Capabilities, ttl: Ttl, debug: bool) -> Server {
         let shared =
-            Arc::new(ReplyShared { ttl, stats: Arc::new(Stats::default()), splice_write: caps.splice_write });
+            Arc::new(ReplyShared {
+            ttl,
+            stats: Arc::new(Stats::default()),
+            splice_write: caps.splice_write,
+            retired: Retirements::default(),
+        });
         Server {
             fs,
             caps: Mutex::new(caps),
@@ -92,6 +98,7 @@ impl Server {
     /// request that came over another transport (an io_uring entry) must not carry them: its
     /// channel takes exactly one reply.
     pub(crate) fn set_notify_channel(&self, dev: Arc<dyn ReplyChannel>) {
+        self.shared.retired.set_notify_channel(dev.clone());
         let _ = self.notify_chan.set(dev);
     }
 
@@ -300,6 +307,16 @@ impl Server {
         uid != 0 && self.negotiated.get().is_some_and(|n| n.has(abi::init_flags::FUSE_HANDLE_KILLPRIV_V2))
     }
 
+    /// The reply token of a FLUSH or FSYNC: with the write-back cache its error means data the
+    /// kernel holds was not committed, so the node's kernel inode is retired (session/retire.rs).
+    fn commit_reply(&self, r: Responder, ino: NodeId) -> Responder {
+        if self.writeback() {
+            r.retiring_on_error(ino.0)
+        } else {
+            r
+        }
+    }
+
     fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass) {
         let h = req.header;
         let stats = &self.shared.stats;
@@ -377,7 +394,11 @@ impl Server {
                     write_flags: arg.write_flags,
                     flags: arg.flags as i32,
                 };
-                fs.write(&info, ino, &args, ReplyWrite(r().tracking_file(h.nodeid)));
+                let mut reply = r().tracking_file(h.nodeid);
+                if args.is_writeback() {
+                    reply = reply.retiring_on_error(h.nodeid);
+                }
+                fs.write(&info, ino, &args, ReplyWrite(reply));
                 // A WRITE flagged "kill suid/sgid" may have changed the mode (the file system
                 // cleared the bits), which the WRITE reply cannot say: make the kernel forget
                 // the cached attributes. With write-back the kernel flags only writes to set-id
@@ -396,7 +417,7 @@ impl Server {
             }
             Operation::Fsync(arg) => {
                 let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
-                fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
+                fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(self.commit_reply(r(), ino)))
             }
             Operation::Setxattr { arg, name, value } => {
                 fs.setxattr(&info, ino, name, value, arg.flags as i32, ReplyEmpty(r()))
@@ -405,7 +426,8 @@ impl Server {
             Operation::Listxattr(arg) => fs.listxattr(&info, ino, arg.size, ReplyXattr(r())),
             Operation::Removexattr { name } => fs.removexattr(&info, ino, name, ReplyEmpty(r())),
             Operation::Flush(arg) => {
-                fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, ReplyEmpty(r()))
+                let reply = ReplyEmpty(self.commit_reply(r(), ino));
+                fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, reply)
             }
             Operation::Opendir(arg) => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
             Operation::Readdir(arg) => fs.readdir(
