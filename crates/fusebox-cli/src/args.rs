@@ -66,7 +66,8 @@ usage:
   writeback (default for memfs and passthrough), no_writeback, async_dio (default), no_async_dio,
   max_threads=N, background_threads=N, sched=classes|fifo, max_background=N, congestion_threshold=N
   memfs: size=BYTES[K|M|G|T] (data and metadata; default half of RAM), nr_inodes=N
-         (default one per 4 KiB of that), mode=OCTAL (root directory permissions)
+         (default one per 4 KiB of that), mode=OCTAL (root directory permissions),
+         reserved=PCT (share of both kept for root's metadata, default 5)
   passthrough: fd_cache=N (O_PATH fds kept open, default 1024), file_fds=N (fds kept for open
                files, the least recently used are reopened on demand; default RLIMIT_NOFILE/4),
                sync_close (close(2) returns

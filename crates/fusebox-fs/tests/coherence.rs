@@ -191,7 +191,12 @@ fn replaced_in_source(mode: &str) {
             Err(e) => failures.push(format!("round {i}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{mode}: {} of 200 opens wrong, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{mode}: {} of 200 opens wrong, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
     std::fs::remove_file(m.src("f")).unwrap();
     let e = File::open(m.mnt("f")).expect_err("deleted in SOURCE");
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{mode}: {e}");

@@ -44,6 +44,7 @@ both_flavours!(
     eight_threads_mixed_operations,
     size_limit_gives_enospc_and_space_comes_back,
     metadata_counts_against_size_and_inodes_are_bounded,
+    root_keeps_a_reserve_when_other_users_fill_it,
     sparse_files_punch_hole_and_seek,
     permissions_are_enforced_for_other_users,
 );
@@ -154,6 +155,41 @@ fn metadata_counts_against_size_and_inodes_are_bounded(mount: Mounter) {
     }
     // Everything removed: everything released (what the kernel still holds is forgotten).
     assert!(released(), "space not released: {:?}", df(&m.mnt));
+}
+
+/// Another user fills memfs (names and inodes) until ENOSPC; root can still create, as on
+/// ext4 with reserved blocks (5 % of size= and nr_inodes= by default), and statfs shows the
+/// reserve (bavail < bfree).
+fn root_keeps_a_reserve_when_other_users_fill_it(mount: Mounter) {
+    use std::os::unix::process::CommandExt;
+    let opts = MemFsOptions {
+        size: Some(1 << 20),
+        nr_inodes: Some(2000),
+        root_mode: Some(0o1777),
+        ..Default::default()
+    };
+    let Some(m) = mount(opts) else { return };
+    let s = rustix::fs::statvfs(&m.mnt).unwrap();
+    assert!(s.f_bavail < s.f_bfree, "the reserve shows in statfs: {} < {}", s.f_bavail, s.f_bfree);
+    // As nobody: empty files with long names until ENOSPC.
+    let script = r#"i=0; while true > "$1/$(printf '%0200d' $i)" 2>/dev/null; do i=$((i+1)); done; echo $i"#;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&m.mnt)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let made: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    // Each file costs 256 + 96 + 200 bytes: 95 % of 1 MiB holds about 1800 of them.
+    assert!((1700..1900).contains(&made), "nobody made {made} files");
+    for i in 0..50 {
+        fs::write(m.path(&format!("root{i}")), b"").unwrap_or_else(|e| panic!("root's file {i}: {e}"));
+    }
+    fs::create_dir(m.path("rootdir")).unwrap();
 }
 
 fn sparse_files_punch_hole_and_seek(mount: Mounter) {

@@ -636,3 +636,22 @@ fn splice_write_replies_carry_the_same_bytes() {
     let reads = pt.m.server().stats().snapshot().ops.into_iter().find(|o| o.name == "READ").unwrap();
     assert_eq!(reads.errors, 0);
 }
+
+/// Without the write-back cache a write past the backing file system's maximum file size
+/// (16 TiB on ext4 with 4 KiB blocks) fails in write(2) itself with EFBIG, as on ext4, through
+/// the daemon and through kernel passthrough; the size does not change. (With write-back the
+/// kernel takes the write into its cache without asking; the error comes from fsync/close,
+/// writeback.rs.)
+#[test]
+fn write_past_the_backing_limit_is_efbig_at_once_without_writeback() {
+    for opts in [format!("{OPTS},no_writeback"), format!("{OPTS},kernel_passthrough")] {
+        let Some(f) = PtMount::new(&opts) else { return };
+        fs::write(f.src("f"), b"head").unwrap();
+        let file = fs::OpenOptions::new().write(true).open(f.mnt("f")).unwrap();
+        let e = std::os::unix::fs::FileExt::write_at(&file, b"tail", 16 << 40).expect_err("write at 16 TiB");
+        assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{opts}: {e}");
+        drop(file);
+        assert_eq!(fs::metadata(f.mnt("f")).unwrap().len(), 4, "{opts}");
+        assert_eq!(fs::metadata(f.src("f")).unwrap().len(), 4, "{opts}");
+    }
+}

@@ -82,12 +82,12 @@ impl AsyncFilesystem for MemFs {
 
     async fn link(
         &self,
-        _req: RequestInfo,
+        req: RequestInfo,
         ino: NodeId,
         newparent: NodeId,
         newname: OsString,
     ) -> FsResult<Entry> {
-        self.do_link(ino, newparent, &newname)
+        self.do_link(&req, ino, newparent, &newname)
     }
 
     async fn open(&self, _req: RequestInfo, ino: NodeId, flags: i32) -> FsResult<Opened> {
@@ -201,13 +201,13 @@ impl AsyncFilesystem for MemFs {
 
     async fn setxattr(
         &self,
-        _req: RequestInfo,
+        req: RequestInfo,
         ino: NodeId,
         name: OsString,
         value: Vec<u8>,
         flags: i32,
     ) -> FsResult<()> {
-        self.do_setxattr(ino, &name, &value, flags)
+        self.do_setxattr(&req, ino, &name, &value, flags)
     }
 
     async fn getxattr(&self, _req: RequestInfo, ino: NodeId, name: OsString) -> FsResult<Vec<u8>> {

@@ -44,7 +44,15 @@ pub struct MemFsOptions {
     pub root_mode: Option<u32>,
     /// Owner of the root directory; default the daemon's uid/gid.
     pub root_owner: Option<(u32, u32)>,
+    /// Percent of the capacity and of the inodes kept for root's metadata (`-o
+    /// reserved=PCT`, default [`DEFAULT_RESERVED_PERCENT`], as ext4's reserved blocks): other
+    /// users and all file data stop short of it, so root can still create, rename and set
+    /// attributes on a mount other users filled.
+    pub reserved_percent: Option<u64>,
 }
+
+/// Default share of the capacity and inodes reserved for root's metadata.
+pub const DEFAULT_RESERVED_PERCENT: u64 = 5;
 
 /// The in-memory file system.
 pub struct MemFs {
@@ -53,6 +61,9 @@ pub struct MemFs {
     used: AtomicU64,
     limit: u64,
     inode_limit: u64,
+    /// Bytes of `limit` and inodes of `inode_limit` only root's metadata may use.
+    reserved: u64,
+    reserved_inodes: u64,
     locks: Arc<LockTable>,
 }
 
@@ -99,12 +110,17 @@ impl MemFs {
         root.nlookup = 1;
         let mut nodes = HashMap::new();
         nodes.insert(1, Arc::new(RwLock::new(root)));
+        let limit = opts.size.unwrap_or_else(half_of_memory);
+        let inode_limit = opts.nr_inodes.unwrap_or_else(|| half_of_memory() / 4096).max(1);
+        let pct = opts.reserved_percent.unwrap_or(DEFAULT_RESERVED_PERCENT).min(100);
         MemFs {
             nodes: RwLock::new(nodes),
             next_ino: AtomicU64::new(2),
             used: AtomicU64::new(0),
-            limit: opts.size.unwrap_or_else(half_of_memory),
-            inode_limit: opts.nr_inodes.unwrap_or_else(|| half_of_memory() / 4096).max(1),
+            limit,
+            inode_limit,
+            reserved: limit / 100 * pct,
+            reserved_inodes: inode_limit * pct / 100,
             locks: LockTable::new(),
         }
     }
@@ -121,11 +137,22 @@ impl MemFs {
         self.table().get(&ino.0).cloned().ok_or(Errno::ENOENT)
     }
 
-    /// Reserve `bytes` of capacity or fail with ENOSPC.
+    /// Reserve `bytes` of capacity for file data, or fail with ENOSPC. Data never uses
+    /// root's reserve: write-back WRITEs do not say who wrote them.
     fn reserve(&self, bytes: u64) -> Result<(), Errno> {
+        self.reserve_up_to(bytes, self.limit - self.reserved)
+    }
+
+    /// Reserve `bytes` of capacity for metadata made by `uid` (root may use the reserve).
+    fn reserve_meta(&self, bytes: u64, uid: u32) -> Result<(), Errno> {
+        let cap = if uid == 0 { self.limit } else { self.limit - self.reserved };
+        self.reserve_up_to(bytes, cap)
+    }
+
+    fn reserve_up_to(&self, bytes: u64, cap: u64) -> Result<(), Errno> {
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                u.checked_add(bytes).filter(|&n| n <= self.limit)
+                u.checked_add(bytes).filter(|&n| n <= cap)
             })
             .map(|_| ())
             .map_err(|_| Errno::ENOSPC)
@@ -135,9 +162,11 @@ impl MemFs {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// A new inode may join `table` (`nr_inodes=`), or ENOSPC.
-    fn inode_room(&self, table: &HashMap<u64, NodeRef>) -> Result<(), Errno> {
-        if table.len() as u64 >= self.inode_limit {
+    /// A new inode made by `uid` may join `table` (`nr_inodes=`, less root's reserve for
+    /// others), or ENOSPC.
+    fn inode_room(&self, table: &HashMap<u64, NodeRef>, uid: u32) -> Result<(), Errno> {
+        let cap = if uid == 0 { self.inode_limit } else { self.inode_limit - self.reserved_inodes };
+        if table.len() as u64 >= cap {
             return Err(Errno::ENOSPC);
         }
         Ok(())
@@ -183,10 +212,10 @@ impl MemFs {
         if dir.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        self.inode_room(&table)?;
+        self.inode_room(&table, req.uid)?;
         let content = make(parent.0);
         let acl_cost: u64 = acls.iter().map(|(k, v)| account::xattr(k, v.len())).sum();
-        self.reserve(account::node(symlink_len(&content)) + account::entry(name) + acl_cost)?;
+        self.reserve_meta(account::node(symlink_len(&content)) + account::entry(name) + acl_cost, req.uid)?;
         let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
         let is_dir = matches!(content, Content::Dir(_));
         // A setgid directory gives new entries its group; new subdirectories inherit the bit.
@@ -390,10 +419,10 @@ impl MemFs {
             }
         }
         if whiteout {
-            self.inode_room(&table)?;
+            self.inode_room(&table, req.uid)?;
             charge += account::entry(name) + account::node(0);
         }
-        self.reserve(charge)?;
+        self.reserve_meta(charge, req.uid)?;
         self.release_space(refund);
         // Update the directory entries.
         {
@@ -484,7 +513,13 @@ impl MemFs {
         Ok(())
     }
 
-    fn do_link(&self, ino: NodeId, newparent: NodeId, newname: &OsStr) -> Result<Entry, Errno> {
+    fn do_link(
+        &self,
+        req: &RequestInfo,
+        ino: NodeId,
+        newparent: NodeId,
+        newname: &OsStr,
+    ) -> Result<Entry, Errno> {
         check_name(newname)?;
         let table = self.table_mut();
         let pref = table.get(&newparent.0).cloned().ok_or(Errno::ENOENT)?;
@@ -498,7 +533,7 @@ impl MemFs {
         if matches!(c.content, Content::Dir(_)) {
             return Err(Errno::EPERM);
         }
-        self.reserve(account::entry(newname))?;
+        self.reserve_meta(account::entry(newname), req.uid)?;
         dir.insert(newname, ino.0);
         c.attr.nlink += 1;
         c.nlookup += 1;
@@ -736,11 +771,11 @@ impl MemFs {
         let total = self.limit;
         let used = self.used.load(Ordering::Relaxed);
         let nodes = self.node_ids() as u64;
-        let free = total.saturating_sub(used) / bsize;
+        // As ext4: bfree counts root's reserve, bavail (what others may use) does not.
         Statfs {
             blocks: total / bsize,
-            bfree: free,
-            bavail: free,
+            bfree: total.saturating_sub(used) / bsize,
+            bavail: (total - self.reserved).saturating_sub(used) / bsize,
             files: self.inode_limit,
             ffree: self.inode_limit.saturating_sub(nodes),
             bsize: bsize as u32,
@@ -749,7 +784,14 @@ impl MemFs {
         }
     }
 
-    fn do_setxattr(&self, ino: NodeId, name: &OsStr, value: &[u8], flags: i32) -> Result<(), Errno> {
+    fn do_setxattr(
+        &self,
+        req: &RequestInfo,
+        ino: NodeId,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
         let exists = n.xattrs.contains_key(name);
@@ -767,7 +809,7 @@ impl MemFs {
             // owner/mask/other bits, and an ACL saying no more than them is not stored.
             let a = acl::Acl::parse(value)?;
             let stored = (!a.is_minimal()).then(|| a.to_bytes());
-            self.store_xattr(&mut n, name, stored)?;
+            self.store_xattr(&mut n, name, stored, req.uid)?;
             n.attr.mode = (n.attr.mode & !0o777) | a.mode_bits();
             n.touch_changed();
             return Ok(());
@@ -778,14 +820,14 @@ impl MemFs {
             }
             acl::Acl::parse(value)?;
         }
-        self.store_xattr(&mut n, name, Some(value.to_vec()))?;
+        self.store_xattr(&mut n, name, Some(value.to_vec()), req.uid)?;
         n.touch_changed();
         Ok(())
     }
 
-    /// Set (`Some`) or remove (`None`) xattr `name` of `n`, charging the difference against
-    /// the capacity; ENOSPC past the capacity or the per-inode bound.
-    fn store_xattr(&self, n: &mut Node, name: &OsStr, value: Option<Vec<u8>>) -> Result<(), Errno> {
+    /// Set (`Some`) or remove (`None`) xattr `name` of `n` for `uid`, charging the difference
+    /// against the capacity; ENOSPC past the capacity or the per-inode bound.
+    fn store_xattr(&self, n: &mut Node, name: &OsStr, value: Option<Vec<u8>>, uid: u32) -> Result<(), Errno> {
         let old = n.xattrs.get(name).map_or(0, |v| account::xattr(name, v.len()));
         let new = value.as_ref().map_or(0, |v| account::xattr(name, v.len()));
         if new > old {
@@ -793,7 +835,7 @@ impl MemFs {
             if total > account::XATTRS_PER_INODE {
                 return Err(Errno::ENOSPC);
             }
-            self.reserve(new - old)?;
+            self.reserve_meta(new - old, uid)?;
         } else {
             self.release_space(old - new);
         }
@@ -826,7 +868,7 @@ impl MemFs {
         if !n.xattrs.contains_key(name) {
             return Err(Errno::ENODATA);
         }
-        self.store_xattr(&mut n, name, None)?;
+        self.store_xattr(&mut n, name, None, 0)?;
         n.touch_changed();
         Ok(())
     }
@@ -851,10 +893,10 @@ impl MemFs {
         let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
         let (mode, acls) = new_node_mode(&p.xattrs, libc::S_IFREG | (args.mode & 0o7777), req.umask);
         drop(p);
-        self.inode_room(&table)?;
+        self.inode_room(&table, req.uid)?;
         drop(table);
         let acl_cost: u64 = acls.iter().map(|(k, v)| account::xattr(k, v.len())).sum();
-        self.reserve(account::node(0) + acl_cost)?;
+        self.reserve_meta(account::node(0) + acl_cost, req.uid)?;
         let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
         let mut node = Node::new(ino, mode, req.uid, gid, Content::File(Default::default()));
         node.xattrs.extend(acls);
@@ -927,6 +969,14 @@ pub fn from_options(
                     reason: "expected a positive number of inodes",
                 })?)
             }
+            "reserved" => {
+                opts.reserved_percent =
+                    Some(v.parse().ok().filter(|n| *n <= 50).ok_or(OptionError::Malformed {
+                        key: k.clone(),
+                        value: v.into(),
+                        reason: "expected a percentage from 0 to 50",
+                    })?)
+            }
             "mode" => {
                 let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or(
                     OptionError::Malformed {
@@ -950,4 +1000,4 @@ pub fn from_options(
 pub const CACHE_TTL: fusebox::Ttl = fusebox::Ttl::uniform(std::time::Duration::from_secs(86_400));
 
 /// The `-o` keys memfs understands.
-pub const OPTION_KEYS: &[&str] = &["size", "nr_inodes", "mode"];
+pub const OPTION_KEYS: &[&str] = &["size", "nr_inodes", "mode", "reserved"];

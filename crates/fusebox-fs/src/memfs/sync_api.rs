@@ -73,8 +73,8 @@ impl Filesystem for MemFs {
         reply.result(self.do_rename(req, parent, name, newparent, newname, flags), |r, ()| r.ok())
     }
 
-    fn link(&self, _req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {
-        reply.result(self.do_link(ino, newparent, newname), |r, e| r.entry(&e))
+    fn link(&self, req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr, reply: ReplyEntry) {
+        reply.result(self.do_link(req, ino, newparent, newname), |r, e| r.entry(&e))
     }
 
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
@@ -162,14 +162,14 @@ impl Filesystem for MemFs {
 
     fn setxattr(
         &self,
-        _req: &RequestInfo,
+        req: &RequestInfo,
         ino: NodeId,
         name: &OsStr,
         value: &[u8],
         flags: i32,
         reply: ReplyEmpty,
     ) {
-        reply.result(self.do_setxattr(ino, name, value, flags), |r, ()| r.ok())
+        reply.result(self.do_setxattr(req, ino, name, value, flags), |r, ()| r.ok())
     }
 
     fn getxattr(&self, _req: &RequestInfo, ino: NodeId, name: &OsStr, size: u32, reply: ReplyXattr) {

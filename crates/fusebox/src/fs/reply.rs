@@ -28,7 +28,7 @@ pub struct Responder {
     file: Option<u64>,
     /// A write-back WRITE, or a FLUSH/FSYNC under write-back, of this node: an error answer
     /// retires the kernel's inode.
-    retire_on_error: Option<u64>,
+    retire_on_error: Option<std::num::NonZeroU64>,
     intr: Interrupt,
     /// Unregisters the request from the interrupt registry when the token goes away.
     _reg: Option<Registration>,
@@ -83,7 +83,7 @@ impl Responder {
     /// the kernel's cached size and pages hold data the file system does not have, so retire
     /// the inode (session/retire.rs).
     pub(crate) fn retiring_on_error(mut self, nodeid: u64) -> Self {
-        self.retire_on_error = Some(nodeid);
+        self.retire_on_error = std::num::NonZeroU64::new(nodeid);
         self
     }
 
@@ -126,7 +126,7 @@ impl Responder {
         if err != 0 && error != Errno::ENOSYS {
             if let Some(nodeid) = self.retire_on_error {
                 // Before the answer: once close(2) returns, a stat must find the new generation.
-                self.shared.retired.retire(nodeid, &self.chan);
+                self.shared.retired.retire(nodeid.get(), &self.chan);
             }
         }
         let bytes = match send_reply(&*self.chan, self.unique, err, parts) {

@@ -117,7 +117,10 @@ mod tests {
         let sent = chan.next_reply(std::time::Duration::ZERO).unwrap();
         let header = &sent[..16];
         assert_eq!(u32::from_ne_bytes(header[0..4].try_into().unwrap()), 16);
-        assert_eq!(i32::from_ne_bytes(header[4..8].try_into().unwrap()), abi::notify_code::FUSE_NOTIFY_INC_EPOCH);
+        assert_eq!(
+            i32::from_ne_bytes(header[4..8].try_into().unwrap()),
+            abi::notify_code::FUSE_NOTIFY_INC_EPOCH
+        );
     }
 
     #[test]

@@ -51,8 +51,7 @@ pub struct Server {
 impl Server {
     /// A server for `fs` that will ask for `caps` and tell the kernel `ttl`.
     pub fn new(fs: Arc<dyn Filesystem>, caps: Capabilities, ttl: Ttl, debug: bool) -> Server {
-        let shared =
-            Arc::new(ReplyShared {
+        let shared = Arc::new(ReplyShared {
             ttl,
             stats: Arc::new(Stats::default()),
             splice_write: caps.splice_write,
