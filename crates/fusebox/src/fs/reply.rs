@@ -11,7 +11,7 @@ use crate::transport::splice::Spliced;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
 
@@ -46,6 +46,21 @@ pub struct ReplyShared {
     pub splice_write: bool,
     /// Nodes whose kernel inode was retired after a failed write-back (raised generations).
     pub retired: Retirements,
+    /// The session's `/dev/fuse`, for notifications the framework sends itself.
+    pub(crate) notify_chan: OnceLock<Arc<dyn ReplyChannel>>,
+}
+
+impl ReplyShared {
+    /// Where the framework's notifications go: the session's `/dev/fuse`, or `fallback` (the
+    /// request's channel) when none was set (servers driven directly, e.g. in tests). A
+    /// request that came over another transport (an io_uring entry) must not carry them: its
+    /// channel takes exactly one reply.
+    pub(crate) fn notify_channel<'a>(
+        &'a self,
+        fallback: &'a Arc<dyn ReplyChannel>,
+    ) -> &'a Arc<dyn ReplyChannel> {
+        self.notify_chan.get().unwrap_or(fallback)
+    }
 }
 
 impl Responder {
@@ -126,7 +141,7 @@ impl Responder {
         if err != 0 && error != Errno::ENOSYS {
             if let Some(nodeid) = self.retire_on_error {
                 // Before the answer: once close(2) returns, a stat must find the new generation.
-                self.shared.retired.retire(nodeid.get(), &self.chan);
+                self.shared.retired.retire(nodeid.get(), self.shared.notify_channel(&self.chan));
             }
         }
         let bytes = match send_reply(&*self.chan, self.unique, err, parts) {

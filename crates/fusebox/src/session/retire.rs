@@ -29,7 +29,7 @@ use crate::transport::ReplyChannel;
 use crate::wire::reply::send_notify;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Nodes remembered with a raised generation.
 pub const MAX_RETIRED: usize = 65_536;
@@ -40,14 +40,12 @@ struct Table {
     order: VecDeque<u64>,
 }
 
-/// The generation offsets of retired nodes, and where to send the epoch notification.
+/// The generation offsets of retired nodes.
 #[derive(Default)]
 pub struct Retirements {
     /// Set once any node was retired: entry replies skip the lookup before that.
     any: AtomicBool,
     table: Mutex<Table>,
-    /// The session's `/dev/fuse` (notifications never go over an io_uring entry).
-    notify: OnceLock<Arc<dyn ReplyChannel>>,
 }
 
 impl std::fmt::Debug for Retirements {
@@ -57,11 +55,6 @@ impl std::fmt::Debug for Retirements {
 }
 
 impl Retirements {
-    /// Send the epoch notification on `chan` (a `/dev/fuse` fd of the session).
-    pub(crate) fn set_notify_channel(&self, chan: Arc<dyn ReplyChannel>) {
-        let _ = self.notify.set(chan);
-    }
-
     /// What to add to the generation the file system reports for `nodeid`.
     pub fn offset(&self, nodeid: u64) -> u64 {
         if !self.any.load(Ordering::Acquire) {
@@ -71,9 +64,9 @@ impl Retirements {
     }
 
     /// A write-back WRITE of `nodeid` failed: report a new generation for it from now on and
-    /// make the kernel revalidate its cached names. `fallback` carries the notification when
-    /// the session has no `/dev/fuse` channel registered (servers driven directly in tests).
-    pub(crate) fn retire(&self, nodeid: u64, fallback: &Arc<dyn ReplyChannel>) {
+    /// make the kernel revalidate its cached names, with a notification on `chan` (a
+    /// `/dev/fuse` fd of the session, never an io_uring entry).
+    pub(crate) fn retire(&self, nodeid: u64, chan: &Arc<dyn ReplyChannel>) {
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             let Table { bumps, order } = &mut *t;
@@ -89,7 +82,6 @@ impl Retirements {
             }
         }
         self.any.store(true, Ordering::Release);
-        let chan = self.notify.get().unwrap_or(fallback);
         if let Err(e) = send_notify(&**chan, abi::notify_code::FUSE_NOTIFY_INC_EPOCH, &[]) {
             // Kernels before 6.16 do not know the notification: the stale size then lasts
             // until the kernel drops the inode (documented in the README).

@@ -40,8 +40,6 @@ pub struct Server {
     destroyed: AtomicBool,
     debug: bool,
     gate: OnceLock<Arc<BackgroundGate>>,
-    /// The session's `/dev/fuse`, for notifications the framework sends itself.
-    notify_chan: OnceLock<Arc<dyn ReplyChannel>>,
     workers: Arc<AtomicUsize>,
     interrupts: Arc<InterruptRegistry>,
     retrievals: Arc<Retrievals>,
@@ -56,6 +54,7 @@ impl Server {
             stats: Arc::new(Stats::default()),
             splice_write: caps.splice_write,
             retired: Retirements::default(),
+            notify_chan: OnceLock::new(),
         });
         Server {
             fs,
@@ -65,7 +64,6 @@ impl Server {
             destroyed: AtomicBool::new(false),
             debug,
             gate: OnceLock::new(),
-            notify_chan: OnceLock::new(),
             workers: Arc::new(AtomicUsize::new(0)),
             interrupts: Arc::default(),
             retrievals: Arc::default(),
@@ -97,14 +95,7 @@ impl Server {
     /// request that came over another transport (an io_uring entry) must not carry them: its
     /// channel takes exactly one reply.
     pub(crate) fn set_notify_channel(&self, dev: Arc<dyn ReplyChannel>) {
-        self.shared.retired.set_notify_channel(dev.clone());
-        let _ = self.notify_chan.set(dev);
-    }
-
-    /// Where the framework's notifications go: the session's `/dev/fuse`, or `fallback` (the
-    /// request's channel) when none was set (servers driven directly, e.g. in tests).
-    fn notify_channel<'a>(&'a self, fallback: &'a Arc<dyn ReplyChannel>) -> &'a Arc<dyn ReplyChannel> {
-        self.notify_chan.get().unwrap_or(fallback)
+        let _ = self.shared.notify_chan.set(dev);
     }
 
     /// A notifier writing to `chan` (any `/dev/fuse` fd of this session).
@@ -292,7 +283,7 @@ impl Server {
             if error != 0 {
                 tracing::warn!(ino = ino.0, error, "clearing suid/sgid before a truncating open failed");
             } else {
-                notify_attrs_changed(self.notify_channel(dev), ino);
+                notify_attrs_changed(self.shared.notify_channel(dev), ino);
             }
         }
     }
@@ -404,7 +395,7 @@ impl Server {
                 // files (they bypass the cache); write-through flags every write by a caller
                 // without CAP_FSETID, so there this costs one extra small write per WRITE.
                 if args.kill_suidgid() {
-                    notify_attrs_changed(self.notify_channel(chan), ino);
+                    notify_attrs_changed(self.shared.notify_channel(chan), ino);
                 }
             }
             Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
