@@ -44,8 +44,42 @@ pub type PostgresMeta = SqlMeta<Postgres>;
 
 /// A PostgreSQL database, as an [`Engine`].
 pub struct Postgres {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// Always `Some` until `drop`, which takes it to close the connections off the runtime.
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     name: String,
+}
+
+impl Drop for Postgres {
+    /// The synchronous `postgres` client closes a connection by running its own small tokio
+    /// runtime, which panics on a thread that already drives one. The file system's last
+    /// reference can go on any thread (a background FORGET task of the async adapter at unmount
+    /// is one), so the connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            drop(pool);
+            return;
+        }
+        // The pool waits in a slot, so that it can still be leaked (not dropped here) when no
+        // thread can be started.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(pool)));
+        let theirs = slot.clone();
+        let closer = std::thread::Builder::new()
+            .name("fusebox-pg-close".into())
+            .spawn(move || drop(theirs.lock().map(|mut p| p.take())));
+        match closer {
+            Ok(t) => {
+                if t.join().is_err() {
+                    tracing::warn!(db = %self.name, "closing the PostgreSQL connections panicked");
+                }
+            }
+            // The server drops leaked connections when the process exits.
+            Err(e) => {
+                std::mem::forget(slot.lock().map(|mut p| p.take()));
+                tracing::warn!(db = %self.name, "cannot close the PostgreSQL connections: {e}");
+            }
+        }
+    }
 }
 
 impl ToSql for Value<'_> {
@@ -180,7 +214,7 @@ impl Postgres {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {e}")))?;
-        Ok(Postgres { pool, name })
+        Ok(Postgres { pool: Some(pool), name })
     }
 
     fn run<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
@@ -202,7 +236,8 @@ impl Postgres {
     }
 
     fn try_once<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
-        let mut conn = self.pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
         let mut tx = if write {
             conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?
         } else {

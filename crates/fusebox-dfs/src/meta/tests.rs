@@ -126,6 +126,23 @@ fn postgres_format_and_open_report_clear_errors() {
     let e = PostgresMeta::open_url(&server.url("no_such_db")).unwrap_err().to_string();
     assert!(e.contains("no_such_db"), "{e}");
 }
+/// The last reference to a PostgreSQL store may go inside a tokio task (the async adapter's
+/// background FORGET at unmount): closing its connections there must not panic (the sync
+/// client's close starts a runtime of its own, which tokio refuses inside one).
+#[test]
+fn postgres_store_dropped_inside_a_runtime_closes_cleanly() {
+    let Some(server) = pg_server::shared() else { return };
+    let url = server.new_database();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(PostgresMeta::format_url(&url, "file:///tmp/blocks", false, ME).unwrap());
+    mkfile(&*meta, ROOT_INO, "f");
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async move { tokio::spawn(async move { drop(meta) }).await }).expect("drop in a task");
+    // The store is still whole for the next client.
+    let reopened = PostgresMeta::open_url(&url).unwrap();
+    assert!(reopened.lookup(ROOT_INO, b"f").is_ok());
+}
+
 fn create_lookup_readdir_and_name_checks(db: &Db) {
     let m = &*db.meta;
     let f = mkfile(m, ROOT_INO, "a");
