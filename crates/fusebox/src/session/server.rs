@@ -11,7 +11,7 @@ use crate::sched::BackgroundGate;
 use crate::sched::{peek_class, RequestClass, Stats};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::{send_notify, send_reply};
-use crate::wire::{opcode_name, parse, Operation, ParseOptions, Request};
+use crate::wire::{in_header, needs_reply, opcode_name, parse, Operation, ParseOptions, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -136,11 +136,8 @@ impl Server {
     /// its inode so that a later OPEN of that inode waits for it (session/order.rs). Every
     /// transport calls this once per request buffer, then `handle_classified`.
     pub(crate) fn received(&self, buf: &[u8]) {
-        let word =
-            |at: usize| buf.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
-        if word(4) == Some(FUSE_RELEASE) && buf.len() >= 40 {
-            let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
-            self.releases.noted(nodeid);
+        if let Some(h) = in_header(buf).filter(|h| h.opcode == FUSE_RELEASE) {
+            self.releases.noted(h.nodeid);
         }
     }
 
@@ -157,16 +154,13 @@ impl Server {
             Ok(r) => r,
             Err(e) => {
                 // Answer EINVAL when we can at least identify the request.
-                if buf.len() >= 40 {
-                    let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes"));
-                    let opcode = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
-                    tracing::warn!(unique, opcode = opcode_name(opcode), error = %e, "malformed request");
-                    if opcode == FUSE_RELEASE {
-                        let nodeid = u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes"));
-                        self.releases.released(nodeid);
+                if let Some(h) = in_header(buf) {
+                    tracing::warn!(unique = h.unique, opcode = opcode_name(h.opcode), error = %e, "malformed request");
+                    if h.opcode == FUSE_RELEASE {
+                        self.releases.released(h.nodeid);
                     }
-                    if opcode != FUSE_FORGET && opcode != FUSE_BATCH_FORGET && opcode != FUSE_INTERRUPT {
-                        let _ = send_reply(&**chan, unique, -libc::EINVAL, &[]);
+                    if needs_reply(h.opcode) {
+                        let _ = send_reply(&**chan, h.unique, -libc::EINVAL, &[]);
                     }
                 } else {
                     tracing::warn!(error = %e, len = buf.len(), "malformed request header");
@@ -184,7 +178,7 @@ impl Server {
                 "request"
             );
         }
-        if let Operation::Init(init) = &req.op {
+        if let Operation::Init { arg: init } = &req.op {
             return self.init(req.header.unique, init, chan);
         }
         if self.negotiated.get().is_none() {
@@ -195,7 +189,7 @@ impl Server {
             let _ = send_reply(&**chan, req.header.unique, -libc::EIO, &[]);
             return Handled::Continue;
         }
-        let destroy = matches!(req.op, Operation::Destroy);
+        let destroy = matches!(req.op, Operation::Destroy {});
         let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, chan, class)));
         if result.is_err() {
             tracing::error!("file system handler panicked; request answered EIO");
@@ -315,7 +309,7 @@ impl Server {
             Operation::Mknod { arg, .. } => arg.umask,
             Operation::Mkdir { arg, .. } => arg.umask,
             Operation::Create { arg, .. } => arg.umask,
-            Operation::Tmpfile(arg) => arg.umask,
+            Operation::Tmpfile { arg } => arg.umask,
             _ => 0,
         };
         let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, umask };
@@ -329,23 +323,23 @@ impl Server {
         let max_readdir = |size: u32| (size as usize).min(1 << 20);
         match req.op {
             Operation::Lookup { name } => fs.lookup(&info, ino, name, ReplyEntry(r())),
-            Operation::Forget(arg) => {
+            Operation::Forget { arg } => {
                 let start = Instant::now();
                 fs.forget(ino, arg.nlookup);
                 stats.end(h.opcode, class, false, 0, start.elapsed());
             }
-            Operation::BatchForget(list) => {
+            Operation::BatchForget { list } => {
                 let start = Instant::now();
                 let nodes: Vec<(NodeId, u64)> = list.iter().map(|f| (NodeId(f.nodeid), f.nlookup)).collect();
                 fs.batch_forget(&nodes);
                 stats.end(h.opcode, class, false, 0, start.elapsed());
             }
-            Operation::Getattr(arg) => {
+            Operation::Getattr { arg } => {
                 let fh = (arg.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(FileHandle(arg.fh));
                 fs.getattr(&info, ino, fh, ReplyAttr(r()))
             }
-            Operation::Setattr(arg) => fs.setattr(&info, ino, &SetAttr::from_abi(&arg), ReplyAttr(r())),
-            Operation::Readlink => fs.readlink(&info, ino, ReplyData(r())),
+            Operation::Setattr { arg } => fs.setattr(&info, ino, &SetAttr::from_abi(&arg), ReplyAttr(r())),
+            Operation::Readlink {} => fs.readlink(&info, ino, ReplyData(r())),
             Operation::Symlink { name, target } => fs.symlink(&info, ino, name, target, ReplyEntry(r())),
             Operation::Mknod { arg, name } => fs.mknod(&info, ino, name, arg.mode, arg.rdev, ReplyEntry(r())),
             Operation::Mkdir { arg, name } => {
@@ -353,13 +347,16 @@ impl Server {
             }
             Operation::Unlink { name } => fs.unlink(&info, ino, name, ReplyEmpty(r())),
             Operation::Rmdir { name } => fs.rmdir(&info, ino, name, ReplyEmpty(r())),
-            Operation::Rename { newdir, flags, name, newname } => {
-                fs.rename(&info, ino, name, NodeId(newdir), newname, flags, ReplyEmpty(r()))
+            Operation::Rename { arg, name, newname } => {
+                fs.rename(&info, ino, name, NodeId(arg.newdir), newname, 0, ReplyEmpty(r()))
+            }
+            Operation::Rename2 { arg, name, newname } => {
+                fs.rename(&info, ino, name, NodeId(arg.newdir), newname, arg.flags, ReplyEmpty(r()))
             }
             Operation::Link { arg, newname } => {
                 fs.link(&info, NodeId(arg.oldnodeid), ino, newname, ReplyEntry(r()))
             }
-            Operation::Open(arg) => {
+            Operation::Open { arg } => {
                 // Work done at an earlier RELEASE of this inode comes first.
                 self.releases.wait(h.nodeid);
                 if arg.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0 {
@@ -367,7 +364,7 @@ impl Server {
                 }
                 fs.open(&info, ino, self.open_flags(arg.flags as i32), ReplyOpen(r()))
             }
-            Operation::Read(arg) => {
+            Operation::Read { arg } => {
                 let args = ReadArgs {
                     fh: FileHandle(arg.fh),
                     offset: arg.offset,
@@ -398,14 +395,14 @@ impl Server {
                     notify_attrs_changed(self.shared.notify_channel(chan), ino);
                 }
             }
-            Operation::Statfs => fs.statfs(&info, ino, ReplyStatfs(r())),
-            Operation::Release(arg) => {
+            Operation::Statfs {} => fs.statfs(&info, ino, ReplyStatfs(r())),
+            Operation::Release { arg } => {
                 // Counted by `received`; uncounted when the answer is sent.
                 let guard = ReleaseGuard { order: self.releases.clone(), ino: h.nodeid };
                 let reply = ReplyEmpty(r().hold_until_answered(Box::new(guard)));
                 fs.release(&info, ino, &release_args(&arg), reply)
             }
-            Operation::Fsync(arg) => {
+            Operation::Fsync { arg } => {
                 let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 fs.fsync(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(self.commit_reply(r(), ino)))
             }
@@ -413,44 +410,44 @@ impl Server {
                 fs.setxattr(&info, ino, name, value, arg.flags as i32, ReplyEmpty(r()))
             }
             Operation::Getxattr { arg, name } => fs.getxattr(&info, ino, name, arg.size, ReplyXattr(r())),
-            Operation::Listxattr(arg) => fs.listxattr(&info, ino, arg.size, ReplyXattr(r())),
+            Operation::Listxattr { arg } => fs.listxattr(&info, ino, arg.size, ReplyXattr(r())),
             Operation::Removexattr { name } => fs.removexattr(&info, ino, name, ReplyEmpty(r())),
-            Operation::Flush(arg) => {
+            Operation::Flush { arg } => {
                 let reply = ReplyEmpty(self.commit_reply(r(), ino));
                 fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, reply)
             }
-            Operation::Opendir(arg) => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
-            Operation::Readdir(arg) => fs.readdir(
+            Operation::Opendir { arg } => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
+            Operation::Readdir { arg } => fs.readdir(
                 &info,
                 ino,
                 FileHandle(arg.fh),
                 arg.offset,
                 ReplyDirectory::new(r(), max_readdir(arg.size)),
             ),
-            Operation::Readdirplus(arg) => fs.readdirplus(
+            Operation::Readdirplus { arg } => fs.readdirplus(
                 &info,
                 ino,
                 FileHandle(arg.fh),
                 arg.offset,
                 ReplyDirectoryPlus::new(r(), max_readdir(arg.size)),
             ),
-            Operation::Releasedir(arg) => fs.releasedir(&info, ino, &release_args(&arg), ReplyEmpty(r())),
-            Operation::Fsyncdir(arg) => {
+            Operation::Releasedir { arg } => fs.releasedir(&info, ino, &release_args(&arg), ReplyEmpty(r())),
+            Operation::Fsyncdir { arg } => {
                 let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 fs.fsyncdir(&info, ino, FileHandle(arg.fh), datasync, ReplyEmpty(r()))
             }
-            Operation::Access(arg) => fs.access(&info, ino, arg.mask as i32, ReplyEmpty(r())),
+            Operation::Access { arg } => fs.access(&info, ino, arg.mask as i32, ReplyEmpty(r())),
             Operation::Create { arg, name } => {
                 let flags = self.open_flags(arg.flags as i32);
                 let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags };
                 fs.create(&info, ino, name, &args, ReplyCreate(r()))
             }
-            Operation::Tmpfile(arg) => {
+            Operation::Tmpfile { arg } => {
                 let flags = self.open_flags(arg.flags as i32);
                 let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags };
                 fs.tmpfile(&info, ino, &args, ReplyCreate(r()))
             }
-            Operation::Fallocate(arg) => {
+            Operation::Fallocate { arg } => {
                 if self.fallocate_kills_suidgid(h.uid) {
                     self.kill_suidgid_before_open(&info, ino, chan);
                 }
@@ -462,10 +459,11 @@ impl Server {
                 };
                 fs.fallocate(&info, ino, &args, ReplyEmpty(r()))
             }
-            Operation::Lseek(arg) => {
+            Operation::Lseek { arg } => {
                 fs.lseek(&info, ino, FileHandle(arg.fh), arg.offset, arg.whence as i32, ReplyLseek(r()))
             }
-            Operation::CopyFileRange { arg, wide } => {
+            Operation::CopyFileRange { arg } | Operation::CopyFileRange64 { arg } => {
+                let wide = h.opcode == FUSE_COPY_FILE_RANGE_64;
                 let args = CopyRangeArgs {
                     fh_in: FileHandle(arg.fh_in),
                     off_in: arg.off_in,
@@ -488,11 +486,11 @@ impl Server {
                 };
                 fs.ioctl(&info, ino, &args, ReplyIoctl(r()))
             }
-            Operation::Destroy => {
+            Operation::Destroy {} => {
                 self.destroy_once();
                 ReplyEmpty(r()).ok()
             }
-            Operation::Interrupt(arg) => {
+            Operation::Interrupt { arg } => {
                 // Never answered, except EAGAIN when its request does not show up.
                 self.interrupts.interrupt(arg.unique, h.unique, chan);
                 stats.end(h.opcode, class, false, 0, Default::default());
@@ -503,14 +501,16 @@ impl Server {
                 self.retrievals.complete(h.unique, arg.offset, &data[..n]);
                 stats.end(h.opcode, class, false, 0, Default::default());
             }
-            Operation::Init(_) => unreachable!("INIT is handled before dispatch"),
-            Operation::Getlk(arg) => fs.getlk(&info, ino, &lock_args(&arg, false), ReplyLock(r())),
-            Operation::Setlk(arg) => fs.setlk(&info, ino, &lock_args(&arg, false), ReplyEmpty(r())),
-            Operation::Setlkw(arg) => fs.setlk(&info, ino, &lock_args(&arg, true), ReplyEmpty(r())),
-            Operation::Bmap(_)
-            | Operation::Poll(_)
-            | Operation::Syncfs(_)
-            | Operation::Statx(_)
+            Operation::Init { .. } => unreachable!("INIT is handled before dispatch"),
+            Operation::Getlk { arg } => fs.getlk(&info, ino, &lock_args(&arg, false), ReplyLock(r())),
+            Operation::Setlk { arg } => fs.setlk(&info, ino, &lock_args(&arg, false), ReplyEmpty(r())),
+            Operation::Setlkw { arg } => fs.setlk(&info, ino, &lock_args(&arg, true), ReplyEmpty(r())),
+            Operation::Bmap { .. }
+            | Operation::Poll { .. }
+            | Operation::Syncfs { .. }
+            | Operation::Statx { .. }
+            | Operation::Setupmapping {}
+            | Operation::Removemapping {}
             | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),
         }
     }

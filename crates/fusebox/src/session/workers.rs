@@ -311,11 +311,6 @@ impl Pool {
 
 /// The node of a writeback WRITE (a background WRITE), the only request the lane serves.
 fn writeback_write(buf: &[u8], class: RequestClass) -> Option<u64> {
-    let opcode = buf.get(4..8).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
-    match (class, opcode) {
-        (RequestClass::Background, Some(crate::abi::opcode::FUSE_WRITE)) => {
-            buf.get(16..24).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-        }
-        _ => None,
-    }
+    let h = crate::wire::in_header(buf)?;
+    (class == RequestClass::Background && h.opcode == crate::abi::opcode::FUSE_WRITE).then_some(h.nodeid)
 }
