@@ -4,15 +4,17 @@
 //! [`transport`] (`/dev/fuse` with cloned fds), [`session`] (INIT, mount, worker threads),
 //! [`sched`] (request classes, stats) and [`fs`] (the [`Filesystem`] trait and reply tokens).
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod abi;
 pub mod fs;
 pub mod sched;
 pub mod session;
+#[allow(unsafe_code)]
+pub mod sys;
+#[allow(unsafe_code)]
 pub mod transport;
 pub mod wire;
 
 pub use fs::{Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo, Ttl};
 pub use session::{Capabilities, Config, MountOptions, Session, SessionError};
-/// Raw syscalls with safe signatures (file handles, mount), shared with the file systems.
-pub use transport::sys;

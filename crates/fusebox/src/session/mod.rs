@@ -29,7 +29,7 @@ pub use workers::{PoolConfig, IDLE_EXIT};
 
 use crate::fs::{Filesystem, Ttl};
 use crate::transport::devfuse::{DevFuse, Received};
-use crate::transport::{sys, ReplyChannel};
+use crate::{sys, transport::ReplyChannel};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;

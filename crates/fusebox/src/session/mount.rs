@@ -2,7 +2,7 @@
 
 use super::options::MountOptions;
 use crate::transport::devfuse::DevFuse;
-use crate::transport::sys;
+use crate::sys;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;

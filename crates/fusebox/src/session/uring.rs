@@ -10,7 +10,7 @@ use super::options::UringOptions;
 use super::server::Server;
 use crate::abi;
 use crate::transport::devfuse::DevFuse;
-use crate::transport::sys;
+use crate::sys;
 use crate::transport::uring::{QueueEnd, QueueWaker, UringQueue};
 use std::io;
 use std::sync::mpsc;
