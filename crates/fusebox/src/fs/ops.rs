@@ -55,8 +55,12 @@ macro_rules! background_lane {
 }
 
 macro_rules! owned_type {
-    ($sync:ty) => { $sync };
-    ($sync:ty, $owned:ty) => { $owned };
+    ($sync:ty) => {
+        $sync
+    };
+    ($sync:ty, $owned:ty) => {
+        $owned
+    };
 }
 
 macro_rules! filesystem_operations {

@@ -3,11 +3,14 @@
 mod backing;
 mod bdi;
 mod control;
+mod handler;
 mod init;
+mod interrupt;
 mod mount;
 mod notify;
 mod options;
 mod order;
+pub(crate) mod responder;
 mod retire;
 mod server;
 mod uring;
@@ -18,7 +21,10 @@ pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
 pub use control::{
     control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
 };
+pub use handler::{Dispatch, Handler, IntoHandler};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
+pub use interrupt::{Interrupt, PENDING_EXPIRY};
+pub(crate) use interrupt::{InterruptRegistry, Registration};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
@@ -27,12 +33,24 @@ pub use server::{Handled, Server};
 pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
 pub use workers::{PoolConfig, IDLE_EXIT};
 
-use crate::fs::{Filesystem, Ttl};
 use crate::transport::devfuse::{DevFuse, Received};
+use crate::wire::types::Ttl;
 use crate::{sys, transport::ReplyChannel};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+
+/// What a file system learns when its mount goes live (`Filesystem::mounted`).
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    /// Sends notifications to this mount's kernel caches.
+    pub notifier: Notifier,
+    /// Where it is mounted (absolute).
+    pub mountpoint: PathBuf,
+    /// Registers backing files for kernel passthrough; `None` unless the file system asked for
+    /// [`Capabilities::passthrough`] and the kernel granted it.
+    pub backing: Option<Backing>,
+}
 
 /// Why a session could not start or ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +143,7 @@ pub struct Session {
 
 impl Session {
     /// Check the mountpoint, mount, and complete INIT. When this returns, the mount is live.
-    pub fn mount(
-        fs: Arc<dyn Filesystem>,
-        mountpoint: &Path,
-        config: Config,
-    ) -> Result<Session, SessionError> {
+    pub fn mount(fs: impl IntoHandler, mountpoint: &Path, config: Config) -> Result<Session, SessionError> {
         config.options.validate()?;
         let mountpoint = check_mountpoint(mountpoint)?;
         // New files get exactly the mode the kernel asks for (it already applied the umask).
@@ -150,7 +164,7 @@ impl Session {
         if let Some(n) = config.options.congestion_threshold {
             caps.congestion_threshold = n;
         }
-        let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
+        let server = Arc::new(Server::new(fs.into_handler(), caps, config.ttl(), config.options.debug));
         server.set_notify_channel(dev.clone());
         let mut session = Session { server, dev, mountpoint, config, _control: None };
         match session.wait_for_init() {
@@ -160,12 +174,12 @@ impl Session {
                     session.config.options.read_ahead_kb,
                     session.config.options.bdi_max_ratio,
                 );
-                let info = crate::fs::MountInfo {
+                let info = MountInfo {
                     notifier: session.notifier(),
                     mountpoint: session.mountpoint.clone(),
                     backing: session.backing(),
                 };
-                session.server.filesystem().mounted(&info);
+                session.server.handler().mounted(&info);
                 session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
                     Ok(c) => Some(c),
                     Err(e) => {

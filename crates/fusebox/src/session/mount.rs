@@ -1,8 +1,8 @@
 //! Mounting and unmounting: mount(2) as root, fusermount3 otherwise; mountpoint checks.
 
 use super::options::MountOptions;
-use crate::transport::devfuse::DevFuse;
 use crate::sys;
+use crate::transport::devfuse::DevFuse;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;

@@ -12,9 +12,9 @@
 //! CREATE or RENAME in the same directory) deadlocks. Call them from another thread.
 
 use crate::abi::{self, notify_code::*};
-use crate::fs::NodeId;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_notify;
+use crate::wire::types::NodeId;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;

@@ -1,10 +1,10 @@
 //! Kernel file handles: `name_to_handle_at` / `open_by_handle_at`, which the passthrough
 //! file system uses to keep inodes without holding a descriptor each.
 
+use super::mount::cstr;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use super::mount::cstr;
 
 /// An opaque kernel file handle (`struct file_handle`) plus the mount id it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -20,13 +20,13 @@
 
 use super::ReplyChannel;
 use crate::abi;
-use zerocopy::{FromBytes, IntoBytes};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use zerocopy::{FromBytes, IntoBytes};
 
 use abi::{FUSE_URING_ENT_IN_OUT_OFFSET as ENT_IN_OUT, FUSE_URING_OP_IN_OFFSET as OP_IN};
 /// Bytes before the payload in an entry's data buffer: room for the in header and `op_in`

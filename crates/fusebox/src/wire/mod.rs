@@ -8,6 +8,7 @@ mod header;
 pub mod ops;
 mod parse;
 pub mod reply;
+pub mod types;
 
 pub use header::{in_header, peek_class};
 pub use ops::{needs_reply, opcode_info, opcode_name, ClassRule, OpcodeInfo, Operation, RequestClass};

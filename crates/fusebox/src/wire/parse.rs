@@ -226,10 +226,14 @@ mod tests {
         let mut body = arg.as_bytes().to_vec();
         body.extend_from_slice(b"a\0b\0");
         let buf = frame(FUSE_RENAME2, 1, &body);
-        let Operation::Rename2 { arg, name, newname } = parse(&buf, ParseOptions::default()).unwrap().op else {
+        let Operation::Rename2 { arg, name, newname } = parse(&buf, ParseOptions::default()).unwrap().op
+        else {
             panic!()
         };
-        assert_eq!((arg.newdir, arg.flags, name, newname), (5, libc::RENAME_EXCHANGE, "a".as_ref(), "b".as_ref()));
+        assert_eq!(
+            (arg.newdir, arg.flags, name, newname),
+            (5, libc::RENAME_EXCHANGE, "a".as_ref(), "b".as_ref())
+        );
     }
 
     #[test]
@@ -265,7 +269,9 @@ mod tests {
         body.extend_from_slice(abi::fuse_forget_one { nodeid: 10, nlookup: 1 }.as_bytes());
         body.extend_from_slice(abi::fuse_forget_one { nodeid: 11, nlookup: 3 }.as_bytes());
         let buf = frame(FUSE_BATCH_FORGET, 0, &body);
-        let Operation::BatchForget { list } = parse(&buf, ParseOptions::default()).unwrap().op else { panic!() };
+        let Operation::BatchForget { list } = parse(&buf, ParseOptions::default()).unwrap().op else {
+            panic!()
+        };
         let v: Vec<_> = list.iter().map(|f| (f.nodeid, f.nlookup)).collect();
         assert_eq!(v, vec![(10, 1), (11, 3)]);
     }

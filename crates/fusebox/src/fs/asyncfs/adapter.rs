@@ -165,4 +165,3 @@ impl<F> Drop for AsyncAdapter<F> {
         }
     }
 }
-

@@ -157,7 +157,13 @@ impl IntoTask<IoctlData> for &IoctlArgs<'_> {
 
 impl From<&WriteArgs<'_>> for WriteData {
     fn from(a: &WriteArgs<'_>) -> Self {
-        WriteData { fh: a.fh, offset: a.offset, data: a.data.to_vec(), write_flags: a.write_flags, flags: a.flags }
+        WriteData {
+            fh: a.fh,
+            offset: a.offset,
+            data: a.data.to_vec(),
+            write_flags: a.write_flags,
+            flags: a.flags,
+        }
     }
 }
 
