@@ -8,13 +8,15 @@
 
 pub mod abi;
 pub mod fs;
-pub mod sched;
 pub mod session;
 #[allow(unsafe_code)]
 pub mod sys;
 #[allow(unsafe_code)]
 pub mod transport;
 pub mod wire;
+
+/// Scheduling lives with the session that runs it; the old path stays valid.
+pub use session::sched;
 
 pub use fs::{Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo, Ttl};
 pub use session::{Capabilities, Config, MountOptions, Session, SessionError};

@@ -9,7 +9,7 @@
 //! while the inode has passthrough opens, so a file system should share one `BackingId` among
 //! the open files of an inode (docs/ARCHITECTURE.md, "Kernel passthrough").
 
-use crate::sched::Stats;
+use crate::session::sched::Stats;
 use crate::transport::devfuse::DevFuse;
 use std::fmt;
 use std::io;

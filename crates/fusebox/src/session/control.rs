@@ -8,7 +8,7 @@
 
 use super::init::Negotiated;
 use super::server::Server;
-use crate::sched::StatsSnapshot;
+use crate::session::sched::StatsSnapshot;
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};

@@ -4,12 +4,12 @@
 //! reply channel, the write-back rules, release ordering, notifications).
 
 use super::init::Capabilities;
-use super::order::ReleaseGuard;
 use super::responder::Responder;
+use super::sched::order::ReleaseGuard;
 use super::server::Server;
 use super::MountInfo;
 use crate::abi;
-use crate::sched::{RequestClass, Stats};
+use crate::session::sched::{RequestClass, Stats};
 use crate::transport::mem::MemChannel;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_notify;

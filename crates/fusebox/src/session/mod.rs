@@ -9,12 +9,11 @@ mod interrupt;
 mod mount;
 mod notify;
 mod options;
-mod order;
 pub(crate) mod responder;
 mod retire;
+pub mod sched;
 mod server;
 mod uring;
-mod workers;
 
 pub use backing::{Backing, BackingId};
 pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
@@ -29,9 +28,9 @@ pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError}
 pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
 pub use retire::{Retirements, MAX_RETIRED};
+pub use sched::{PoolConfig, IDLE_EXIT};
 pub use server::{Handled, Server};
 pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
-pub use workers::{PoolConfig, IDLE_EXIT};
 
 use crate::transport::devfuse::{DevFuse, Received};
 use crate::wire::types::Ttl;
@@ -248,7 +247,7 @@ impl Session {
         if uring.is_some() && self.config.options.threads.is_none() {
             pool_config.threads = 2;
         }
-        let pool = workers::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
+        let pool = sched::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
         let result = pool.run();
         if let Some(u) = uring {
             u.stop();

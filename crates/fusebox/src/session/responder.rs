@@ -6,7 +6,7 @@
 use super::interrupt::{Interrupt, Registration};
 use super::Retirements;
 use crate::abi;
-use crate::sched::{RequestClass, Stats};
+use crate::session::sched::{RequestClass, Stats};
 use crate::transport::splice::{self, Spliced};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;

@@ -4,13 +4,13 @@
 use super::handler::{Dispatch, Handler};
 use super::init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated};
 use super::notify::{Notifier, Retrievals};
-use super::order::ReleaseOrder;
 use super::responder::{ReplyShared, Responder};
 use super::retire::Retirements;
+use super::sched::order::ReleaseOrder;
 use super::{InterruptRegistry, Registration};
 use crate::abi::{self, opcode::*};
-use crate::sched::BackgroundGate;
-use crate::sched::{peek_class, RequestClass, Stats};
+use crate::session::sched::BackgroundGate;
+use crate::session::sched::{peek_class, RequestClass, Stats};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;
 use crate::wire::types::Ttl;

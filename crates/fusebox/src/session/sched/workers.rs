@@ -20,8 +20,8 @@
 //! RELEASE/FORGET, which are cheaper to serve inline than to hand over). `sched=fifo` disables
 //! the lane (workers serve everything).
 
-use super::server::{Handled, Server};
-use crate::sched::{peek_class, BackgroundGate, RequestClass};
+use super::{peek_class, BackgroundGate, RequestClass};
+use crate::session::{Handled, Server};
 use crate::transport::buffer::RequestBuffer;
 use crate::transport::devfuse::{DevFuse, Received};
 use crate::transport::ReplyChannel;
