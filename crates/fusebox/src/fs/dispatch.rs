@@ -340,7 +340,8 @@ mod tests {
     /// (unique, error) of the next reply.
     fn next(chan: &MemChannel) -> (u64, i32) {
         let r = chan.next_reply(Duration::from_secs(1)).expect("a reply");
-        (u64::from_ne_bytes(r[8..16].try_into().unwrap()), i32::from_ne_bytes(r[4..8].try_into().unwrap()))
+        let h = crate::wire::reply::out_header(&r).expect("an out header");
+        (h.unique, h.error)
     }
 
     #[test]

@@ -281,8 +281,8 @@ mod tests {
         // The next interrupt landing in the same shard sweeps it.
         reg.interrupt(30 + 2 * SHARDS as u64, 31 + 2 * SHARDS as u64, &c);
         let out = mem.next_reply(Duration::from_secs(1)).expect("EAGAIN reply");
-        assert_eq!(i32::from_ne_bytes(out[4..8].try_into().unwrap()), -libc::EAGAIN);
-        assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), 31);
+        let h = crate::wire::reply::out_header(&out).unwrap();
+        assert_eq!((h.error, h.unique), (-libc::EAGAIN, 31));
         assert_eq!(reg.pending(), 1);
     }
 

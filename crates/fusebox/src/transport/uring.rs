@@ -38,7 +38,7 @@ const WAKE: u64 = u64::MAX;
 /// The `fuse_out_header` at the front of a reply (the sender puts all 16 bytes in its first
 /// slice; a shorter one was refused before).
 fn out_header(first: &[u8]) -> abi::fuse_out_header {
-    abi::fuse_out_header::read_from_prefix(first).map(|(h, _)| h).expect("16-byte out header")
+    crate::wire::reply::out_header(first).expect("16-byte out header")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

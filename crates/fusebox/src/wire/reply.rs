@@ -17,6 +17,13 @@ pub trait ReplyChannel: Send + Sync {
 }
 use zerocopy::IntoBytes;
 
+/// The `fuse_out_header` at the front of a reply or notification buffer (`None` when shorter
+/// than a header): for transports that stage replies and for tests that read them back.
+pub fn out_header(bytes: &[u8]) -> Option<abi::fuse_out_header> {
+    use zerocopy::FromBytes;
+    abi::fuse_out_header::read_from_prefix(bytes).ok().map(|(h, _)| h)
+}
+
 /// Send one reply for request `unique`: `error` is 0 or a negative errno; `parts` are concatenated.
 /// Returns the total length written (header included).
 pub fn send_reply(chan: &dyn ReplyChannel, unique: u64, error: i32, parts: &[&[u8]]) -> io::Result<usize> {
