@@ -51,8 +51,11 @@ fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// (top-level module, file, code lines) for every file below a layer's folder.
-fn layered_files() -> Vec<(String, PathBuf, Vec<(usize, String)>)> {
+/// A source file of one layer: its top-level module, path and code lines.
+type LayerFile = (String, PathBuf, Vec<(usize, String)>);
+
+/// Every file below a layer's folder.
+fn layered_files() -> Vec<LayerFile> {
     let root = source_root();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
