@@ -6,6 +6,7 @@
 //! answer inline or move the token to another thread and answer later.
 
 pub mod acl;
+#[cfg(feature = "tokio")]
 pub mod asyncfs;
 mod dispatch;
 mod ops;

@@ -17,15 +17,17 @@
 //! and give-back, xattr size probes, SETLK's interrupt handle) are written out once per trait
 //! in the blocks at the top of the table.
 
+#[cfg(feature = "tokio")]
 use super::asyncfs::{
     AsyncAdapter, DirEntry, DirEntryPlus, FsResult, IntoTask, IoctlData, IoctlOut, Opened, WriteData,
 };
 use super::reply::*;
 use super::types::*;
-use super::{Interrupt, MountInfo};
+use super::MountInfo;
 use crate::session::Capabilities;
-use std::ffi::{OsStr, OsString};
-use std::future::Future;
+use std::ffi::OsStr;
+#[cfg(feature = "tokio")]
+use {super::Interrupt, std::ffi::OsString, std::future::Future};
 
 macro_rules! sync_default {
     (enosys, $reply:ident) => {
@@ -36,6 +38,7 @@ macro_rules! sync_default {
     };
 }
 
+#[cfg(feature = "tokio")]
 macro_rules! async_default {
     (enosys) => {
         Err(Errno::ENOSYS)
@@ -45,6 +48,7 @@ macro_rules! async_default {
     };
 }
 
+#[cfg(feature = "tokio")]
 macro_rules! background_lane {
     (sync) => {
         false
@@ -54,6 +58,7 @@ macro_rules! background_lane {
     };
 }
 
+#[cfg(feature = "tokio")]
 macro_rules! owned_type {
     ($sync:ty) => {
         $sync
@@ -88,6 +93,7 @@ macro_rules! filesystem_operations {
         }
 
         $(#[$async_meta])*
+        #[cfg(feature = "tokio")]
         #[allow(unused_variables)]
         pub trait AsyncFilesystem: Send + Sync + 'static {
             $($async_items)*
@@ -103,6 +109,7 @@ macro_rules! filesystem_operations {
             )*
         }
 
+        #[cfg(feature = "tokio")]
         impl<F: AsyncFilesystem> Filesystem for AsyncAdapter<F> {
             $($adapter_items)*
             $(

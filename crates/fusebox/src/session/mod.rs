@@ -2,6 +2,7 @@
 
 mod backing;
 mod bdi;
+#[cfg(feature = "serde")]
 mod control;
 mod handler;
 mod init;
@@ -14,9 +15,12 @@ mod retire;
 pub mod sched;
 mod server;
 mod uring;
+#[cfg(feature = "io-uring")]
+mod uring_queues;
 
 pub use backing::{Backing, BackingId};
 pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
+#[cfg(feature = "serde")]
 pub use control::{
     control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
 };
@@ -137,6 +141,7 @@ pub struct Session {
     mountpoint: PathBuf,
     config: Config,
     /// Kept alive while the session runs; removed when it ends.
+    #[cfg(feature = "serde")]
     _control: Option<ControlSocket>,
 }
 
@@ -165,7 +170,15 @@ impl Session {
         }
         let server = Arc::new(Server::new(fs.into_handler(), caps, config.ttl(), config.options.debug));
         server.set_notify_channel(dev.clone());
-        let mut session = Session { server, dev, mountpoint, config, _control: None };
+        #[cfg_attr(not(feature = "serde"), allow(unused_mut))]
+        let mut session = Session {
+            server,
+            dev,
+            mountpoint,
+            config,
+            #[cfg(feature = "serde")]
+            _control: None,
+        };
         match session.wait_for_init() {
             Ok(()) => {
                 bdi::tune(
@@ -179,13 +192,17 @@ impl Session {
                     backing: session.backing(),
                 };
                 session.server.handler().mounted(&info);
-                session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no control socket: `fusebox stats` will not work here");
-                        None
-                    }
-                };
+                #[cfg(feature = "serde")]
+                {
+                    session._control = match ControlSocket::start(&session.mountpoint, session.server.clone())
+                    {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no control socket: `fusebox stats` will not work here");
+                            None
+                        }
+                    };
+                }
                 Ok(session)
             }
             Err(e) => {
@@ -242,13 +259,17 @@ impl Session {
     /// FORGET, INTERRUPT and notification replies.
     pub fn run(self) -> Result<(), SessionError> {
         let neg = self.server.negotiated().ok_or(SessionError::ClosedBeforeInit)?;
-        let uring = uring::start(&self.server, &self.dev, &neg, &self.config.options.uring);
+        #[cfg_attr(not(feature = "io-uring"), allow(unused_mut))]
         let mut pool_config = self.config.pool(neg.buffer_size());
+        #[cfg(feature = "io-uring")]
+        let uring = uring_queues::start(&self.server, &self.dev, &neg, &self.config.options.uring);
+        #[cfg(feature = "io-uring")]
         if uring.is_some() && self.config.options.threads.is_none() {
             pool_config.threads = 2;
         }
         let pool = sched::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
         let result = pool.run();
+        #[cfg(feature = "io-uring")]
         if let Some(u) = uring {
             u.stop();
         }

@@ -220,6 +220,7 @@ pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     unmount_path(&abs)?;
     // A daemon that was killed could not remove its control socket; a live one removes its
     // own as it exits.
+    #[cfg(feature = "serde")]
     super::control::remove_stale_socket(&abs);
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod devfuse;
 pub mod mem;
 pub mod splice;
+#[cfg(feature = "io-uring")]
 pub mod uring;
 
 pub use crate::wire::ReplyChannel;

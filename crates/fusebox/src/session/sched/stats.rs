@@ -192,7 +192,8 @@ fn percentile(hist: &[u64], q: f64) -> u64 {
 }
 
 /// Counters of one opcode at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[allow(missing_docs)]
 pub struct OpStats {
     pub opcode: u32,
@@ -205,12 +206,13 @@ pub struct OpStats {
     pub p99_us: u64,
     pub max_us: u64,
     /// Most requests of this opcode in flight at once on a single file (READ and WRITE only).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub max_in_flight_one_file: u64,
 }
 
 /// All counters of a session at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StatsSnapshot {
     /// Opcodes that were seen at least once.
     pub ops: Vec<OpStats>,
@@ -219,16 +221,16 @@ pub struct StatsSnapshot {
     /// Background requests being handled now.
     pub in_flight_background: u64,
     /// Requests that arrived over io_uring (the rest came through `/dev/fuse`).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub uring_requests: u64,
     /// OPENs and CREATEs answered with kernel passthrough (their data bypasses the daemon).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub passthrough_opens: u64,
     /// Backing files registered with the kernel so far.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub backing_ids_opened: u64,
     /// Backing files registered now (opened and not yet closed).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub backing_ids_live: u64,
 }
 
