@@ -4,7 +4,7 @@
 Splits each probe's latency into: kernel queue + daemon (fuse:fuse_request_send ->
 fuse:fuse_request_end tracepoints, per request) and the rest (the client's own syscall path
 and wake-up). Runs a passthrough mount, a 1 ms stat loop and a dd flood like
-scripts/latency-isolation.sh. Usage (root): python3 scripts/latency-trace.py [BIN] [-o OPTS]
+crates/fusebox-bench/scripts/latency-isolation.sh. Usage (root): python3 crates/fusebox-bench/scripts/latency-trace.py [BIN] [-o OPTS]
 """
 import os, re, subprocess, sys, tempfile, threading, time
 

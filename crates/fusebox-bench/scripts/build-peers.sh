@@ -2,7 +2,7 @@
 # Build libfuse's example daemons passthrough_hp, passthrough_ll and memfs_ll as benchmark peers
 # for `fusebox bench --peer` (docs/BENCHMARKS.md, "Peers: how they are built and run").
 #
-#   scripts/build-peers.sh SRC_DIR [OUT_DIR]
+#   crates/fusebox-bench/scripts/build-peers.sh SRC_DIR [OUT_DIR]
 #
 # SRC_DIR is a libfuse source checkout (3.18 or newer); OUT_DIR defaults to /var/tmp/fusebox-peers.
 # The examples are built with meson + ninja (buildtype=release) in OUT_DIR/build against the
@@ -101,7 +101,7 @@ cmd_ll="$ll -f -o writeback -o clone_fd -o source={SRC} {MNT}"
 cmd_mem="$mem -f -o writeback_cache -o no_timeout {MNT}"
 
 {
-    echo "# Written by scripts/build-peers.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "# Written by crates/fusebox-bench/scripts/build-peers.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "# libfuse $version from $SRC, commit $commit"
     echo "# usage: . $OUT/peers.env && fusebox bench \"\${PEER_ARGS[@]}\""
     printf 'LIBFUSE_COMMIT=%q\n' "$commit"

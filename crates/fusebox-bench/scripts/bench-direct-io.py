@@ -2,16 +2,14 @@
 """Direct-IO benchmark (issue 5): native ext4 vs fusebox passthrough over the same directory.
 
 The backing store is an ext4 image on a loop device attached with direct IO, so O_DIRECT reaches
-the disk. Every fusebox run is paired with a native run of the same fio job in the same script
+the disk (set up by `fusebox bench tool loop-up`, the harness's own helper). Every fusebox run is paired with a native run of the same fio job in the same script
 run; the report gives ratios and the daemon's CPU time (utime+stime from /proc/PID/stat).
 
 Usage (root, fio installed):
-  python3 scripts/bench-direct-io.py [--bin target/release/fusebox] [--runtime 10] [--quick]
+  python3 crates/fusebox-bench/scripts/bench-direct-io.py [--bin target/release/fusebox] [--runtime 10] [--quick]
 Prints markdown tables (the ones recorded in docs/BENCHMARKS.md).
 """
 import argparse, json, os, subprocess, sys, tempfile, time
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def sh(*args, **kw):
@@ -28,14 +26,8 @@ class Bench:
         self.made = 0
 
     def setup(self):
-        img = os.path.join(self.work, "img")
-        with open(img, "wb") as f:
-            f.truncate(self.a.image_gib << 30)
-        self.loop = sh("losetup", "--direct-io=on", "-f", "--show", img).strip()
-        sh("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", self.loop)
-        self.native = os.path.join(self.work, "native")
-        os.mkdir(self.native)
-        sh("mount", self.loop, self.native)
+        self.loop, self.native = sh(self.a.bin, "bench", "tool", "loop-up", self.work,
+                                    f"{self.a.image_gib}G").split()
         self.src = os.path.join(self.native, "src")
         os.mkdir(self.src)
         self.file = "file"
@@ -63,8 +55,7 @@ class Bench:
         for m in list(self.mounts):
             self.umount(m)
         if self.loop:
-            subprocess.run(["umount", self.native], capture_output=True)
-            subprocess.run(["losetup", "-d", self.loop], capture_output=True)
+            subprocess.run([self.a.bin, "bench", "tool", "loop-down", self.work], capture_output=True)
         subprocess.run(["rm", "-rf", self.work])
 
 
@@ -79,9 +70,8 @@ def op(report, name):
     return {"count": 0, "bytes_in": 0, "bytes_out": 0, "max_in_flight_one_file": 0}
 
 
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def cpu_seconds(bin_, pid):
+    return float(sh(bin_, "bench", "tool", "cpu", str(pid)))
 
 
 def fio(directory, args):
@@ -95,9 +85,9 @@ def fio(directory, args):
 def measured(b, mnt, args):
     """Run fio on the mount; returns fio's numbers plus daemon CPU seconds."""
     pid = status(b.a.bin, mnt)["pid"]
-    c0 = cpu_seconds(pid)
+    c0 = cpu_seconds(b.a.bin, pid)
     r = fio(mnt, args)
-    r["cpu_s"] = cpu_seconds(pid) - c0
+    r["cpu_s"] = cpu_seconds(b.a.bin, pid) - c0
     return r
 
 

@@ -2,14 +2,14 @@
 # Latency isolation: p50/p99 of stat() on one file of a passthrough mount, idle and while
 # another process floods writeback (buffered dd of FLOOD_MIB to another file), for
 # sched=classes and sched=fifo. Attribute caching is off so every stat reaches the daemon.
-# Usage: [EXTRA_OPTS=max_background=8] bash scripts/latency-isolation.sh [FUSEBOX_BINARY]
+# Usage: [EXTRA_OPTS=max_background=8] bash crates/fusebox-bench/scripts/latency-isolation.sh [FUSEBOX_BINARY]
 # (as root; needs python3). With PEER='COMMAND {SRC} {MNT}' it measures that daemon instead
 # (run in the foreground and unmounted afterwards; it must not cache attributes, e.g.
 # passthrough_hp --nocache), in one row named "peer".
 # Without `writeback` in EXTRA_OPTS the passthrough mount uses kernel passthrough where the
 # kernel grants it (its default), so the flood's data does not go through the daemon.
 set -euo pipefail
-PROBE="$(cd "$(dirname "$0")" && pwd)/lib/stat-probe.py"
+PROBE="$(cd "$(dirname "$0")" && pwd)/stat-probe.py"
 BIN="${1:-target/release/fusebox}"
 FLOOD_MIB="${FLOOD_MIB:-4096}"
 SECS="${SECS:-8}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writeback throughput of a passthrough mount (source on /var/tmp) for several kernel background
 # limits: 2 GiB sequential 1 MiB writes + fsync (dd) and 256 MiB random 4 KiB writes + fsync
-# (fio). Usage (root): bash scripts/max-background-sweep.sh   (BIN=path/to/fusebox to override)
+# (fio). Usage (root): bash crates/fusebox-bench/scripts/max-background-sweep.sh   (BIN=path/to/fusebox to override)
 set -e
 BIN="${BIN:-target/release/fusebox}"
 for round in 1 2; do
