@@ -40,7 +40,6 @@ macro_rules! both_flavours {
 }
 
 both_flavours!(
-    posix_suite,
     eight_threads_mixed_operations,
     size_limit_gives_enospc_and_space_comes_back,
     metadata_counts_against_size_and_inodes_are_bounded,
@@ -48,12 +47,6 @@ both_flavours!(
     sparse_files_punch_hole_and_seek,
     permissions_are_enforced_for_other_users,
 );
-
-fn posix_suite(mount: Mounter) {
-    let Some(m) = mount(MemFsOptions::default()) else { return };
-    let dir = m.mnt.clone();
-    within(Duration::from_secs(300), move || posix::run_all(&dir));
-}
 
 fn eight_threads_mixed_operations(mount: Mounter) {
     let Some(m) = mount(MemFsOptions::default()) else { return };

@@ -36,6 +36,31 @@ struct Record {
     stamp: u64,
     /// Created for a retired backing file and not opened yet: its first OPEN must not retire it.
     reborn: bool,
+    /// The daemon's own changes in progress (WRITE, SETATTR, FALLOCATE, ...): a LOOKUP or
+    /// READDIRPLUS that stats the file between the change and its record must not take it
+    /// for someone else's (under write-back it would retire the node and the kernel would
+    /// drop the inode whose dirty pages are still coming).
+    changing: u32,
+}
+
+impl Record {
+    fn new(stamp: u64, reborn: bool) -> Record {
+        Record { stamp, reborn, changing: 0 }
+    }
+}
+
+/// Marks a node as being changed by the daemon itself until dropped ([`Coherence::changing`]).
+pub(crate) struct Changing<'a> {
+    coherence: &'a Coherence,
+    node: u64,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.coherence.shard(self.node).get_mut(&self.node) {
+            r.changing = r.changing.saturating_sub(1);
+        }
+    }
 }
 
 /// What the kernel was last told about each node, plus the retirement bookkeeping.
@@ -78,7 +103,11 @@ impl Coherence {
     pub(crate) fn observe(&self, node: NodeId, attr: &FileAttr, opening: bool) -> (Change, bool) {
         let s = stamp(attr);
         let mut shard = self.shard(node.0);
-        let rec = shard.entry(node.0).or_insert(Record { stamp: s, reborn: false });
+        let rec = shard.entry(node.0).or_insert(Record::new(s, false));
+        if rec.changing > 0 {
+            // Our own change is on its way; its record follows.
+            return (Change::None, false);
+        }
         let change = if rec.stamp == s { Change::None } else { Change::External };
         let may_retire = !rec.reborn;
         rec.stamp = s;
@@ -91,21 +120,27 @@ impl Coherence {
     /// Record `attr` as told (replies, and the daemon's own changes).
     pub(crate) fn record(&self, node: NodeId, attr: &FileAttr) {
         let s = stamp(attr);
-        self.shard(node.0)
-            .entry(node.0)
-            .and_modify(|r| r.stamp = s)
-            .or_insert(Record { stamp: s, reborn: false });
+        self.shard(node.0).entry(node.0).and_modify(|r| r.stamp = s).or_insert(Record::new(s, false));
+    }
+
+    /// Mark `node` as being changed by the daemon until the returned guard is dropped (after
+    /// the change was recorded).
+    pub(crate) fn changing(&self, node: NodeId) -> Changing<'_> {
+        if let Some(r) = self.shard(node.0).get_mut(&node.0) {
+            r.changing += 1;
+        }
+        Changing { coherence: self, node: node.0 }
     }
 
     /// Whether a record exists for `node` with a stamp different from `attr`'s.
     pub(crate) fn differs(&self, node: NodeId, attr: &FileAttr) -> bool {
-        self.shard(node.0).get(&node.0).is_some_and(|r| r.stamp != stamp(attr))
+        self.shard(node.0).get(&node.0).is_some_and(|r| r.changing == 0 && r.stamp != stamp(attr))
     }
 
     /// A node was just created for backing `key`: if the key was retired, mark it reborn.
     pub(crate) fn born(&self, node: NodeId, key: (u64, u64), attr: &FileAttr) {
         let reborn = self.retired.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        self.shard(node.0).insert(node.0, Record { stamp: stamp(attr), reborn });
+        self.shard(node.0).insert(node.0, Record::new(stamp(attr), reborn));
     }
 
     /// Backing `key` was retired (its next lookup makes a new node).

@@ -389,6 +389,7 @@ impl Passthrough {
             self.check_not_deleted_in_source(ino, &st)?;
             self.open_changed(ino, &to_attr(&st))?;
         }
+        let _changing = trunc.then(|| self.coherence.changing(ino));
         let fd = self.open_node(ino, self.open_flags(flags))?;
         if trunc {
             self.own_change(ino, &fd);
@@ -620,6 +621,7 @@ impl Filesystem for Passthrough {
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
+        let _changing = self.coherence.changing(ino);
         let r = self.do_setattr(ino, attr);
         if let Ok(a) = &r {
             self.told(ino, a);
@@ -749,6 +751,7 @@ impl Filesystem for Passthrough {
     }
 
     fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+        let _changing = self.coherence.changing(ino);
         let r = self.do_write(args);
         if r.is_ok() {
             if let Ok(fd) = self.file(args.fh) {
@@ -921,6 +924,7 @@ impl Filesystem for Passthrough {
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
+        let _changing = self.coherence.changing(ino);
         let r = self.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
             rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)?;
@@ -957,6 +961,7 @@ impl Filesystem for Passthrough {
             }
             let fin = self.file(args.fh_in)?;
             let fout = self.file(args.fh_out)?;
+            let _changing = self.coherence.changing(args.ino_out);
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
             let n = rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)

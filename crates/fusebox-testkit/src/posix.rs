@@ -1,8 +1,7 @@
 //! A POSIX behaviour suite run against every file system (memfs, passthrough) through a real
 //! mount. Each function takes the directory to work in.
-#![allow(dead_code)]
 
-use super::{checksum, random_bytes};
+use crate::{checksum, random_bytes};
 use rustix::fs::{self as rfs, AtFlags, RenameFlags, Timespec, Timestamps, XattrFlags, CWD};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};

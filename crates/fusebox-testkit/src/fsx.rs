@@ -247,7 +247,7 @@ impl Fsx {
 
     /// Cheap deterministic data (xorshift seeded from the run's RNG).
     fn data(&mut self, len: usize) -> Vec<u8> {
-        crate::common::random_bytes(self.rng.gen::<u64>(), len)
+        crate::random_bytes(self.rng.gen::<u64>(), len)
     }
 
     fn model_write(&mut self, off: u64, data: &[u8]) {
