@@ -145,14 +145,8 @@ impl AsyncFilesystem for MemFs {
         self.do_opendir(ino).map(|()| NO_HANDLE)
     }
 
-    async fn readdir(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
-    ) -> FsResult<Vec<DirEntry>> {
+    async fn readdir(&self, _req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> FsResult<Vec<DirEntry>> {
+        let (offset, max_bytes) = (args.offset, args.max_bytes);
         let (mut list, mut used) = (Vec::new(), 0);
         self.do_readdir(ino, offset, |ino, cookie, kind, name| {
             used += dirent_size(name.len());
@@ -169,10 +163,9 @@ impl AsyncFilesystem for MemFs {
         &self,
         _req: RequestInfo,
         ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
+        args: ReaddirArgs,
     ) -> FsResult<Vec<DirEntryPlus>> {
+        let (offset, max_bytes) = (args.offset, args.max_bytes);
         let (mut list, mut used) = (Vec::new(), 0);
         self.do_readdirplus(ino, offset, |e, cookie, name| {
             used += dirent_plus_size(name.len());

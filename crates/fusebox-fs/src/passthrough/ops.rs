@@ -7,10 +7,10 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
-    Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr,
-    Statfs, TimeOrNow, Timespec, WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReaddirArgs,
+    ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, SetAttr, Statfs, TimeOrNow, Timespec, WriteArgs,
 };
 use fusebox::{sys, Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -836,15 +836,8 @@ impl Filesystem for Passthrough {
         reply.result(self.do_opendir(ino), |r, fh| r.opened(fh, 0))
     }
 
-    fn readdir(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        match self.do_readdir(fh, offset, &mut reply) {
+    fn readdir(&self, _req: &RequestInfo, _ino: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectory) {
+        match self.do_readdir(args.fh, args.offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -854,11 +847,10 @@ impl Filesystem for Passthrough {
         &self,
         _req: &RequestInfo,
         _ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
+        args: &ReaddirArgs,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.do_readdirplus(fh, offset, &mut reply) {
+        match self.do_readdirplus(args.fh, args.offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

@@ -77,7 +77,6 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
     let info = RequestInfo { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, umask };
     let ino = NodeId(h.nodeid);
     let r = || ctx.responder();
-    let max_readdir = |size: u32| (size as usize).min(1 << 20);
     match req.op {
         Operation::Lookup { name } => fs.lookup(&info, ino, name, ReplyEntry(r())),
         Operation::Forget { arg } => {
@@ -173,20 +172,14 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
             fs.flush(&info, ino, FileHandle(arg.fh), arg.lock_owner, reply)
         }
         Operation::Opendir { arg } => fs.opendir(&info, ino, arg.flags as i32, ReplyOpen(r())),
-        Operation::Readdir { arg } => fs.readdir(
-            &info,
-            ino,
-            FileHandle(arg.fh),
-            arg.offset,
-            ReplyDirectory::new(r(), max_readdir(arg.size)),
-        ),
-        Operation::Readdirplus { arg } => fs.readdirplus(
-            &info,
-            ino,
-            FileHandle(arg.fh),
-            arg.offset,
-            ReplyDirectoryPlus::new(r(), max_readdir(arg.size)),
-        ),
+        Operation::Readdir { arg } => {
+            let args = readdir_args(&arg);
+            fs.readdir(&info, ino, &args, ReplyDirectory::new(r(), args.max_bytes))
+        }
+        Operation::Readdirplus { arg } => {
+            let args = readdir_args(&arg);
+            fs.readdirplus(&info, ino, &args, ReplyDirectoryPlus::new(r(), args.max_bytes))
+        }
         Operation::Releasedir { arg } => fs.releasedir(&info, ino, &release_args(&arg), ReplyEmpty(r())),
         Operation::Fsyncdir { arg } => {
             let datasync = arg.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
@@ -257,6 +250,11 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
         | Operation::Removemapping {}
         | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),
     }
+}
+
+/// READDIR(PLUS) arguments; at most 1 MiB of entries per reply whatever the kernel asks.
+fn readdir_args(arg: &abi::fuse_read_in) -> ReaddirArgs {
+    ReaddirArgs { fh: FileHandle(arg.fh), offset: arg.offset, max_bytes: (arg.size as usize).min(1 << 20) }
 }
 
 fn lock_args(arg: &abi::fuse_lk_in, sleep: bool) -> LockArgs {

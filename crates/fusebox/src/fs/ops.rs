@@ -159,19 +159,12 @@ filesystem_operations! {
         fn write(&self, req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
             reply.error(Errno::ENOSYS)
         }
-        /// List a directory from cookie `offset`.
-        fn readdir(&self, req: &RequestInfo, ino: NodeId, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        /// List a directory from cookie `args.offset` (the reply token stops at `args.max_bytes`).
+        fn readdir(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectory) {
             reply.error(Errno::ENOSYS)
         }
-        /// List a directory with attributes from cookie `offset`.
-        fn readdirplus(
-            &self,
-            req: &RequestInfo,
-            ino: NodeId,
-            fh: FileHandle,
-            offset: u64,
-            reply: ReplyDirectoryPlus,
-        ) {
+        /// List a directory with attributes from cookie `args.offset`.
+        fn readdirplus(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectoryPlus) {
             reply.error(Errno::ENOSYS)
         }
         /// Get an extended attribute (`size` 0 = size probe; see [`ReplyXattr::value`]).
@@ -218,27 +211,14 @@ filesystem_operations! {
         fn write(&self, req: RequestInfo, ino: NodeId, args: WriteData) -> impl Future<Output = FsResult<u32>> + Send {
             async { Err(Errno::ENOSYS) }
         }
-        /// Directory entries after cookie `offset`; `max_bytes` is the kernel's buffer size (a
-        /// hint: what does not fit is asked for again). An empty list means end of directory.
-        fn readdir(
-            &self,
-            req: RequestInfo,
-            ino: NodeId,
-            fh: FileHandle,
-            offset: u64,
-            max_bytes: usize,
-        ) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send {
+        /// Directory entries after cookie `args.offset`; `args.max_bytes` is the kernel's
+        /// buffer size (a hint: what does not fit is asked for again). An empty list means end
+        /// of directory.
+        fn readdir(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send {
             async { Err(Errno::ENOSYS) }
         }
         /// Directory entries with attributes (see the READDIRPLUS contract on the trait).
-        fn readdirplus(
-            &self,
-            req: RequestInfo,
-            ino: NodeId,
-            fh: FileHandle,
-            offset: u64,
-            max_bytes: usize,
-        ) -> impl Future<Output = FsResult<Vec<DirEntryPlus>>> + Send {
+        fn readdirplus(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntryPlus>>> + Send {
             async { Err(Errno::ENOSYS) }
         }
         /// The value of an extended attribute (the adapter answers size probes and ERANGE).
@@ -288,12 +268,12 @@ filesystem_operations! {
             let (req, background, data) = (*req, args.is_writeback(), WriteData::from(args));
             self.spawn(background, reply, move |fs| async move { fs.write(req, ino, data).await }, |r, n| r.written(n))
         }
-        fn readdir(&self, req: &RequestInfo, ino: NodeId, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
-            let (req, max) = (*req, reply.capacity());
+        fn readdir(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectory) {
+            let (req, args) = (*req, *args);
             self.spawn(
                 false,
                 reply,
-                move |fs| async move { fs.readdir(req, ino, fh, offset, max).await },
+                move |fs| async move { fs.readdir(req, ino, args).await },
                 |mut r, list| {
                     for e in list {
                         if r.add(e.ino, e.offset, e.kind, &e.name) {
@@ -304,20 +284,12 @@ filesystem_operations! {
                 },
             )
         }
-        fn readdirplus(
-            &self,
-            req: &RequestInfo,
-            ino: NodeId,
-            fh: FileHandle,
-            offset: u64,
-            reply: ReplyDirectoryPlus,
-        ) {
-            let (req, max) = (*req, reply.capacity());
-            let give_back = self.give_back();
+        fn readdirplus(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectoryPlus) {
+            let (req, args, give_back) = (*req, *args, self.give_back());
             self.spawn(
                 false,
                 reply,
-                move |fs| async move { fs.readdirplus(req, ino, fh, offset, max).await },
+                move |fs| async move { fs.readdirplus(req, ino, args).await },
                 move |mut r, list| {
                     let mut rest = list.into_iter();
                     for e in rest.by_ref() {

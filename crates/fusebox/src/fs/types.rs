@@ -277,6 +277,17 @@ impl WriteArgs<'_> {
     }
 }
 
+/// Arguments of READDIR and READDIRPLUS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaddirArgs {
+    /// Handle from OPENDIR.
+    pub fh: FileHandle,
+    /// Cookie to continue after (0: from the start).
+    pub offset: u64,
+    /// The kernel's buffer size: entries beyond it are asked for again.
+    pub max_bytes: usize,
+}
+
 /// Arguments of CREATE and TMPFILE.
 #[derive(Debug, Clone, Copy)]
 pub struct CreateArgs {
