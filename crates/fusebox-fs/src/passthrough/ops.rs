@@ -91,10 +91,11 @@ impl Passthrough {
         if b == b"." || (b == b".." && parent == NodeId::ROOT) {
             // "." is the directory itself; ".." of the root is the root (never above SOURCE).
             let fd = self.inodes.fd(parent)?;
+            let seen = self.coherence.clock();
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
             let attr = to_attr(&st);
-            self.told(parent, &attr);
+            self.told(parent, &attr, seen);
             return Ok(Entry { ino: parent, generation: 0, attr });
         }
         let dir = self.inodes.fd(parent)?;
@@ -115,6 +116,7 @@ impl Passthrough {
     fn do_getattr(&self, ino: NodeId, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
         // An open file's own descriptor if it has one (not reopening a parked one: the
         // inode's descriptor names the same file).
+        let seen = self.coherence.clock();
         let st = match fh.and_then(|fh| self.handles.file(fh).ok()) {
             Some(fd) => rustix::fs::fstat(&*fd),
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
@@ -125,7 +127,7 @@ impl Passthrough {
         // so a GETATTR reply does not tell it a size changed elsewhere: leave the record for
         // OPEN/LOOKUP to notice the change (coherence.rs).
         if !(self.coherence.writeback() && attr.kind() == Some(FileType::Regular)) {
-            self.told(ino, &attr);
+            self.told(ino, &attr, seen);
         }
         Ok(attr)
     }
@@ -385,17 +387,19 @@ impl Passthrough {
         // (coherence.rs). A truncating open is checked before it truncates: that change is ours.
         let trunc = flags & libc::O_TRUNC != 0;
         if trunc {
+            let seen = self.coherence.clock();
             let st = rustix::fs::fstat(&*self.inodes.fd(ino)?).map_err(errno)?;
             self.check_not_deleted_in_source(ino, &st)?;
-            self.open_changed(ino, &to_attr(&st))?;
+            self.open_changed(ino, &to_attr(&st), seen)?;
         }
+        let seen = self.coherence.clock();
         let _changing = trunc.then(|| self.coherence.changing(ino));
         let fd = self.open_node(ino, self.open_flags(flags))?;
         if trunc {
             self.own_change(ino, &fd);
         } else if let Ok(st) = rustix::fs::fstat(&fd) {
             self.check_not_deleted_in_source(ino, &st)?;
-            self.open_changed(ino, &to_attr(&st))?;
+            self.open_changed(ino, &to_attr(&st), seen)?;
         }
         Ok(self.handles.add_file(fd, ino, self.open_flags(flags)))
     }
@@ -624,7 +628,7 @@ impl Filesystem for Passthrough {
         let _changing = self.coherence.changing(ino);
         let r = self.do_setattr(ino, attr);
         if let Ok(a) = &r {
-            self.told(ino, a);
+            self.coherence.record(ino, a);
         }
         reply.result(r, |r, a| self.reply_attr(ino, &a, r))
     }

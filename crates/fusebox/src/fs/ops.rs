@@ -19,8 +19,15 @@
 
 #[cfg(feature = "tokio")]
 use super::asyncfs::{
-    AsyncAdapter, DirEntry, DirEntryPlus, FsResult, IntoTask, IoctlData, IoctlOut, Opened, WriteData,
+    sync_face::{dirents, dirents_plus},
+    AsyncAdapter, DirEntry, DirEntryPlus, FsResult, IntoTask, IoctlData, IoctlOut, Opened, SyncAsAsync,
+    TaskArg, WriteData,
 };
+
+/// The largest extended attribute value (and name list) Linux allows: what the sync-as-async
+/// face asks a sync file system for.
+#[cfg(feature = "tokio")]
+const XATTR_SIZE_MAX: u32 = 65536;
 use super::reply::*;
 use super::types::*;
 use super::MountInfo;
@@ -73,6 +80,7 @@ macro_rules! filesystem_operations {
         $(#[$sync_meta:meta])* sync { $($sync_items:tt)* }
         $(#[$async_meta:meta])* async { $($async_items:tt)* }
         adapter { $($adapter_items:tt)* }
+        sync_face { $($sync_face_items:tt)* }
         $(
             $(#[$meta:meta])*
             $name:ident($($arg:ident: $sty:ty $(=> $aty:ty)?),*) -> $reply:ident => $out:ty {
@@ -123,6 +131,22 @@ macro_rules! filesystem_operations {
                         move |fs| async move { fs.$name(req, $($arg),*).await },
                         $map,
                     )
+                }
+            )*
+        }
+
+        #[cfg(feature = "tokio")]
+        impl<F: Filesystem + ?Sized> AsyncFilesystem for SyncAsAsync<F> {
+            $($sync_face_items)*
+            $(
+                fn $name(
+                    &self,
+                    req: RequestInfo,
+                    $($arg: owned_type!($sty $(, $aty)?),)*
+                ) -> impl Future<Output = FsResult<$out>> + Send {
+                    let (reply, answer) = self.capture::<$reply>(None);
+                    self.fs.$name(&req, $(TaskArg::sync_arg(&$arg),)* reply);
+                    answer.value::<$out>()
                 }
             )*
         }
@@ -182,6 +206,10 @@ filesystem_operations! {
         fn setlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
             reply.error(Errno::ENOSYS)
         }
+        /// ioctl(2) on an open file.
+        fn ioctl(&self, req: &RequestInfo, ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+            reply.error(Errno::ENOSYS)
+        }
     }
 
     /// A FUSE file system with async handlers. Every method defaults to ENOSYS (RELEASE and
@@ -239,6 +267,10 @@ filesystem_operations! {
             args: LockArgs,
             interrupt: Interrupt,
         ) -> impl Future<Output = FsResult<()>> + Send {
+            async { Err(Errno::ENOSYS) }
+        }
+        /// ioctl(2) on an open file: the ioctl's result and output bytes.
+        fn ioctl(&self, req: RequestInfo, ino: NodeId, args: IoctlData) -> impl Future<Output = FsResult<IoctlOut>> + Send {
             async { Err(Errno::ENOSYS) }
         }
     }
@@ -313,6 +345,67 @@ filesystem_operations! {
         fn setlk(&self, req: &RequestInfo, ino: NodeId, args: &LockArgs, reply: ReplyEmpty) {
             let (req, args, intr) = (*req, *args, reply.interrupt());
             self.spawn(false, reply, move |fs| async move { fs.setlk(req, ino, args, intr).await }, |r, ()| r.ok())
+        }
+        fn ioctl(&self, req: &RequestInfo, ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+            let (req, args) = (*req, IoctlData::from(args));
+            self.spawn(false, reply, move |fs| async move { fs.ioctl(req, ino, args).await }, |r, o| r.ioctl(o.result, &o.data))
+        }
+    }
+
+    sync_face {
+        fn init(&self, caps: &mut Capabilities) -> FsResult<()> {
+            self.fs.init(caps)
+        }
+        fn mounted(&self, mount: &MountInfo) {
+            self.fs.mounted(mount)
+        }
+        fn destroy(&self) {
+            self.fs.destroy()
+        }
+        fn forget(&self, ino: NodeId, nlookup: u64) -> impl Future<Output = ()> + Send {
+            self.fs.forget(ino, nlookup);
+            async {}
+        }
+        fn write(&self, req: RequestInfo, ino: NodeId, args: WriteData) -> impl Future<Output = FsResult<u32>> + Send {
+            let (reply, answer) = self.capture::<ReplyWrite>(None);
+            self.fs.write(&req, ino, &args.as_args(), reply);
+            answer.value::<u32>()
+        }
+        fn readdir(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send {
+            let (r, answer) = self.capture_responder(None);
+            self.fs.readdir(&req, ino, &args, ReplyDirectory::new(r, args.max_bytes));
+            async move { dirents(&answer.payload().await?) }
+        }
+        fn readdirplus(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntryPlus>>> + Send {
+            let (r, answer) = self.capture_responder(None);
+            self.fs.readdirplus(&req, ino, &args, ReplyDirectoryPlus::new(r, args.max_bytes));
+            async move { dirents_plus(&answer.payload().await?) }
+        }
+        fn getxattr(&self, req: RequestInfo, ino: NodeId, name: OsString) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
+            let (reply, answer) = self.capture::<ReplyXattr>(None);
+            self.fs.getxattr(&req, ino, &name, XATTR_SIZE_MAX, reply);
+            answer.value::<Vec<u8>>()
+        }
+        fn listxattr(&self, req: RequestInfo, ino: NodeId) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
+            let (reply, answer) = self.capture::<ReplyXattr>(None);
+            self.fs.listxattr(&req, ino, XATTR_SIZE_MAX, reply);
+            answer.value::<Vec<u8>>()
+        }
+        fn setlk(
+            &self,
+            req: RequestInfo,
+            ino: NodeId,
+            args: LockArgs,
+            interrupt: Interrupt,
+        ) -> impl Future<Output = FsResult<()>> + Send {
+            let (reply, answer) = self.capture::<ReplyEmpty>(Some(interrupt));
+            self.fs.setlk(&req, ino, &args, reply);
+            answer.value::<()>()
+        }
+        fn ioctl(&self, req: RequestInfo, ino: NodeId, args: IoctlData) -> impl Future<Output = FsResult<IoctlOut>> + Send {
+            let (reply, answer) = self.capture::<ReplyIoctl>(None);
+            self.fs.ioctl(&req, ino, &args.as_args(), reply);
+            answer.value::<IoctlOut>()
         }
     }
 
@@ -410,8 +503,4 @@ filesystem_operations! {
     /// `Capabilities::posix_locks` in `init`; otherwise the kernel keeps locks locally (per
     /// mount).
     getlk(ino: NodeId, args: &LockArgs => LockArgs) -> ReplyLock => FileLock { enosys, sync, |r, l| r.lock(&l) };
-    /// ioctl(2) on an open file.
-    ioctl(ino: NodeId, args: &IoctlArgs<'_> => IoctlData) -> ReplyIoctl => IoctlOut {
-        enosys, sync, |r, o| r.ioctl(o.result, &o.data)
-    };
 }

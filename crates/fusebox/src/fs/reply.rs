@@ -50,10 +50,27 @@ pub trait Reply: Send + Sized + 'static {
     }
 }
 
+/// Builds a reply token around a responder (the sync-as-async face captures answers this way).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) trait FromResponder {
+    fn from_responder(r: Responder) -> Self;
+}
+
+impl FromResponder for ReplyCopy {
+    fn from_responder(inner: Responder) -> Self {
+        ReplyCopy { inner, wide: true }
+    }
+}
+
 macro_rules! token {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         pub struct $name(pub(crate) Responder);
+        impl FromResponder for $name {
+            fn from_responder(r: Responder) -> Self {
+                $name(r)
+            }
+        }
         impl Reply for $name {
             fn fail(self, e: Errno) {
                 self.0.error(e)

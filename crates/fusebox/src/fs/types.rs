@@ -112,6 +112,25 @@ impl FileAttr {
         FileType::from_mode(self.mode)
     }
 
+    /// The attributes in a `fuse_attr` (as [`FileAttr::to_abi`] wrote them).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn from_abi(a: &abi::fuse_attr) -> FileAttr {
+        FileAttr {
+            ino: a.ino,
+            size: a.size,
+            blocks: a.blocks,
+            atime: Timespec { sec: a.atime as i64, nsec: a.atimensec },
+            mtime: Timespec { sec: a.mtime as i64, nsec: a.mtimensec },
+            ctime: Timespec { sec: a.ctime as i64, nsec: a.ctimensec },
+            mode: a.mode,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev,
+            blksize: a.blksize,
+        }
+    }
+
     pub(crate) fn to_abi(self) -> abi::fuse_attr {
         abi::fuse_attr {
             ino: self.ino,

@@ -130,6 +130,13 @@ impl Responder {
         self
     }
 
+    /// Attach an interrupt handle without a registration (answers captured in-process).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn with_interrupt(mut self, intr: Interrupt) -> Self {
+        self.intr = intr;
+        self
+    }
+
     /// The request's interrupt handle.
     pub fn interrupt(&self) -> Interrupt {
         self.intr.clone()

@@ -15,8 +15,10 @@
 //! cancellation (its `.await` never returns, its destructors run).
 
 mod adapter;
+pub(crate) mod sync_face;
 
 pub use adapter::{AsyncAdapter, AsyncAdapterOptions};
+pub use sync_face::SyncAsAsync;
 
 use super::types::*;
 use std::ffi::OsString;
@@ -142,15 +144,59 @@ impl IntoTask<Vec<u8>> for &[u8] {
     }
 }
 
-impl IntoTask<IoctlData> for &IoctlArgs<'_> {
-    fn into_task(self) -> IoctlData {
-        IoctlData {
+/// Turns an async task's owned argument back into what a synchronous method takes.
+pub(crate) trait TaskArg<'a, S> {
+    fn sync_arg(&'a self) -> S;
+}
+
+impl<T: Copy> TaskArg<'_, T> for T {
+    fn sync_arg(&self) -> T {
+        *self
+    }
+}
+
+impl<'a, T: Copy + 'a> TaskArg<'a, &'a T> for T {
+    fn sync_arg(&'a self) -> &'a T {
+        self
+    }
+}
+
+impl<'a> TaskArg<'a, &'a std::ffi::OsStr> for OsString {
+    fn sync_arg(&'a self) -> &'a std::ffi::OsStr {
+        self
+    }
+}
+
+impl<'a> TaskArg<'a, &'a [u8]> for Vec<u8> {
+    fn sync_arg(&'a self) -> &'a [u8] {
+        self
+    }
+}
+
+impl IoctlData {
+    /// Borrow as the synchronous API's [`IoctlArgs`].
+    pub fn as_args(&self) -> IoctlArgs<'_> {
+        IoctlArgs {
             fh: self.fh,
             flags: self.flags,
             cmd: self.cmd,
             arg: self.arg,
-            in_data: self.in_data.to_vec(),
+            in_data: &self.in_data,
             out_size: self.out_size,
+        }
+    }
+}
+
+impl From<&IoctlArgs<'_>> for IoctlData {
+    fn from(self_: &IoctlArgs<'_>) -> IoctlData {
+        let a = self_;
+        IoctlData {
+            fh: a.fh,
+            flags: a.flags,
+            cmd: a.cmd,
+            arg: a.arg,
+            in_data: a.in_data.to_vec(),
+            out_size: a.out_size,
         }
     }
 }
