@@ -42,6 +42,10 @@ command -v weed >/dev/null && export FUSEBOX_REQUIRE_S3=1
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The library without its optional parts (async API, io_uring, control socket), and each alone.
+for features in "" tokio io-uring serde; do
+    cargo clippy -p fusebox --all-targets --quiet --no-default-features --features "$features" -- -D warnings
+done
 
 
 step "fuzzing the request parser and server (bounded)"

@@ -4,7 +4,7 @@
 
 use fusebox::abi;
 use fusebox::fs::Ttl;
-use fusebox::session::{Capabilities, Server};
+use fusebox::session::{Capabilities, IntoHandler, Server};
 use fusebox::transport::{mem::MemChannel, ReplyChannel};
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +18,7 @@ fn init_frame() -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let server = Server::new(Arc::new(MemFs::new(MemFsOptions { size: Some(16 << 20), ..Default::default() })), Capabilities::default(), Ttl::default(), false);
+    let server = Server::new(Arc::new(MemFs::new(MemFsOptions { size: Some(16 << 20), ..Default::default() })).into_handler(), Capabilities::default(), Ttl::default(), false);
     let chan = Arc::new(MemChannel::new());
     let dyn_chan: Arc<dyn ReplyChannel> = chan.clone();
     server.handle(&init_frame(), &dyn_chan);

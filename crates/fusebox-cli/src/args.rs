@@ -42,7 +42,9 @@ pub enum Command {
         json: bool,
     },
     /// `fusebox bench [OPTIONS]`
-    Bench(crate::bench::options::BenchOptions),
+    Bench(fusebox_bench::options::BenchOptions),
+    /// `fusebox bench tool ARGS...`: the harness's helpers for the benchmark scripts.
+    BenchTool(Vec<String>),
     /// `fusebox dfs VERB ...`
     Dfs(crate::dfs::DfsCommand),
     /// `fusebox help`
@@ -85,7 +87,10 @@ FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
 /// Parse `argv[1..]`.
 pub fn parse(args: &[String]) -> Result<Command> {
     if args.first().map(String::as_str) == Some("bench") {
-        return crate::bench::options::parse(&args[1..]).map(Command::Bench);
+        if args.get(1).map(String::as_str) == Some("tool") {
+            return Ok(Command::BenchTool(args[2..].to_vec()));
+        }
+        return fusebox_bench::options::parse(&args[1..]).map(Command::Bench);
     }
     if args.first().map(String::as_str) == Some("dfs") {
         return crate::dfs::parse(&args[1..]).map(Command::Dfs);
@@ -178,7 +183,7 @@ mod tests {
         assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
         assert_eq!(p("stats /mnt --json").unwrap(), Command::Stats { mountpoint: "/mnt".into(), json: true });
         match p("bench --quick --json").unwrap() {
-            Command::Bench(o) => assert!(o.json && o.sizes == crate::bench::options::Sizes::QUICK),
+            Command::Bench(o) => assert!(o.json && o.sizes == fusebox_bench::options::Sizes::QUICK),
             other => panic!("{other:?}"),
         }
     }
@@ -193,5 +198,6 @@ mod tests {
         assert!(p("mount memfs /a -x").is_err());
         assert!(p("frobnicate").is_err());
         assert!(p("bench --frob").is_err());
+        assert_eq!(p("bench tool cpu 1").unwrap(), Command::BenchTool(vec!["cpu".into(), "1".into()]));
     }
 }

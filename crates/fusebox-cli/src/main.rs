@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod args;
-mod bench;
 mod daemon;
 mod dfs;
 mod logging;
@@ -36,7 +35,12 @@ fn run(argv: &[String]) -> Result<()> {
             Ok(())
         }
         Command::Stats { mountpoint, json } => stats::show(&mountpoint, json),
-        Command::Bench(opts) => bench::run(&opts),
+        Command::Bench(opts) => fusebox_bench::run(&opts),
+        Command::BenchTool(args) => fusebox_bench::tool::run(&args).map(|out| {
+            if !out.is_empty() {
+                println!("{out}")
+            }
+        }),
         Command::Dfs(cmd) => dfs::run(cmd),
         Command::Umount { mountpoint } => {
             // The daemon behind the mount, if one answers: `umount` returns once it has exited,

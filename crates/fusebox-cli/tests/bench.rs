@@ -12,20 +12,8 @@ const URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn can_run() -> bool {
-    let root = fusebox::sys::geteuid() == 0;
-    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
     let fio = Command::new("fio").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    let why = match (root, dev, fio) {
-        (true, true, true) => return true,
-        (false, _, _) => "not root",
-        (_, false, _) => "/dev/fuse cannot be opened",
-        _ => "fio not found",
-    };
-    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
-        panic!("bench test required but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
+    fusebox_testkit::can_mount() && fusebox_testkit::needs((!fio).then(|| "fio not found".to_string()))
 }
 
 /// True if FUSE over io_uring can be switched on here (the parameter exists and is writable).

@@ -1,7 +1,7 @@
 //! Shutting down a daemon serving over io_uring while requests are in flight: `fusebox umount`,
 //! SIGTERM and SIGKILL must leave no caller hanging and (for the first two) end the daemon.
 
-use fusebox::session::{query_status, uring_supported, UringParamGuard};
+use fusebox::session::{query_status, UringParamGuard};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,32 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-fn can_mount_uring() -> bool {
-    let root = fusebox::sys::geteuid() == 0;
-    let dev = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    let why = match (root, dev, uring_supported()) {
-        (true, true, true) => return true,
-        (false, _, _) => "not root",
-        (_, false, _) => "/dev/fuse cannot be opened",
-        _ => "the kernel has no FUSE over io_uring",
-    };
-    if std::env::var("FUSEBOX_REQUIRE_MOUNT").as_deref() == Ok("1") {
-        panic!("mount tests required but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+use fusebox_testkit::uring::can_mount_uring;
+use fusebox_testkit::wait_until;
 
 /// A foreground `fusebox mount memfs -o io_uring` daemon in a temp dir; on drop, unmounts what
 /// is left and kills the daemon (by pid) if it still runs.

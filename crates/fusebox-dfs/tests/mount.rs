@@ -1,13 +1,11 @@
 //! fusebox-dfs through real mounts (SQLite metadata, or a real PostgreSQL server the tests
 //! start, plus a local block directory in a temp dir): the shared POSIX suite and the fsx
-//! random-operation tester of fusebox-fs (reused from `crates/fusebox-fs/tests`), close-to-open
+//! random-operation tester (crates/fusebox-testkit), close-to-open
 //! through a second metadata connection, SIGKILL of the daemon during writes, and the
 //! database going away under a live mount.
 
-#[path = "../../fusebox-fs/tests/common/mod.rs"]
-mod common;
-#[path = "../../fusebox-fs/tests/fsx/engine.rs"]
-mod fsx_engine;
+use fusebox_testkit as common;
+use fusebox_testkit::fsx as fsx_engine;
 #[path = "../src/testing/mod.rs"]
 mod testing;
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{wait_until, within, TestMount};
-use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened};
+use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened, SyncAsAsync};
 use fusebox::fs::*;
 use fusebox::sys;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
@@ -91,7 +91,8 @@ fn an_interrupted_request_cancels_its_async_handler() {
 #[test]
 fn memfs_locks_and_interrupted_lock_waits_through_the_async_api() {
     use rustix::fs::FlockOperation;
-    let fs = AsyncAdapter::new(MemFs::new(MemFsOptions::default()), Default::default()).expect("runtime");
+    let fs = AsyncAdapter::new(SyncAsAsync::new(MemFs::new(MemFsOptions::default())), Default::default())
+        .expect("runtime");
     let Some(m) = TestMount::new(Arc::new(fs), "default_permissions") else { return };
     let p = m.path("f");
     std::fs::write(&p, b"x").unwrap();

@@ -8,13 +8,10 @@
 //! Soak run: `cargo test --release -p fusebox-fs --test fsx -- --ignored fsx_soak --nocapture`.
 
 mod common;
-mod fsx {
-    pub mod engine;
-}
 
-use fsx::engine::{Config, Fsx};
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use fusebox_fs::passthrough::Passthrough;
+use fusebox_testkit::fsx::{Config, Fsx};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

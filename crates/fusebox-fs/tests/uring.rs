@@ -1,12 +1,12 @@
-//! The mount suites over FUSE-over-io_uring (`-o io_uring`): memfs and passthrough, replies
-//! sent from other threads, and the fallback when the kernel does not offer it. Every test
+//! FUSE-over-io_uring (`-o io_uring`) beyond the POSIX matrix (posix_matrix.rs): several rings
+//! per queue, replies sent from other threads, and the fallback when the kernel does not offer
+//! it. Every test
 //! checks that requests really travelled over io_uring (the session's counter), so a silent
 //! fallback to /dev/fuse fails.
 
 mod common;
 
-use common::pt::PtMount;
-use common::uring::with_uring;
+use common::uring::{assert_over_uring, with_uring};
 use common::{posix, random_bytes, within, TestMount};
 use fusebox::fs::*;
 use fusebox::{Filesystem, NodeId};
@@ -17,50 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const OPTS: &str = "default_permissions,allow_other,io_uring";
-
-fn assert_over_uring(m: &TestMount) {
-    let stats = m.server().stats();
-    let total: u64 = stats.snapshot().ops.iter().map(|o| o.count).sum();
-    let uring = stats.uring_requests();
-    assert!(uring > 0, "no request came over io_uring ({total} over /dev/fuse)");
-    // FORGET, INTERRUPT and the first requests before every queue was registered use
-    // /dev/fuse; the rest must be io_uring.
-    assert!(uring * 2 > total, "only {uring} of {total} requests came over io_uring");
-}
-
-#[test]
-fn memfs_posix_suite_over_io_uring() {
-    let Some(m) = with_uring(|| TestMount::new(Arc::new(MemFs::new(MemFsOptions::default())), OPTS)) else {
-        return;
-    };
-    let dir = m.mnt.clone();
-    within(Duration::from_secs(300), move || posix::run_all(&dir));
-    let dir = m.mnt.clone();
-    let ops = within(Duration::from_secs(300), move || posix::concurrent_mixed(&dir, 100));
-    assert_eq!(ops, 8 * 100 * 12);
-    assert_over_uring(&m);
-}
-
-#[test]
-fn passthrough_posix_suite_over_io_uring() {
-    let Some(p) = with_uring(|| PtMount::new(OPTS)) else { return };
-    let dir = p.m.mnt.clone();
-    within(Duration::from_secs(300), move || posix::run_all(&dir));
-    let dir = p.m.mnt.clone();
-    let ops = within(Duration::from_secs(300), move || posix::concurrent_mixed(&dir, 100));
-    assert_eq!(ops, 8 * 100 * 12);
-    assert_over_uring(&p.m);
-}
-
-#[test]
-fn passthrough_writethrough_over_io_uring() {
-    let Some(p) = with_uring(|| PtMount::new("default_permissions,allow_other,no_writeback,io_uring")) else {
-        return;
-    };
-    let dir = p.m.mnt.clone();
-    within(Duration::from_secs(300), move || posix::run_all(&dir));
-    assert_over_uring(&p.m);
-}
 
 #[test]
 fn several_rings_per_queue_unpinned() {

@@ -222,7 +222,11 @@ fn failed_writeback_leaves_the_size_that_was_stored() {
         let m = if flavour == "sync" {
             TestMount::new(Arc::new(MemFs::new(opts)), WB)
         } else {
-            let fs = fusebox::fs::asyncfs::AsyncAdapter::new(MemFs::new(opts), Default::default()).unwrap();
+            let fs = fusebox::fs::asyncfs::AsyncAdapter::new(
+                fusebox::fs::asyncfs::SyncAsAsync::new(MemFs::new(opts)),
+                Default::default(),
+            )
+            .unwrap();
             TestMount::new(Arc::new(fs), WB)
         };
         let Some(m) = m else { return };

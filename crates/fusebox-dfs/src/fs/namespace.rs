@@ -326,14 +326,8 @@ impl AsyncFilesystem for DfsFs {
         Ok(NO_HANDLE)
     }
 
-    async fn readdir(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
-    ) -> FsResult<Vec<DirEntry>> {
+    async fn readdir(&self, _req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> FsResult<Vec<DirEntry>> {
+        let (offset, max_bytes) = (args.offset, args.max_bytes);
         let limit = max_bytes / dirent_size(8) + 1;
         let (parent, items) = self
             .m(move |m| {
@@ -373,10 +367,9 @@ impl AsyncFilesystem for DfsFs {
         &self,
         _req: RequestInfo,
         ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
+        args: ReaddirArgs,
     ) -> FsResult<Vec<DirEntryPlus>> {
+        let (offset, max_bytes) = (args.offset, args.max_bytes);
         let limit = max_bytes / dirent_plus_size(8) + 1;
         let commits = self.commit_count();
         let (me, parent, items) = self

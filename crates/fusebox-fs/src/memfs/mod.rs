@@ -12,7 +12,6 @@
 
 use fusebox::fs::acl;
 mod account;
-mod async_api;
 mod data;
 mod node;
 mod sync_api;

@@ -128,15 +128,9 @@ impl Filesystem for MemFs {
         reply.result(self.do_opendir(ino), |r, ()| r.opened(FileHandle(0), 0))
     }
 
-    fn readdir(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        let r = self.do_readdir(ino, offset, |ino, cookie, kind, name| reply.add(ino, cookie, kind, name));
+    fn readdir(&self, _req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectory) {
+        let r =
+            self.do_readdir(ino, args.offset, |ino, cookie, kind, name| reply.add(ino, cookie, kind, name));
         reply.result(r, |r, ()| r.ok())
     }
 
@@ -144,11 +138,10 @@ impl Filesystem for MemFs {
         &self,
         _req: &RequestInfo,
         ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
+        args: &ReaddirArgs,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let r = self.do_readdirplus(ino, offset, |e, cookie, name| reply.add(e, cookie, name));
+        let r = self.do_readdirplus(ino, args.offset, |e, cookie, name| reply.add(e, cookie, name));
         reply.result(r, |r, ()| r.ok())
     }
 

@@ -23,7 +23,7 @@
 use super::Passthrough;
 use fusebox::{Errno, FileAttr, FileType, NodeId};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const SHARDS: usize = 16;
@@ -36,6 +36,40 @@ struct Record {
     stamp: u64,
     /// Created for a retired backing file and not opened yet: its first OPEN must not retire it.
     reborn: bool,
+    /// The daemon's own changes in progress (WRITE, SETATTR, FALLOCATE, ...): a LOOKUP or
+    /// READDIRPLUS that stats the file between the change and its record must not take it
+    /// for someone else's (under write-back it would retire the node and the kernel would
+    /// drop the inode whose dirty pages are still coming).
+    changing: u32,
+    /// The own-change clock when the daemon last recorded its own change: a stat taken before
+    /// that ([`Coherence::clock`]) is older than the record and must neither replace it nor
+    /// count as someone else's change.
+    last_own: u64,
+}
+
+impl Record {
+    fn new(stamp: u64, reborn: bool) -> Record {
+        Record { stamp, reborn, changing: 0, last_own: 0 }
+    }
+
+    /// Whether a stat taken at clock `seen` is no newer than this record.
+    fn outdated(&self, seen: u64) -> bool {
+        self.changing > 0 || self.last_own > seen
+    }
+}
+
+/// Marks a node as being changed by the daemon itself until dropped ([`Coherence::changing`]).
+pub(crate) struct Changing<'a> {
+    coherence: &'a Coherence,
+    node: u64,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.coherence.shard(self.node).get_mut(&self.node) {
+            r.changing = r.changing.saturating_sub(1);
+        }
+    }
 }
 
 /// What the kernel was last told about each node, plus the retirement bookkeeping.
@@ -46,6 +80,8 @@ pub(crate) struct Coherence {
     retired: Mutex<HashSet<(u64, u64)>>,
     /// The kernel's write-back cache is on (set at INIT).
     pub(crate) writeback: AtomicBool,
+    /// Counts the daemon's own changes; read before a stat, it dates the stat.
+    own_clock: AtomicU64,
 }
 
 /// What a comparison found.
@@ -73,12 +109,22 @@ impl Coherence {
         self.shards[(node as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Compare `attr` with what was told about `node`, then record it as told. `opening`
-    /// clears the reborn mark. Returns what changed and whether the node may be retired.
-    pub(crate) fn observe(&self, node: NodeId, attr: &FileAttr, opening: bool) -> (Change, bool) {
+    /// The own-change clock: read it before a stat and pass it with the stat's attributes.
+    pub(crate) fn clock(&self) -> u64 {
+        self.own_clock.load(Ordering::SeqCst)
+    }
+
+    /// Compare `attr` (a stat taken at clock `seen`) with what was told about `node`, then
+    /// record it as told. `opening` clears the reborn mark. Returns what changed and whether
+    /// the node may be retired.
+    pub(crate) fn observe(&self, node: NodeId, attr: &FileAttr, opening: bool, seen: u64) -> (Change, bool) {
         let s = stamp(attr);
         let mut shard = self.shard(node.0);
-        let rec = shard.entry(node.0).or_insert(Record { stamp: s, reborn: false });
+        let rec = shard.entry(node.0).or_insert(Record::new(s, false));
+        if rec.outdated(seen) {
+            // Our own change is on its way or came after the stat; its record stands.
+            return (Change::None, false);
+        }
         let change = if rec.stamp == s { Change::None } else { Change::External };
         let may_retire = !rec.reborn;
         rec.stamp = s;
@@ -88,24 +134,47 @@ impl Coherence {
         (change, may_retire)
     }
 
-    /// Record `attr` as told (replies, and the daemon's own changes).
+    /// Record `attr` as the newest state of `node` (the daemon's own change, or a change it
+    /// took note of).
     pub(crate) fn record(&self, node: NodeId, attr: &FileAttr) {
         let s = stamp(attr);
-        self.shard(node.0)
-            .entry(node.0)
-            .and_modify(|r| r.stamp = s)
-            .or_insert(Record { stamp: s, reborn: false });
+        let now = self.own_clock.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut shard = self.shard(node.0);
+        let r = shard.entry(node.0).or_insert(Record::new(s, false));
+        r.stamp = s;
+        r.last_own = now;
     }
 
-    /// Whether a record exists for `node` with a stamp different from `attr`'s.
-    pub(crate) fn differs(&self, node: NodeId, attr: &FileAttr) -> bool {
-        self.shard(node.0).get(&node.0).is_some_and(|r| r.stamp != stamp(attr))
+    /// Record what a reply tells the kernel: `attr` from a stat taken at clock `seen`, unless
+    /// the daemon's own change made the record newer since.
+    pub(crate) fn told(&self, node: NodeId, attr: &FileAttr, seen: u64) {
+        let s = stamp(attr);
+        let mut shard = self.shard(node.0);
+        let r = shard.entry(node.0).or_insert(Record::new(s, false));
+        if !r.outdated(seen) {
+            r.stamp = s;
+        }
+    }
+
+    /// Mark `node` as being changed by the daemon until the returned guard is dropped (after
+    /// the change was recorded).
+    pub(crate) fn changing(&self, node: NodeId) -> Changing<'_> {
+        if let Some(r) = self.shard(node.0).get_mut(&node.0) {
+            r.changing += 1;
+        }
+        Changing { coherence: self, node: node.0 }
+    }
+
+    /// Whether a record exists for `node` with a stamp different from `attr`'s (a stat taken
+    /// at clock `seen`; an older stat than the record never differs).
+    pub(crate) fn differs(&self, node: NodeId, attr: &FileAttr, seen: u64) -> bool {
+        self.shard(node.0).get(&node.0).is_some_and(|r| !r.outdated(seen) && r.stamp != stamp(attr))
     }
 
     /// A node was just created for backing `key`: if the key was retired, mark it reborn.
     pub(crate) fn born(&self, node: NodeId, key: (u64, u64), attr: &FileAttr) {
         let reborn = self.retired.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        self.shard(node.0).insert(node.0, Record { stamp: stamp(attr), reborn });
+        self.shard(node.0).insert(node.0, Record::new(stamp(attr), reborn));
     }
 
     /// Backing `key` was retired (its next lookup makes a new node).
@@ -150,17 +219,17 @@ impl Passthrough {
     /// LOOKUP (and every other registration) of an existing node found `attr`: deal with a
     /// change made elsewhere. Returns true when the node was retired (the caller registers a
     /// new one).
-    pub(super) fn lookup_changed(&self, node: NodeId, attr: &FileAttr) -> bool {
+    pub(super) fn lookup_changed(&self, node: NodeId, attr: &FileAttr, seen: u64) -> bool {
         // Only regular files: the kernel takes directories' and others' attributes from every
         // LOOKUP reply, and retiring a directory would disturb everything below it.
-        if attr.kind() != Some(FileType::Regular) || !self.coherence.differs(node, attr) {
+        if attr.kind() != Some(FileType::Regular) || !self.coherence.differs(node, attr, seen) {
             return false;
         }
         if self.coherence.writeback() {
             self.retire(node);
             true
         } else {
-            self.coherence.record(node, attr);
+            self.coherence.told(node, attr, seen);
             self.inval(node);
             false
         }
@@ -168,8 +237,8 @@ impl Passthrough {
 
     /// OPEN of `node` found `attr` (fstat of the new descriptor): deal with a change made
     /// elsewhere. Err(ESTALE) asks the kernel to look the name up again (write-back).
-    pub(super) fn open_changed(&self, node: NodeId, attr: &FileAttr) -> Result<(), Errno> {
-        let (change, may_retire) = self.coherence.observe(node, attr, true);
+    pub(super) fn open_changed(&self, node: NodeId, attr: &FileAttr, seen: u64) -> Result<(), Errno> {
+        let (change, may_retire) = self.coherence.observe(node, attr, true, seen);
         if change == Change::None || attr.kind() != Some(FileType::Regular) {
             return Ok(());
         }
@@ -181,10 +250,10 @@ impl Passthrough {
         Ok(())
     }
 
-    /// Record what a reply tells the kernel about `node`, or what the daemon's own change made
-    /// of it.
-    pub(super) fn told(&self, node: NodeId, attr: &FileAttr) {
-        self.coherence.record(node, attr);
+    /// Record what a reply tells the kernel about `node` (attributes from a stat taken at
+    /// clock `seen`).
+    pub(super) fn told(&self, node: NodeId, attr: &FileAttr, seen: u64) {
+        self.coherence.told(node, attr, seen);
     }
 
     /// A passthrough open file of `node` (behind `fd`) was synced or released: its mapped
@@ -193,9 +262,10 @@ impl Passthrough {
     /// kernel was told, drop the kernel's cached attributes (not its pages: it has none for a
     /// passthrough file) and record the new state.
     pub(super) fn passthrough_settled(&self, node: NodeId, fd: &impl std::os::fd::AsFd) {
+        let seen = self.coherence.clock();
         let Ok(st) = rustix::fs::fstat(fd) else { return };
         let attr = super::to_attr(&st);
-        if self.coherence.differs(node, &attr) {
+        if self.coherence.differs(node, &attr, seen) {
             self.coherence.record(node, &attr);
             if let Some(n) = self.notifier.get() {
                 if let Err(e) = n.inval_inode(node, -1, 0) {
@@ -233,14 +303,14 @@ mod tests {
         let c = Coherence::default();
         let n = NodeId(5);
         c.born(n, (1, 7), &attr(10, 1));
-        assert!(!c.differs(n, &attr(10, 1)));
-        assert!(c.differs(n, &attr(11, 1)));
-        assert!(c.differs(n, &attr(10, 2)));
+        assert!(!c.differs(n, &attr(10, 1), c.clock()));
+        assert!(c.differs(n, &attr(11, 1), c.clock()));
+        assert!(c.differs(n, &attr(10, 2), c.clock()));
         // The daemon's own change is recorded: no longer a difference.
         c.record(n, &attr(11, 2));
-        assert_eq!(c.observe(n, &attr(11, 2), true), (Change::None, true));
-        assert_eq!(c.observe(n, &attr(12, 3), true), (Change::External, true));
-        assert!(!c.differs(NodeId(99), &attr(1, 1)), "nothing told: no difference");
+        assert_eq!(c.observe(n, &attr(11, 2), true, c.clock()), (Change::None, true));
+        assert_eq!(c.observe(n, &attr(12, 3), true, c.clock()), (Change::External, true));
+        assert!(!c.differs(NodeId(99), &attr(1, 1), c.clock()), "nothing told: no difference");
     }
 
     #[test]
@@ -248,11 +318,30 @@ mod tests {
         let c = Coherence::default();
         c.retired((1, 7));
         c.born(NodeId(8), (1, 7), &attr(10, 1));
-        assert_eq!(c.observe(NodeId(8), &attr(20, 2), true), (Change::External, false));
+        assert_eq!(c.observe(NodeId(8), &attr(20, 2), true, c.clock()), (Change::External, false));
         // After that first open, it may be retired again.
-        assert_eq!(c.observe(NodeId(8), &attr(30, 3), true), (Change::External, true));
+        assert_eq!(c.observe(NodeId(8), &attr(30, 3), true, c.clock()), (Change::External, true));
         // A key retired once does not mark later births.
         c.born(NodeId(9), (1, 7), &attr(10, 1));
-        assert_eq!(c.observe(NodeId(9), &attr(20, 2), true), (Change::External, true));
+        assert_eq!(c.observe(NodeId(9), &attr(20, 2), true, c.clock()), (Change::External, true));
+    }
+
+    #[test]
+    fn a_stat_older_than_our_own_change_neither_differs_nor_replaces_it() {
+        let c = Coherence::default();
+        let n = NodeId(5);
+        c.record(n, &attr(0, 1));
+        // A LOOKUP stats the file (size 0), then our WRITE lands and is recorded (size 10).
+        let seen = c.clock();
+        c.record(n, &attr(10, 2));
+        assert!(!c.differs(n, &attr(0, 1), seen), "the old stat is no change made elsewhere");
+        c.told(n, &attr(0, 1), seen);
+        assert!(!c.differs(n, &attr(10, 2), c.clock()), "the reply did not roll the record back");
+        assert_eq!(c.observe(n, &attr(0, 1), true, seen), (Change::None, false));
+        // While our change is in flight nothing counts either.
+        let guard = c.changing(n);
+        assert!(!c.differs(n, &attr(20, 3), c.clock()));
+        drop(guard);
+        assert!(c.differs(n, &attr(20, 3), c.clock()), "a later change by someone else still shows");
     }
 }

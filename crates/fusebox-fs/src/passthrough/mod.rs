@@ -238,6 +238,7 @@ impl Passthrough {
     /// Count a lookup of the inode `fd` names and describe it. `pin` keeps `fd` in the inode
     /// instead of a file handle (O_TMPFILE files, whose handles cannot be reopened).
     fn register(&self, fd: OwnedFd, pin: bool) -> Result<Entry, Errno> {
+        let seen = self.coherence.clock();
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         let key = (st.st_dev as u64, st.st_ino as u64);
         let mut handle = if self.use_handles && !pin {
@@ -270,13 +271,13 @@ impl Passthrough {
         // A file changed elsewhere since the kernel last heard of it (coherence.rs).
         let mut before = self.inodes.by_key(key);
         if let Some(old) = before {
-            if self.lookup_changed(old, &attr) {
+            if self.lookup_changed(old, &attr, seen) {
                 before = None;
             }
         }
         let ino = self.inodes.lookup(fd, key, handle);
         if before == Some(ino) {
-            self.told(ino, &attr);
+            self.told(ino, &attr, seen);
         } else {
             self.coherence.born(ino, key, &attr);
         }

@@ -7,10 +7,10 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReleaseArgs,
-    Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, SetAttr,
-    Statfs, TimeOrNow, Timespec, WriteArgs,
+    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReaddirArgs,
+    ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, SetAttr, Statfs, TimeOrNow, Timespec, WriteArgs,
 };
 use fusebox::{sys, Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -91,10 +91,11 @@ impl Passthrough {
         if b == b"." || (b == b".." && parent == NodeId::ROOT) {
             // "." is the directory itself; ".." of the root is the root (never above SOURCE).
             let fd = self.inodes.fd(parent)?;
+            let seen = self.coherence.clock();
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
             self.inodes.add_lookup(parent)?;
             let attr = to_attr(&st);
-            self.told(parent, &attr);
+            self.told(parent, &attr, seen);
             return Ok(Entry { ino: parent, generation: 0, attr });
         }
         let dir = self.inodes.fd(parent)?;
@@ -115,6 +116,7 @@ impl Passthrough {
     fn do_getattr(&self, ino: NodeId, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
         // An open file's own descriptor if it has one (not reopening a parked one: the
         // inode's descriptor names the same file).
+        let seen = self.coherence.clock();
         let st = match fh.and_then(|fh| self.handles.file(fh).ok()) {
             Some(fd) => rustix::fs::fstat(&*fd),
             None => rustix::fs::fstat(&*self.inodes.fd(ino)?),
@@ -125,7 +127,7 @@ impl Passthrough {
         // so a GETATTR reply does not tell it a size changed elsewhere: leave the record for
         // OPEN/LOOKUP to notice the change (coherence.rs).
         if !(self.coherence.writeback() && attr.kind() == Some(FileType::Regular)) {
-            self.told(ino, &attr);
+            self.told(ino, &attr, seen);
         }
         Ok(attr)
     }
@@ -385,16 +387,19 @@ impl Passthrough {
         // (coherence.rs). A truncating open is checked before it truncates: that change is ours.
         let trunc = flags & libc::O_TRUNC != 0;
         if trunc {
+            let seen = self.coherence.clock();
             let st = rustix::fs::fstat(&*self.inodes.fd(ino)?).map_err(errno)?;
             self.check_not_deleted_in_source(ino, &st)?;
-            self.open_changed(ino, &to_attr(&st))?;
+            self.open_changed(ino, &to_attr(&st), seen)?;
         }
+        let seen = self.coherence.clock();
+        let _changing = trunc.then(|| self.coherence.changing(ino));
         let fd = self.open_node(ino, self.open_flags(flags))?;
         if trunc {
             self.own_change(ino, &fd);
         } else if let Ok(st) = rustix::fs::fstat(&fd) {
             self.check_not_deleted_in_source(ino, &st)?;
-            self.open_changed(ino, &to_attr(&st))?;
+            self.open_changed(ino, &to_attr(&st), seen)?;
         }
         Ok(self.handles.add_file(fd, ino, self.open_flags(flags)))
     }
@@ -620,9 +625,10 @@ impl Filesystem for Passthrough {
     }
 
     fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
+        let _changing = self.coherence.changing(ino);
         let r = self.do_setattr(ino, attr);
         if let Ok(a) = &r {
-            self.told(ino, a);
+            self.coherence.record(ino, a);
         }
         reply.result(r, |r, a| self.reply_attr(ino, &a, r))
     }
@@ -749,6 +755,7 @@ impl Filesystem for Passthrough {
     }
 
     fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+        let _changing = self.coherence.changing(ino);
         let r = self.do_write(args);
         if r.is_ok() {
             if let Ok(fd) = self.file(args.fh) {
@@ -833,15 +840,8 @@ impl Filesystem for Passthrough {
         reply.result(self.do_opendir(ino), |r, fh| r.opened(fh, 0))
     }
 
-    fn readdir(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        match self.do_readdir(fh, offset, &mut reply) {
+    fn readdir(&self, _req: &RequestInfo, _ino: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectory) {
+        match self.do_readdir(args.fh, args.offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -851,11 +851,10 @@ impl Filesystem for Passthrough {
         &self,
         _req: &RequestInfo,
         _ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
+        args: &ReaddirArgs,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.do_readdirplus(fh, offset, &mut reply) {
+        match self.do_readdirplus(args.fh, args.offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -921,6 +920,7 @@ impl Filesystem for Passthrough {
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {
+        let _changing = self.coherence.changing(ino);
         let r = self.file(args.fh).and_then(|fd| {
             let mode = rustix::fs::FallocateFlags::from_bits_retain(args.mode as u32);
             rustix::fs::fallocate(&*fd, mode, args.offset, args.length).map_err(errno)?;
@@ -957,6 +957,7 @@ impl Filesystem for Passthrough {
             }
             let fin = self.file(args.fh_in)?;
             let fout = self.file(args.fh_out)?;
+            let _changing = self.coherence.changing(args.ino_out);
             let (mut oi, mut oo) = (args.off_in, args.off_out);
             let len = usize::try_from(args.len).unwrap_or(usize::MAX);
             let n = rustix::fs::copy_file_range(&*fin, Some(&mut oi), &*fout, Some(&mut oo), len)

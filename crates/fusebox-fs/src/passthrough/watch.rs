@@ -216,6 +216,7 @@ impl Watch {
             Action::Dir(dir) => notifier.inval_inode(dir, -1, 0),
             Action::Child(dir, name) => {
                 let Ok(dfd) = inodes.fd(dir) else { return true };
+                let seen = coherence.clock();
                 let Ok(st) = rustix::fs::statat(dfd.as_fd(), name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
                 else {
                     return true;
@@ -224,7 +225,7 @@ impl Watch {
                 let Some(node) = inodes.by_key(key) else { return true };
                 let attr = super::to_attr(&st);
                 let regular = attr.kind() == Some(fusebox::FileType::Regular);
-                if !regular || !coherence.differs(node, &attr) {
+                if !regular || !coherence.differs(node, &attr, seen) {
                     // Attributes only (mode, owner, times, links), or the daemon's own change.
                     return !gone(notifier.inval_inode(node, -1, 0));
                 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use super::TestMount;
+use fusebox::fs::asyncfs::{AsyncAdapter, SyncAsAsync};
 use fusebox_fs::passthrough::{Passthrough, PassthroughError};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -28,7 +29,8 @@ impl PtMount {
     }
 
     /// Mount a passthrough built by `make` with `opts`. The option `kernel_passthrough` (the
-    /// CLI's name) turns on [`Passthrough::with_kernel_passthrough`].
+    /// CLI's name) turns on [`Passthrough::with_kernel_passthrough`]; the test-only option
+    /// `async_api` serves it through the async API (`AsyncAdapter` over `SyncAsAsync`).
     pub fn with(make: fn(&Path) -> Result<Passthrough, PassthroughError>, opts: &str) -> Option<PtMount> {
         if !super::can_mount() {
             return None;
@@ -41,9 +43,17 @@ impl PtMount {
         fs::create_dir(&src).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
         let kernel = opts.split(',').any(|o| o == "kernel_passthrough");
-        let opts: Vec<&str> = opts.split(',').filter(|o| *o != "kernel_passthrough").collect();
+        let async_api = opts.split(',').any(|o| o == "async_api");
+        let opts: Vec<&str> =
+            opts.split(',').filter(|o| *o != "kernel_passthrough" && *o != "async_api").collect();
         let fs = Arc::new(make(&src).unwrap().with_kernel_passthrough(kernel));
-        let m = TestMount::new(fs.clone(), &opts.join(","))?;
+        let served: Arc<dyn fusebox::Filesystem> = if async_api {
+            let face = SyncAsAsync::from_arc(fs.clone());
+            Arc::new(AsyncAdapter::new(face, Default::default()).expect("tokio runtime"))
+        } else {
+            fs.clone()
+        };
+        let m = TestMount::new(served, &opts.join(","))?;
         fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         Some(PtMount { m, fs, src, sdir })
     }

@@ -332,6 +332,10 @@ pub const FUSE_COMPAT_SETXATTR_IN_SIZE: usize = 8;
 pub const FUSE_COMPAT_WRITE_IN_SIZE: usize = 24;
 /// Size of `fuse_uring_req_header` (in/out header area + op header area + ent_in_out).
 pub const FUSE_URING_REQ_HEADER_SIZE: usize = 288;
+/// Offset of the `op_in` area (the opcode's fixed argument) in `fuse_uring_req_header`.
+pub const FUSE_URING_OP_IN_OFFSET: usize = 128;
+/// Offset of `fuse_uring_ent_in_out` in `fuse_uring_req_header`.
+pub const FUSE_URING_ENT_IN_OUT_OFFSET: usize = 256;
 /// io_uring command: register an entry.
 pub const FUSE_IO_URING_CMD_REGISTER: u32 = 1;
 /// io_uring command: commit a reply and fetch the next request.

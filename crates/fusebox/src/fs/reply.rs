@@ -1,206 +1,24 @@
-//! One-shot reply tokens. Each handler gets exactly one; answering consumes it. A token dropped
-//! without an answer replies EIO and logs a warning, so a forgotten reply never hangs a caller.
+//! One-shot typed reply tokens, faces over the session's [`Responder`]. Each handler gets exactly
+//! one; answering consumes it. A token dropped without an answer replies EIO.
 
-use super::interrupt::{Interrupt, Registration};
 use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl};
 use super::Errno;
 use crate::abi;
-use crate::sched::{RequestClass, Stats};
-use crate::session::{BackingId, Retirements};
-use crate::transport::splice::Spliced;
-use crate::transport::ReplyChannel;
-use crate::wire::reply::{push_dirent, push_direntplus, send_reply};
+use crate::session::responder::split;
+use crate::session::{BackingId, Interrupt};
+use crate::wire::reply::{push_dirent, push_direntplus};
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zerocopy::IntoBytes;
 
-/// Where and how to answer one request. Shared plumbing of all typed tokens.
-pub struct Responder {
-    chan: Arc<dyn ReplyChannel>,
-    shared: Arc<ReplyShared>,
-    unique: u64,
-    opcode: u32,
-    class: RequestClass,
-    start: Instant,
-    done: bool,
-    /// The node of a READ/WRITE counted in the per-file in-flight stats.
-    file: Option<u64>,
-    /// A write-back WRITE, or a FLUSH/FSYNC under write-back, of this node: an error answer
-    /// retires the kernel's inode.
-    retire_on_error: Option<std::num::NonZeroU64>,
-    intr: Interrupt,
-    /// Unregisters the request from the interrupt registry when the token goes away.
-    _reg: Option<Registration>,
-    /// Dropped after the answer: whatever must follow it (RELEASE ordering) may proceed.
-    _after: Option<Box<dyn Send>>,
-}
+pub use crate::session::responder::{ReplyShared, Responder};
 
-/// Session-wide state the reply tokens need.
-pub struct ReplyShared {
-    /// Cache lifetimes for entries and attributes.
-    pub ttl: Ttl,
-    /// Statistics sink.
-    pub stats: Arc<Stats>,
-    /// Answer [`ReplyData::splice_from_file`] with splice(2) (`-o splice_write`).
-    pub splice_write: bool,
-    /// Nodes whose kernel inode was retired after a failed write-back (raised generations).
-    pub retired: Retirements,
-    /// The session's `/dev/fuse`, for notifications the framework sends itself.
-    pub(crate) notify_chan: OnceLock<Arc<dyn ReplyChannel>>,
-}
-
-impl ReplyShared {
-    /// Where the framework's notifications go: the session's `/dev/fuse`, or `fallback` (the
-    /// request's channel) when none was set (servers driven directly, e.g. in tests). A
-    /// request that came over another transport (an io_uring entry) must not carry them: its
-    /// channel takes exactly one reply.
-    pub(crate) fn notify_channel<'a>(
-        &'a self,
-        fallback: &'a Arc<dyn ReplyChannel>,
-    ) -> &'a Arc<dyn ReplyChannel> {
-        self.notify_chan.get().unwrap_or(fallback)
-    }
-}
-
-impl Responder {
-    pub(crate) fn new(
-        chan: Arc<dyn ReplyChannel>,
-        shared: Arc<ReplyShared>,
-        unique: u64,
-        opcode: u32,
-        class: RequestClass,
-    ) -> Self {
-        Responder {
-            chan,
-            shared,
-            unique,
-            opcode,
-            class,
-            start: Instant::now(),
-            done: false,
-            file: None,
-            retire_on_error: None,
-            intr: Interrupt::never(),
-            _reg: None,
-            _after: None,
-        }
-    }
-
-    /// Count this request in the per-file in-flight stats of `nodeid` until it is answered.
-    pub(crate) fn tracking_file(mut self, nodeid: u64) -> Self {
-        self.shared.stats.file_enter(nodeid, self.opcode);
-        self.file = Some(nodeid);
-        self
-    }
-
-    /// This is a write-back WRITE of `nodeid` (or a FLUSH/FSYNC committing it): if it fails,
-    /// the kernel's cached size and pages hold data the file system does not have, so retire
-    /// the inode (session/retire.rs).
-    pub(crate) fn retiring_on_error(mut self, nodeid: u64) -> Self {
-        self.retire_on_error = std::num::NonZeroU64::new(nodeid);
-        self
-    }
-
-    /// Leave the per-file in-flight count. Done *before* the reply is written: once it is,
-    /// the caller may already have the next request on its way.
-    fn leave_file(&mut self) {
-        if let Some(nodeid) = self.file.take() {
-            self.shared.stats.file_exit(nodeid, self.opcode);
-        }
-    }
-
-    /// Account for the answered request in the stats.
-    fn finish(&mut self, error: bool, bytes: usize) {
-        self.done = true;
-        self.shared.stats.end(self.opcode, self.class, error, bytes, self.start.elapsed());
-    }
-
-    /// Keep `guard` until this request is answered (its drop runs after the reply is sent).
-    pub(crate) fn hold_until_answered(mut self, guard: Box<dyn Send>) -> Self {
-        self._after = Some(guard);
-        self
-    }
-
-    /// Attach the request's interrupt handle and its registration (dropped with the token).
-    pub(crate) fn registered(mut self, intr: Interrupt, reg: Registration) -> Self {
-        self.intr = intr;
-        self._reg = Some(reg);
-        self
-    }
-
-    /// The request's interrupt handle.
-    pub fn interrupt(&self) -> Interrupt {
-        self.intr.clone()
-    }
-
-    fn send(mut self, error: Errno, parts: &[&[u8]]) {
-        self.leave_file();
-        let err = if error.0 == 0 { 0 } else { -error.0.abs() };
-        // ENOSYS: a file system without FLUSH/FSYNC, not a lost write.
-        if err != 0 && error != Errno::ENOSYS {
-            if let Some(nodeid) = self.retire_on_error {
-                // Before the answer: once close(2) returns, a stat must find the new generation.
-                self.shared.retired.retire(nodeid.get(), self.shared.notify_channel(&self.chan));
-            }
-        }
-        let bytes = match send_reply(&*self.chan, self.unique, err, parts) {
-            Ok(n) => n,
-            Err(e) => {
-                // ENOENT: the request was interrupted/aborted and the kernel forgot it.
-                tracing::debug!(unique = self.unique, error = %e, "reply not delivered");
-                0
-            }
-        };
-        self.finish(err != 0, bytes);
-    }
-
-    fn ok(self, parts: &[&[u8]]) {
-        self.send(Errno(0), parts)
-    }
-
-    /// Answer with an error. A LOOKUP answered ENOENT becomes a negative entry when the
-    /// session caches absent names (`negative_timeout`), so the kernel does not ask again.
-    pub fn error(self, e: Errno) {
-        let negative = self.shared.ttl.negative;
-        if e == Errno::ENOENT && self.opcode == abi::opcode::FUSE_LOOKUP && !negative.is_zero() {
-            let (s, ns) = split(negative);
-            let out = abi::fuse_entry_out { entry_valid: s, entry_valid_nsec: ns, ..Default::default() };
-            return self.ok(&[out.as_bytes()]);
-        }
-        self.send(e, &[])
-    }
-
-    fn ttl(&self) -> Ttl {
-        self.shared.ttl
-    }
-
-    /// The wire form of `entry` with lifetimes `ttl`, its generation raised if the node was
-    /// retired.
-    fn entry_out(&self, entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
-        let mut out = entry_out(entry, ttl);
-        out.generation = out.generation.wrapping_add(self.shared.retired.offset(entry.ino.0));
-        out
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if !self.done {
-            tracing::warn!(
-                unique = self.unique,
-                opcode = crate::wire::opcode_name(self.opcode),
-                "handler dropped its reply without answering; replying EIO"
-            );
-            self.leave_file();
-            let _ = send_reply(&*self.chan, self.unique, -libc::EIO, &[]);
-            self.finish(true, 16);
-        }
-    }
-}
-
-fn split(d: Duration) -> (u64, u32) {
-    (d.as_secs(), d.subsec_nanos())
+/// The wire form of `entry` with lifetimes `ttl`, its generation raised if the node was
+/// retired.
+fn entry_out_for(r: &Responder, entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
+    let mut out = entry_out(entry, ttl);
+    out.generation = out.generation.wrapping_add(r.generation_offset(entry.ino.0));
+    out
 }
 
 pub(crate) fn entry_out(entry: &Entry, ttl: Ttl) -> abi::fuse_entry_out {
@@ -232,10 +50,27 @@ pub trait Reply: Send + Sized + 'static {
     }
 }
 
+/// Builds a reply token around a responder (the sync-as-async face captures answers this way).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) trait FromResponder {
+    fn from_responder(r: Responder) -> Self;
+}
+
+impl FromResponder for ReplyCopy {
+    fn from_responder(inner: Responder) -> Self {
+        ReplyCopy { inner, wide: true }
+    }
+}
+
 macro_rules! token {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         pub struct $name(pub(crate) Responder);
+        impl FromResponder for $name {
+            fn from_responder(r: Responder) -> Self {
+                $name(r)
+            }
+        }
         impl Reply for $name {
             fn fail(self, e: Errno) {
                 self.0.error(e)
@@ -271,12 +106,12 @@ token!(
 impl ReplyEntry {
     /// Answer with `entry`, cached for the session's entry/attr timeouts.
     pub fn entry(self, entry: &Entry) {
-        let out = self.0.entry_out(entry, self.0.ttl());
+        let out = entry_out_for(&self.0, entry, self.0.ttl());
         self.0.ok(&[out.as_bytes()])
     }
     /// Answer with `entry` and explicit cache lifetimes.
     pub fn entry_with_ttl(self, entry: &Entry, ttl: Ttl) {
-        let out = self.0.entry_out(entry, ttl);
+        let out = entry_out_for(&self.0, entry, ttl);
         self.0.ok(&[out.as_bytes()])
     }
     /// "No such name", cached by the kernel for the entry timeout (a negative dentry), even
@@ -329,25 +164,10 @@ impl ReplyData {
         offset: u64,
         len: usize,
     ) -> Result<(), ReplyData> {
-        if !self.0.shared.splice_write {
-            return Err(self);
-        }
-        let chan = self.0.chan.clone();
-        let Some(dev) = chan.splice_target() else { return Err(self) };
-        let r = &mut self.0;
-        r.leave_file();
-        match crate::transport::splice::reply_from_file(dev, r.unique, file, offset, len) {
-            Ok(Spliced::Sent(n)) => {
-                r.finish(false, std::mem::size_of::<abi::fuse_out_header>() + n);
-                Ok(())
-            }
-            Ok(Spliced::Fallback) => Err(self),
-            Err(e) => {
-                // Like a failed writev: the request is gone (interrupted) or the device is.
-                tracing::debug!(unique = r.unique, error = %e, "spliced reply not delivered");
-                r.finish(true, 0);
-                Ok(())
-            }
+        if self.0.splice_from_file(file, offset, len) {
+            Ok(())
+        } else {
+            Err(self)
         }
     }
 }
@@ -381,7 +201,7 @@ impl ReplyOpen {
     /// override passthrough, so both are removed here).
     pub fn passthrough(self, fh: FileHandle, flags: u32, backing: &BackingId) {
         let out = passthrough_open_out(fh, flags, backing);
-        self.0.shared.stats.passthrough_open();
+        self.0.shared().stats.passthrough_open();
         self.0.ok(&[out.as_bytes()])
     }
 }
@@ -405,7 +225,7 @@ token!(
 impl ReplyCreate {
     /// Created `entry` and opened it as `fh` with FOPEN_* `flags`.
     pub fn created(self, entry: &Entry, fh: FileHandle, flags: u32) {
-        let e = self.0.entry_out(entry, self.0.ttl());
+        let e = entry_out_for(&self.0, entry, self.0.ttl());
         let o = abi::fuse_open_out { fh: fh.0, open_flags: flags, backing_id: 0 };
         self.0.ok(&[e.as_bytes(), o.as_bytes()])
     }
@@ -413,9 +233,9 @@ impl ReplyCreate {
     /// Created `entry` and opened it as `fh` in kernel passthrough (see
     /// [`ReplyOpen::passthrough`]).
     pub fn created_passthrough(self, entry: &Entry, fh: FileHandle, flags: u32, backing: &BackingId) {
-        let e = self.0.entry_out(entry, self.0.ttl());
+        let e = entry_out_for(&self.0, entry, self.0.ttl());
         let o = passthrough_open_out(fh, flags, backing);
-        self.0.shared.stats.passthrough_open();
+        self.0.shared().stats.passthrough_open();
         self.0.ok(&[e.as_bytes(), o.as_bytes()])
     }
 }
@@ -603,7 +423,7 @@ impl ReplyDirectoryPlus {
     pub fn add(&mut self, entry: &Entry, offset: u64, name: &std::ffi::OsStr) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let typ = entry.attr.kind().map(FileType::dirent_type).unwrap_or(0);
-        let out = self.inner.entry_out(entry, self.inner.ttl());
+        let out = entry_out_for(&self.inner, entry, self.inner.ttl());
         !push_direntplus(&mut self.buf, self.max, &out, offset, typ, name.as_bytes())
     }
     /// Send the entries added so far (none = end of directory).

@@ -2,14 +2,14 @@
 //! kernel, so that reads, writes and mmap of an open file go straight to the backing file
 //! without a round trip to the daemon.
 //!
-//! A file system gets a [`Backing`] in [`MountInfo::backing`](crate::fs::MountInfo) when the
+//! A file system gets a [`Backing`] in [`MountInfo::backing`](super::MountInfo) when the
 //! kernel granted passthrough, registers a descriptor with [`Backing::open`] and answers OPEN or
-//! CREATE with [`ReplyOpen::passthrough`](crate::fs::ReplyOpen::passthrough). The returned
+//! CREATE with `fs::ReplyOpen::passthrough`. The returned
 //! [`BackingId`] unregisters itself when dropped. The kernel keeps one backing file per inode
 //! while the inode has passthrough opens, so a file system should share one `BackingId` among
 //! the open files of an inode (docs/ARCHITECTURE.md, "Kernel passthrough").
 
-use crate::sched::Stats;
+use crate::session::sched::Stats;
 use crate::transport::devfuse::DevFuse;
 use std::fmt;
 use std::io;

@@ -8,7 +8,7 @@
 
 use super::init::Negotiated;
 use super::server::Server;
-use crate::sched::StatsSnapshot;
+use crate::session::sched::StatsSnapshot;
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -82,12 +82,12 @@ fn fnv1a(data: &[u8]) -> u64 {
 
 /// Directory holding the control sockets of this user's mounts.
 pub fn control_dir() -> PathBuf {
-    if crate::transport::sys::geteuid() == 0 {
+    if crate::sys::geteuid() == 0 {
         return PathBuf::from("/run/fusebox");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("fusebox"),
-        None => PathBuf::from(format!("/tmp/fusebox-{}", crate::transport::sys::geteuid())),
+        None => PathBuf::from(format!("/tmp/fusebox-{}", crate::sys::geteuid())),
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Capabilities {
     pub congestion_threshold: u16,
     /// Timestamp granularity in nanoseconds.
     pub time_gran: u32,
-    /// Answer READs with data spliced from a file ([`crate::fs::ReplyData::splice_from_file`]);
+    /// Answer READs with data spliced from a file (`fs::ReplyData::splice_from_file`);
     /// announced as SPLICE_WRITE + SPLICE_MOVE. Off by default (see docs/BENCHMARKS.md).
     pub splice_write: bool,
     /// Files opened with FOPEN_DIRECT_IO may still be mmapped (shared mappings; 7.39,

@@ -2,37 +2,58 @@
 
 mod backing;
 mod bdi;
+#[cfg(feature = "serde")]
 mod control;
+mod handler;
 mod init;
+mod interrupt;
 mod mount;
 mod notify;
 mod options;
-mod order;
+pub(crate) mod responder;
 mod retire;
+pub mod sched;
 mod server;
 mod uring;
-mod workers;
+#[cfg(feature = "io-uring")]
+mod uring_queues;
 
 pub use backing::{Backing, BackingId};
 pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
+#[cfg(feature = "serde")]
 pub use control::{
     control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
 };
+pub use handler::{Dispatch, Handler, IntoHandler};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
+pub use interrupt::{Interrupt, PENDING_EXPIRY};
+pub(crate) use interrupt::{InterruptRegistry, Registration};
 pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
 pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
 pub use retire::{Retirements, MAX_RETIRED};
+pub use sched::{PoolConfig, IDLE_EXIT};
 pub use server::{Handled, Server};
 pub use uring::{possible_cpus, uring_supported, UringParamGuard, ENABLE_URING_PARAM};
-pub use workers::{PoolConfig, IDLE_EXIT};
 
-use crate::fs::{Filesystem, Ttl};
 use crate::transport::devfuse::{DevFuse, Received};
-use crate::transport::{sys, ReplyChannel};
+use crate::wire::types::Ttl;
+use crate::{sys, transport::ReplyChannel};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+
+/// What a file system learns when its mount goes live (`Filesystem::mounted`).
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    /// Sends notifications to this mount's kernel caches.
+    pub notifier: Notifier,
+    /// Where it is mounted (absolute).
+    pub mountpoint: PathBuf,
+    /// Registers backing files for kernel passthrough; `None` unless the file system asked for
+    /// [`Capabilities::passthrough`] and the kernel granted it.
+    pub backing: Option<Backing>,
+}
 
 /// Why a session could not start or ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -120,16 +141,13 @@ pub struct Session {
     mountpoint: PathBuf,
     config: Config,
     /// Kept alive while the session runs; removed when it ends.
+    #[cfg(feature = "serde")]
     _control: Option<ControlSocket>,
 }
 
 impl Session {
     /// Check the mountpoint, mount, and complete INIT. When this returns, the mount is live.
-    pub fn mount(
-        fs: Arc<dyn Filesystem>,
-        mountpoint: &Path,
-        config: Config,
-    ) -> Result<Session, SessionError> {
+    pub fn mount(fs: impl IntoHandler, mountpoint: &Path, config: Config) -> Result<Session, SessionError> {
         config.options.validate()?;
         let mountpoint = check_mountpoint(mountpoint)?;
         // New files get exactly the mode the kernel asks for (it already applied the umask).
@@ -150,9 +168,17 @@ impl Session {
         if let Some(n) = config.options.congestion_threshold {
             caps.congestion_threshold = n;
         }
-        let server = Arc::new(Server::new(fs, caps, config.ttl(), config.options.debug));
+        let server = Arc::new(Server::new(fs.into_handler(), caps, config.ttl(), config.options.debug));
         server.set_notify_channel(dev.clone());
-        let mut session = Session { server, dev, mountpoint, config, _control: None };
+        #[cfg_attr(not(feature = "serde"), allow(unused_mut))]
+        let mut session = Session {
+            server,
+            dev,
+            mountpoint,
+            config,
+            #[cfg(feature = "serde")]
+            _control: None,
+        };
         match session.wait_for_init() {
             Ok(()) => {
                 bdi::tune(
@@ -160,19 +186,23 @@ impl Session {
                     session.config.options.read_ahead_kb,
                     session.config.options.bdi_max_ratio,
                 );
-                let info = crate::fs::MountInfo {
+                let info = MountInfo {
                     notifier: session.notifier(),
                     mountpoint: session.mountpoint.clone(),
                     backing: session.backing(),
                 };
-                session.server.filesystem().mounted(&info);
-                session._control = match ControlSocket::start(&session.mountpoint, session.server.clone()) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no control socket: `fusebox stats` will not work here");
-                        None
-                    }
-                };
+                session.server.handler().mounted(&info);
+                #[cfg(feature = "serde")]
+                {
+                    session._control = match ControlSocket::start(&session.mountpoint, session.server.clone())
+                    {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no control socket: `fusebox stats` will not work here");
+                            None
+                        }
+                    };
+                }
                 Ok(session)
             }
             Err(e) => {
@@ -229,13 +259,17 @@ impl Session {
     /// FORGET, INTERRUPT and notification replies.
     pub fn run(self) -> Result<(), SessionError> {
         let neg = self.server.negotiated().ok_or(SessionError::ClosedBeforeInit)?;
-        let uring = uring::start(&self.server, &self.dev, &neg, &self.config.options.uring);
+        #[cfg_attr(not(feature = "io-uring"), allow(unused_mut))]
         let mut pool_config = self.config.pool(neg.buffer_size());
+        #[cfg(feature = "io-uring")]
+        let uring = uring_queues::start(&self.server, &self.dev, &neg, &self.config.options.uring);
+        #[cfg(feature = "io-uring")]
         if uring.is_some() && self.config.options.threads.is_none() {
             pool_config.threads = 2;
         }
-        let pool = workers::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
+        let pool = sched::Pool::new(self.server.clone(), self.dev.clone(), pool_config);
         let result = pool.run();
+        #[cfg(feature = "io-uring")]
         if let Some(u) = uring {
             u.stop();
         }

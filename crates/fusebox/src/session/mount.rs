@@ -1,8 +1,8 @@
 //! Mounting and unmounting: mount(2) as root, fusermount3 otherwise; mountpoint checks.
 
 use super::options::MountOptions;
+use crate::sys;
 use crate::transport::devfuse::DevFuse;
-use crate::transport::sys;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -220,6 +220,7 @@ pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
     unmount_path(&abs)?;
     // A daemon that was killed could not remove its control socket; a live one removes its
     // own as it exits.
+    #[cfg(feature = "serde")]
     super::control::remove_stale_socket(&abs);
     Ok(())
 }

@@ -12,9 +12,9 @@
 //! CREATE or RENAME in the same directory) deadlocks. Call them from another thread.
 
 use crate::abi::{self, notify_code::*};
-use crate::fs::NodeId;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_notify;
+use crate::wire::types::NodeId;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
@@ -234,8 +234,9 @@ mod tests {
         n.inval_entry(NodeId(1), OsStr::new("abc")).unwrap();
         let out = mem.next_reply(Duration::ZERO).unwrap();
         assert_eq!(out.len(), 16 + 16 + 4);
-        assert_eq!(i32::from_ne_bytes(out[4..8].try_into().unwrap()), FUSE_NOTIFY_INVAL_ENTRY);
-        assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), 0, "notifications have unique 0");
+        let h = crate::wire::reply::out_header(&out).unwrap();
+        assert_eq!(h.error, FUSE_NOTIFY_INVAL_ENTRY);
+        assert_eq!(h.unique, 0, "notifications have unique 0");
         assert_eq!(&out[32..], b"abc\0");
         n.store(NodeId(5), 4096, b"xyz").unwrap();
         assert_eq!(mem.next_reply(Duration::ZERO).unwrap().len(), 16 + 24 + 3);
@@ -243,19 +244,25 @@ mod tests {
         assert!(matches!(n.delete(NodeId(1), NodeId(2), OsStr::new("")), Err(NotifyError::BadName)));
     }
 
+    /// The notify unique of a FUSE_NOTIFY_RETRIEVE notification.
+    fn retrieve_unique(out: &[u8]) -> u64 {
+        use zerocopy::FromBytes;
+        abi::fuse_notify_retrieve_out::read_from_prefix(&out[16..]).unwrap().0.notify_unique
+    }
+
     #[test]
     fn retrieve_is_completed_by_notify_reply_blocking_and_async() {
         let (n, mem, r) = notifier();
         let ret = n.retrieve(NodeId(7), 0, 10).unwrap();
         let out = mem.next_reply(Duration::ZERO).unwrap();
-        let unique = u64::from_ne_bytes(out[16..24].try_into().unwrap());
+        let unique = retrieve_unique(&out);
         let r2 = r.clone();
         std::thread::spawn(move || r2.complete(unique, 0, b"hello"));
         assert_eq!(ret.wait(Duration::from_secs(5)).unwrap(), (0, b"hello".to_vec()));
         // As a future, polled by a minimal executor.
         let mut fut = n.retrieve(NodeId(7), 0, 10).unwrap();
         let out = mem.next_reply(Duration::ZERO).unwrap();
-        let unique = u64::from_ne_bytes(out[16..24].try_into().unwrap());
+        let unique = retrieve_unique(&out);
         struct Noop;
         impl std::task::Wake for Noop {
             fn wake(self: Arc<Self>) {}

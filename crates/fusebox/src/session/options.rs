@@ -25,6 +25,14 @@ pub enum OptionError {
     /// The option takes no value.
     #[error("option '{0}' takes no value")]
     UnexpectedValue(String),
+    /// The option needs a part of fusebox this build was made without.
+    #[error("option '{option}' needs fusebox built with the cargo feature '{feature}'")]
+    NotBuiltIn {
+        /// Option name.
+        option: &'static str,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
 }
 
 /// Generic mount options understood by every fusebox file system.
@@ -301,6 +309,9 @@ impl MountOptions {
                     });
                 }
             }
+        }
+        if self.uring.enabled && !cfg!(feature = "io-uring") {
+            return Err(OptionError::NotBuiltIn { option: "io_uring", feature: "io-uring" });
         }
         Ok(())
     }

@@ -107,12 +107,8 @@ mod tests {
         assert_eq!(r.offset(8), 0);
         assert_eq!(chan.pending(), 2);
         let sent = chan.next_reply(std::time::Duration::ZERO).unwrap();
-        let header = &sent[..16];
-        assert_eq!(u32::from_ne_bytes(header[0..4].try_into().unwrap()), 16);
-        assert_eq!(
-            i32::from_ne_bytes(header[4..8].try_into().unwrap()),
-            abi::notify_code::FUSE_NOTIFY_INC_EPOCH
-        );
+        let header = crate::wire::reply::out_header(&sent).unwrap();
+        assert_eq!((header.len, header.error), (16, abi::notify_code::FUSE_NOTIFY_INC_EPOCH));
     }
 
     #[test]

@@ -26,21 +26,19 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use zerocopy::{FromBytes, IntoBytes};
 
-/// Offset of `op_in` in the entry header.
-const OP_IN: usize = 128;
-/// Offset of `fuse_uring_ent_in_out` in the entry header.
-const ENT_IN_OUT: usize = 256;
+use abi::{FUSE_URING_ENT_IN_OUT_OFFSET as ENT_IN_OUT, FUSE_URING_OP_IN_OFFSET as OP_IN};
 /// Bytes before the payload in an entry's data buffer: room for the in header and `op_in`
 /// when a request is made contiguous, and keeps the payload page-aligned.
 const SLACK: usize = 4096;
 /// user_data of the eventfd read.
 const WAKE: u64 = u64::MAX;
 
-/// Opcodes the kernel expects no answer to.
-fn needs_no_reply(opcode: u32) -> bool {
-    use abi::opcode::*;
-    matches!(opcode, FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT | FUSE_NOTIFY_REPLY)
+/// The `fuse_out_header` at the front of a reply (the sender puts all 16 bytes in its first
+/// slice; a shorter one was refused before).
+fn out_header(first: &[u8]) -> abi::fuse_out_header {
+    crate::wire::reply::out_header(first).expect("16-byte out header")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +95,25 @@ impl EntryMem {
         // writing it (the caller holds the entry between completion and commit).
         unsafe { std::ptr::copy_nonoverlapping(self.header.add(off), out.as_mut_ptr(), N) };
         out
+    }
+
+    /// The request's `fuse_in_header`.
+    fn in_header(&self) -> abi::fuse_in_header {
+        let raw: [u8; 40] = self.read_header(0);
+        abi::fuse_in_header::read_from_bytes(&raw).expect("40 bytes")
+    }
+
+    /// The entry's `fuse_uring_ent_in_out` (commit id, payload size).
+    fn ent_in_out(&self) -> abi::fuse_uring_ent_in_out {
+        let raw: [u8; 32] = self.read_header(ENT_IN_OUT);
+        abi::fuse_uring_ent_in_out::read_from_bytes(&raw).expect("32 bytes")
+    }
+
+    /// Write a reply's out header and payload size.
+    fn write_out(&self, out: &abi::fuse_out_header, payload: usize) {
+        self.write_header(0, out.as_bytes());
+        let ent = abi::fuse_uring_ent_in_out { payload_sz: payload as u32, ..self.ent_in_out() };
+        self.write_header(ENT_IN_OUT, ent.as_bytes());
     }
 
     fn write_header(&self, off: usize, bytes: &[u8]) {
@@ -170,7 +187,7 @@ struct Slot {
 
 impl Slot {
     /// Write a complete reply (out header + payload) into the entry's buffers.
-    fn write_reply(&self, bytes_header: &[u8], payload: &[&[u8]]) {
+    fn write_reply(&self, out: &abi::fuse_out_header, payload: &[&[u8]]) {
         let total: usize = payload.iter().map(|p| p.len()).sum();
         if total > self.mem.payload_cap() {
             tracing::error!(
@@ -178,17 +195,12 @@ impl Slot {
                 cap = self.mem.payload_cap(),
                 "reply larger than the ring buffer: EIO"
             );
-            let mut h = [0u8; 16];
-            h.copy_from_slice(&bytes_header[..16]);
-            h[0..4].copy_from_slice(&16u32.to_ne_bytes());
-            h[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
-            self.mem.write_header(0, &h);
-            self.mem.write_header(ENT_IN_OUT + 16, &0u32.to_ne_bytes());
+            let eio = abi::fuse_out_header { len: 16, error: -libc::EIO, unique: out.unique };
+            self.mem.write_out(&eio, 0);
             return;
         }
         self.mem.write_payload(payload);
-        self.mem.write_header(0, &bytes_header[..16]);
-        self.mem.write_header(ENT_IN_OUT + 16, &(total as u32).to_ne_bytes());
+        self.mem.write_out(out, total);
     }
 }
 
@@ -209,10 +221,8 @@ impl ReplyChannel for Slot {
             st.ready = true;
             return Ok(());
         }
-        // The out header may be split over several slices; gather its 16 bytes.
         let all: Vec<&[u8]> = iov.iter().map(|s| &s[..]).collect();
-        let mut header = [0u8; 16];
-        header.copy_from_slice(&all[0][..16]);
+        let header = out_header(all[0]);
         let mut payload: Vec<&[u8]> = Vec::with_capacity(all.len());
         if all[0].len() > 16 {
             payload.push(&all[0][16..]);
@@ -390,7 +400,7 @@ impl UringQueue {
     }
 
     fn push_commit(&mut self, idx: usize) -> io::Result<()> {
-        let commit_id = u64::from_ne_bytes(self.slots[idx].mem.read_header::<8>(ENT_IN_OUT + 8));
+        let commit_id = self.slots[idx].mem.ent_in_out().commit_id;
         let sqe = fuse_cmd(abi::FUSE_IO_URING_CMD_COMMIT_AND_FETCH, self.qid, commit_id).build();
         self.push(&sqe.user_data(idx as u64))
     }
@@ -428,8 +438,8 @@ impl UringQueue {
     fn frame(&self, idx: usize) -> (usize, usize, usize) {
         let mem = &self.slots[idx].mem;
         let inh: [u8; 40] = mem.read_header(0);
-        let len = u32::from_ne_bytes(inh[0..4].try_into().expect("4 bytes")) as usize;
-        let payload = u32::from_ne_bytes(mem.read_header::<4>(ENT_IN_OUT + 16)) as usize;
+        let len = mem.in_header().len as usize;
+        let payload = mem.ent_in_out().payload_sz as usize;
         let op_len = len.checked_sub(40 + payload).filter(|&n| n <= 128 && payload <= mem.payload_cap());
         let op_len = match op_len {
             Some(n) => n,
@@ -522,21 +532,18 @@ impl UringQueue {
         // staged when the frame reaches into the payload buffer, and otherwise write only
         // from SLACK on, past a frame without payload).
         let frame = unsafe { std::slice::from_raw_parts(slot.mem.data.add(start), len) };
-        let opcode = u32::from_ne_bytes(frame[4..8].try_into().expect("4 bytes"));
+        let opcode = slot.mem.in_header().opcode;
         handle(frame, &self.chans[idx]);
         let mut st = lock(&slot.state);
         st.dispatching = false;
         if let Some(bytes) = st.staged.take() {
-            slot.write_reply(&bytes[..16], &[&bytes[16..]]);
+            slot.write_reply(&out_header(&bytes), &[&bytes[16..]]);
         }
-        if st.armed && needs_no_reply(opcode) {
+        if st.armed && !crate::wire::needs_reply(opcode) {
             // The kernel routes these to /dev/fuse; should one arrive here, free the entry.
             st.armed = false;
-            let unique: [u8; 8] = slot.mem.read_header(8);
-            let mut h = [0u8; 16];
-            h[0..4].copy_from_slice(&16u32.to_ne_bytes());
-            h[8..16].copy_from_slice(&unique);
-            slot.write_reply(&h, &[]);
+            let unique = slot.mem.in_header().unique;
+            slot.write_reply(&abi::fuse_out_header { len: 16, error: 0, unique }, &[]);
             st.ready = true;
         }
         drop(st);

