@@ -89,34 +89,28 @@ fn each_layer_imports_only_layers_below_it() {
     assert!(wrong.is_empty(), "imports against the layer order:\n{}", wrong.join("\n"));
 }
 
-#[test]
-fn unsafe_only_in_sys_and_transport() {
+/// `file:line: code` of every code line outside the layers `allowed` that `found` matches.
+fn lines_outside(allowed: &[&str], found: impl Fn(&str) -> bool) -> Vec<String> {
     let mut wrong = Vec::new();
     for (top, file, lines) in layered_files() {
-        if top == "sys" || top == "transport" {
+        if allowed.contains(&top.as_str()) {
             continue;
         }
-        for (n, line) in &lines {
-            if line.contains("unsafe ") || line.contains("unsafe{") {
-                wrong.push(format!("{}:{n}", file.display()));
-            }
+        for (n, line) in lines.iter().filter(|(_, l)| found(l)) {
+            wrong.push(format!("{}:{n}: {}", file.display(), line.trim()));
         }
     }
+    wrong
+}
+
+#[test]
+fn unsafe_only_in_sys_and_transport() {
+    let wrong = lines_outside(&["sys", "transport"], |l| l.contains("unsafe ") || l.contains("unsafe{"));
     assert!(wrong.is_empty(), "unsafe outside sys/ and transport/:\n{}", wrong.join("\n"));
 }
 
 #[test]
 fn headers_are_read_through_typed_views_outside_abi_and_wire() {
-    let mut wrong = Vec::new();
-    for (top, file, lines) in layered_files() {
-        if top == "abi" || top == "wire" {
-            continue;
-        }
-        for (n, line) in &lines {
-            if line.contains("from_ne_bytes(") && line.contains("..") {
-                wrong.push(format!("{}:{n}: {}", file.display(), line.trim()));
-            }
-        }
-    }
+    let wrong = lines_outside(&["abi", "wire"], |l| l.contains("from_ne_bytes(") && l.contains(".."));
     assert!(wrong.is_empty(), "header fields read at byte offsets:\n{}", wrong.join("\n"));
 }

@@ -62,10 +62,16 @@ impl Record {
 pub(crate) struct Changing<'a> {
     coherence: &'a Coherence,
     node: u64,
+    /// Whether a record existed to count this change in (a node without one has nothing a
+    /// lookup could compare against; a record made meanwhile must not lose another's count).
+    counted: bool,
 }
 
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         if let Some(r) = self.coherence.shard(self.node).get_mut(&self.node) {
             r.changing = r.changing.saturating_sub(1);
         }
@@ -159,10 +165,8 @@ impl Coherence {
     /// Mark `node` as being changed by the daemon until the returned guard is dropped (after
     /// the change was recorded).
     pub(crate) fn changing(&self, node: NodeId) -> Changing<'_> {
-        if let Some(r) = self.shard(node.0).get_mut(&node.0) {
-            r.changing += 1;
-        }
-        Changing { coherence: self, node: node.0 }
+        let counted = self.shard(node.0).get_mut(&node.0).map(|r| r.changing += 1).is_some();
+        Changing { coherence: self, node: node.0, counted }
     }
 
     /// Whether a record exists for `node` with a stamp different from `attr`'s (a stat taken

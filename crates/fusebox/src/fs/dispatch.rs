@@ -310,9 +310,13 @@ mod tests {
         [h.as_bytes(), body].concat()
     }
 
-    fn setup() -> (Server, Arc<MemChannel>, Arc<dyn ReplyChannel>) {
-        let server =
-            Server::new(Arc::new(Careless).into_handler(), Capabilities::default(), Ttl::default(), false);
+    fn setup() -> (Arc<Server>, Arc<MemChannel>, Arc<dyn ReplyChannel>) {
+        serving(Arc::new(Careless))
+    }
+
+    /// A server for `fs` answering into an in-memory channel (INIT not done yet).
+    fn serving(fs: impl IntoHandler) -> (Arc<Server>, Arc<MemChannel>, Arc<dyn ReplyChannel>) {
+        let server = Arc::new(Server::new(fs.into_handler(), Capabilities::default(), Ttl::default(), false));
         let chan = Arc::new(MemChannel::new());
         let dyn_chan: Arc<dyn ReplyChannel> = chan.clone();
         (server, chan, dyn_chan)
@@ -416,14 +420,7 @@ mod tests {
 
     #[test]
     fn interrupt_cancels_a_waiting_request_in_either_order() {
-        let server = Arc::new(Server::new(
-            Arc::new(Waiter).into_handler(),
-            Capabilities::default(),
-            Ttl::default(),
-            false,
-        ));
-        let chan = Arc::new(MemChannel::new());
-        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        let (server, chan, dc) = serving(Arc::new(Waiter));
         init(&server, &chan, &dc);
         let lk = abi::fuse_lk_in {
             lk: abi::fuse_file_lock { r#type: libc::F_WRLCK as u32, ..Default::default() },
@@ -470,14 +467,7 @@ mod tests {
 
     #[test]
     fn open_waits_for_an_earlier_release_of_the_same_inode() {
-        let server = Arc::new(Server::new(
-            Arc::new(SlowRelease::default()).into_handler(),
-            Capabilities::default(),
-            Ttl::default(),
-            false,
-        ));
-        let chan = Arc::new(MemChannel::new());
-        let dc: Arc<dyn ReplyChannel> = chan.clone();
+        let (server, chan, dc) = serving(Arc::new(SlowRelease::default()));
         init(&server, &chan, &dc);
         let rel = frame(FUSE_RELEASE, 60, abi::fuse_release_in::default().as_bytes());
         // A worker reads the RELEASE (and, say, queues it); another worker handles the OPEN.

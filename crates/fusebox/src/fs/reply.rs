@@ -247,19 +247,7 @@ token!(
 impl ReplyStatfs {
     /// Answer with file system statistics.
     pub fn statfs(self, s: &Statfs) {
-        let out = abi::fuse_statfs_out {
-            st: abi::fuse_kstatfs {
-                blocks: s.blocks,
-                bfree: s.bfree,
-                bavail: s.bavail,
-                files: s.files,
-                ffree: s.ffree,
-                bsize: s.bsize,
-                namelen: s.namelen,
-                frsize: s.frsize,
-                ..Default::default()
-            },
-        };
+        let out = abi::fuse_statfs_out { st: s.to_abi() };
         self.0.ok(&[out.as_bytes()])
     }
 }

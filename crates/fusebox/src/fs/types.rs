@@ -240,6 +240,38 @@ pub struct Statfs {
     pub frsize: u32,
 }
 
+impl Statfs {
+    /// The wire form (`fuse_kstatfs`).
+    pub(crate) fn to_abi(self) -> abi::fuse_kstatfs {
+        abi::fuse_kstatfs {
+            blocks: self.blocks,
+            bfree: self.bfree,
+            bavail: self.bavail,
+            files: self.files,
+            ffree: self.ffree,
+            bsize: self.bsize,
+            namelen: self.namelen,
+            frsize: self.frsize,
+            ..Default::default()
+        }
+    }
+
+    /// The statistics in a `fuse_kstatfs` (as [`Statfs::to_abi`] wrote them).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn from_abi(s: &abi::fuse_kstatfs) -> Statfs {
+        Statfs {
+            blocks: s.blocks,
+            bfree: s.bfree,
+            bavail: s.bavail,
+            files: s.files,
+            ffree: s.ffree,
+            bsize: s.bsize,
+            namelen: s.namelen,
+            frsize: s.frsize,
+        }
+    }
+}
+
 /// Who sent a request: the calling process and its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestInfo {

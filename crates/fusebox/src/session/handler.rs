@@ -75,7 +75,13 @@ impl Dispatch<'_> {
         let chan: Arc<dyn ReplyChannel> = capture.clone();
         self.stats().begin(opcode, RequestClass::Sync, 0);
         (
-            Responder::new(chan, self.server.reply_shared(), self.header.unique, opcode, RequestClass::Sync),
+            Responder::new(
+                chan,
+                self.server.reply_shared().clone(),
+                self.header.unique,
+                opcode,
+                RequestClass::Sync,
+            ),
             capture,
         )
     }
@@ -142,7 +148,7 @@ impl Dispatch<'_> {
     /// the file system cleared suid/sgid for a request whose reply carries no attributes (OPEN,
     /// WRITE, FALLOCATE); otherwise `stat` shows the old mode until `attr_timeout` expires.
     pub(crate) fn notify_attrs_changed(&self, ino: NodeId) {
-        let chan = self.server.reply_shared_ref().notify_channel(self.chan);
+        let chan = self.server.reply_shared().notify_channel(self.chan);
         let body = abi::fuse_notify_inval_inode_out { ino: ino.0, off: -1, len: 0 };
         if let Err(e) = send_notify(&**chan, abi::notify_code::FUSE_NOTIFY_INVAL_INODE, &[body.as_bytes()]) {
             // ENOENT: the kernel no longer knows the inode; nothing is cached.

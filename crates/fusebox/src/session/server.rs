@@ -243,12 +243,7 @@ impl Server {
     }
 
     /// The session-wide reply state.
-    pub(crate) fn reply_shared(&self) -> Arc<ReplyShared> {
-        self.shared.clone()
-    }
-
-    /// The session-wide reply state, borrowed.
-    pub(crate) fn reply_shared_ref(&self) -> &ReplyShared {
+    pub(crate) fn reply_shared(&self) -> &Arc<ReplyShared> {
         &self.shared
     }
 

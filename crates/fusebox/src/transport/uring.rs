@@ -438,7 +438,7 @@ impl UringQueue {
     fn frame(&self, idx: usize) -> (usize, usize, usize) {
         let mem = &self.slots[idx].mem;
         let inh: [u8; 40] = mem.read_header(0);
-        let len = mem.in_header().len as usize;
+        let len = abi::fuse_in_header::read_from_bytes(&inh).expect("40 bytes").len as usize;
         let payload = mem.ent_in_out().payload_sz as usize;
         let op_len = len.checked_sub(40 + payload).filter(|&n| n <= 128 && payload <= mem.payload_cap());
         let op_len = match op_len {

@@ -162,18 +162,7 @@ impl Decode for (Entry, Opened) {
 
 impl Decode for Statfs {
     fn decode(payload: &[u8]) -> FsResult<Statfs> {
-        let (s, _) = read::<abi::fuse_statfs_out>(payload)?;
-        let s = s.st;
-        Ok(Statfs {
-            blocks: s.blocks,
-            bfree: s.bfree,
-            bavail: s.bavail,
-            files: s.files,
-            ffree: s.ffree,
-            bsize: s.bsize,
-            namelen: s.namelen,
-            frsize: s.frsize,
-        })
+        read::<abi::fuse_statfs_out>(payload).map(|(s, _)| Statfs::from_abi(&s.st))
     }
 }
 
