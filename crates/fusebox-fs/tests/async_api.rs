@@ -1,18 +1,19 @@
 //! The async file system API through a real mount: an interrupted request cancels its async
 //! handler (the future is dropped and the caller gets EINTR) while the daemon keeps serving;
-//! locks and interrupted lock waits work through memfs's async flavour.
+//! locks and interrupted lock waits work through memfs's async flavour; a large WRITE payload
+//! reaches an async handler without a copy.
 
 mod common;
 
-use common::{wait_until, within, TestMount};
-use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened, SyncAsAsync};
+use common::{random_bytes, wait_until, within, Aligned, TestMount};
+use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened, SyncAsAsync, WriteData};
 use fusebox::fs::*;
 use fusebox::sys;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use std::ffi::OsString;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One file, "stuck": its READ never completes on its own.
@@ -123,4 +124,64 @@ fn memfs_locks_and_interrupted_lock_waits_through_the_async_api() {
     assert!(wait_until(Duration::from_secs(5), || {
         rustix::fs::flock(&b, FlockOperation::NonBlockingLockExclusive).is_ok()
     }));
+}
+
+/// One direct-IO file, "sink", that keeps every WRITE's payload as it was handed over.
+#[derive(Default)]
+struct Sink {
+    kept: Mutex<Vec<WriteData>>,
+}
+
+impl AsyncFilesystem for Sink {
+    async fn lookup(&self, _: RequestInfo, _: NodeId, name: OsString) -> FsResult<Entry> {
+        if name != "sink" {
+            return Err(Errno::ENOENT);
+        }
+        Ok(Entry { ino: NodeId(2), generation: 0, attr: attr(2) })
+    }
+    async fn getattr(&self, _: RequestInfo, ino: NodeId, _: Option<FileHandle>) -> FsResult<FileAttr> {
+        Ok(attr(ino.0))
+    }
+    async fn open(&self, _: RequestInfo, _: NodeId, _: i32) -> FsResult<Opened> {
+        Ok(Opened { fh: FileHandle(0), flags: fusebox::abi::FOPEN_DIRECT_IO })
+    }
+    async fn flush(&self, _: RequestInfo, _: NodeId, _: FileHandle, _: u64) -> FsResult<()> {
+        Ok(())
+    }
+    async fn write(&self, _: RequestInfo, _: NodeId, args: WriteData) -> FsResult<u32> {
+        let n = args.data.len() as u32;
+        self.kept.lock().unwrap().push(args);
+        Ok(n)
+    }
+}
+
+#[test]
+fn large_write_payloads_reach_an_async_handler_without_a_copy() {
+    use std::os::unix::fs::FileExt;
+    let fs = AsyncAdapter::new(Sink::default(), Default::default()).expect("runtime");
+    let inner = fs.inner().clone();
+    let Some(m) = TestMount::new(Arc::new(fs), "") else { return };
+    // Page-aligned, so that each 1 MiB write(2) is one 1 MiB WRITE (the kernel pins at most
+    // max_pages pages of the caller's memory per request).
+    let mut big = Aligned::new(1 << 20, 0);
+    big.as_mut().copy_from_slice(&random_bytes(7, 1 << 20));
+    let (big, small) = (big.as_ref(), random_bytes(8, 4096));
+    let f = std::fs::OpenOptions::new().write(true).open(m.path("sink")).unwrap();
+    // Several large writes in a row: each keeps its buffer while the next is read.
+    for i in 0..4u64 {
+        f.write_all_at(big, i << 20).unwrap();
+    }
+    f.write_all_at(&small, 4 << 20).unwrap();
+    drop(f);
+    let kept = inner.kept.lock().unwrap();
+    let large: Vec<_> = kept.iter().filter(|w| w.offset < 4 << 20).collect();
+    assert_eq!(large.iter().map(|w| w.data.len()).collect::<Vec<_>>(), [1 << 20; 4]);
+    for w in &large {
+        assert!(w.data.is_handed_over(), "a {} byte payload was copied", w.data.len());
+        let at = (w.offset % (1 << 20)) as usize;
+        assert!(w.data[..] == big[at..at + w.data.len()], "payload at {} differs", w.offset);
+    }
+    let last = kept.iter().find(|w| w.offset == 4 << 20).expect("the small write");
+    assert!(!last.data.is_handed_over(), "a 4 KiB payload must not pin a request buffer");
+    assert!(last.data[..] == small[..]);
 }

@@ -95,7 +95,7 @@ impl Filesystem for Deferred {
         let (fh, offset, data, write_flags, flags) =
             (args.fh, args.offset, args.data.to_vec(), args.write_flags, args.flags);
         self.later(move || {
-            let args = WriteArgs { fh, offset, data: &data, write_flags, flags };
+            let args = WriteArgs::new(fh, offset, &data, write_flags, flags);
             inner.write(&req, ino, &args, reply)
         });
     }

@@ -69,7 +69,7 @@ async fn create(fs: &DfsFs, name: &str) -> u64 {
 }
 
 async fn write(fs: &DfsFs, ino: u64, offset: u64, data: Vec<u8>) {
-    let w = WriteData { fh: FileHandle(0), offset, data, write_flags: 0, flags: 0 };
+    let w = WriteData { fh: FileHandle(0), offset, data: data.into(), write_flags: 0, flags: 0 };
     fs.write(REQ, NodeId(ino), w).await.unwrap();
 }
 

@@ -929,7 +929,7 @@ impl MemFs {
         if bytes.is_empty() {
             return Ok(0);
         }
-        let w = WriteArgs { fh: args.fh_out, offset: args.off_out, data: &bytes, write_flags: 0, flags: 0 };
+        let w = WriteArgs::new(args.fh_out, args.off_out, &bytes, 0, 0);
         self.do_write(args.ino_out, &w).map(u64::from)
     }
 }

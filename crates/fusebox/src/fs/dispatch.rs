@@ -130,13 +130,9 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
             fs.read(&info, ino, &args, ReplyData(r().tracking_file(h.nodeid)))
         }
         Operation::Write { arg, data } => {
-            let args = WriteArgs {
-                fh: FileHandle(arg.fh),
-                offset: arg.offset,
-                data,
-                write_flags: arg.write_flags,
-                flags: arg.flags as i32,
-            };
+            let args =
+                WriteArgs::new(FileHandle(arg.fh), arg.offset, data, arg.write_flags, arg.flags as i32)
+                    .with_source(ctx.payload_source());
             let mut reply = r().tracking_file(h.nodeid);
             if args.is_writeback() {
                 reply = reply.retiring_on_error(h.nodeid);
@@ -281,6 +277,7 @@ mod tests {
     use super::*;
     use crate::abi::opcode::*;
     use crate::session::{Handled, Server};
+    use crate::transport::buffer::Frame;
     use crate::transport::mem::MemChannel;
     use crate::transport::ReplyChannel;
     use crate::wire::RequestClass;
@@ -473,7 +470,9 @@ mod tests {
         // A worker reads the RELEASE (and, say, queues it); another worker handles the OPEN.
         server.received(&rel);
         let (s2, c2) = (server.clone(), dc.clone());
-        let t = std::thread::spawn(move || s2.handle_classified(&rel, &c2, RequestClass::Background));
+        let t = std::thread::spawn(move || {
+            s2.handle_classified(Frame::borrowed(&rel), &c2, RequestClass::Background)
+        });
         server.handle(&frame(FUSE_OPEN, 62, abi::fuse_open_in::default().as_bytes()), &dc);
         t.join().unwrap();
         let mut got = [next(&chan), next(&chan)];

@@ -15,6 +15,7 @@ mod types;
 
 pub use crate::session::{Interrupt, MountInfo, PENDING_EXPIRY};
 
+pub use crate::transport::buffer::Payload;
 pub use ops::Filesystem;
 pub use reply::{
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,

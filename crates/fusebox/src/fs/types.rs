@@ -4,6 +4,7 @@
 pub use crate::wire::types::{Errno, FileHandle, NodeId, Ttl};
 
 use crate::abi;
+use crate::transport::buffer::{Payload, PayloadSource};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A point in time with nanosecond precision, seconds since the epoch.
@@ -315,9 +316,27 @@ pub struct WriteArgs<'a> {
     pub write_flags: u32,
     /// The open flags of the file.
     pub flags: i32,
+    /// The buffer `data` lives in, when the reader lets a handler keep it.
+    source: PayloadSource<'a>,
 }
 
-impl WriteArgs<'_> {
+impl<'a> WriteArgs<'a> {
+    /// Arguments of a WRITE of `data` (a payload taken from them is a copy).
+    pub fn new(fh: FileHandle, offset: u64, data: &'a [u8], write_flags: u32, flags: i32) -> WriteArgs<'a> {
+        WriteArgs { fh, offset, data, write_flags, flags, source: PayloadSource::default() }
+    }
+
+    /// The same arguments, with `data` held in `source`'s buffer.
+    pub(crate) fn with_source(self, source: PayloadSource<'a>) -> WriteArgs<'a> {
+        WriteArgs { source, ..self }
+    }
+
+    /// The payload as an owned [`Payload`]: a large one keeps the request's buffer instead of
+    /// being copied (the reader reads on into another buffer).
+    pub fn payload(&self) -> Payload {
+        Payload::take(self.data, self.source)
+    }
+
     /// The write comes from the kernel's write-back cache (no caller credentials).
     pub fn is_writeback(&self) -> bool {
         self.write_flags & abi::FUSE_WRITE_CACHE != 0

@@ -10,6 +10,7 @@ use super::server::Server;
 use super::MountInfo;
 use crate::abi;
 use crate::session::sched::{RequestClass, Stats};
+use crate::transport::buffer::PayloadSource;
 use crate::transport::mem::MemChannel;
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_notify;
@@ -50,9 +51,15 @@ pub struct Dispatch<'a> {
     pub(super) chan: &'a Arc<dyn ReplyChannel>,
     pub(super) class: RequestClass,
     pub(super) header: abi::fuse_in_header,
+    pub(super) source: PayloadSource<'a>,
 }
 
-impl Dispatch<'_> {
+impl<'a> Dispatch<'a> {
+    /// Where the request's payload lives, for a handler that keeps it (async WRITE).
+    pub(crate) fn payload_source(&self) -> PayloadSource<'a> {
+        self.source
+    }
+
     /// A reply token's plumbing for this request, registered for interrupts.
     pub(crate) fn responder(&self) -> Responder {
         self.server.responder(self.chan, &self.header, self.class)

@@ -11,6 +11,7 @@ use super::{InterruptRegistry, Registration};
 use crate::abi::{self, opcode::*};
 use crate::session::sched::BackgroundGate;
 use crate::session::sched::{peek_class, RequestClass, Stats};
+use crate::transport::buffer::{Frame, PayloadSource};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;
 use crate::wire::types::Ttl;
@@ -131,7 +132,7 @@ impl Server {
     /// and the request answered EIO (by the dropped reply token).
     pub fn handle(&self, buf: &[u8], chan: &Arc<dyn ReplyChannel>) -> Handled {
         self.received(buf);
-        self.handle_classified(buf, chan, peek_class(buf))
+        self.handle_classified(Frame::borrowed(buf), chan, peek_class(buf))
     }
 
     /// Note a request as soon as it is read, before any queueing: a RELEASE is counted against
@@ -147,10 +148,11 @@ impl Server {
     /// [`peek_class`] (the worker pool does, to route background requests).
     pub(crate) fn handle_classified(
         &self,
-        buf: &[u8],
+        frame: Frame<'_>,
         chan: &Arc<dyn ReplyChannel>,
         class: RequestClass,
     ) -> Handled {
+        let buf = frame.bytes;
         let opts = ParseOptions { setxattr_ext: false };
         let req = match parse(buf, opts) {
             Ok(r) => r,
@@ -192,7 +194,7 @@ impl Server {
             return Handled::Continue;
         }
         let destroy = matches!(req.op, Operation::Destroy {});
-        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, chan, class)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, frame.owner(), chan, class)));
         if result.is_err() {
             tracing::error!("file system handler panicked; request answered EIO");
         }
@@ -205,11 +207,17 @@ impl Server {
 
     /// Answer what the session owns (DESTROY, INTERRUPT, NOTIFY_REPLY); hand the rest to the
     /// handler.
-    fn dispatch(&self, req: Request<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass) {
+    fn dispatch(
+        &self,
+        req: Request<'_>,
+        source: PayloadSource<'_>,
+        chan: &Arc<dyn ReplyChannel>,
+        class: RequestClass,
+    ) {
         let h = req.header;
         let stats = &self.shared.stats;
         stats.begin(h.opcode, class, h.len as usize);
-        let ctx = Dispatch { server: self, chan, class, header: h };
+        let ctx = Dispatch { server: self, chan, class, header: h, source };
         match &req.op {
             Operation::Destroy {} => {
                 self.destroy_once();

@@ -21,6 +21,7 @@ pub use adapter::{AsyncAdapter, AsyncAdapterOptions};
 pub use sync_face::SyncAsAsync;
 
 use super::types::*;
+use super::Payload;
 use std::ffi::OsString;
 
 /// A handle returned by OPEN, OPENDIR and CREATE, with FOPEN_* flags for the kernel.
@@ -56,15 +57,16 @@ pub struct DirEntryPlus {
     pub name: OsString,
 }
 
-/// Arguments of an async WRITE: like [`WriteArgs`] with an owned payload.
-#[derive(Debug, Clone)]
+/// Arguments of an async WRITE: like [`WriteArgs`] with an owned payload. A large payload
+/// keeps the request's buffer (handed over, not copied); a small one is a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteData {
     /// Handle from OPEN (with writeback cache: any writable handle of the inode).
     pub fh: FileHandle,
     /// Byte offset.
     pub offset: u64,
     /// The bytes to write.
-    pub data: Vec<u8>,
+    pub data: Payload,
     /// FUSE_WRITE_* flags.
     pub write_flags: u32,
     /// The open flags of the file.
@@ -74,13 +76,7 @@ pub struct WriteData {
 impl WriteData {
     /// Borrow as the synchronous API's [`WriteArgs`].
     pub fn as_args(&self) -> WriteArgs<'_> {
-        WriteArgs {
-            fh: self.fh,
-            offset: self.offset,
-            data: &self.data,
-            write_flags: self.write_flags,
-            flags: self.flags,
-        }
+        WriteArgs::new(self.fh, self.offset, &self.data, self.write_flags, self.flags)
     }
 }
 
@@ -206,7 +202,7 @@ impl From<&WriteArgs<'_>> for WriteData {
         WriteData {
             fh: a.fh,
             offset: a.offset,
-            data: a.data.to_vec(),
+            data: a.payload(),
             write_flags: a.write_flags,
             flags: a.flags,
         }

@@ -12,7 +12,7 @@
 //! worker takes a spare one (recycled from requests already served). Exactly the one lane
 //! thread that owns the file is woken (no notify-all).
 
-use crate::transport::buffer::RequestBuffer;
+use crate::transport::buffer::{Frame, RequestBuffer, SharedBuffer};
 use crate::transport::ReplyChannel;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 /// answered on.
 pub struct Queued {
     /// The buffer holding the request.
-    pub buf: RequestBuffer,
+    pub buf: SharedBuffer,
     /// Length of the request in `buf`.
     pub len: usize,
     /// The channel (cloned fd) that read it: replies must go back there.
@@ -84,9 +84,9 @@ impl BackgroundGate {
 
     /// Queue the request in `buf[..len]` for the lane of `nodeid`. `buf` is swapped for a
     /// spare buffer of the same size, so the caller can read the next request into it at once.
-    pub fn submit(&self, nodeid: u64, buf: &mut RequestBuffer, len: usize, chan: &Arc<dyn ReplyChannel>) {
+    pub fn submit(&self, nodeid: u64, buf: &mut SharedBuffer, len: usize, chan: &Arc<dyn ReplyChannel>) {
         let spare = lock(&self.spare).pop().unwrap_or_else(|| RequestBuffer::new(self.bufsize));
-        let full = std::mem::replace(buf, spare);
+        let full = buf.replace(spare);
         let lane = &self.lanes[self.lane_of(nodeid)];
         lock(&lane.queue).push_back(Queued { buf: full, len, chan: chan.clone() });
         lane.ready.notify_one();
@@ -96,20 +96,20 @@ impl BackgroundGate {
     /// [`close`] and the queue is empty.
     ///
     /// [`close`]: BackgroundGate::close
-    pub fn serve(&self, index: usize, handle: impl Fn(&[u8], &Arc<dyn ReplyChannel>)) {
+    pub fn serve(&self, index: usize, handle: impl Fn(Frame<'_>, &Arc<dyn ReplyChannel>)) {
         let lane = &self.lanes[index];
         let mut q = lock(&lane.queue);
         loop {
             if let Some(item) = q.pop_front() {
                 drop(q);
                 self.running.fetch_add(1, Ordering::Relaxed);
-                handle(&item.buf.as_slice()[..item.len], &item.chan);
+                handle(item.buf.frame(item.len), &item.chan);
                 self.running.fetch_sub(1, Ordering::Relaxed);
-                {
-                    // Keep enough spares for a burst; free the rest.
+                // Keep enough spares for a burst (those no kept payload holds); free the rest.
+                if let Some(buf) = item.buf.into_unique() {
                     let mut spare = lock(&self.spare);
                     if spare.len() < self.lanes.len() * 4 {
-                        spare.push(item.buf);
+                        spare.push(buf);
                     }
                 }
                 q = lock(&lane.queue);
@@ -148,8 +148,8 @@ mod tests {
             .map(|i| {
                 let (gate, active, peak, done) = (gate.clone(), active.clone(), peak.clone(), done.clone());
                 std::thread::spawn(move || {
-                    gate.serve(i, |buf, _| {
-                        assert_eq!(&buf[..3], [1, 2, 3]);
+                    gate.serve(i, |frame, _| {
+                        assert_eq!(&frame.bytes[..3], [1, 2, 3]);
                         let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_micros(200));
@@ -163,12 +163,12 @@ mod tests {
             .map(|r| {
                 let (gate, chan) = (gate.clone(), chan.clone());
                 std::thread::spawn(move || {
-                    let mut buf = RequestBuffer::new(4096);
+                    let mut buf = SharedBuffer::new(4096);
                     for i in 0..50u64 {
-                        buf.as_mut_slice()[..3].copy_from_slice(&[1, 2, 3]);
-                        let before = buf.as_slice().as_ptr();
+                        buf.for_reading()[..3].copy_from_slice(&[1, 2, 3]);
+                        let before = buf.frame(3).bytes.as_ptr();
                         gate.submit(r * 1000 + i, &mut buf, 3, &chan);
-                        assert_ne!(buf.as_slice().as_ptr(), before, "the reader must get another buffer");
+                        assert_ne!(buf.frame(3).bytes.as_ptr(), before, "the reader must get another buffer");
                     }
                 })
             })
@@ -194,13 +194,13 @@ mod tests {
             .map(|i| {
                 let (gate, seen) = (gate.clone(), seen.clone());
                 std::thread::spawn(move || {
-                    gate.serve(i, |buf, _| seen.lock().unwrap().push((i, buf[0])));
+                    gate.serve(i, |frame, _| seen.lock().unwrap().push((i, frame.bytes[0])));
                 })
             })
             .collect();
-        let mut buf = RequestBuffer::new(64);
+        let mut buf = SharedBuffer::new(64);
         for seq in 0..100u8 {
-            buf.as_mut_slice()[0] = seq;
+            buf.for_reading()[0] = seq;
             gate.submit(7, &mut buf, 1, &chan);
         }
         gate.close();

@@ -22,7 +22,7 @@
 
 use super::{peek_class, BackgroundGate, RequestClass};
 use crate::session::{Handled, Server};
-use crate::transport::buffer::RequestBuffer;
+use crate::transport::buffer::SharedBuffer;
 use crate::transport::devfuse::{DevFuse, Received};
 use crate::transport::ReplyChannel;
 use std::io;
@@ -267,7 +267,7 @@ impl Pool {
                 tracing::debug!(error = %e, "worker keeps the default time slice");
             }
         }
-        let mut buf = RequestBuffer::new(self.config.bufsize);
+        let mut buf = SharedBuffer::new(self.config.bufsize);
         let chan: Arc<dyn ReplyChannel> = dev.clone();
         let result = loop {
             if self.try_retire() {
@@ -275,24 +275,22 @@ impl Pool {
                 return Ok(());
             }
             self.idle.fetch_add(1, Ordering::SeqCst);
-            let r = dev.receive(buf.as_mut_slice());
+            let r = dev.receive(buf.for_reading());
             let others_waiting = self.idle.fetch_sub(1, Ordering::SeqCst) - 1;
             match r {
                 Ok(Received::Request(n)) => {
                     // First, before any queueing: RELEASE-before-OPEN ordering starts here.
-                    self.server.received(&buf.as_slice()[..n]);
-                    let class = peek_class(&buf.as_slice()[..n]);
-                    if let (Some(gate), Some(nodeid)) =
-                        (&self.gate, writeback_write(&buf.as_slice()[..n], class))
-                    {
+                    let bytes = buf.frame(n).bytes;
+                    self.server.received(bytes);
+                    let class = peek_class(bytes);
+                    if let (Some(gate), Some(nodeid)) = (&self.gate, writeback_write(bytes, class)) {
                         gate.submit(nodeid, &mut buf, n, &chan);
                         continue;
                     }
                     if others_waiting == 0 {
                         self.saturated();
                     }
-                    if self.server.handle_classified(&buf.as_slice()[..n], &chan, class) == Handled::Destroyed
-                    {
+                    if self.server.handle_classified(buf.frame(n), &chan, class) == Handled::Destroyed {
                         break Ok(());
                     }
                 }
