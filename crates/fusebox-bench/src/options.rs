@@ -365,6 +365,21 @@ Caches are dropped before every job.
 Needs root, fio, /dev/fuse; io_uring variants need /sys/module/fuse/parameters/enable_uring
 (set to Y for the run and restored at the end; without it the default set skips them).";
 
+/// A comma-separated list parsed item by item (plus `always`), in the order of `order`,
+/// without repeats.
+fn list<T: PartialEq>(
+    v: &str,
+    parse: fn(&str) -> Result<T>,
+    order: &[T],
+    always: Option<T>,
+) -> Result<Vec<T>> {
+    let mut items: Vec<T> = v.split(',').map(str::trim).map(parse).collect::<Result<_>>()?;
+    items.extend(always);
+    items.sort_by_key(|x| order.iter().position(|o| o == x));
+    items.dedup();
+    Ok(items)
+}
+
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str> {
     it.next().map(String::as_str).with_context(|| format!("option {flag} needs a value\n{USAGE}"))
 }
@@ -409,26 +424,9 @@ pub fn parse(args: &[String]) -> Result<BenchOptions> {
                         .with_context(|| format!("--bdi-max-ratio '{v}': expected a percentage 0-100"))?,
                 );
             }
-            "--workloads" => {
-                let mut ws: Vec<Workload> = value(&mut it, a)?
-                    .split(',')
-                    .map(str::trim)
-                    .map(Workload::parse)
-                    .collect::<Result<_>>()?;
-                ws.sort_by_key(|w| WORKLOADS.iter().position(|x| x == w));
-                ws.dedup();
-                o.workloads = ws;
-            }
+            "--workloads" => o.workloads = list(value(&mut it, a)?, Workload::parse, &WORKLOADS, None)?,
             "--variants" => {
-                let mut bs: Vec<Builtin> = value(&mut it, a)?
-                    .split(',')
-                    .map(str::trim)
-                    .map(Builtin::parse)
-                    .collect::<Result<_>>()?;
-                bs.push(Builtin::Native);
-                bs.sort_by_key(|b| ALL_BUILTINS.iter().position(|x| x == b));
-                bs.dedup();
-                o.builtins = bs;
+                o.builtins = list(value(&mut it, a)?, Builtin::parse, &ALL_BUILTINS, Some(Builtin::Native))?;
                 o.variants_explicit = true;
             }
             "--peer" => {

@@ -126,6 +126,18 @@ fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
     })
 }
 
+/// A file system option that takes a positive number: `None` when it is not given.
+fn positive(opts: &MountOptions, key: &str, reason: &'static str) -> Result<Option<usize>> {
+    let Some(v) = opts.fs_options.get(key) else { return Ok(None) };
+    let v = v.as_deref().unwrap_or("");
+    match v.parse().ok().filter(|n: &usize| *n >= 1) {
+        Some(n) => Ok(Some(n)),
+        None => {
+            Err(fusebox::session::OptionError::Malformed { key: key.into(), value: v.into(), reason }.into())
+        }
+    }
+}
+
 fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     use fusebox_fs::passthrough::Passthrough;
     let mut opts = MountOptions::parse(
@@ -135,33 +147,13 @@ fn passthrough(source: &Path, options: &[String]) -> Result<Built> {
     // The daemon performs operations with its own (root) credentials: let the kernel check
     // every caller's permissions against the mirrored modes.
     opts.default_permissions = true;
-    let fs = match opts.fs_options.get("fd_cache") {
+    let fs = match positive(&opts, "fd_cache", "expected a positive number of cached fds")? {
         None => Passthrough::new(source)?,
-        Some(v) => {
-            let v = v.as_deref().unwrap_or("");
-            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                fusebox::session::OptionError::Malformed {
-                    key: "fd_cache".into(),
-                    value: v.into(),
-                    reason: "expected a positive number of cached fds",
-                }
-            })?;
-            Passthrough::with_fd_cache(source, n)?
-        }
+        Some(n) => Passthrough::with_fd_cache(source, n)?,
     };
-    let fs = match opts.fs_options.get("file_fds") {
+    let fs = match positive(&opts, "file_fds", "expected a positive number of descriptors")? {
         None => fs,
-        Some(v) => {
-            let v = v.as_deref().unwrap_or("");
-            let n: usize = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                fusebox::session::OptionError::Malformed {
-                    key: "file_fds".into(),
-                    value: v.into(),
-                    reason: "expected a positive number of descriptors",
-                }
-            })?;
-            fs.with_file_fds(n)
-        }
+        Some(n) => fs.with_file_fds(n),
     };
     let fs = fs
         .with_sync_close(switch(&opts, "sync_close")?)

@@ -228,30 +228,18 @@ fn source_errors() {
     let file = fx.dir.path().join("plain-file");
     fs::write(&file, b"").unwrap();
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&file).arg(&fx.mnt), "not a directory");
-    expect_error(
-        fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "fd_cache=0"]),
-        "bad value for option 'fd_cache'",
-    );
-    expect_error(
-        fusebox()
-            .args(["mount", "passthrough"])
-            .arg(fx.dir.path())
-            .arg(&fx.mnt)
-            .args(["-o", "sync_close=maybe"]),
-        "bad value for option 'sync_close'",
-    );
-    expect_error(
-        fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", "watch=2"]),
-        "bad value for option 'watch'",
-    );
-    expect_error(
-        fusebox()
-            .args(["mount", "passthrough"])
-            .arg(fx.dir.path())
-            .arg(&fx.mnt)
-            .args(["-o", "fopen_direct_io=sometimes"]),
-        "bad value for option 'fopen_direct_io'",
-    );
+    for (opt, key) in [
+        ("fd_cache=0", "fd_cache"),
+        ("file_fds=0", "file_fds"),
+        ("sync_close=maybe", "sync_close"),
+        ("watch=2", "watch"),
+        ("fopen_direct_io=sometimes", "fopen_direct_io"),
+    ] {
+        expect_error(
+            fusebox().args(["mount", "passthrough"]).arg(fx.dir.path()).arg(&fx.mnt).args(["-o", opt]),
+            &format!("bad value for option '{key}'"),
+        );
+    }
     expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
     assert!(!is_mounted(&fx.mnt));
 }

@@ -135,6 +135,18 @@ fn churn(mnt: &Path) -> JoinHandle<std::io::Error> {
     })
 }
 
+/// Wait for `worker` (on a mount whose daemon was killed) to end by `deadline` and check its
+/// error: ENOTCONN from the dead connection, ECONNABORTED for a request in flight at the
+/// kill, or EIO from a write-back that could not finish.
+fn fails_by(worker: JoinHandle<std::io::Error>, deadline: Instant, who: &str) {
+    while !worker.is_finished() {
+        assert!(Instant::now() < deadline, "{who} hangs after the daemon was killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e = worker.join().unwrap();
+    assert!(matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED | libc::EIO)), "{who}: {e}");
+}
+
 #[test]
 fn killed_daemon_fails_callers_unmounts_and_keeps_fsynced_data() {
     killed_daemon("writeback");
@@ -188,27 +200,9 @@ fn killed_daemon(opts: &'static str) {
     // Every caller gets an error, promptly.
     let deadline = Instant::now() + LIMIT;
     for (w, h) in writers.into_iter().enumerate() {
-        while !h.is_finished() {
-            assert!(Instant::now() < deadline, "writer {w} hangs after the daemon was killed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // ENOTCONN from the dead connection, ECONNABORTED for a request in flight at the kill,
-        // or EIO from a write-back that could not finish.
-        let e = h.join().unwrap();
-        assert!(
-            matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED | libc::EIO)),
-            "writer {w}: {e}"
-        );
+        fails_by(h, deadline, &format!("writer {w}"));
     }
-    while !churner.is_finished() {
-        assert!(Instant::now() < deadline, "metadata worker hangs after the daemon was killed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let e = churner.join().unwrap();
-    assert!(
-        matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED | libc::EIO)),
-        "metadata worker: {e}"
-    );
+    fails_by(churner, deadline, "metadata worker");
     if let Some(mut fio) = fx.fio.take() {
         assert!(
             wait_until(LIMIT, || fio.try_wait().unwrap().is_some()),

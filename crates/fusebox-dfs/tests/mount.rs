@@ -17,7 +17,7 @@ use fusebox_dfs::meta::{Caller, ROOT_INO};
 use fusebox_dfs::url::{format_meta, open_meta};
 use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, ObjectBlobStore};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,56 +153,16 @@ fn close_to_open_through_a_second_connection_postgres_s3() {
 // ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
 
 /// A mount served by a child process running [`dfs_daemon`].
-struct DaemonMount {
-    mnt: PathBuf,
-    child: std::process::Child,
-}
+struct DaemonMount;
 
 impl DaemonMount {
-    fn new(store: &Store, mnt: &Path, opts: &str) -> Option<DaemonMount> {
+    fn new(store: &Store, mnt: &Path, opts: &str) -> Option<common::child::ChildMount> {
         if !common::can_mount() {
             return None;
         }
-        let spec = format!(
-            "{}|{}|{}|{opts}",
-            store.meta_url,
-            store.dir.path().join("cache").display(),
-            mnt.display()
-        );
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["dfs_daemon", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("DFS_DAEMON", spec)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = DaemonMount { mnt: mnt.to_path_buf(), child };
-        let live = wait_until(Duration::from_secs(20), || {
-            fusebox::session::is_mount_point(&m.mnt) || m.child.try_wait().unwrap().is_some()
-        });
-        assert!(
-            live && fusebox::session::is_mount_point(&m.mnt),
-            "dfs daemon did not mount {}",
-            mnt.display()
-        );
-        std::fs::metadata(&m.mnt).expect("stat the new mount");
-        Some(m)
-    }
-
-    /// SIGKILL the daemon (the mount stays, dead, until this is dropped: detaching it while
-    /// writers still run would let them create files in the directory underneath).
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for DaemonMount {
-    fn drop(&mut self) {
-        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
-        wait_until(Duration::from_secs(10), || self.child.try_wait().ok().flatten().is_some());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let cache = store.dir.path().join("cache");
+        let spec = format!("{}|{}|{}|{opts}", store.meta_url, cache.display(), mnt.display());
+        Some(common::child::ChildMount::spawn("dfs_daemon", "DFS_DAEMON", spec, mnt))
     }
 }
 

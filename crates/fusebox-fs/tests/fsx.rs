@@ -92,9 +92,8 @@ fn run_on(backend: Backend, writeback: bool, uring: bool, cfg: Config, limit: Du
 /// waits for the daemon, and a daemon thread that needs that lock (a new thread stack, a
 /// malloc'd page) would deadlock with it.
 struct DaemonMount {
+    m: common::child::ChildMount,
     _dir: tempfile::TempDir,
-    mnt: PathBuf,
-    child: std::process::Child,
 }
 
 impl DaemonMount {
@@ -105,36 +104,16 @@ impl DaemonMount {
         let dir = tempfile::Builder::new().prefix("fusebox-fsx-").tempdir().unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["fsx_daemon", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("FSX_DAEMON", format!("{kind}|{}|{opts}", mnt.display()))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = DaemonMount { _dir: dir, mnt, child };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !fusebox::session::is_mount_point(&m.mnt) {
-            if std::time::Instant::now() > deadline || m.child.try_wait().unwrap().is_some() {
-                panic!("fsx daemon did not mount {}", m.mnt.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The first request waits for INIT: afterwards the mount is usable.
-        std::fs::metadata(&m.mnt).expect("stat the new mount");
-        Some(m)
+        let spec = format!("{kind}|{}|{opts}", mnt.display());
+        let m = common::child::ChildMount::spawn("fsx_daemon", "FSX_DAEMON", spec, &mnt);
+        Some(DaemonMount { m, _dir: dir })
     }
 }
 
-impl Drop for DaemonMount {
-    fn drop(&mut self) {
-        let _ = fusebox::sys::umount(&self.mnt, libc::MNT_DETACH);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for DaemonMount {
+    type Target = common::child::ChildMount;
+    fn deref(&self) -> &common::child::ChildMount {
+        &self.m
     }
 }
 

@@ -5,13 +5,11 @@
 mod common;
 
 use common::pt::PtMount;
-use common::{random_bytes, TestMount};
+use common::{random_bytes, sh_as_nobody, TestMount};
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -121,14 +119,7 @@ fn suid_cleared_by_foreign_write(dir: &std::path::Path, backing: Option<&std::pa
     fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
     assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o6777);
     // User nobody (not the owner, no CAP_FSETID) appends to it.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("echo x >> '{}'", p.display()))
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sh_as_nobody(&format!("echo x >> '{}'", p.display()));
     let mode = fs::metadata(&p).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o0777, "suid/sgid survived a write by another user: {mode:o}");
     if let Some(b) = backing {
@@ -153,14 +144,7 @@ fn suid_cleared_by_foreign_truncating_open(dir: &std::path::Path) {
     fs::write(&p, b"#!/bin/sh\n").unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o6777)).unwrap();
     // User nobody truncates it on open (O_TRUNC): FUSE_OPEN_KILL_SUIDGID.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(": > '{}'", p.display()))
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sh_as_nobody(&format!(": > '{}'", p.display()));
     assert_eq!(fs::metadata(&p).unwrap().len(), 0);
     let mode = fs::metadata(&p).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o0777, "suid/sgid survived a truncating open by another user: {mode:o}");

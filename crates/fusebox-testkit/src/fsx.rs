@@ -232,6 +232,17 @@ impl Fsx {
     }
 
     /// An offset in [0, limit] (limit inclusive), sometimes page-aligned.
+    /// A start and length inside a file of `size` bytes for operation `name`; `None` (and a
+    /// note in the log) when the file is empty.
+    fn range_in_file(&mut self, size: u64, name: &str) -> Option<(u64, u64)> {
+        if size == 0 {
+            self.record(format!("{name:<8} (empty file, skipped)"));
+            return None;
+        }
+        let start = self.rng.gen_range(0..size);
+        Some((start, self.len().min(size - start)))
+    }
+
     fn offset(&mut self, limit: u64) -> u64 {
         let o = self.rng.gen_range(0..=limit);
         if self.rng.gen_ratio(1, 4) {
@@ -333,12 +344,7 @@ impl Fsx {
                 }
             }
             Kind::MapRead => {
-                if size == 0 {
-                    self.record("mapread  (empty file, skipped)".into());
-                    return;
-                }
-                let off = self.rng.gen_range(0..size);
-                let len = self.len().min(size - off);
+                let Some((off, len)) = self.range_in_file(size, "mapread") else { return };
                 self.record(format!("mapread  {off:#x}..{:#x} ({len}) map=[0,{size:#x})", off + len));
                 let map = SharedMap::new(self.f().as_fd(), 0, size as usize)
                     .unwrap_or_else(|e| self.fail_io("mmap", e));
@@ -347,12 +353,7 @@ impl Fsx {
                 self.compare(off, &got, "mmap read");
             }
             Kind::MapWrite => {
-                if size == 0 {
-                    self.record("mapwrite (empty file, skipped)".into());
-                    return;
-                }
-                let off = self.rng.gen_range(0..size);
-                let len = self.len().min(size - off);
+                let Some((off, len)) = self.range_in_file(size, "mapwrite") else { return };
                 let data = self.data(len as usize);
                 self.record(format!("mapwrite {off:#x}..{:#x} ({len}) map=[0,{size:#x}) +msync", off + len));
                 let mut map = SharedMap::new(self.f().as_fd(), 0, size as usize)
@@ -363,12 +364,7 @@ impl Fsx {
                 self.model_write(off, &data);
             }
             Kind::CopySame => {
-                if size == 0 {
-                    self.record("copy     (empty file, skipped)".into());
-                    return;
-                }
-                let src = self.rng.gen_range(0..size);
-                let len = self.len().min(size - src);
+                let Some((src, len)) = self.range_in_file(size, "copy") else { return };
                 // A destination not overlapping [src, src+len), below MAX_FILE, possibly past EOF.
                 let mut dst = None;
                 for _ in 0..8 {

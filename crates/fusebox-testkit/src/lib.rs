@@ -188,6 +188,15 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Run `script` with `sh -c` as user and group nobody (65534, no capabilities) and panic
+/// with its stderr unless it succeeds.
+pub fn sh_as_nobody(script: &str) {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("sh").arg("-c").arg(script).uid(65534).gid(65534).output().unwrap();
+    assert!(out.status.success(), "as nobody: {script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub mod child;
 pub mod fsx;
 pub mod posix;
 

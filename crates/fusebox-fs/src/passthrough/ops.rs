@@ -19,7 +19,7 @@ use rustix::fs::{
 use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 thread_local! {
@@ -447,7 +447,15 @@ impl Passthrough {
         Ok(self.handles.add_dir(dir))
     }
 
-    fn do_readdir(&self, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
+    /// Walk the open directory `fh` from cookie `offset`: `visit(name, next cookie, inode
+    /// number, type, directory fd)` for each entry until it returns `Ok(true)` (stop) or an
+    /// error, with the handle's lock held so that concurrent readers do not move its offset.
+    fn walk_dir(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        mut visit: impl FnMut(&OsStr, u64, u64, FileType, BorrowedFd<'_>) -> Result<bool, Errno>,
+    ) -> Result<(), Errno> {
         let dh = self.handles.dir(fh)?;
         let _g = dh.lock.lock().unwrap_or_else(|e| e.into_inner());
         rustix::fs::seek(&dh.fd, SeekFrom::Start(offset)).map_err(errno)?;
@@ -457,11 +465,15 @@ impl Passthrough {
         while let Some(ent) = it.next() {
             let ent = ent.map_err(errno)?;
             let name = OsStr::from_bytes(ent.file_name().to_bytes());
-            if reply.add(ent.ino(), ent.next_entry_cookie(), kind_of(ent.file_type()), name) {
+            if visit(name, ent.next_entry_cookie(), ent.ino(), kind_of(ent.file_type()), dh.fd.as_fd())? {
                 break;
             }
         }
         Ok(())
+    }
+
+    fn do_readdir(&self, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
+        self.walk_dir(fh, offset, |name, cookie, ino, kind, _| Ok(reply.add(ino, cookie, kind, name)))
     }
 
     fn do_readdirplus(
@@ -470,44 +482,28 @@ impl Passthrough {
         offset: u64,
         reply: &mut ReplyDirectoryPlus,
     ) -> Result<(), Errno> {
-        let dh = self.handles.dir(fh)?;
-        let _g = dh.lock.lock().unwrap_or_else(|e| e.into_inner());
-        rustix::fs::seek(&dh.fd, SeekFrom::Start(offset)).map_err(errno)?;
-        let mut buf: Vec<MaybeUninit<u8>> = Vec::with_capacity(DIR_BUF);
-        buf.resize(DIR_BUF, MaybeUninit::uninit());
-        let mut it = RawDir::new(&dh.fd, &mut buf);
         let mut added = 0usize;
-        while let Some(ent) = it.next() {
-            let ent = ent.map_err(errno)?;
-            let name = OsStr::from_bytes(ent.file_name().to_bytes());
-            let cookie = ent.next_entry_cookie();
-            if name == "." || name == ".." {
-                let attr = FileAttr {
-                    ino: ent.ino(),
-                    mode: kind_of(ent.file_type()).mode_bits(),
-                    ..Default::default()
-                };
-                let e = Entry { ino: NodeId(0), generation: 0, attr };
-                if reply.add(&e, cookie, name) {
-                    break;
+        self.walk_dir(fh, offset, |name, cookie, ino, kind, dir| {
+            let e = if name == "." || name == ".." {
+                let attr = FileAttr { ino, mode: kind.mode_bits(), ..Default::default() };
+                Entry { ino: NodeId(0), generation: 0, attr }
+            } else {
+                match self.lookup_at(dir, name) {
+                    Ok(e) => e,
+                    Err(Errno::ENOENT) => return Ok(false),
+                    Err(e) if added == 0 => return Err(e),
+                    Err(_) => return Ok(true),
                 }
-                added += 1;
-                continue;
-            }
-            match self.lookup_at(dh.fd.as_fd(), name) {
-                Ok(e) => {
-                    if reply.add(&e, cookie, name) {
-                        self.inodes.forget(e.ino, 1);
-                        break;
-                    }
-                    added += 1;
+            };
+            if reply.add(&e, cookie, name) {
+                if e.ino != NodeId(0) {
+                    self.inodes.forget(e.ino, 1);
                 }
-                Err(Errno::ENOENT) => continue,
-                Err(e) if added == 0 => return Err(e),
-                Err(_) => break,
+                return Ok(true);
             }
-        }
-        Ok(())
+            added += 1;
+            Ok(false)
+        })
     }
 
     fn do_statfs(&self, ino: NodeId) -> Result<Statfs, Errno> {

@@ -344,68 +344,65 @@ impl ReplyIoctl {
     }
 }
 
-/// Reply to READDIR: fill with [`ReplyDirectory::add`] until it returns `true` (full), then `ok`.
-pub struct ReplyDirectory {
-    inner: Responder,
-    buf: Vec<u8>,
-    max: usize,
+/// The shared body of the two directory reply tokens: entries packed into one buffer of at
+/// most the kernel's size, sent at `ok`.
+macro_rules! dir_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            inner: Responder,
+            buf: Vec<u8>,
+            max: usize,
+        }
+        impl Reply for $name {
+            fn fail(self, e: Errno) {
+                self.inner.error(e)
+            }
+            fn interrupt(&self) -> Interrupt {
+                self.inner.interrupt()
+            }
+        }
+        impl $name {
+            pub(crate) fn new(inner: Responder, max: usize) -> Self {
+                $name { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+            }
+            /// The kernel's buffer size for this reply, in bytes.
+            pub fn capacity(&self) -> usize {
+                self.max
+            }
+            /// Send the entries added so far (none = end of directory).
+            pub fn ok(self) {
+                let $name { inner, buf, .. } = self;
+                inner.ok(&[&buf])
+            }
+            /// Answer with an error.
+            pub fn error(self, e: Errno) {
+                self.inner.error(e)
+            }
+        }
+    };
 }
-impl Reply for ReplyDirectory {
-    fn fail(self, e: Errno) {
-        self.inner.error(e)
-    }
-    fn interrupt(&self) -> Interrupt {
-        self.inner.interrupt()
-    }
-}
+
+dir_token!(
+    /// Reply to READDIR: fill with [`ReplyDirectory::add`] until it returns `true` (full), then `ok`.
+    ReplyDirectory
+);
+dir_token!(
+    /// Reply to READDIRPLUS. Every entry added, except `.` and `..`, counts as one LOOKUP of its
+    /// inode: the file system must expect a matching FORGET.
+    ReplyDirectoryPlus
+);
+
 impl ReplyDirectory {
-    pub(crate) fn new(inner: Responder, max: usize) -> Self {
-        ReplyDirectory { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
-    }
-    /// The kernel's buffer size for this reply, in bytes.
-    pub fn capacity(&self) -> usize {
-        self.max
-    }
     /// Add an entry; `offset` is the cookie of the *next* entry. Returns `true` when the buffer is
     /// full and the entry was not added.
     pub fn add(&mut self, ino: u64, offset: u64, kind: FileType, name: &std::ffi::OsStr) -> bool {
         use std::os::unix::ffi::OsStrExt;
         !push_dirent(&mut self.buf, self.max, ino, offset, kind.dirent_type(), name.as_bytes())
     }
-    /// Send the entries added so far (none = end of directory).
-    pub fn ok(self) {
-        let ReplyDirectory { inner, buf, .. } = self;
-        inner.ok(&[&buf])
-    }
-    /// Answer with an error.
-    pub fn error(self, e: Errno) {
-        self.inner.error(e)
-    }
 }
 
-/// Reply to READDIRPLUS. Every entry added, except `.` and `..`, counts as one LOOKUP of its
-/// inode: the file system must expect a matching FORGET.
-pub struct ReplyDirectoryPlus {
-    inner: Responder,
-    buf: Vec<u8>,
-    max: usize,
-}
-impl Reply for ReplyDirectoryPlus {
-    fn fail(self, e: Errno) {
-        self.inner.error(e)
-    }
-    fn interrupt(&self) -> Interrupt {
-        self.inner.interrupt()
-    }
-}
 impl ReplyDirectoryPlus {
-    pub(crate) fn new(inner: Responder, max: usize) -> Self {
-        ReplyDirectoryPlus { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
-    }
-    /// The kernel's buffer size for this reply, in bytes.
-    pub fn capacity(&self) -> usize {
-        self.max
-    }
     /// Add an entry with its attributes; `offset` is the cookie of the next entry. Returns
     /// `true` when full (entry not added, so no lookup counted).
     pub fn add(&mut self, entry: &Entry, offset: u64, name: &std::ffi::OsStr) -> bool {
@@ -413,14 +410,5 @@ impl ReplyDirectoryPlus {
         let typ = entry.attr.kind().map(FileType::dirent_type).unwrap_or(0);
         let out = entry_out_for(&self.inner, entry, self.inner.ttl());
         !push_direntplus(&mut self.buf, self.max, &out, offset, typ, name.as_bytes())
-    }
-    /// Send the entries added so far (none = end of directory).
-    pub fn ok(self) {
-        let ReplyDirectoryPlus { inner, buf, .. } = self;
-        inner.ok(&[&buf])
-    }
-    /// Answer with an error.
-    pub fn error(self, e: Errno) {
-        self.inner.error(e)
     }
 }

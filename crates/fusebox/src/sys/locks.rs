@@ -65,8 +65,13 @@ pub fn ofd_setlk(fd: BorrowedFd<'_>, lock: &OfdLock, wait: bool) -> io::Result<(
 /// The first lock (held through another open file description or by a process) that would
 /// conflict with `lock`, or `None`.
 pub fn ofd_getlk(fd: BorrowedFd<'_>, lock: &OfdLock) -> io::Result<Option<OfdLock>> {
+    getlk(fd, libc::F_OFD_GETLK, lock)
+}
+
+/// `F_GETLK` or `F_OFD_GETLK` (`cmd`): the first lock that would conflict with `lock`.
+fn getlk(fd: BorrowedFd<'_>, cmd: libc::c_int, lock: &OfdLock) -> io::Result<Option<OfdLock>> {
     let mut f = to_flock(lock)?;
-    fcntl_lock(fd, libc::F_OFD_GETLK, &mut f)?;
+    fcntl_lock(fd, cmd, &mut f)?;
     if f.l_type as i32 == libc::F_UNLCK {
         return Ok(None);
     }
@@ -83,14 +88,7 @@ pub fn process_setlk(fd: BorrowedFd<'_>, lock: &OfdLock, wait: bool) -> io::Resu
 
 /// `F_GETLK`: the first lock that would conflict with a process-owned `lock`, or `None`.
 pub fn process_getlk(fd: BorrowedFd<'_>, lock: &OfdLock) -> io::Result<Option<OfdLock>> {
-    let mut f = to_flock(lock)?;
-    fcntl_lock(fd, libc::F_GETLK, &mut f)?;
-    if f.l_type as i32 == libc::F_UNLCK {
-        return Ok(None);
-    }
-    let start = f.l_start as u64;
-    let end = if f.l_len == 0 { u64::MAX } else { start + f.l_len as u64 - 1 };
-    Ok(Some(OfdLock { typ: f.l_type as i32, start, end, pid: f.l_pid }))
+    getlk(fd, libc::F_GETLK, lock)
 }
 
 /// The signal used to wake a thread out of a blocking call.
