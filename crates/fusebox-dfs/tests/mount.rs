@@ -152,21 +152,17 @@ fn close_to_open_through_a_second_connection_postgres_s3() {
 
 // ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
 
-/// A mount served by a child process running [`dfs_daemon`].
-struct DaemonMount;
-
-impl DaemonMount {
-    fn new(store: &Store, mnt: &Path, opts: &str) -> Option<common::child::ChildMount> {
-        if !common::can_mount() {
-            return None;
-        }
-        let cache = store.dir.path().join("cache");
-        let spec = format!("{}|{}|{}|{opts}", store.meta_url, cache.display(), mnt.display());
-        Some(common::child::ChildMount::spawn("dfs_daemon", "DFS_DAEMON", spec, mnt))
+/// A mount of `store` at `mnt` served by a child process running [`dfs_daemon`].
+fn daemon_mount(store: &Store, mnt: &Path, opts: &str) -> Option<common::child::ChildMount> {
+    if !common::can_mount() {
+        return None;
     }
+    let cache = store.dir.path().join("cache");
+    let spec = format!("{}|{}|{}|{opts}", store.meta_url, cache.display(), mnt.display());
+    Some(common::child::ChildMount::spawn("dfs_daemon", "DFS_DAEMON", spec, mnt))
 }
 
-/// Not a test on its own: the daemon half of [`DaemonMount`], run in a child process with
+/// Not a test on its own: the daemon half of [`daemon_mount`], run in a child process with
 /// `DFS_DAEMON=META_URL|CACHE_DIR|MOUNTPOINT|OPTIONS`.
 #[test]
 #[ignore]
@@ -183,7 +179,7 @@ fn dfs_daemon() {
 fn fsx(store: Store, opts: &str, name: &str) {
     let mnt = store.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let Some(m) = DaemonMount::new(&store, &mnt, opts) else { return };
+    let Some(m) = daemon_mount(&store, &mnt, opts) else { return };
     let (p1, p2) = (m.mnt.join("fsx.file"), m.mnt.join("fsx.scratch"));
     let cfg = fsx_engine::Config::from_env(20_000);
     let name = name.to_string();
@@ -238,7 +234,7 @@ fn sigkill_during_writes_loses_nothing_acknowledged_postgres_s3() {
 fn sigkill_during_writes(store: Store) {
     let mnt = store.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
+    let Some(m) = daemon_mount(&store, &mnt, WRITEBACK) else { return };
     let acked: Arc<Mutex<Vec<(String, u64, usize)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -282,7 +278,7 @@ fn sigkill_during_writes(store: Store) {
     }
     drop(m); // detach the dead mount
     let acked = acked.lock().unwrap().clone();
-    let Some(m) = DaemonMount::new(&store, &mnt, WRITEBACK) else { return };
+    let Some(m) = daemon_mount(&store, &mnt, WRITEBACK) else { return };
     for (name, sum, len) in &acked {
         let back = std::fs::read(m.mnt.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(back.len(), *len, "{name}: size");
