@@ -12,6 +12,8 @@ struct Held {
     owner: u64,
     flock: bool,
     lock: FileLock,
+    /// The handle (open file description) of the SETLK that took it.
+    fh: u64,
 }
 
 impl Held {
@@ -102,7 +104,7 @@ impl LockTable {
         let list = st.by_inode.entry(ino).or_default();
         // Replace what this owner held in the range (a flock lock covers the whole file).
         remove_range(list, args.owner, args.flock, &args.lock);
-        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock });
+        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock, fh: args.fh.0 });
         merge(list, args.owner, args.flock);
         // A downgrade (write to read) may let others in.
         self.changed.notify_all();
@@ -117,6 +119,13 @@ impl LockTable {
     /// Drop the flock lock of the open file `owner` (RELEASE with FLOCK_UNLOCK).
     pub fn release_flock(&self, ino: u64, owner: u64) {
         self.release(ino, |h| h.flock && h.owner == owner)
+    }
+
+    /// Drop the record locks taken through the open file description `fh` (RELEASE: its last
+    /// descriptor was closed). Those still held are OFD locks, whose owner is the
+    /// description: a process's own locks were dropped when it closed its descriptor (FLUSH).
+    pub fn release_description(&self, ino: u64, fh: u64) {
+        self.release(ino, |h| !h.flock && h.fh == fh)
     }
 
     /// Drop every lock on `ino` (the inode is gone).
@@ -265,5 +274,30 @@ mod tests {
         assert!(!waiter.is_finished());
         t.release_posix(1, 1);
         assert_eq!(waiter.join().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn ofd_locks_go_when_their_description_is_released() {
+        let t = LockTable::new();
+        let intr = Interrupt::never();
+        // Owner 100 (an open file description, handle 5) holds the whole file.
+        let ofd =
+            LockArgs { fh: FileHandle(5), ..args(100, libc::F_WRLCK, 0, i64::MAX as u64, false, false) };
+        t.set(1, &ofd, &intr).unwrap();
+        // A process lock taken through another handle stays when handle 5 goes.
+        let other = LockArgs { fh: FileHandle(6), ..args(300, libc::F_RDLCK, 0, 0, false, false) };
+        assert_eq!(t.set(1, &other, &intr), Err(Errno::EAGAIN));
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || {
+            let w = LockArgs { fh: FileHandle(7), ..args(200, libc::F_WRLCK, 10, 20, false, true) };
+            t2.set(1, &w, &Interrupt::never())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        t.release_description(1, 6);
+        assert_eq!(t.held(1), 1, "another handle's release must not drop the lock");
+        t.release_description(1, 5);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(t.held(1), 1);
     }
 }

@@ -7,76 +7,14 @@
 
 mod common;
 
-use common::pt::PtMount;
-use common::uring::{assert_over_uring, with_uring};
-use common::{posix, within, TestMount};
-use fusebox::fs::asyncfs::{AsyncAdapter, SyncAsAsync};
-use fusebox_fs::memfs::{MemFs, MemFsOptions};
-use std::sync::Arc;
+use common::matrix::{Api, Fs, Setup, Transport};
+use common::uring::assert_over_uring;
+use common::{posix, within};
 use std::time::Duration;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Fs {
-    Memfs,
-    Passthrough,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Transport {
-    DevFuse,
-    Uring,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Api {
-    Sync,
-    Async,
-}
-
-/// A mount of either file system; passthrough keeps its source tree alive.
-enum Mounted {
-    Memfs(TestMount),
-    Passthrough(PtMount),
-}
-
-impl Mounted {
-    fn mount(&self) -> &TestMount {
-        match self {
-            Mounted::Memfs(m) => m,
-            Mounted::Passthrough(p) => &p.m,
-        }
-    }
-}
-
-fn mount(fs: Fs, api: Api, opts: &str) -> Option<Mounted> {
-    match (fs, api) {
-        (Fs::Memfs, Api::Sync) => {
-            TestMount::new(Arc::new(MemFs::new(MemFsOptions::default())), opts).map(Mounted::Memfs)
-        }
-        (Fs::Memfs, Api::Async) => {
-            let adapter =
-                AsyncAdapter::new(SyncAsAsync::new(MemFs::new(MemFsOptions::default())), Default::default())
-                    .expect("runtime");
-            TestMount::new(Arc::new(adapter), opts).map(Mounted::Memfs)
-        }
-        (Fs::Passthrough, Api::Sync) => PtMount::new(opts).map(Mounted::Passthrough),
-        (Fs::Passthrough, Api::Async) => PtMount::new(&format!("{opts},async_api")).map(Mounted::Passthrough),
-    }
-}
-
 fn run(fs: Fs, transport: Transport, api: Api, writeback: bool) {
-    let mut opts = String::from("default_permissions,allow_other");
-    opts += if writeback { ",writeback" } else { ",no_writeback" };
-    if transport == Transport::Uring {
-        opts += ",io_uring";
-    }
-    let m = match transport {
-        Transport::DevFuse => mount(fs, api, &opts),
-        Transport::Uring => with_uring(|| mount(fs, api, &opts)),
-    };
-    let Some(m) = m else { return };
+    let Some(m) = (Setup { fs, transport, api, writeback }).mount() else { return };
     let t = m.mount();
-    assert_eq!(t.server().writeback(), writeback, "write-back negotiated as asked");
     let dir = t.mnt.clone();
     within(Duration::from_secs(300), move || posix::run_all(&dir));
     let dir = t.mnt.clone();

@@ -64,6 +64,9 @@ pub struct MemFs {
     reserved: u64,
     reserved_inodes: u64,
     locks: Arc<LockTable>,
+    /// The last handle handed out: every open file description gets its own, so that its
+    /// OFD locks can be dropped when it is released.
+    last_fh: std::sync::atomic::AtomicU64,
 }
 
 /// Half of the machine's memory (tmpfs's default size), or 1 GiB when it cannot be read.
@@ -121,6 +124,7 @@ impl MemFs {
             reserved: limit / 100 * pct,
             reserved_inodes: inode_limit * pct / 100,
             locks: LockTable::new(),
+            last_fh: Default::default(),
         }
     }
 
@@ -572,6 +576,11 @@ impl MemFs {
         }
         n.touch_modified();
         Ok(())
+    }
+
+    /// A handle for a new open file description.
+    fn new_fh(&self) -> FileHandle {
+        FileHandle(self.last_fh.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
     }
 
     fn node_ids(&self) -> usize {

@@ -78,7 +78,7 @@ impl Filesystem for MemFs {
     }
 
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
-        reply.result(self.do_open(ino, flags), |r, ()| r.opened(FileHandle(0), 0))
+        reply.result(self.do_open(ino, flags), |r, ()| r.opened(self.new_fh(), 0))
     }
 
     fn read(&self, _req: &RequestInfo, ino: NodeId, args: &ReadArgs, reply: ReplyData) {
@@ -108,6 +108,9 @@ impl Filesystem for MemFs {
         if let Some(owner) = args.lock_owner {
             self.locks.release_flock(ino.0, owner);
         }
+        // The last descriptor of this open file description is closed: its OFD locks go
+        // (the kernel sends no unlock for them).
+        self.locks.release_description(ino.0, args.fh.0);
         reply.ok()
     }
 
@@ -178,11 +181,11 @@ impl Filesystem for MemFs {
     }
 
     fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
-        reply.result(self.do_create(req, parent, name, args), |r, e| r.created(&e, FileHandle(0), 0))
+        reply.result(self.do_create(req, parent, name, args), |r, e| r.created(&e, self.new_fh(), 0))
     }
 
     fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
-        reply.result(self.do_tmpfile(req, parent, args), |r, e| r.created(&e, FileHandle(0), 0))
+        reply.result(self.do_tmpfile(req, parent, args), |r, e| r.created(&e, self.new_fh(), 0))
     }
 
     fn fallocate(&self, _req: &RequestInfo, ino: NodeId, args: &FallocateArgs, reply: ReplyEmpty) {

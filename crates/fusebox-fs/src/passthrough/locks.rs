@@ -9,6 +9,10 @@
 //!   OFD locks (`F_OFD_SETLK`). OFD locks conflict with other descriptors' OFD locks and with
 //!   classic POSIX locks of processes using the source directly. close(2) of any of the
 //!   owner's descriptors (FLUSH) closes that descriptor, which drops its locks, as POSIX says.
+//! - OFD locks (`F_OFD_SETLK` in the caller): the owner is the open file description. The
+//!   kernel sends no unlock when its last descriptor is closed, so RELEASE of a handle drops
+//!   the lock descriptors whose locks were taken through it (a process's own locks are gone by
+//!   then: its close sent FLUSH).
 //!
 //! Waits (SETLKW, blocking flock) run under [`fusebox::sys::run_cancellable`]: FUSE_INTERRUPT
 //! makes them return EINTR.
@@ -17,37 +21,57 @@ use super::error::io_errno;
 use super::{reopen, Passthrough};
 use fusebox::fs::{FileLock, Interrupt, LockArgs};
 use fusebox::sys::{self, OfdLock};
-use fusebox::{Errno, NodeId};
+use fusebox::{Errno, FileHandle, NodeId};
 use rustix::fs::FlockOperation;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+/// A backing descriptor holding one (inode, lock owner)'s locks, and the handle of the
+/// SETLK that last used it.
+struct LockFd {
+    fd: Arc<OwnedFd>,
+    fh: u64,
+}
+
 /// Backing descriptors that hold the POSIX locks of each (inode, lock owner).
 #[derive(Default)]
 pub(crate) struct PosixLockFds {
-    fds: Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>,
+    fds: Mutex<HashMap<(u64, u64), LockFd>>,
 }
 
 impl PosixLockFds {
-    fn get(&self, key: (u64, u64)) -> Option<Arc<OwnedFd>> {
-        self.fds.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), LockFd>> {
+        self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, key: (u64, u64), fd: OwnedFd) -> Arc<OwnedFd> {
-        let mut map = self.fds.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_insert_with(|| Arc::new(fd)).clone()
+    /// The descriptor of `key`, now used through handle `fh`.
+    fn get(&self, key: (u64, u64), fh: u64) -> Option<Arc<OwnedFd>> {
+        self.map().get_mut(&key).map(|l| {
+            l.fh = fh;
+            l.fd.clone()
+        })
+    }
+
+    fn insert(&self, key: (u64, u64), fh: u64, fd: OwnedFd) -> Arc<OwnedFd> {
+        self.map().entry(key).or_insert_with(|| LockFd { fd: Arc::new(fd), fh }).fd.clone()
     }
 
     /// Drop the descriptor of (ino, owner): its OFD locks go with it.
     pub(crate) fn release(&self, ino: u64, owner: u64) {
-        let fd = self.fds.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ino, owner));
+        let fd = self.map().remove(&(ino, owner));
         drop(fd);
+    }
+
+    /// Drop the descriptors of `ino` last used through handle `fh` (RELEASE).
+    pub(crate) fn release_handle(&self, ino: u64, fh: u64) {
+        let mut map = self.map();
+        map.retain(|&(i, _), l| i != ino || l.fh != fh);
     }
 
     /// Descriptors held (tests, diagnostics).
     pub(crate) fn len(&self) -> usize {
-        self.fds.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.map().len()
     }
 }
 
@@ -70,9 +94,9 @@ fn interruptible(intr: &Interrupt, op: impl FnMut() -> std::io::Result<()>) -> R
 impl Passthrough {
     /// The descriptor holding (ino, owner)'s POSIX locks; opened on first use. Read-write
     /// when possible (a write lock needs a writable descriptor, a read lock a readable one).
-    fn lock_fd(&self, ino: NodeId, owner: u64, create: bool) -> Result<Option<Arc<OwnedFd>>, Errno> {
-        let key = (ino.0, owner);
-        if let Some(fd) = self.posix_locks.get(key) {
+    fn lock_fd(&self, ino: NodeId, args: &LockArgs, create: bool) -> Result<Option<Arc<OwnedFd>>, Errno> {
+        let key = (ino.0, args.owner);
+        if let Some(fd) = self.posix_locks.get(key, args.fh.0) {
             return Ok(Some(fd));
         }
         if !create {
@@ -82,7 +106,7 @@ impl Passthrough {
         let fd = reopen(&*path_fd, libc::O_RDWR)
             .or_else(|_| reopen(&*path_fd, libc::O_RDONLY))
             .or_else(|_| reopen(&*path_fd, libc::O_WRONLY))?;
-        Ok(Some(self.posix_locks.insert(key, fd)))
+        Ok(Some(self.posix_locks.insert(key, args.fh.0, fd)))
     }
 
     pub(super) fn do_getlk(&self, ino: NodeId, args: &LockArgs) -> Result<FileLock, Errno> {
@@ -102,7 +126,7 @@ impl Passthrough {
                 Err(e) => return Err(super::error::errno(e)),
             }
         } else {
-            let fd = self.lock_fd(ino, args.owner, true)?.ok_or(Errno::EBADF)?;
+            let fd = self.lock_fd(ino, args, true)?.ok_or(Errno::EBADF)?;
             sys::ofd_getlk(fd.as_fd(), &ofd(&args.lock)).map_err(io_errno)?.map(|l| FileLock {
                 start: l.start,
                 end: l.end,
@@ -133,7 +157,7 @@ impl Passthrough {
             return r;
         }
         let unlock = args.lock.typ == libc::F_UNLCK;
-        let Some(fd) = self.lock_fd(ino, args.owner, !unlock)? else { return Ok(()) };
+        let Some(fd) = self.lock_fd(ino, args, !unlock)? else { return Ok(()) };
         let lock = ofd(&args.lock);
         if args.sleep && !unlock {
             interruptible(intr, || sys::ofd_setlk(fd.as_fd(), &lock, true))
@@ -145,6 +169,12 @@ impl Passthrough {
     /// close(2) by `owner` (FLUSH): its POSIX locks on `ino` go.
     pub(super) fn release_posix_locks(&self, ino: NodeId, owner: u64) {
         self.posix_locks.release(ino.0, owner)
+    }
+
+    /// The last descriptor of handle `fh`'s open file description was closed (RELEASE): its
+    /// OFD locks go.
+    pub(super) fn release_handle_locks(&self, ino: NodeId, fh: FileHandle) {
+        self.posix_locks.release_handle(ino.0, fh.0)
     }
 
     /// Number of descriptors currently holding POSIX locks (for tests).

@@ -788,6 +788,7 @@ impl Filesystem for Passthrough {
 
     fn release(&self, _req: &RequestInfo, ino: NodeId, args: &ReleaseArgs, reply: ReplyEmpty) {
         self.note_flock(args.fh, false);
+        self.release_handle_locks(ino, args.fh);
         let passthrough = self.kernel.release(args.fh);
         if passthrough && args.flags & libc::O_ACCMODE != libc::O_RDONLY {
             // Its writes went from the kernel to the backing file; mapped ones left the

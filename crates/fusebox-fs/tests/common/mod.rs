@@ -4,4 +4,5 @@
 
 pub use fusebox_testkit::*;
 
+pub mod matrix;
 pub mod pt;

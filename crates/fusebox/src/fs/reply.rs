@@ -325,9 +325,12 @@ token!(
     ReplyLock
 );
 impl ReplyLock {
-    /// Answer with `lock` (a conflicting lock, or `typ == F_UNLCK` when there is none).
+    /// Answer with `lock` (a conflicting lock, or `typ == F_UNLCK` when there is none). An
+    /// end past OFFSET_MAX (`u64::MAX` for "to the end of the file") is sent as OFFSET_MAX,
+    /// the only form the kernel accepts (it answers EIO to anything larger).
     pub fn lock(self, lock: &FileLock) {
-        let out = abi::fuse_lk_out { lk: lock.to_abi() };
+        let end = lock.end.min(i64::MAX as u64);
+        let out = abi::fuse_lk_out { lk: FileLock { end, ..*lock }.to_abi() };
         self.0.ok(&[out.as_bytes()])
     }
 }

@@ -76,7 +76,8 @@ fn getlk(fd: BorrowedFd<'_>, cmd: libc::c_int, lock: &OfdLock) -> io::Result<Opt
         return Ok(None);
     }
     let start = f.l_start as u64;
-    let end = if f.l_len == 0 { u64::MAX } else { start + f.l_len as u64 - 1 };
+    // "To the end of the file" is OFFSET_MAX, as the kernel writes it (FUSE rejects more).
+    let end = if f.l_len == 0 { i64::MAX as u64 } else { start + f.l_len as u64 - 1 };
     Ok(Some(OfdLock { typ: f.l_type as i32, start, end, pid: f.l_pid }))
 }
 

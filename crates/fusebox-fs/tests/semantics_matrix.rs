@@ -1,0 +1,91 @@
+//! Behaviours of a local Linux file system that programs rely on (issue 15), each checked on
+//! memfs and passthrough, write-back on and off, over /dev/fuse and io_uring.
+
+mod common;
+
+use common::matrix::{Mounted, Setup};
+use common::within;
+use fusebox::sys::{self, OfdLock};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+/// Run `check` on a fresh mount of every synchronous configuration.
+fn on_every_setup(check: fn(&Setup, &Mounted)) {
+    for setup in Setup::sync_all() {
+        let Some(m) = setup.mount() else { continue };
+        check(&setup, &m);
+    }
+}
+
+fn rw(p: &Path) -> File {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).unwrap()
+}
+
+/// A lock of the whole file, as the kernel writes it (to OFFSET_MAX).
+fn whole(typ: i32) -> OfdLock {
+    OfdLock { typ, start: 0, end: i64::MAX as u64, pid: 0 }
+}
+
+fn errno(r: std::io::Result<()>) -> Option<i32> {
+    r.err().map(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// OFD locks belong to the open file description: another description of the same file sees
+/// and respects them (F_OFD_GETLK, F_GETLK), a dup'ed descriptor keeps them alive, and the
+/// last close of the description releases them and wakes a waiter.
+fn ofd_locks(setup: &Setup, m: &Mounted) {
+    let p = m.mount().path("ofd");
+    let (a, b) = (rw(&p), rw(&p));
+    sys::ofd_setlk(a.as_fd(), &whole(libc::F_WRLCK), false).unwrap();
+    let seen = sys::ofd_getlk(b.as_fd(), &whole(libc::F_RDLCK))
+        .unwrap_or_else(|e| panic!("{setup:?}: F_OFD_GETLK: {e}"));
+    let seen = seen.unwrap_or_else(|| panic!("{setup:?}: another description does not see the lock"));
+    assert_eq!((seen.typ, seen.start, seen.end), (libc::F_WRLCK, 0, i64::MAX as u64), "{setup:?}");
+    // A process-lock probe sees it too (it used to fail with EIO: an end past OFFSET_MAX).
+    let probe = sys::process_getlk(b.as_fd(), &whole(libc::F_RDLCK))
+        .unwrap_or_else(|e| panic!("{setup:?}: F_GETLK: {e}"));
+    assert!(probe.is_some(), "{setup:?}: F_GETLK does not see the OFD lock");
+    assert_eq!(
+        errno(sys::ofd_setlk(b.as_fd(), &whole(libc::F_RDLCK), false)),
+        Some(libc::EAGAIN),
+        "{setup:?}"
+    );
+    // Conflicts are per description, not per process: the same process, another description.
+    let dup = a.try_clone().unwrap();
+    drop(a);
+    assert_eq!(
+        errno(sys::ofd_setlk(b.as_fd(), &whole(libc::F_WRLCK), false)),
+        Some(libc::EAGAIN),
+        "{setup:?}: the lock went although a dup of its description is open"
+    );
+    // A waiter on b is woken when the description's last descriptor is closed.
+    let waiter = std::thread::spawn(move || {
+        within(Duration::from_secs(20), move || {
+            sys::ofd_setlk(b.as_fd(), &whole(libc::F_WRLCK), true).map(|_| b)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished(), "{setup:?}: the waiter did not wait");
+    drop(dup);
+    let b = waiter.join().unwrap().unwrap_or_else(|e| panic!("{setup:?}: waiter: {e}"));
+    drop(b);
+    // Everything closed: a new description gets the lock at once.
+    let c = rw(&p);
+    sys::ofd_setlk(c.as_fd(), &whole(libc::F_WRLCK), false)
+        .unwrap_or_else(|e| panic!("{setup:?}: after close: {e}"));
+    drop(c);
+    if let Mounted::Passthrough(pt) = m {
+        let fs = pt.fs.clone();
+        assert!(
+            common::wait_until(Duration::from_secs(5), || fs.posix_lock_descriptors() == 0),
+            "{setup:?}: the daemon still holds lock descriptors after every close"
+        );
+    }
+}
+
+#[test]
+fn ofd_locks_follow_the_open_file_description() {
+    on_every_setup(ofd_locks);
+}
