@@ -4,10 +4,11 @@
 mod common;
 
 use common::matrix::{Mounted, Setup};
-use common::within;
+use common::{sh_as_nobody, within};
 use fusebox::sys::{self, OfdLock};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,4 +89,47 @@ fn ofd_locks(setup: &Setup, m: &Mounted) {
 #[test]
 fn ofd_locks_follow_the_open_file_description() {
     on_every_setup(ofd_locks);
+}
+
+/// Create `path` as user nobody (umask 0): a file with `mode`, or a directory.
+fn create_as_nobody(path: &Path, mode: u32, dir: bool) {
+    let call = if dir { "os.mkdir(p, m)" } else { "os.close(os.open(p, os.O_CREAT | os.O_WRONLY, m))" };
+    let script = format!("import os; os.umask(0); p = {:?}; m = {mode:#o}; {call}", path.to_str().unwrap());
+    sh_as_nobody(&format!("python3 -c '{script}'"));
+}
+
+fn mode_and_gid(p: &Path) -> (u32, u32) {
+    let md = std::fs::symlink_metadata(p).unwrap();
+    (md.mode() & 0o7777, md.gid())
+}
+
+/// setgid at creation: in a setgid directory new files and directories get its group and new
+/// directories its S_ISGID; a new file asked with S_ISGID keeps it when its creator is in
+/// that group and loses it otherwise; S_ISUID asked at creation stays.
+fn setgid_at_creation(setup: &Setup, m: &Mounted) {
+    let t = m.mount();
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&t.mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    const NOGROUP: u32 = 65534;
+    // "member": group nogroup, nobody's own; "other": group root, which nobody is not in.
+    for (name, gid, member) in [("member", NOGROUP, true), ("other", 0, false)] {
+        let d = t.path(name);
+        std::fs::create_dir(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2777)).unwrap();
+        create_as_nobody(&d.join("sgid-file"), 0o2755, false);
+        create_as_nobody(&d.join("suid-file"), 0o4755, false);
+        create_as_nobody(&d.join("subdir"), 0o755, true);
+        let want_sgid = if member { 0o2755 } else { 0o0755 };
+        assert_eq!(mode_and_gid(&d.join("sgid-file")), (want_sgid, gid), "{setup:?}: {name}/sgid-file");
+        assert_eq!(mode_and_gid(&d.join("suid-file")), (0o4755, gid), "{setup:?}: {name}/suid-file");
+        assert_eq!(mode_and_gid(&d.join("subdir")), (0o2755, gid), "{setup:?}: {name}/subdir");
+        let owner = std::fs::metadata(d.join("sgid-file")).unwrap().uid();
+        assert_eq!(owner, 65534, "{setup:?}: {name}/sgid-file belongs to its creator");
+    }
+}
+
+#[test]
+fn setgid_directories_pass_on_their_group_and_bit() {
+    on_every_setup(setgid_at_creation);
 }

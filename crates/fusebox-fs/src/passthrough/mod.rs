@@ -299,18 +299,33 @@ impl Passthrough {
         self.register(fd, false)
     }
 
-    /// After creating `name` in `dir` as the daemon: give it to the caller and look it up.
-    fn finish_new(&self, req: &RequestInfo, dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
+    /// After creating `name` in `dir` as the daemon with `mode`: give it to the caller and
+    /// look it up.
+    fn finish_new(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<Entry, Errno> {
         let fd =
             rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
                 .map_err(errno)?;
-        self.set_owner(req, dir, fd.as_fd())?;
+        self.set_owner(req, dir, fd.as_fd(), mode)?;
         self.register(fd, false)
     }
 
-    /// Make the new file `fd` (in directory `dir`) owned by the caller; its group stays the
-    /// one the backing file system gave it when `dir` is setgid.
-    fn set_owner(&self, req: &RequestInfo, dir: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    /// Make the new file `fd` (in directory `dir`, created with `mode`) owned by the caller;
+    /// its group stays the one the backing file system gave it when `dir` is setgid. The
+    /// set-id bits it was created with stay: the kernel already dropped S_ISGID where the
+    /// caller may not have it, and chown(2) would clear them.
+    fn set_owner(
+        &self,
+        req: &RequestInfo,
+        dir: BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
+        mode: u32,
+    ) -> Result<(), Errno> {
         if req.uid == self.euid && req.gid == self.egid {
             return Ok(());
         }
@@ -319,6 +334,8 @@ impl Passthrough {
         }
         let parent = rustix::fs::fstat(dir).map_err(errno)?;
         let gid = (parent.st_mode & libc::S_ISGID == 0).then(|| Gid::from_raw(req.gid));
+        let setid = mode & (libc::S_ISUID | libc::S_ISGID);
+        let before = if setid != 0 { Some(rustix::fs::fstat(fd).map_err(errno)?.st_mode) } else { None };
         rustix::fs::chownat(
             fd,
             "",
@@ -326,7 +343,15 @@ impl Passthrough {
             gid,
             AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(errno)
+        .map_err(errno)?;
+        if let Some(before) = before {
+            let after = rustix::fs::fstat(fd).map_err(errno)?.st_mode;
+            let lost = before & setid & !after;
+            if lost != 0 {
+                rustix::fs::chmod(proc_path(&fd), ops::mode_of(after | lost)).map_err(errno)?;
+            }
+        }
+        Ok(())
     }
 
     /// open(2) flags for a backing open: never create/follow here, close-on-exec. (The

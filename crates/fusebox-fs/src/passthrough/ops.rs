@@ -31,7 +31,7 @@ thread_local! {
 
 const DIR_BUF: usize = 32 * 1024;
 
-fn mode_of(m: u32) -> Mode {
+pub(super) fn mode_of(m: u32) -> Mode {
     Mode::from_raw_mode(m & 0o7777)
 }
 
@@ -254,8 +254,8 @@ impl Passthrough {
         let dir = self.inodes.fd(parent)?;
         let flags = self.open_flags(args.flags) | libc::O_NOFOLLOW;
         let excl = OFlags::from_bits_retain((flags | libc::O_CREAT | libc::O_EXCL) as _);
-        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
-        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode) {
+        let mode = new_node_mode(dir.as_fd(), args.mode, req.umask);
+        let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode_of(mode)) {
             Ok(fd) => (fd, true),
             Err(rustix::io::Errno::EXIST) if args.flags & libc::O_EXCL == 0 => {
                 let fd = rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(flags as _), Mode::empty())
@@ -265,7 +265,7 @@ impl Passthrough {
             Err(e) => return Err(errno(e)),
         };
         if created {
-            self.set_owner(req, dir.as_fd(), fd.as_fd())?;
+            self.set_owner(req, dir.as_fd(), fd.as_fd(), mode)?;
         } else if args.flags & libc::O_TRUNC != 0 && req.uid != 0 {
             // CREATE reaches an existing file only when it appeared in SOURCE between the
             // kernel's negative LOOKUP and its CREATE (fusebox never lets the kernel cache
@@ -295,9 +295,10 @@ impl Passthrough {
             flags |= libc::O_RDWR;
         }
         flags |= libc::O_TMPFILE;
-        let mode = mode_of(new_node_mode(dir.as_fd(), args.mode, req.umask));
-        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode).map_err(errno)?;
-        self.set_owner(req, dir.as_fd(), fd.as_fd())?;
+        let mode = new_node_mode(dir.as_fd(), args.mode, req.umask);
+        let fd = rustix::fs::openat(&*dir, ".", OFlags::from_bits_retain(flags as _), mode_of(mode))
+            .map_err(errno)?;
+        self.set_owner(req, dir.as_fd(), fd.as_fd(), mode)?;
         // An unlinked file's handle cannot be reopened: this inode pins an O_PATH descriptor.
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, true)?;
@@ -639,7 +640,7 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             rustix::fs::symlinkat(target, &*dir, name).map_err(errno)?;
-            self.finish_new(req, dir.as_fd(), name)
+            self.finish_new(req, dir.as_fd(), name, 0)
         });
         reply.result(r, |r, e| r.entry(&e))
     }
@@ -656,9 +657,9 @@ impl Filesystem for Passthrough {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
             let kind = rustix::fs::FileType::from_raw_mode(mode);
-            let mode = mode_of(new_node_mode(dir.as_fd(), mode, req.umask));
-            rustix::fs::mknodat(&*dir, name, kind, mode, decode_dev(rdev)).map_err(errno)?;
-            self.finish_new(req, dir.as_fd(), name)
+            let mode = new_node_mode(dir.as_fd(), mode, req.umask);
+            rustix::fs::mknodat(&*dir, name, kind, mode_of(mode), decode_dev(rdev)).map_err(errno)?;
+            self.finish_new(req, dir.as_fd(), name, mode)
         });
         reply.result(r, |r, e| r.entry(&e))
     }
@@ -666,9 +667,9 @@ impl Filesystem for Passthrough {
     fn mkdir(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, reply: ReplyEntry) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
-            rustix::fs::mkdirat(&*dir, name, mode_of(new_node_mode(dir.as_fd(), mode, req.umask)))
-                .map_err(errno)?;
-            self.finish_new(req, dir.as_fd(), name)
+            let mode = new_node_mode(dir.as_fd(), mode, req.umask);
+            rustix::fs::mkdirat(&*dir, name, mode_of(mode)).map_err(errno)?;
+            self.finish_new(req, dir.as_fd(), name, mode)
         });
         reply.result(r, |r, e| r.entry(&e))
     }
