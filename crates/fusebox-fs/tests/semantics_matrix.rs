@@ -72,10 +72,18 @@ fn ofd_locks(setup: &Setup, m: &Mounted) {
     drop(dup);
     let b = waiter.join().unwrap().unwrap_or_else(|e| panic!("{setup:?}: waiter: {e}"));
     drop(b);
-    // Everything closed: a new description gets the lock at once.
+    // Everything closed: a new description gets the lock. (The kernel sends RELEASE, where the
+    // lock goes, just after close(2) returns, so allow it a moment.)
     let c = rw(&p);
-    sys::ofd_setlk(c.as_fd(), &whole(libc::F_WRLCK), false)
-        .unwrap_or_else(|e| panic!("{setup:?}: after close: {e}"));
+    assert!(
+        common::wait_until(Duration::from_secs(5), || sys::ofd_setlk(
+            c.as_fd(),
+            &whole(libc::F_WRLCK),
+            false
+        )
+        .is_ok()),
+        "{setup:?}: the lock outlived every descriptor of its description"
+    );
     drop(c);
     if let Mounted::Passthrough(pt) = m {
         let fs = pt.fs.clone();
@@ -132,4 +140,60 @@ fn setgid_at_creation(setup: &Setup, m: &Mounted) {
 #[test]
 fn setgid_directories_pass_on_their_group_and_bit() {
     on_every_setup(setgid_at_creation);
+}
+
+/// A change by an unprivileged writer clears S_ISUID, and S_ISGID by the rule of Linux 6.x:
+/// when the file is group-executable or the writer is not in its group. Each write,
+/// truncate and fallocate mode, by user nobody, on files that nobody may write.
+fn setid_cleared_by_changes(setup: &Setup, m: &Mounted) {
+    let t = m.mount();
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&t.mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    const NOGROUP: u32 = 65534;
+    let changes = [
+        ("write", "echo x >> F"),
+        ("truncate", "truncate -s 100 F"),
+        ("fallocate", "fallocate -l 8192 F"),
+        ("punch-hole", "fallocate -p -o 0 -l 4096 F"),
+        ("zero-range", "fallocate -z -o 0 -l 4096 F"),
+    ];
+    // (mode, group) -> mode after a change by nobody.
+    let cases = [
+        (0o2666, NOGROUP, 0o2666), // nobody is in the group, not group-executable: kept
+        (0o2666, 0, 0o0666),       // nobody is not in the group: cleared
+        (0o2676, NOGROUP, 0o0676), // group-executable: cleared
+        (0o4666, NOGROUP, 0o0666), // suid: always cleared
+    ];
+    for (what, script) in changes {
+        for (i, (mode, gid, want)) in cases.into_iter().enumerate() {
+            let p = t.path(&format!("{what}-{i}"));
+            std::fs::write(&p, vec![1u8; 8192]).unwrap();
+            std::os::unix::fs::chown(&p, Some(0), Some(gid)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            sh_as_nobody(&script.replace('F', &format!("'{}'", p.display())));
+            let got = std::fs::metadata(&p).unwrap().mode() & 0o7777;
+            assert_eq!(got, want, "{setup:?}: {what} of a {mode:o} file of group {gid}: {got:o}");
+        }
+    }
+    // chmod by an owner outside the file's group cannot set S_ISGID.
+    let p = t.path("chmod");
+    std::fs::write(&p, b"").unwrap();
+    std::os::unix::fs::chown(&p, Some(65534), Some(0)).unwrap();
+    sh_as_nobody(&format!("chmod 2755 '{}'", p.display()));
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().mode() & 0o7777,
+        0o0755,
+        "{setup:?}: chmod g+s outside the group"
+    );
+    // Directories keep S_ISGID when their contents change.
+    let d = t.path("sgid-dir");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2777)).unwrap();
+    sh_as_nobody(&format!("echo x > '{}'", d.join("f").display()));
+    assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o7777, 0o2777, "{setup:?}: directory lost S_ISGID");
+}
+
+#[test]
+fn unprivileged_changes_clear_set_id_bits_by_the_linux_rule() {
+    on_every_setup(setid_cleared_by_changes);
 }

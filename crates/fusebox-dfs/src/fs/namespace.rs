@@ -72,7 +72,7 @@ impl DfsFs {
         Ok(self.entry(&a))
     }
 
-    async fn do_setattr(&self, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
+    async fn do_setattr(&self, req: RequestInfo, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
         // A size change commits the write buffer first and holds it, so no WRITE slips in
         // between the commit and the cut.
         let writer = s.size.map(|_| self.writer_or_new(ino));
@@ -116,8 +116,7 @@ impl DfsFs {
                         n.attr.gid = gid;
                     }
                     if s.kill_suidgid {
-                        n.attr.mode &=
-                            !(libc::S_ISUID | if n.attr.mode & 0o010 != 0 { libc::S_ISGID } else { 0 });
+                        n.attr.mode &= !setid_bits_to_clear(n.attr.mode, n.attr.gid, &req);
                     }
                     if let Some(t) = s.atime {
                         n.attr.atime_ns = time_ns(t);
@@ -180,8 +179,8 @@ impl AsyncFilesystem for DfsFs {
         Ok(file_attr(&self.with_pending(a, commits).await?))
     }
 
-    async fn setattr(&self, _req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
-        self.do_setattr(ino.0, attr).await
+    async fn setattr(&self, req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
+        self.do_setattr(req, ino.0, attr).await
     }
 
     async fn readlink(&self, _req: RequestInfo, ino: NodeId) -> FsResult<Vec<u8>> {
@@ -268,14 +267,14 @@ impl AsyncFilesystem for DfsFs {
         Ok(self.entry(&a))
     }
 
-    async fn open(&self, _req: RequestInfo, ino: NodeId, flags: i32) -> FsResult<Opened> {
+    async fn open(&self, req: RequestInfo, ino: NodeId, flags: i32) -> FsResult<Opened> {
         let a = self.m(move |m| m.getattr(ino.0)).await?;
         if a.is_dir() {
             return Err(Errno::EISDIR);
         }
         if flags & libc::O_TRUNC != 0 && a.is_file() {
             let s = SetAttr { size: Some(0), ..Default::default() };
-            self.do_setattr(ino.0, s).await?;
+            self.do_setattr(req, ino.0, s).await?;
         }
         Ok(NO_HANDLE)
     }
@@ -284,14 +283,13 @@ impl AsyncFilesystem for DfsFs {
         self.do_read(ino.0, args.offset, args.size as u64).await
     }
 
-    async fn write(&self, _req: RequestInfo, ino: NodeId, args: WriteData) -> FsResult<u32> {
+    async fn write(&self, req: RequestInfo, ino: NodeId, args: WriteData) -> FsResult<u32> {
         let writeback = args.as_args().is_writeback();
         self.do_write(ino.0, args.offset, &args.data, writeback).await?;
         if args.as_args().kill_suidgid() {
             self.m(move |m| {
                 m.update(ino.0, &mut |n: &mut Inode| {
-                    n.attr.mode &=
-                        !(libc::S_ISUID | if n.attr.mode & 0o010 != 0 { libc::S_ISGID } else { 0 });
+                    n.attr.mode &= !setid_bits_to_clear(n.attr.mode, n.attr.gid, &req);
                     Ok(())
                 })
             })

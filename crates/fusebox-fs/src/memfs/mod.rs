@@ -263,7 +263,7 @@ impl MemFs {
         Ok(entry(&c))
     }
 
-    fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
+    fn do_setattr(&self, req: &RequestInfo, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let nref = self.get(ino)?;
         let mut n = write(&nref);
         if let Some(size) = a.size {
@@ -292,7 +292,7 @@ impl MemFs {
             n.attr.gid = gid;
         }
         if a.kill_suidgid {
-            n.kill_suidgid();
+            n.kill_suidgid(req);
         }
         if let Some(t) = a.atime {
             n.attr.atime = t.resolve();
@@ -308,7 +308,7 @@ impl MemFs {
         Ok(n.stat())
     }
 
-    fn do_write(&self, ino: NodeId, args: &WriteArgs<'_>) -> Result<u32, Errno> {
+    fn do_write(&self, req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>) -> Result<u32, Errno> {
         let nref = self.get(ino)?;
         let mut n = write(&nref);
         let end = args.offset.checked_add(args.data.len() as u64).filter(|&e| e <= i64::MAX as u64);
@@ -319,7 +319,7 @@ impl MemFs {
         d.write(args.offset, args.data);
         n.touch_modified();
         if args.kill_suidgid() {
-            n.kill_suidgid();
+            n.kill_suidgid(req);
         }
         Ok(args.data.len() as u32)
     }
@@ -927,7 +927,12 @@ impl MemFs {
         found.ok_or(Errno::ENXIO)
     }
 
-    fn do_copy_file_range(&self, ino_in: NodeId, args: &CopyRangeArgs) -> Result<u64, Errno> {
+    fn do_copy_file_range(
+        &self,
+        req: &RequestInfo,
+        ino_in: NodeId,
+        args: &CopyRangeArgs,
+    ) -> Result<u64, Errno> {
         let src = self.get(ino_in)?;
         let bytes = {
             let s = read(&src);
@@ -939,7 +944,7 @@ impl MemFs {
             return Ok(0);
         }
         let w = WriteArgs::new(args.fh_out, args.off_out, &bytes, 0, 0);
-        self.do_write(args.ino_out, &w).map(u64::from)
+        self.do_write(req, args.ino_out, &w).map(u64::from)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::data::SparseData;
 use super::xattrs::Xattrs;
-use fusebox::fs::{FileAttr, FileType, Timespec};
+use fusebox::fs::{setid_bits_to_clear, FileAttr, FileType, RequestInfo, Timespec};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::ops::Bound::{Excluded, Unbounded};
@@ -141,11 +141,8 @@ impl Node {
 
     /// Clear set-user-id, and set-group-id when group-executable (as a write by a
     /// non-owner or a truncate does).
-    pub fn kill_suidgid(&mut self) {
-        let mut mode = self.attr.mode & !libc::S_ISUID;
-        if mode & libc::S_IXGRP != 0 {
-            mode &= !libc::S_ISGID;
-        }
+    pub fn kill_suidgid(&mut self, caller: &RequestInfo) {
+        let mode = self.attr.mode & !setid_bits_to_clear(self.attr.mode, self.attr.gid, caller);
         if mode != self.attr.mode {
             self.attr.mode = mode;
             self.touch_changed();

@@ -24,8 +24,8 @@ impl Filesystem for MemFs {
         reply.result(self.do_getattr(ino), |r, a| r.attr(&a))
     }
 
-    fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
-        reply.result(self.do_setattr(ino, attr), |r, a| r.attr(&a))
+    fn setattr(&self, req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
+        reply.result(self.do_setattr(req, ino, attr), |r, a| r.attr(&a))
     }
 
     fn readlink(&self, _req: &RequestInfo, ino: NodeId, reply: ReplyData) {
@@ -94,8 +94,8 @@ impl Filesystem for MemFs {
         }
     }
 
-    fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
-        reply.result(self.do_write(ino, args), |r, n| r.written(n))
+    fn write(&self, req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+        reply.result(self.do_write(req, ino, args), |r, n| r.written(n))
     }
 
     fn flush(&self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64, reply: ReplyEmpty) {
@@ -204,7 +204,7 @@ impl Filesystem for MemFs {
         reply.result(self.do_lseek(ino, offset, whence), |r, off| r.offset(off))
     }
 
-    fn copy_file_range(&self, _req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
-        reply.result(self.do_copy_file_range(ino_in, args), |r, n| r.copied(n))
+    fn copy_file_range(&self, req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {
+        reply.result(self.do_copy_file_range(req, ino_in, args), |r, n| r.copied(n))
     }
 }

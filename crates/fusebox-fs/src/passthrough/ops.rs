@@ -7,10 +7,10 @@ use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
 use fusebox::fs::{
-    CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo, ReadArgs, ReaddirArgs,
-    ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, SetAttr, Statfs, TimeOrNow, Timespec, WriteArgs,
+    setid_bits_to_clear, CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo,
+    ReadArgs, ReaddirArgs, ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, Timespec, WriteArgs,
 };
 use fusebox::{sys, Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -77,12 +77,9 @@ fn new_node_mode(dir: std::os::fd::BorrowedFd<'_>, mode: u32, umask: u32) -> u32
 }
 
 /// The suid/sgid bits a "kill suid/sgid" must clear from `mode` (sgid only with group exec).
-fn suidgid_bits(mode: u32) -> u32 {
-    let mut bits = mode & libc::S_ISUID;
-    if mode & libc::S_IXGRP != 0 {
-        bits |= mode & libc::S_ISGID;
-    }
-    bits
+/// The set-id bits of the backing file `st` a change by `caller` clears.
+fn suidgid_bits(st: &rustix::fs::Stat, caller: &RequestInfo) -> u32 {
+    setid_bits_to_clear(st.st_mode, st.st_gid, caller)
 }
 
 impl Passthrough {
@@ -132,7 +129,7 @@ impl Passthrough {
         Ok(attr)
     }
 
-    fn do_setattr(&self, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
+    fn do_setattr(&self, req: &RequestInfo, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let fd = self.inodes.fd(ino)?;
         if let Some(attr) = self.times_of_deleted_file(&fd, a)? {
             return Ok(attr);
@@ -168,7 +165,7 @@ impl Passthrough {
         }
         if a.kill_suidgid && a.mode.is_none() {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-            let kill = suidgid_bits(st.st_mode);
+            let kill = suidgid_bits(&st, req);
             if kill != 0 && st.st_mode & libc::S_IFMT != libc::S_IFLNK {
                 rustix::fs::chmodat(CWD, proc_path(&*fd), mode_of(st.st_mode & !kill), AtFlags::empty())
                     .map_err(errno)?;
@@ -272,7 +269,7 @@ impl Passthrough {
             // negative names). A truncating open by a caller without CAP_FSETID (approximated:
             // not root) clears suid/sgid, as the framework does for OPEN.
             let st = rustix::fs::fstat(&fd).map_err(errno)?;
-            let kill = suidgid_bits(st.st_mode);
+            let kill = suidgid_bits(&st, req);
             if kill != 0 {
                 rustix::fs::fchmod(&fd, mode_of(st.st_mode & !kill)).map_err(errno)?;
             }
@@ -423,11 +420,11 @@ impl Passthrough {
         }
     }
 
-    fn do_write(&self, args: &WriteArgs<'_>) -> Result<u32, Errno> {
+    fn do_write(&self, req: &RequestInfo, args: &WriteArgs<'_>) -> Result<u32, Errno> {
         let fd = self.file(args.fh)?;
         if args.kill_suidgid() {
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-            let kill = suidgid_bits(st.st_mode);
+            let kill = suidgid_bits(&st, req);
             if kill != 0 {
                 rustix::fs::fchmod(&*fd, mode_of(st.st_mode & !kill)).map_err(errno)?;
             }
@@ -621,9 +618,9 @@ impl Filesystem for Passthrough {
         reply.result(self.do_getattr(ino, fh), |r, a| self.reply_attr(ino, &a, r))
     }
 
-    fn setattr(&self, _req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
+    fn setattr(&self, req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
         let _changing = self.coherence.changing(ino);
-        let r = self.do_setattr(ino, attr);
+        let r = self.do_setattr(req, ino, attr);
         if let Ok(a) = &r {
             self.coherence.record(ino, a);
         }
@@ -751,9 +748,9 @@ impl Filesystem for Passthrough {
         })
     }
 
-    fn write(&self, _req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
+    fn write(&self, req: &RequestInfo, ino: NodeId, args: &WriteArgs<'_>, reply: ReplyWrite) {
         let _changing = self.coherence.changing(ino);
-        let r = self.do_write(args);
+        let r = self.do_write(req, args);
         if r.is_ok() {
             if let Ok(fd) = self.file(args.fh) {
                 self.own_change(ino, &*fd);

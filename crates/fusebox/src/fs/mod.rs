@@ -11,6 +11,7 @@ pub mod asyncfs;
 mod dispatch;
 mod ops;
 mod reply;
+mod setid;
 mod types;
 
 pub use crate::session::{Interrupt, MountInfo, PENDING_EXPIRY};
@@ -22,4 +23,5 @@ pub use reply::{
     ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite,
     ReplyXattr, Responder,
 };
+pub use setid::{caller_in_group, setid_bits_to_clear};
 pub use types::*;
