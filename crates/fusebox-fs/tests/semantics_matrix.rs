@@ -197,3 +197,90 @@ fn setid_cleared_by_changes(setup: &Setup, m: &Mounted) {
 fn unprivileged_changes_clear_set_id_bits_by_the_linux_rule() {
     on_every_setup(setid_cleared_by_changes);
 }
+
+/// Drop the kernel's clean caches, so that it forgets the inodes nobody holds.
+fn drop_kernel_caches() {
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+}
+
+/// Exportable file handles: a handle taken with name_to_handle_at opens the same file after
+/// the kernel forgot it (the kernel asks for "." of the node id), also through a hard link and
+/// after its directory was renamed; a deleted file's handle is ESTALE.
+fn file_handles(setup: &Setup, m: &Mounted) {
+    use std::io::Read;
+    let t = m.mount();
+    std::fs::create_dir(t.path("old")).unwrap();
+    std::fs::write(t.path("old/f"), b"first").unwrap();
+    std::fs::hard_link(t.path("old/f"), t.path("link")).unwrap();
+    std::fs::write(t.path("gone"), b"deleted").unwrap();
+    let root = File::open(&t.mnt).unwrap();
+    let old = File::open(t.path("old")).unwrap();
+    let handle = |dir: &File, name: &str| {
+        sys::name_to_handle_at(dir.as_fd(), std::ffi::OsStr::new(name))
+            .unwrap_or_else(|e| panic!("{setup:?}: name_to_handle_at {name}: {e}"))
+    };
+    let (f, link, gone) = (handle(&old, "f"), handle(&root, "link"), handle(&root, "gone"));
+    drop(old);
+    std::fs::rename(t.path("old"), t.path("new")).unwrap();
+    std::fs::remove_file(t.path("gone")).unwrap();
+    drop_kernel_caches();
+    for (what, h) in [("file in a renamed directory", &f), ("hard link", &link)] {
+        let mut file = sys::open_by_handle_at(root.as_fd(), h, libc::O_RDONLY)
+            .map(File::from)
+            .unwrap_or_else(|e| panic!("{setup:?}: open_by_handle_at of the {what}: {e}"));
+        let mut got = String::new();
+        file.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "first", "{setup:?}: the {what}'s handle opened another file");
+    }
+    let e = sys::open_by_handle_at(root.as_fd(), &gone, libc::O_RDONLY).map(drop).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{setup:?}: a deleted file's handle: {e}");
+}
+
+#[test]
+fn file_handles_outlive_the_kernels_caches() {
+    on_every_setup(file_handles);
+}
+
+fn atime_of(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().accessed().unwrap()
+}
+
+/// Read a file through the mount after the kernel dropped its pages (so the read reaches the
+/// file system; cached pages never tell it) and return whether its atime moved past `old`
+/// within 3 s (attributes may be cached for the attribute timeout).
+fn read_moves_atime(t: &common::TestMount, name: &str, old: std::time::SystemTime) -> bool {
+    drop_kernel_caches();
+    let _ = std::fs::read(t.path(name)).unwrap();
+    common::wait_until(Duration::from_secs(3), || atime_of(&t.path(name)) > old)
+}
+
+/// relatime by default: a read updates an atime older than the last change; `-o noatime`:
+/// reads never change it, not on the mount and not on passthrough's backing file.
+fn access_times(setup: &Setup) {
+    use std::fs::FileTimes;
+    use std::time::SystemTime;
+    for noatime in [false, true] {
+        let Some(m) = setup.mount_with(if noatime { "noatime" } else { "" }) else { return };
+        let t = m.mount();
+        std::fs::write(t.path("f"), b"some data").unwrap();
+        // atime a minute before mtime: relatime must update it at the next read.
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let f = OpenOptions::new().write(true).open(t.path("f")).unwrap();
+        f.set_times(FileTimes::new().set_accessed(old)).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        let moved = read_moves_atime(t, "f", old);
+        assert_eq!(moved, !noatime, "{setup:?} noatime={noatime}: atime moved: {moved}");
+        if let Mounted::Passthrough(pt) = &m {
+            let backing = atime_of(&pt.src("f"));
+            assert_eq!(backing > old, !noatime, "{setup:?} noatime={noatime}: the backing file's atime");
+        }
+    }
+}
+
+#[test]
+fn reads_follow_relatime_and_noatime() {
+    for setup in Setup::sync_all() {
+        access_times(&setup);
+    }
+}

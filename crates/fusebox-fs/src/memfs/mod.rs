@@ -67,6 +67,10 @@ pub struct MemFs {
     /// The last handle handed out: every open file description gets its own, so that its
     /// OFD locks can be dropped when it is released.
     last_fh: std::sync::atomic::AtomicU64,
+    /// Mounted `noatime` (from `Filesystem::mounted`); otherwise reads follow relatime.
+    noatime: std::sync::atomic::AtomicBool,
+    /// Tells the kernel when a read changed an inode's atime (its attributes are cached long).
+    notifier: std::sync::OnceLock<fusebox::session::Notifier>,
 }
 
 /// Half of the machine's memory (tmpfs's default size), or 1 GiB when it cannot be read.
@@ -125,6 +129,8 @@ impl MemFs {
             reserved_inodes: inode_limit * pct / 100,
             locks: LockTable::new(),
             last_fh: Default::default(),
+            noatime: Default::default(),
+            notifier: Default::default(),
         }
     }
 
@@ -239,13 +245,18 @@ impl MemFs {
 
     fn lookup_entry(&self, parent: NodeId, name: &OsStr) -> Result<Entry, Errno> {
         let table = self.table();
-        let pref = table.get(&parent.0).ok_or(Errno::ENOENT)?;
+        // ESTALE for an id memfs no longer has: the kernel resolves a file handle with a LOOKUP
+        // of "." on its node id, and a deleted file's handle must not open anything.
+        let pref = table.get(&parent.0).ok_or(Errno(libc::ESTALE))?;
         let p = read(pref);
-        let Content::Dir(dir) = &p.content else { return Err(Errno::ENOTDIR) };
-        let ino = match name.as_bytes() {
-            b"." => parent.0,
-            b".." => dir.parent,
-            _ => {
+        // "." of any node is the node itself (file handles of files resolve this way).
+        let ino = if name.as_bytes() == b"." {
+            parent.0
+        } else {
+            let Content::Dir(dir) = &p.content else { return Err(Errno::ENOTDIR) };
+            if name.as_bytes() == b".." {
+                dir.parent
+            } else {
                 if name.len() > NAME_MAX {
                     return Err(Errno::ENAMETOOLONG);
                 }
@@ -576,6 +587,32 @@ impl MemFs {
         }
         n.touch_modified();
         Ok(())
+    }
+
+    /// Whether a read now must update `attr`'s atime: never with `noatime`; otherwise by the
+    /// relatime rule (atime not newer than mtime or ctime, or a day old), as ext4 does.
+    fn atime_due(&self, attr: &FileAttr) -> bool {
+        if self.noatime.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        const DAY: i64 = 24 * 60 * 60;
+        attr.atime <= attr.mtime || attr.atime <= attr.ctime || Timespec::now().sec - attr.atime.sec >= DAY
+    }
+
+    /// A read of `ino` happened: update its atime if due and tell the kernel, whose copy of
+    /// the attributes would otherwise keep the old one until it expires.
+    fn accessed(&self, ino: NodeId, nref: &NodeRef) {
+        {
+            let mut n = write(nref);
+            if !self.atime_due(&n.attr) {
+                return;
+            }
+            n.attr.atime = Timespec::now();
+        }
+        if let Some(notifier) = self.notifier.get() {
+            // ENOENT: the kernel no longer caches the inode; nothing to refresh.
+            let _ = notifier.inval_inode(ino, -1, 0);
+        }
     }
 
     /// A handle for a new open file description.

@@ -8,6 +8,11 @@ impl Filesystem for MemFs {
         Ok(())
     }
 
+    fn mounted(&self, mount: &MountInfo) {
+        self.noatime.store(mount.noatime, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.notifier.set(mount.notifier.clone());
+    }
+
     fn lookup(&self, _req: &RequestInfo, parent: NodeId, name: &OsStr, reply: ReplyEntry) {
         reply.result(self.lookup_entry(parent, name), |r, e| r.entry(&e))
     }
@@ -82,15 +87,21 @@ impl Filesystem for MemFs {
     }
 
     fn read(&self, _req: &RequestInfo, ino: NodeId, args: &ReadArgs, reply: ReplyData) {
-        let n = match self.get(ino) {
+        let nref = match self.get(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let n = read(&n);
+        let n = read(&nref);
         // Answer straight from the chunks: no copy into an intermediate buffer.
-        match file_data(&n) {
-            Ok(d) => reply.data_vectored(&d.read_slices(args.offset, args.size as usize)),
-            Err(e) => reply.error(e),
+        let d = match file_data(&n) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        reply.data_vectored(&d.read_slices(args.offset, args.size as usize));
+        let due = self.atime_due(&n.attr);
+        drop(n);
+        if due {
+            self.accessed(ino, &nref);
         }
     }
 

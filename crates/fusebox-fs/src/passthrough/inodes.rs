@@ -10,7 +10,7 @@ use super::error::io_errno;
 use super::fdcache::FdCache;
 use fusebox::sys::{self, KernelFileHandle};
 use fusebox::{Errno, NodeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +33,46 @@ struct Table {
     nodes: HashMap<u64, Node>,
     by_key: HashMap<(u64, u64), u64>,
     next: u64,
+    /// Nodes the kernel forgot, by id and by key, oldest first: a file handle the kernel gave
+    /// out (name_to_handle_at) names a node id, and the kernel resolves it later with a LOOKUP
+    /// of "." on that id. (Giving a file looked up by name again its old id back was tried:
+    /// ext4 reuses inode numbers, and a replaced file was then served under its
+    /// predecessor's id.)
+    forgotten: HashMap<u64, Arc<Inode>>,
+    forgotten_by_key: HashMap<(u64, u64), u64>,
+    forgotten_order: VecDeque<u64>,
+}
+
+/// How many forgotten nodes are remembered for file handles (about 100 bytes each).
+const FORGOTTEN_MAX: usize = 65536;
+
+impl Table {
+    /// Remember forgotten node `id` (only nodes with a file handle can be reopened later).
+    fn remember(&mut self, id: u64, inode: Arc<Inode>) {
+        if inode.handle.is_none() {
+            return;
+        }
+        if self.forgotten_order.len() >= FORGOTTEN_MAX {
+            if let Some(old) = self.forgotten_order.pop_front() {
+                if let Some(i) = self.forgotten.remove(&old) {
+                    self.forgotten_by_key.remove(&i.key);
+                }
+            }
+        }
+        if let Some(previous) = self.forgotten_by_key.insert(inode.key, id) {
+            self.forgotten.remove(&previous);
+        }
+        self.forgotten.insert(id, inode);
+        self.forgotten_order.push_back(id);
+    }
+
+    /// Take forgotten node `id` back.
+    fn recall(&mut self, id: u64) -> Option<Arc<Inode>> {
+        let inode = self.forgotten.remove(&id)?;
+        self.forgotten_by_key.remove(&inode.key);
+        self.forgotten_order.retain(|&x| x != id);
+        Some(inode)
+    }
 }
 
 /// All inodes, the descriptor cache and the per-mount descriptors for `open_by_handle_at`.
@@ -69,7 +109,14 @@ impl Inodes {
         let mut by_key = HashMap::new();
         by_key.insert(key, NodeId::ROOT.0);
         Inodes {
-            table: Mutex::new(Table { nodes, by_key, next: NodeId::ROOT.0 + 1 }),
+            table: Mutex::new(Table {
+                nodes,
+                by_key,
+                next: NodeId::ROOT.0 + 1,
+                forgotten: HashMap::new(),
+                forgotten_by_key: HashMap::new(),
+                forgotten_order: VecDeque::new(),
+            }),
             cache: FdCache::new(cache),
             mount_fds: Mutex::new(mount_fds),
             unlinked: Mutex::default(),
@@ -154,6 +201,10 @@ impl Inodes {
                 return NodeId(id);
             }
         }
+        // A forgotten node of this key can no longer be revived: its file now has this id.
+        if let Some(old) = t.forgotten_by_key.get(&key).copied() {
+            t.recall(old);
+        }
         let id = t.next;
         t.next += 1;
         let pinned = handle.is_none().then(|| fd.clone());
@@ -213,8 +264,13 @@ impl Inodes {
                 return false;
             }
             let node = t.nodes.remove(&id.0).expect("present");
-            if t.by_key.get(&node.inode.key) == Some(&id.0) {
+            let current = t.by_key.get(&node.inode.key).copied();
+            if current == Some(id.0) {
                 t.by_key.remove(&node.inode.key);
+            }
+            // A retired node (see `retire`) is remembered too, unless its file has a newer node.
+            if current.is_none() || current == Some(id.0) {
+                t.remember(id.0, node.inode.clone());
             }
             node
         };
@@ -222,6 +278,30 @@ impl Inodes {
         self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.0);
         drop(removed);
         true
+    }
+
+    /// Bring back node `id`, which the kernel forgot, for a file handle it resolves (LOOKUP
+    /// of "." on the id): its backing file is reopened by handle. ESTALE when it is not
+    /// remembered, its file is gone, or the file is known again under another id.
+    pub(crate) fn revive(&self, id: NodeId) -> Result<(), Errno> {
+        let inode = {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            if t.nodes.contains_key(&id.0) {
+                return Ok(());
+            }
+            t.recall(id.0).ok_or(Errno(libc::ESTALE))?
+        };
+        let handle = inode.handle.as_ref().ok_or(Errno(libc::ESTALE))?;
+        let fd = self.open_handle(handle, libc::O_PATH).map_err(|_| Errno(libc::ESTALE))?;
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if t.by_key.contains_key(&inode.key) || t.nodes.contains_key(&id.0) {
+            return Err(Errno(libc::ESTALE));
+        }
+        t.by_key.insert(inode.key, id.0);
+        t.nodes.insert(id.0, Node { inode, nlookup: 0 });
+        drop(t);
+        self.cache.insert(id.0, Arc::new(fd));
+        Ok(())
     }
 
     /// The node of backing inode `key` (st_dev, st_ino), if the kernel knows it.

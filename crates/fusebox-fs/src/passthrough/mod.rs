@@ -73,6 +73,9 @@ pub struct Passthrough {
     kernel_passthrough: bool,
     /// Backing ids of passthrough opens (kernel.rs).
     kernel: kernel::KernelPassthrough,
+    /// Mounted `noatime` (from `Filesystem::mounted`): backing files are opened with
+    /// O_NOATIME, so reading through the mount leaves their access times alone.
+    noatime: std::sync::atomic::AtomicBool,
 }
 
 impl Passthrough {
@@ -144,6 +147,7 @@ impl Passthrough {
             watch: None,
             kernel_passthrough: false,
             kernel: Default::default(),
+            noatime: Default::default(),
         })
     }
 
@@ -354,11 +358,15 @@ impl Passthrough {
         Ok(())
     }
 
-    /// open(2) flags for a backing open: never create/follow here, close-on-exec. (The
-    /// write-back cache rules for O_WRONLY and O_APPEND are applied by the framework before
-    /// the flags reach us.)
+    /// open(2) flags for a backing open: never create/follow here, close-on-exec; O_NOATIME
+    /// on a `noatime` mount (a daemon running as root may use it on any file). (The write-back
+    /// cache rules for O_WRONLY and O_APPEND are applied by the framework before the flags
+    /// reach us.)
     fn open_flags(&self, flags: i32) -> i32 {
-        (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW)) | libc::O_CLOEXEC
+        let noatime = self.noatime.load(std::sync::atomic::Ordering::Relaxed) && self.euid == 0;
+        (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW))
+            | libc::O_CLOEXEC
+            | if noatime { libc::O_NOATIME } else { 0 }
     }
 }
 

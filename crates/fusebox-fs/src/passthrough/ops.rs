@@ -86,7 +86,11 @@ impl Passthrough {
     fn do_lookup(&self, parent: NodeId, name: &OsStr) -> Result<Entry, Errno> {
         let b = name.as_bytes();
         if b == b"." || (b == b".." && parent == NodeId::ROOT) {
-            // "." is the directory itself; ".." of the root is the root (never above SOURCE).
+            // "." is the node itself (also a file: the kernel resolves a file handle of a node
+            // it forgot this way); ".." of the root is the root (never above SOURCE).
+            if b == b"." {
+                self.inodes.revive(parent)?;
+            }
             let fd = self.inodes.fd(parent)?;
             let seen = self.coherence.clock();
             let st = rustix::fs::fstat(&*fd).map_err(errno)?;
@@ -760,6 +764,7 @@ impl Filesystem for Passthrough {
     }
 
     fn mounted(&self, mount: &MountInfo) {
+        self.noatime.store(mount.noatime, std::sync::atomic::Ordering::Relaxed);
         self.kernel.mounted(mount.backing.as_ref());
         if mount.backing.is_some() {
             // Granted passthrough means no write-back cache (the kernel refuses both).

@@ -81,7 +81,15 @@ impl Setup {
 
     /// Mount it; `None` where this machine cannot (no mounting, no FUSE over io_uring).
     pub fn mount(&self) -> Option<Mounted> {
-        let opts = self.opts();
+        self.mount_with("")
+    }
+
+    /// Mount it with `extra` options too (comma-separated, may be empty).
+    pub fn mount_with(&self, extra: &str) -> Option<Mounted> {
+        let mut opts = self.opts();
+        if !extra.is_empty() {
+            opts = format!("{opts},{extra}");
+        }
         let m = match self.transport {
             Transport::DevFuse => mount(self.fs, self.api, &opts),
             Transport::Uring => with_uring(|| mount(self.fs, self.api, &opts)),

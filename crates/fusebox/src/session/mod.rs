@@ -53,6 +53,10 @@ pub struct MountInfo {
     /// Registers backing files for kernel passthrough; `None` unless the file system asked for
     /// [`Capabilities::passthrough`] and the kernel granted it.
     pub backing: Option<Backing>,
+    /// Mounted with `noatime`: reads must not change access times. (FUSE inodes never get
+    /// atime updates from the kernel: the file system applies the mount's atime policy,
+    /// relatime unless this is set.)
+    pub noatime: bool,
 }
 
 /// Why a session could not start or ended badly.
@@ -190,6 +194,7 @@ impl Session {
                     notifier: session.notifier(),
                     mountpoint: session.mountpoint.clone(),
                     backing: session.backing(),
+                    noatime: session.config.options.noatime,
                 };
                 session.server.handler().mounted(&info);
                 #[cfg(feature = "serde")]
