@@ -28,6 +28,38 @@ impl Held {
 #[derive(Default)]
 struct State {
     by_inode: HashMap<u64, Vec<Held>>,
+    /// Record-lock owners blocked in SETLKW: the inode and the lock each waits for.
+    waiting: HashMap<u64, (u64, FileLock)>,
+}
+
+/// How far the wait-for chain is followed (Linux follows it 10 steps).
+const MAX_DEADLOCK_STEPS: usize = 10;
+
+impl State {
+    /// Whether `owner` waiting for `want` on `ino` would close a cycle of record-lock waits:
+    /// a holder of a conflicting lock waits, directly or through others, for `owner`.
+    fn would_deadlock(&self, owner: u64, ino: u64, want: &FileLock) -> bool {
+        let mut frontier = vec![(ino, *want, owner)];
+        for _ in 0..MAX_DEADLOCK_STEPS {
+            let mut next = Vec::new();
+            for (ino, want, waiter) in frontier {
+                let holders = self.by_inode.get(&ino).map(Vec::as_slice).unwrap_or(&[]);
+                for h in holders.iter().filter(|h| h.conflicts(waiter, false, &want)) {
+                    if h.owner == owner {
+                        return true;
+                    }
+                    if let Some(&(i, w)) = self.waiting.get(&h.owner) {
+                        next.push((i, w, h.owner));
+                    }
+                }
+            }
+            if next.is_empty() {
+                return false;
+            }
+            frontier = next;
+        }
+        false
+    }
 }
 
 /// Locks of all inodes of one file system.
@@ -97,18 +129,52 @@ impl LockTable {
                 return Err(Errno::EAGAIN);
             }
             if intr.is_interrupted() {
+                st.waiting.remove(&args.owner);
                 return Err(Errno::EINTR);
+            }
+            if !args.flock {
+                // As Linux: a wait that would close a cycle of record-lock waits fails at once.
+                if st.would_deadlock(args.owner, ino, &args.lock) {
+                    st.waiting.remove(&args.owner);
+                    return Err(Errno(libc::EDEADLK));
+                }
+                st.waiting.insert(args.owner, (ino, args.lock));
             }
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        let list = st.by_inode.entry(ino).or_default();
-        // Replace what this owner held in the range (a flock lock covers the whole file).
-        remove_range(list, args.owner, args.flock, &args.lock);
-        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock, fh: args.fh.0 });
-        merge(list, args.owner, args.flock);
+        st.waiting.remove(&args.owner);
+        grant(&mut st, ino, args);
         // A downgrade (write to read) may let others in.
         self.changed.notify_all();
         Ok(())
+    }
+
+    /// Record `args` (a lock, or an unlock) as granted without checking for conflicts: for a
+    /// file system whose locks live elsewhere (passthrough's backing files) and that keeps
+    /// this table as a record of its own owners' locks (their pids, their waits).
+    pub fn record(&self, ino: u64, args: &LockArgs) {
+        let mut st = self.lock_state();
+        grant(&mut st, ino, args);
+    }
+
+    /// `args.owner` is about to wait for `args.lock` elsewhere: EDEADLK when that wait would
+    /// close a cycle of waits among the owners recorded here. End it with [`end_wait`].
+    ///
+    /// [`end_wait`]: LockTable::end_wait
+    pub fn begin_wait(&self, ino: u64, args: &LockArgs) -> Result<(), Errno> {
+        let mut st = self.lock_state();
+        if st.would_deadlock(args.owner, ino, &args.lock) {
+            return Err(Errno(libc::EDEADLK));
+        }
+        st.waiting.insert(args.owner, (ino, args.lock));
+        Ok(())
+    }
+
+    /// The wait begun with [`begin_wait`] is over.
+    ///
+    /// [`begin_wait`]: LockTable::begin_wait
+    pub fn end_wait(&self, owner: u64) {
+        self.lock_state().waiting.remove(&owner);
     }
 
     /// Drop every POSIX lock `owner` holds on `ino` (close(2) of any descriptor: FLUSH).
@@ -148,6 +214,18 @@ impl LockTable {
     pub fn held(&self, ino: u64) -> usize {
         self.lock_state().by_inode.get(&ino).map_or(0, Vec::len)
     }
+}
+
+/// Give `args.owner` `args.lock` (an unlock removes the range), replacing what it held there.
+fn grant(st: &mut State, ino: u64, args: &LockArgs) {
+    let list = st.by_inode.entry(ino).or_default();
+    // Replace what this owner held in the range (a flock lock covers the whole file).
+    remove_range(list, args.owner, args.flock, &args.lock);
+    if args.lock.typ != libc::F_UNLCK {
+        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock, fh: args.fh.0 });
+        merge(list, args.owner, args.flock);
+    }
+    prune(st, ino);
 }
 
 fn prune(st: &mut State, ino: u64) {
@@ -299,5 +377,37 @@ mod tests {
         t.release_description(1, 5);
         assert_eq!(waiter.join().unwrap(), Ok(()));
         assert_eq!(t.held(1), 1);
+    }
+
+    #[test]
+    fn a_wait_that_closes_a_cycle_is_edeadlk() {
+        let t = LockTable::new();
+        let never = Interrupt::never();
+        t.set(1, &args(1, libc::F_WRLCK, 0, 9, false, false), &never).unwrap();
+        t.set(1, &args(2, libc::F_WRLCK, 10, 19, false, false), &never).unwrap();
+        // Owner 1 waits for owner 2's range.
+        let t2 = t.clone();
+        let first = std::thread::spawn(move || {
+            t2.set(1, &args(1, libc::F_WRLCK, 10, 19, false, true), &Interrupt::never())
+        });
+        assert!(eventually(|| t.lock_state().waiting.contains_key(&1)));
+        // Owner 2 asking for owner 1's range would wait for a waiter of its own: EDEADLK.
+        assert_eq!(t.set(1, &args(2, libc::F_WRLCK, 0, 9, false, true), &never), Err(Errno(libc::EDEADLK)));
+        // Owner 2 gives up its lock: owner 1 gets it.
+        t.set(1, &args(2, libc::F_UNLCK, 10, 19, false, false), &never).unwrap();
+        assert_eq!(first.join().unwrap(), Ok(()));
+        assert!(t.lock_state().waiting.is_empty());
+    }
+
+    /// Whether `cond` holds within 5 s.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
     }
 }

@@ -16,11 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One file, "stuck": its READ never completes on its own.
+/// One direct-IO file, "stuck": its READ never completes on its own, and every WRITE's
+/// payload is kept as it was handed over.
 #[derive(Default)]
 struct Stuck {
     reads_started: AtomicUsize,
     reads_dropped: Arc<AtomicUsize>,
+    kept: Mutex<Vec<WriteData>>,
 }
 
 /// Counts the handler futures that were dropped before finishing.
@@ -58,6 +60,11 @@ impl AsyncFilesystem for Stuck {
         self.reads_started.fetch_add(1, Ordering::SeqCst);
         std::future::pending::<()>().await;
         unreachable!("pending never completes")
+    }
+    async fn write(&self, _: RequestInfo, _: NodeId, args: WriteData) -> FsResult<u32> {
+        let n = args.data.len() as u32;
+        self.kept.lock().unwrap().push(args);
+        Ok(n)
     }
 }
 
@@ -126,39 +133,10 @@ fn memfs_locks_and_interrupted_lock_waits_through_the_async_api() {
     }));
 }
 
-/// One direct-IO file, "sink", that keeps every WRITE's payload as it was handed over.
-#[derive(Default)]
-struct Sink {
-    kept: Mutex<Vec<WriteData>>,
-}
-
-impl AsyncFilesystem for Sink {
-    async fn lookup(&self, _: RequestInfo, _: NodeId, name: OsString) -> FsResult<Entry> {
-        if name != "sink" {
-            return Err(Errno::ENOENT);
-        }
-        Ok(Entry { ino: NodeId(2), generation: 0, attr: attr(2) })
-    }
-    async fn getattr(&self, _: RequestInfo, ino: NodeId, _: Option<FileHandle>) -> FsResult<FileAttr> {
-        Ok(attr(ino.0))
-    }
-    async fn open(&self, _: RequestInfo, _: NodeId, _: i32) -> FsResult<Opened> {
-        Ok(Opened { fh: FileHandle(0), flags: fusebox::abi::FOPEN_DIRECT_IO })
-    }
-    async fn flush(&self, _: RequestInfo, _: NodeId, _: FileHandle, _: u64) -> FsResult<()> {
-        Ok(())
-    }
-    async fn write(&self, _: RequestInfo, _: NodeId, args: WriteData) -> FsResult<u32> {
-        let n = args.data.len() as u32;
-        self.kept.lock().unwrap().push(args);
-        Ok(n)
-    }
-}
-
 #[test]
 fn large_write_payloads_reach_an_async_handler_without_a_copy() {
     use std::os::unix::fs::FileExt;
-    let fs = AsyncAdapter::new(Sink::default(), Default::default()).expect("runtime");
+    let fs = AsyncAdapter::new(Stuck::default(), Default::default()).expect("runtime");
     let inner = fs.inner().clone();
     let Some(m) = TestMount::new(Arc::new(fs), "") else { return };
     // Page-aligned, so that each 1 MiB write(2) is one 1 MiB WRITE (the kernel pins at most
@@ -166,7 +144,7 @@ fn large_write_payloads_reach_an_async_handler_without_a_copy() {
     let mut big = Aligned::new(1 << 20, 0);
     big.as_mut().copy_from_slice(&random_bytes(7, 1 << 20));
     let (big, small) = (big.as_ref(), random_bytes(8, 4096));
-    let f = std::fs::OpenOptions::new().write(true).open(m.path("sink")).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(m.path("stuck")).unwrap();
     // Several large writes in a row: each keeps its buffer while the next is read.
     for i in 0..4u64 {
         f.write_all_at(big, i << 20).unwrap();

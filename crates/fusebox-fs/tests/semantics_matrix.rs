@@ -284,3 +284,53 @@ fn reads_follow_relatime_and_noatime() {
         access_times(&setup);
     }
 }
+
+/// Two processes each waiting for the other's record lock: one gets EDEADLK, as on ext4.
+fn lock_deadlock(setup: &Setup, m: &Mounted) {
+    let p = m.mount().path("deadlock");
+    std::fs::write(&p, vec![0u8; 32]).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/semantics/deadlock.py");
+    let out = std::process::Command::new("timeout").args(["20", "python3", script]).arg(&p).output().unwrap();
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        verdict,
+        "0",
+        "{setup:?}: deadlock not reported ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_lock_wait_that_would_deadlock_is_edeadlk() {
+    on_every_setup(lock_deadlock);
+}
+
+/// F_GETLK names the process holding a conflicting record lock (l_pid), with its range.
+fn lock_holder_pid(setup: &Setup, m: &Mounted) {
+    use std::io::BufRead;
+    let p = m.mount().path("held");
+    std::fs::write(&p, vec![0u8; 16]).unwrap();
+    let script = "import fcntl, sys, time\nf = open(sys.argv[1], 'r+')\nfcntl.lockf(f, fcntl.LOCK_EX, 5, 3)\nprint('locked', flush=True)\ntime.sleep(30)\n";
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked", "{setup:?}");
+    let f = rw(&p);
+    let found = sys::process_getlk(f.as_fd(), &whole(libc::F_RDLCK));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let found = found.unwrap_or_else(|e| panic!("{setup:?}: F_GETLK: {e}")).expect("the lock is seen");
+    assert_eq!((found.typ, found.start, found.end), (libc::F_WRLCK, 3, 7), "{setup:?}");
+    assert_eq!(found.pid, holder.id() as i32, "{setup:?}: l_pid");
+}
+
+#[test]
+fn getlk_reports_the_holding_process() {
+    on_every_setup(lock_holder_pid);
+}

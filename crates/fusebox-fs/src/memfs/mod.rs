@@ -249,8 +249,12 @@ impl MemFs {
         // of "." on its node id, and a deleted file's handle must not open anything.
         let pref = table.get(&parent.0).ok_or(Errno(libc::ESTALE))?;
         let p = read(pref);
-        // "." of any node is the node itself (file handles of files resolve this way).
+        // "." of any node is the node itself (file handles of files resolve this way); a deleted
+        // file, still known while the kernel forgets it, is ESTALE, as its handle is on ext4.
         let ino = if name.as_bytes() == b"." {
+            if p.attr.nlink == 0 {
+                return Err(Errno(libc::ESTALE));
+            }
             parent.0
         } else {
             let Content::Dir(dir) = &p.content else { return Err(Errno::ENOTDIR) };

@@ -240,14 +240,6 @@ impl Inodes {
         self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id.0)
     }
 
-    /// Count one more lookup of an existing node (LOOKUP of "." or "..").
-    pub(crate) fn add_lookup(&self, id: NodeId) -> Result<(), Errno> {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let n = t.nodes.get_mut(&id.0).ok_or(Errno(libc::ESTALE))?;
-        n.nlookup += 1;
-        Ok(())
-    }
-
     /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away (true).
     /// The root is never removed.
     pub(crate) fn forget(&self, id: NodeId, n: u64) -> bool {
@@ -280,13 +272,16 @@ impl Inodes {
         true
     }
 
-    /// Bring back node `id`, which the kernel forgot, for a file handle it resolves (LOOKUP
-    /// of "." on the id): its backing file is reopened by handle. ESTALE when it is not
-    /// remembered, its file is gone, or the file is known again under another id.
-    pub(crate) fn revive(&self, id: NodeId) -> Result<(), Errno> {
+    /// Count one lookup of node `id` (LOOKUP of "." on it), bringing it back when the kernel
+    /// forgot it: the kernel resolves a file handle that way, and the node's backing file is
+    /// reopened by handle. ESTALE when it is not remembered, its file is gone, or the file is
+    /// known again under another id. (One step under the table lock for a live node: a FORGET
+    /// racing with it cannot remove the node in between.)
+    pub(crate) fn add_lookup_or_revive(&self, id: NodeId) -> Result<(), Errno> {
         let inode = {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            if t.nodes.contains_key(&id.0) {
+            if let Some(n) = t.nodes.get_mut(&id.0) {
+                n.nlookup += 1;
                 return Ok(());
             }
             t.recall(id.0).ok_or(Errno(libc::ESTALE))?
@@ -298,7 +293,7 @@ impl Inodes {
             return Err(Errno(libc::ESTALE));
         }
         t.by_key.insert(inode.key, id.0);
-        t.nodes.insert(id.0, Node { inode, nlookup: 0 });
+        t.nodes.insert(id.0, Node { inode, nlookup: 1 });
         drop(t);
         self.cache.insert(id.0, Arc::new(fd));
         Ok(())

@@ -127,12 +127,12 @@ impl Passthrough {
             }
         } else {
             let fd = self.lock_fd(ino, args, true)?.ok_or(Errno::EBADF)?;
-            sys::ofd_getlk(fd.as_fd(), &ofd(&args.lock)).map_err(io_errno)?.map(|l| FileLock {
-                start: l.start,
-                end: l.end,
-                typ: l.typ,
-                // OFD locks have no owning process (-1): report none.
-                pid: 0,
+            sys::ofd_getlk(fd.as_fd(), &ofd(&args.lock)).map_err(io_errno)?.map(|l| {
+                // The backing file knows no owning process of an OFD lock: when one of this
+                // mount's owners holds a lock there, report its process.
+                let ours = self.lock_record.test(ino.0, args);
+                let overlaps = ours.typ != libc::F_UNLCK && ours.start <= l.end && l.start <= ours.end;
+                FileLock { start: l.start, end: l.end, typ: l.typ, pid: if overlaps { ours.pid } else { 0 } }
             })
         };
         Ok(found.unwrap_or(free))
@@ -159,22 +159,32 @@ impl Passthrough {
         let unlock = args.lock.typ == libc::F_UNLCK;
         let Some(fd) = self.lock_fd(ino, args, !unlock)? else { return Ok(()) };
         let lock = ofd(&args.lock);
-        if args.sleep && !unlock {
-            interruptible(intr, || sys::ofd_setlk(fd.as_fd(), &lock, true))
+        let r = if args.sleep && !unlock {
+            // The backing file detects no deadlocks among OFD locks: check this mount's waits.
+            self.lock_record.begin_wait(ino.0, args)?;
+            let r = interruptible(intr, || sys::ofd_setlk(fd.as_fd(), &lock, true));
+            self.lock_record.end_wait(args.owner);
+            r
         } else {
             sys::ofd_setlk(fd.as_fd(), &lock, false).map_err(io_errno)
+        };
+        if r.is_ok() {
+            self.lock_record.record(ino.0, args);
         }
+        r
     }
 
     /// close(2) by `owner` (FLUSH): its POSIX locks on `ino` go.
     pub(super) fn release_posix_locks(&self, ino: NodeId, owner: u64) {
-        self.posix_locks.release(ino.0, owner)
+        self.posix_locks.release(ino.0, owner);
+        self.lock_record.release_posix(ino.0, owner);
     }
 
     /// The last descriptor of handle `fh`'s open file description was closed (RELEASE): its
     /// OFD locks go.
     pub(super) fn release_handle_locks(&self, ino: NodeId, fh: FileHandle) {
-        self.posix_locks.release_handle(ino.0, fh.0)
+        self.posix_locks.release_handle(ino.0, fh.0);
+        self.lock_record.release_description(ino.0, fh.0);
     }
 
     /// Number of descriptors currently holding POSIX locks (for tests).

@@ -55,6 +55,9 @@ pub struct Passthrough {
     euid: u32,
     egid: u32,
     posix_locks: locks::PosixLockFds,
+    /// The record locks this mount's owners hold and wait for, mirrored from the backing
+    /// file: who holds a conflicting lock (its pid for F_GETLK) and deadlocks among waiters.
+    lock_record: std::sync::Arc<crate::locks::LockTable>,
     /// `-o sync_close` (see sync_close.rs).
     sync_close: bool,
     /// O_DIRECT opens answered with FOPEN_DIRECT_IO (ops.rs; `-o fopen_direct_io=off` clears).
@@ -138,6 +141,7 @@ impl Passthrough {
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             posix_locks: Default::default(),
+            lock_record: crate::locks::LockTable::new(),
             sync_close: false,
             fopen_direct_io: true,
             flocked: Default::default(),

@@ -88,13 +88,14 @@ impl Passthrough {
         if b == b"." || (b == b".." && parent == NodeId::ROOT) {
             // "." is the node itself (also a file: the kernel resolves a file handle of a node
             // it forgot this way); ".." of the root is the root (never above SOURCE).
-            if b == b"." {
-                self.inodes.revive(parent)?;
-            }
-            let fd = self.inodes.fd(parent)?;
+            self.inodes.add_lookup_or_revive(parent)?;
             let seen = self.coherence.clock();
-            let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-            self.inodes.add_lookup(parent)?;
+            let st = self.inodes.fd(parent).and_then(|fd| rustix::fs::fstat(&*fd).map_err(errno));
+            // A deleted file (its descriptor pinned until FORGET) is ESTALE for a file handle.
+            let st = st.and_then(|st| if st.st_nlink == 0 { Err(Errno(libc::ESTALE)) } else { Ok(st) });
+            let st = st.inspect_err(|_| {
+                self.inodes.forget(parent, 1);
+            })?;
             let attr = to_attr(&st);
             self.told(parent, &attr, seen);
             return Ok(Entry { ino: parent, generation: 0, attr });
