@@ -334,3 +334,38 @@ fn lock_holder_pid(setup: &Setup, m: &Mounted) {
 fn getlk_reports_the_holding_process() {
     on_every_setup(lock_holder_pid);
 }
+
+/// The birth time through statx(2): STATX_BTIME is answered, with the time the file was made
+/// (on passthrough: the backing file's).
+fn birth_time(setup: &Setup, m: &Mounted) {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let p = m.mount().path("born");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    std::fs::write(&p, b"x").unwrap();
+    let sx = statx(CWD, &p, AtFlags::empty(), StatxFlags::BTIME).unwrap();
+    assert!(
+        StatxFlags::from_bits_retain(sx.stx_mask).contains(StatxFlags::BTIME),
+        "{setup:?}: no birth time"
+    );
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(
+        (before - 1..=after + 1).contains(&sx.stx_btime.tv_sec),
+        "{setup:?}: btime {}",
+        sx.stx_btime.tv_sec
+    );
+    if let Mounted::Passthrough(pt) = m {
+        let backing = statx(CWD, pt.src("born"), AtFlags::empty(), StatxFlags::BTIME).unwrap();
+        assert_eq!(
+            (sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec),
+            (backing.stx_btime.tv_sec, backing.stx_btime.tv_nsec),
+            "{setup:?}: the backing file's birth time"
+        );
+    }
+    // The basic attributes come with it.
+    assert_eq!(sx.stx_size, 1, "{setup:?}");
+}
+
+#[test]
+fn statx_reports_the_birth_time() {
+    on_every_setup(birth_time);
+}

@@ -81,6 +81,8 @@ pub struct Node {
     pub content: Content,
     /// Outstanding kernel references (LOOKUP count minus FORGETs).
     pub nlookup: u64,
+    /// When the inode was created (statx's birth time).
+    pub btime: Timespec,
 }
 
 impl Node {
@@ -104,6 +106,7 @@ impl Node {
             xattrs: Xattrs::default(),
             content,
             nlookup: 0,
+            btime: now,
         }
     }
 

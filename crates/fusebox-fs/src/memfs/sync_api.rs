@@ -29,6 +29,14 @@ impl Filesystem for MemFs {
         reply.result(self.do_getattr(ino), |r, a| r.attr(&a))
     }
 
+    fn statx(&self, _req: &RequestInfo, ino: NodeId, _fh: Option<FileHandle>, reply: ReplyStatx) {
+        let r = self.get(ino).map(|n| {
+            let n = read(&n);
+            Statx { attr: n.stat(), btime: Some(n.btime), ..Default::default() }
+        });
+        reply.result(r, |r, s| r.statx(&s))
+    }
+
     fn setattr(&self, req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
         reply.result(self.do_setattr(req, ino, attr), |r, a| r.attr(&a))
     }

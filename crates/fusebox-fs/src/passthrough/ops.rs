@@ -10,7 +10,7 @@ use fusebox::fs::{
     setid_bits_to_clear, CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo,
     ReadArgs, ReaddirArgs, ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, SetAttr, Statfs, TimeOrNow, Timespec, WriteArgs,
+    ReplyStatx, ReplyWrite, ReplyXattr, SetAttr, Statfs, Statx, TimeOrNow, Timespec, WriteArgs,
 };
 use fusebox::{sys, Capabilities, Errno, FileAttr, FileHandle, FileType, Filesystem, NodeId, RequestInfo};
 use rustix::fs::{
@@ -621,6 +621,34 @@ impl Filesystem for Passthrough {
 
     fn getattr(&self, _req: &RequestInfo, ino: NodeId, fh: Option<FileHandle>, reply: ReplyAttr) {
         reply.result(self.do_getattr(ino, fh), |r, a| self.reply_attr(ino, &a, r))
+    }
+
+    fn statx(&self, _req: &RequestInfo, ino: NodeId, fh: Option<FileHandle>, reply: ReplyStatx) {
+        let r = self.do_getattr(ino, fh).and_then(|attr| {
+            // The birth time and attribute flags of the backing file, as statx(2) reports them.
+            let fd = self.inodes.fd(ino)?;
+            let sx = rustix::fs::statx(
+                &*fd,
+                "",
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::BTIME,
+            )
+            .map_err(errno)?;
+            let btime = rustix::fs::StatxFlags::from_bits_retain(sx.stx_mask)
+                .contains(rustix::fs::StatxFlags::BTIME)
+                .then(|| Timespec { sec: sx.stx_btime.tv_sec, nsec: sx.stx_btime.tv_nsec });
+            Ok(Statx {
+                attr,
+                btime,
+                attributes: sx.stx_attributes.bits(),
+                attributes_mask: sx.stx_attributes_mask.bits(),
+            })
+        });
+        let ttl = if self.kernel.writing(ino) { Some(std::time::Duration::ZERO) } else { None };
+        reply.result(r, |r, s| match ttl {
+            Some(ttl) => r.statx_with_ttl(&s, ttl),
+            None => r.statx(&s),
+        })
     }
 
     fn setattr(&self, req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {

@@ -94,6 +94,10 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
             let fh = (arg.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(FileHandle(arg.fh));
             fs.getattr(&info, ino, fh, ReplyAttr(r()))
         }
+        Operation::Statx { arg } => {
+            let fh = (arg.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(FileHandle(arg.fh));
+            fs.statx(&info, ino, fh, ReplyStatx(r()))
+        }
         Operation::Setattr { arg } => fs.setattr(&info, ino, &SetAttr::from_abi(&arg), ReplyAttr(r())),
         Operation::Readlink {} => fs.readlink(&info, ino, ReplyData(r())),
         Operation::Symlink { name, target } => fs.symlink(&info, ino, name, target, ReplyEntry(r())),
@@ -241,7 +245,6 @@ pub(super) fn dispatch<F: Filesystem + ?Sized>(fs: &F, req: Request<'_>, ctx: &D
         Operation::Bmap { .. }
         | Operation::Poll { .. }
         | Operation::Syncfs { .. }
-        | Operation::Statx { .. }
         | Operation::Setupmapping {}
         | Operation::Removemapping {}
         | Operation::Unsupported { .. } => r().error(Errno::ENOSYS),

@@ -20,8 +20,8 @@ pub use crate::transport::buffer::Payload;
 pub use ops::Filesystem;
 pub use reply::{
     Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Responder,
+    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyShared, ReplyStatfs, ReplyStatx,
+    ReplyWrite, ReplyXattr, Responder,
 };
 pub use setid::{caller_in_group, setid_bits_to_clear};
 pub use types::*;

@@ -413,6 +413,9 @@ filesystem_operations! {
     lookup(parent: NodeId, name: &OsStr => OsString) -> ReplyEntry => Entry { enosys, sync, |r, e| r.entry(&e) };
     /// Attributes of `ino` (`fh` is set when called through an open file).
     getattr(ino: NodeId, fh: Option<FileHandle>) -> ReplyAttr => FileAttr { enosys, sync, |r, a| r.attr(&a) };
+    /// statx(2) asked for more than GETATTR answers (the birth time): the attributes with the
+    /// birth time and attribute flags. ENOSYS (the default) makes the kernel stop asking.
+    statx(ino: NodeId, fh: Option<FileHandle>) -> ReplyStatx => Statx { enosys, sync, |r, s| r.statx(&s) };
     /// Change attributes (chmod, chown, truncate, utimens); answer the new ones.
     setattr(ino: NodeId, attr: &SetAttr => SetAttr) -> ReplyAttr => FileAttr { enosys, sync, |r, a| r.attr(&a) };
     /// The target of symlink `ino`.

@@ -1,7 +1,7 @@
 //! One-shot typed reply tokens, faces over the session's [`Responder`]. Each handler gets exactly
 //! one; answering consumes it. A token dropped without an answer replies EIO.
 
-use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Ttl};
+use super::types::{Entry, FileAttr, FileHandle, FileLock, FileType, Statfs, Statx, Ttl};
 use super::Errno;
 use crate::abi;
 use crate::session::responder::split;
@@ -137,6 +137,29 @@ impl ReplyAttr {
     pub fn attr_with_ttl(self, attr: &FileAttr, ttl: Duration) {
         let (s, ns) = split(ttl);
         let out = abi::fuse_attr_out { attr_valid: s, attr_valid_nsec: ns, dummy: 0, attr: attr.to_abi() };
+        self.0.ok(&[out.as_bytes()])
+    }
+}
+
+token!(
+    /// Reply to STATX.
+    ReplyStatx
+);
+impl ReplyStatx {
+    /// Answer with `statx`, its attributes cached for the session's attr timeout.
+    pub fn statx(self, statx: &Statx) {
+        let ttl = self.0.ttl().attr;
+        self.statx_with_ttl(statx, ttl)
+    }
+    /// Answer with `statx`, its attributes cached for `ttl`.
+    pub fn statx_with_ttl(self, statx: &Statx, ttl: Duration) {
+        let (s, ns) = split(ttl);
+        let out = abi::fuse_statx_out {
+            attr_valid: s,
+            attr_valid_nsec: ns,
+            stat: statx.to_abi(),
+            ..Default::default()
+        };
         self.0.ok(&[out.as_bytes()])
     }
 }

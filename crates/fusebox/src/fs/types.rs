@@ -241,6 +241,80 @@ pub struct Statfs {
     pub frsize: u32,
 }
 
+/// The answer to STATX: the attributes, the birth time when the file system has one, and
+/// `statx(2)`'s attribute flags (STATX_ATTR_*; Linux 6.18 does not pass them on yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Statx {
+    /// What GETATTR would answer.
+    pub attr: FileAttr,
+    /// When the file was created.
+    pub btime: Option<Timespec>,
+    /// STATX_ATTR_* flags that are set.
+    pub attributes: u64,
+    /// STATX_ATTR_* flags the file system knows (set or not).
+    pub attributes_mask: u64,
+}
+
+fn sx_time(t: Timespec) -> abi::fuse_sx_time {
+    abi::fuse_sx_time { tv_sec: t.sec, tv_nsec: t.nsec, __reserved: 0 }
+}
+
+fn from_sx_time(t: &abi::fuse_sx_time) -> Timespec {
+    Timespec { sec: t.tv_sec, nsec: t.tv_nsec }
+}
+
+impl Statx {
+    /// The wire form (`fuse_statx`).
+    pub(crate) fn to_abi(&self) -> abi::fuse_statx {
+        let a = &self.attr;
+        // fuse_attr's rdev is the kernel's new_encode_dev form; statx splits it.
+        let (major, minor) = ((a.rdev & 0xfff00) >> 8, (a.rdev & 0xff) | ((a.rdev >> 12) & 0xfff00));
+        abi::fuse_statx {
+            mask: libc::STATX_BASIC_STATS | if self.btime.is_some() { libc::STATX_BTIME } else { 0 },
+            blksize: a.blksize,
+            attributes: self.attributes,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            mode: a.mode as u16,
+            ino: a.ino,
+            size: a.size,
+            blocks: a.blocks,
+            attributes_mask: self.attributes_mask,
+            atime: sx_time(a.atime),
+            btime: sx_time(self.btime.unwrap_or_default()),
+            ctime: sx_time(a.ctime),
+            mtime: sx_time(a.mtime),
+            rdev_major: major,
+            rdev_minor: minor,
+            ..Default::default()
+        }
+    }
+
+    /// The answer in a `fuse_statx` (as [`Statx::to_abi`] wrote it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn from_abi(s: &abi::fuse_statx) -> Statx {
+        let rdev = ((s.rdev_major & 0xfff) << 8) | (s.rdev_minor & 0xff) | ((s.rdev_minor & !0xff) << 12);
+        let attr = FileAttr {
+            ino: s.ino,
+            size: s.size,
+            blocks: s.blocks,
+            atime: from_sx_time(&s.atime),
+            mtime: from_sx_time(&s.mtime),
+            ctime: from_sx_time(&s.ctime),
+            mode: s.mode as u32,
+            nlink: s.nlink,
+            uid: s.uid,
+            gid: s.gid,
+            rdev,
+            blksize: s.blksize,
+            ..Default::default()
+        };
+        let btime = (s.mask & libc::STATX_BTIME != 0).then(|| from_sx_time(&s.btime));
+        Statx { attr, btime, attributes: s.attributes, attributes_mask: s.attributes_mask }
+    }
+}
+
 impl Statfs {
     /// The wire form (`fuse_kstatfs`).
     pub(crate) fn to_abi(self) -> abi::fuse_kstatfs {
@@ -461,4 +535,37 @@ pub struct LockArgs {
     pub flock: bool,
     /// SETLKW: wait for a conflicting lock to go away (interruptible).
     pub sleep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statx_round_trips_through_the_wire_form() {
+        let attr = FileAttr {
+            ino: 7,
+            size: 9,
+            blocks: 1,
+            atime: Timespec { sec: 1, nsec: 2 },
+            mtime: Timespec { sec: 3, nsec: 4 },
+            ctime: Timespec { sec: 5, nsec: 6 },
+            mode: libc::S_IFCHR | 0o600,
+            nlink: 1,
+            uid: 10,
+            gid: 11,
+            rdev: (8 << 8) | 1 | (0x123 << 20),
+            blksize: 4096,
+            ..Default::default()
+        };
+        let s = Statx {
+            attr,
+            btime: Some(Timespec { sec: 7, nsec: 8 }),
+            attributes: 0x20,
+            attributes_mask: 0x7f,
+        };
+        assert_eq!(Statx::from_abi(&s.to_abi()), s);
+        let none = Statx { attr, ..Default::default() };
+        assert_eq!(Statx::from_abi(&none.to_abi()).btime, None);
+    }
 }

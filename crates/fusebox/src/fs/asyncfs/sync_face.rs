@@ -160,6 +160,12 @@ impl Decode for (Entry, Opened) {
     }
 }
 
+impl Decode for Statx {
+    fn decode(payload: &[u8]) -> FsResult<Statx> {
+        read::<abi::fuse_statx_out>(payload).map(|(s, _)| Statx::from_abi(&s.stat))
+    }
+}
+
 impl Decode for Statfs {
     fn decode(payload: &[u8]) -> FsResult<Statfs> {
         read::<abi::fuse_statfs_out>(payload).map(|(s, _)| Statfs::from_abi(&s.st))
