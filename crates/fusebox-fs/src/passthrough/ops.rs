@@ -636,7 +636,7 @@ impl Filesystem for Passthrough {
             .map_err(errno)?;
             let btime = rustix::fs::StatxFlags::from_bits_retain(sx.stx_mask)
                 .contains(rustix::fs::StatxFlags::BTIME)
-                .then(|| Timespec { sec: sx.stx_btime.tv_sec, nsec: sx.stx_btime.tv_nsec });
+                .then_some(Timespec { sec: sx.stx_btime.tv_sec, nsec: sx.stx_btime.tv_nsec });
             Ok(Statx {
                 attr,
                 btime,

@@ -265,7 +265,7 @@ fn from_sx_time(t: &abi::fuse_sx_time) -> Timespec {
 
 impl Statx {
     /// The wire form (`fuse_statx`).
-    pub(crate) fn to_abi(&self) -> abi::fuse_statx {
+    pub(crate) fn to_abi(self) -> abi::fuse_statx {
         let a = &self.attr;
         // fuse_attr's rdev is the kernel's new_encode_dev form; statx splits it.
         let (major, minor) = ((a.rdev & 0xfff00) >> 8, (a.rdev & 0xff) | ((a.rdev >> 12) & 0xfff00));
@@ -308,7 +308,6 @@ impl Statx {
             gid: s.gid,
             rdev,
             blksize: s.blksize,
-            ..Default::default()
         };
         let btime = (s.mask & libc::STATX_BTIME != 0).then(|| from_sx_time(&s.btime));
         Statx { attr, btime, attributes: s.attributes, attributes_mask: s.attributes_mask }
@@ -556,7 +555,6 @@ mod tests {
             gid: 11,
             rdev: (8 << 8) | 1 | (0x123 << 20),
             blksize: 4096,
-            ..Default::default()
         };
         let s = Statx {
             attr,
