@@ -84,8 +84,12 @@ fn create_close(p: &Path) {
     std::fs::OpenOptions::new().write(true).create_new(true).open(p).unwrap();
 }
 
+/// lstat(2): the basic attributes, as glibc's stat asks for them. (Rust's `std::fs::metadata`
+/// asks statx(2) for everything, birth time included, which the daemons answer with FUSE_STATX:
+/// one request where GETATTR would be, and one more after each attribute refresh that did
+/// not carry a birth time; see `statx_asking_for_the_birth_time_costs_one_request_per_refresh`.)
 fn stat(p: &Path) {
-    std::fs::symlink_metadata(p).unwrap();
+    rustix::fs::lstat(p).unwrap();
 }
 
 fn check_metadata_budget(fs: &str, opts: &str, writeback: bool) {
@@ -95,8 +99,6 @@ fn check_metadata_budget(fs: &str, opts: &str, writeback: bool) {
     // Warm up: the directory is known and its attributes were just marked stale by a create,
     // as they are in the middle of any sequence of creates.
     create_close(&dir.join("warm"));
-    // The first statx(2) learns that the daemon answers FUSE_STATX with ENOSYS (the kernel
-    // then uses GETATTR for good).
     stat(&dir.join("warm"));
     create_close(&dir.join("warm2"));
     let forgets_before = d.forgets();
@@ -124,6 +126,39 @@ fn check_metadata_budget(fs: &str, opts: &str, writeback: bool) {
     // Each unlinked file is forgotten by one FORGET, or several share a BATCH_FORGET.
     let forgets = d.forgets() - forgets_before;
     assert!((1..=FILES).contains(&forgets), "{fs} -o {opts}: {forgets} forget requests for {FILES} unlinks");
+}
+
+/// A stat asking for the birth time (Rust's `std::fs::metadata`) right after a create costs
+/// two requests: the directory's GETATTR (as for lstat(2)) and a FUSE_STATX for the file,
+/// whose attributes came with CREATE but whose birth time did not. With write-back lstat
+/// needs the file's GETATTR too, so the birth time is free there; without it is one request
+/// more. Repeated, it costs none (the kernel caches the birth time until the next attribute
+/// refresh).
+fn check_birth_time_budget(fs: &str, opts: &str) {
+    let d = Daemon::start(fs, opts);
+    let f = d.mnt.join("f");
+    create_close(&f);
+    let first = d.requests(|| {
+        std::fs::symlink_metadata(&f).unwrap();
+    });
+    let attribute_requests: u64 =
+        first.iter().filter(|(k, _)| *k == "GETATTR" || *k == "STATX").map(|(_, v)| v).sum();
+    assert!(first.contains_key("STATX"), "{fs} -o {opts}: the birth time was not asked for: {first:?}");
+    assert_eq!(attribute_requests, 2, "{fs} -o {opts}: {first:?}");
+    let again = d.requests(|| {
+        std::fs::symlink_metadata(&f).unwrap();
+    });
+    expect(&format!("{fs} -o {opts}: second stat with birth time"), again, &[]);
+}
+
+#[test]
+fn statx_asking_for_the_birth_time_costs_one_request_per_refresh() {
+    if !can_mount() {
+        return;
+    }
+    check_birth_time_budget("memfs", "writeback");
+    check_birth_time_budget("memfs", "no_writeback");
+    check_birth_time_budget("passthrough", "writeback,attr_timeout=30,entry_timeout=30");
 }
 
 #[test]
