@@ -50,7 +50,8 @@ static RECYCLED: Mutex<Vec<RequestBuffer>> = Mutex::new(Vec::new());
 /// Most buffers [`RECYCLED`] keeps; the rest are freed.
 const RECYCLED_MAX: usize = 16;
 
-fn recycled(len: usize) -> RequestBuffer {
+/// A buffer of `len` usable bytes: a recycled one when there is one.
+pub fn recycled(len: usize) -> RequestBuffer {
     let mut pool = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
     match pool.iter().position(|b| b.len == len) {
         Some(i) => pool.swap_remove(i),

@@ -12,7 +12,7 @@
 //! worker takes a spare one (recycled from requests already served). Exactly the one lane
 //! thread that owns the file is woken (no notify-all).
 
-use crate::transport::buffer::{Frame, RequestBuffer, SharedBuffer};
+use crate::transport::buffer::{recycled, Frame, RequestBuffer, SharedBuffer};
 use crate::transport::ReplyChannel;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -85,7 +85,7 @@ impl BackgroundGate {
     /// Queue the request in `buf[..len]` for the lane of `nodeid`. `buf` is swapped for a
     /// spare buffer of the same size, so the caller can read the next request into it at once.
     pub fn submit(&self, nodeid: u64, buf: &mut SharedBuffer, len: usize, chan: &Arc<dyn ReplyChannel>) {
-        let spare = lock(&self.spare).pop().unwrap_or_else(|| RequestBuffer::new(self.bufsize));
+        let spare = lock(&self.spare).pop().unwrap_or_else(|| recycled(self.bufsize));
         let full = buf.replace(spare);
         let lane = &self.lanes[self.lane_of(nodeid)];
         lock(&lane.queue).push_back(Queued { buf: full, len, chan: chan.clone() });
