@@ -1,19 +1,17 @@
 //! Attributes of backing files as FUSE attributes, and device number encodings.
 
-use fusebox::fs::Timespec;
+use fusebox::fs::{dev_from_major_minor, dev_major_minor, Timespec};
 use fusebox::FileAttr;
 use rustix::fs::Stat;
 
 /// The kernel's `new_encode_dev`: the 32-bit device number format FUSE uses.
 pub(crate) fn encode_dev(dev: u64) -> u32 {
-    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    dev_from_major_minor(rustix::fs::major(dev), rustix::fs::minor(dev))
 }
 
 /// The kernel's `new_decode_dev`: a FUSE device number as a `dev_t`.
 pub(crate) fn decode_dev(dev: u32) -> u64 {
-    let major = (dev & 0xfff00) >> 8;
-    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    let (major, minor) = dev_major_minor(dev);
     rustix::fs::makedev(major, minor)
 }
 

@@ -255,6 +255,16 @@ pub struct Statx {
     pub attributes_mask: u64,
 }
 
+/// The kernel's `new_decode_dev` on the 32-bit device numbers FUSE carries: (major, minor).
+pub fn dev_major_minor(rdev: u32) -> (u32, u32) {
+    ((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
+}
+
+/// The kernel's `new_encode_dev`: the 32-bit device number FUSE carries for (major, minor).
+pub fn dev_from_major_minor(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
 fn sx_time(t: Timespec) -> abi::fuse_sx_time {
     abi::fuse_sx_time { tv_sec: t.sec, tv_nsec: t.nsec, __reserved: 0 }
 }
@@ -268,7 +278,7 @@ impl Statx {
     pub(crate) fn to_abi(self) -> abi::fuse_statx {
         let a = &self.attr;
         // fuse_attr's rdev is the kernel's new_encode_dev form; statx splits it.
-        let (major, minor) = ((a.rdev & 0xfff00) >> 8, (a.rdev & 0xff) | ((a.rdev >> 12) & 0xfff00));
+        let (major, minor) = dev_major_minor(a.rdev);
         abi::fuse_statx {
             mask: libc::STATX_BASIC_STATS | if self.btime.is_some() { libc::STATX_BTIME } else { 0 },
             blksize: a.blksize,
@@ -294,7 +304,7 @@ impl Statx {
     /// The answer in a `fuse_statx` (as [`Statx::to_abi`] wrote it).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn from_abi(s: &abi::fuse_statx) -> Statx {
-        let rdev = ((s.rdev_major & 0xfff) << 8) | (s.rdev_minor & 0xff) | ((s.rdev_minor & !0xff) << 12);
+        let rdev = dev_from_major_minor(s.rdev_major, s.rdev_minor);
         let attr = FileAttr {
             ino: s.ino,
             size: s.size,
