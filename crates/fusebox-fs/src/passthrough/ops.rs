@@ -353,6 +353,15 @@ impl Passthrough {
         }
     }
 
+    /// Answer STATX by the same rule as [`Passthrough::reply_attr`].
+    fn reply_statx(&self, ino: NodeId, statx: &Statx, reply: ReplyStatx) {
+        if self.kernel.writing(ino) {
+            reply.statx_with_ttl(statx, std::time::Duration::ZERO)
+        } else {
+            reply.statx(statx)
+        }
+    }
+
     /// Answer a CREATE or TMPFILE: through kernel passthrough when it is on.
     fn reply_created(
         &self,
@@ -644,11 +653,7 @@ impl Filesystem for Passthrough {
                 attributes_mask: sx.stx_attributes_mask.bits(),
             })
         });
-        let ttl = if self.kernel.writing(ino) { Some(std::time::Duration::ZERO) } else { None };
-        reply.result(r, |r, s| match ttl {
-            Some(ttl) => r.statx_with_ttl(&s, ttl),
-            None => r.statx(&s),
-        })
+        reply.result(r, |r, s| self.reply_statx(ino, &s, r))
     }
 
     fn setattr(&self, req: &RequestInfo, ino: NodeId, attr: &SetAttr, reply: ReplyAttr) {
