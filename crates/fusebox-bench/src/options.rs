@@ -326,13 +326,8 @@ impl BenchOptions {
     }
 }
 
-/// Usage of `fusebox bench`.
-pub const USAGE: &str = "\
-usage: fusebox bench [--dir DIR | --backing-image-size SIZE] [--quick] [--runs N]
-                     [--variants LIST] [--peer NAME='COMMAND {SRC} {MNT}']... [--workloads LIST]
-                     [--json | --markdown] [--bdi-max-ratio PCT]
-Runs six workloads side by side on native, fusebox variants and external peers, alternating
-variants inside each round, and reports medians, min-max and ratios to native.
+/// What `fusebox bench --help` prints after the options: the workloads and what runs them.
+pub const AFTER_HELP: &str = "\
 Workloads (fio unless noted; ratios compare the same round):
   a  psync --rw=write --bs=4k --size=256M --end_fsync=1, fresh file (MB/s)
   b  psync --rw=read --bs=1M of a 256 MiB file laid out beforehand (MB/s)
@@ -342,28 +337,91 @@ Workloads (fio unless noted; ratios compare the same round):
   e  create, stat, unlink 20000 empty files in one directory, each phase timed (files/s)
   f  --direct=1 --ioengine=psync --numjobs=4 --rw=randread --bs=4k --io_size=512M --runtime=15
      --group_reporting (IOPS)
-Caches are dropped before every job.
-  --dir DIR            back native, passthrough and peers with DIR (default: a sparse ext4 image
-                       under /var/tmp on a direct-IO loop device)
-  --backing-image-size SIZE  size of that image (default: room for the a, d and layout files
-                       of every backed variant at once)
-  --quick              a quarter of the sizes (64 MiB files, 5000 files for e), 5 s runtimes
-  --runs N             rounds; medians and min-max over them are reported (default 1)
-  --variants LIST      built-in variants (default: native, fusebox-passthrough (its defaults:
-                       kernel passthrough where granted), fusebox-passthrough-wb (-o writeback:
-                       data through the daemon), fusebox-passthrough-uring, fusebox-memfs,
-                       fusebox-memfs-uring; also fusebox-passthrough-wt = -o no_writeback,
-                       kernel_passthrough=off); native always runs
-  --peer NAME='CMD'    an external file system: CMD is run with {SRC} (a fresh directory on the
-                       backing storage) and {MNT} (a fresh mountpoint) filled in, through
-                       `sh -c 'exec CMD'`; it must stay in the foreground (its pid is measured)
-                       and is unmounted at the end. Repeatable.
-  --workloads LIST     run only these workloads (letters a-f or names)
-  --json               print a JSON document instead of a table
-  --markdown           print markdown tables (ratios, daemon CPU, requests/op)
-  --bdi-max-ratio PCT  set each FUSE mount's /sys/class/bdi/<dev>/max_ratio (default: kernel's)
+Caches are dropped before every job. Progress goes to stderr (a bar on a terminal, plain lines
+otherwise); results to stdout.
 Needs root, fio, /dev/fuse; io_uring variants need /sys/module/fuse/parameters/enable_uring
 (set to Y for the run and restored at the end; without it the default set skips them).";
+
+/// `fusebox bench` on the command line, before validation ([`BenchArgs::into_options`]).
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "Run six workloads side by side on native, fusebox variants and external peers",
+    long_about = "Runs six workloads side by side on native, fusebox variants and external peers, \
+                  alternating variants inside each round, and reports medians, min-max and ratios \
+                  to native.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct BenchArgs {
+    /// Back native, passthrough and peers with DIR (default: a sparse ext4 image under
+    /// /var/tmp on a direct-IO loop device)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Size of that image (default: room for the a, d and layout files of every backed variant
+    /// at once)
+    #[arg(long, visible_alias = "image-size", value_name = "SIZE", value_parser = image_size)]
+    pub backing_image_size: Option<u64>,
+    /// Directory that holds the image
+    #[arg(long, value_name = "DIR", hide = true, default_value = "/var/tmp")]
+    pub image_dir: PathBuf,
+    /// A quarter of the sizes (64 MiB files, 5000 files for e), 5 s runtimes
+    #[arg(long)]
+    pub quick: bool,
+    /// The layout file is N MiB, the other sizes scale along (for tests)
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub size_mb: Option<u64>,
+    /// Files of workload e (for tests)
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub files: Option<u32>,
+    /// Rounds; medians and min-max over them are reported
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Built-in variants, comma-separated (default: native, fusebox-passthrough (its defaults:
+    /// kernel passthrough where granted), fusebox-passthrough-wb (-o writeback: data through the
+    /// daemon), fusebox-passthrough-uring, fusebox-memfs, fusebox-memfs-uring; also
+    /// fusebox-passthrough-wt = -o no_writeback, kernel_passthrough=off); native always runs
+    #[arg(long, value_name = "LIST")]
+    pub variants: Option<String>,
+    /// An external file system: CMD is run with {SRC} (a fresh directory on the backing storage)
+    /// and {MNT} (a fresh mountpoint) filled in, through `sh -c 'exec CMD'`; it must stay in the
+    /// foreground (its pid is measured) and is unmounted at the end. Repeatable
+    #[arg(long, value_name = "NAME='CMD'", value_parser = Peer::parse)]
+    pub peer: Vec<Peer>,
+    /// Run only these workloads (letters a-f or names), comma-separated
+    #[arg(long, value_name = "LIST")]
+    pub workloads: Option<String>,
+    /// Print a JSON document instead of a table
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print markdown tables (ratios, daemon CPU, requests/op)
+    #[arg(long)]
+    pub markdown: bool,
+    /// Set each FUSE mount's /sys/class/bdi/<dev>/max_ratio (default: the kernel's)
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub bdi_max_ratio: Option<u32>,
+    /// The harness's helpers for the benchmark scripts
+    #[command(subcommand)]
+    pub tool: Option<BenchTool>,
+}
+
+/// `fusebox bench tool ...`: helpers the benchmark scripts share with the harness.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchTool {
+    /// Helpers for the benchmark scripts: cpu PID | loop-up DIR SIZE | loop-down DIR
+    #[command(hide = true)]
+    Tool {
+        /// The helper and its arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn image_size(v: &str) -> Result<u64> {
+    fusebox::session::parse_bytes("--backing-image-size", v)
+        .ok()
+        .filter(|n| *n >= 64 << 20)
+        .with_context(|| format!("'{v}': expected a size of at least 64M"))
+}
 
 /// A comma-separated list parsed item by item (plus `always`), in the order of `order`,
 /// without repeats.
@@ -380,85 +438,67 @@ fn list<T: PartialEq>(
     Ok(items)
 }
 
-fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str> {
-    it.next().map(String::as_str).with_context(|| format!("option {flag} needs a value\n{USAGE}"))
+impl BenchArgs {
+    /// Check the values against each other and build the harness's options.
+    pub fn into_options(self) -> Result<BenchOptions> {
+        let mut o = BenchOptions {
+            dir: self.dir,
+            image_size: self.backing_image_size,
+            image_dir: self.image_dir,
+            sizes: if self.quick { Sizes::QUICK } else { Sizes::FULL },
+            runs: self.runs as usize,
+            json: self.json,
+            markdown: self.markdown,
+            bdi_max_ratio: self.bdi_max_ratio,
+            ..BenchOptions::default()
+        };
+        if let Some(w) = &self.workloads {
+            o.workloads = list(w, Workload::parse, &WORKLOADS, None).context("--workloads")?;
+        }
+        if let Some(v) = &self.variants {
+            o.builtins =
+                list(v, Builtin::parse, &ALL_BUILTINS, Some(Builtin::Native)).context("--variants")?;
+            o.variants_explicit = true;
+        }
+        for p in self.peer {
+            if o.peers.iter().any(|q| q.name == p.name) {
+                bail!("--peer: NAME '{}' given twice", p.name);
+            }
+            o.peers.push(p);
+        }
+        if let Some(mb) = self.size_mb {
+            o.sizes = o.sizes.scaled(mb);
+        }
+        if let Some(n) = self.files {
+            o.sizes.files = n as usize;
+        }
+        if let Some(size) = o.image_size {
+            if o.dir.is_none() && size < o.min_image_size() {
+                bail!(
+                    "--backing-image-size {} MiB is too small: these variants and sizes need at least {} MiB",
+                    size >> 20,
+                    o.min_image_size().div_ceil(1 << 20)
+                );
+            }
+        }
+        Ok(o)
+    }
 }
 
-fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> Result<T> {
-    v.parse().ok().filter(|n| *n >= T::from(1)).with_context(|| format!("{flag} '{v}': expected N >= 1"))
-}
-
-/// Parse the arguments after `bench`.
+/// Parse the arguments after `bench` (as `fusebox bench` does) into checked options.
 pub fn parse(args: &[String]) -> Result<BenchOptions> {
-    let mut o = BenchOptions::default();
-    let mut it = args.iter();
-    let mut size_mb: Option<u64> = None;
-    let mut files: Option<usize> = None;
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--dir" => o.dir = Some(value(&mut it, a)?.into()),
-            "--backing-image-size" | "--image-size" => {
-                let v = value(&mut it, a)?;
-                o.image_size = Some(
-                    fusebox::session::parse_bytes(a, v)
-                        .ok()
-                        .filter(|n| *n >= 64 << 20)
-                        .with_context(|| format!("{a} '{v}': expected a size of at least 64M"))?,
-                );
-            }
-            "--image-dir" => o.image_dir = value(&mut it, a)?.into(),
-            "--quick" => o.sizes = Sizes::QUICK,
-            // Hidden, for tests: the layout file is N MiB, the other sizes scale along.
-            "--size-mb" => size_mb = Some(positive(a, value(&mut it, a)?)?),
-            // Hidden, for tests: files of workload e.
-            "--files" => files = Some(positive::<u32>(a, value(&mut it, a)?)? as usize),
-            "--runs" => o.runs = positive::<u32>(a, value(&mut it, a)?)? as usize,
-            "--json" => o.json = true,
-            "--markdown" => o.markdown = true,
-            "--bdi-max-ratio" => {
-                let v = value(&mut it, a)?;
-                o.bdi_max_ratio = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|n| *n <= 100)
-                        .with_context(|| format!("--bdi-max-ratio '{v}': expected a percentage 0-100"))?,
-                );
-            }
-            "--workloads" => o.workloads = list(value(&mut it, a)?, Workload::parse, &WORKLOADS, None)?,
-            "--variants" => {
-                o.builtins = list(value(&mut it, a)?, Builtin::parse, &ALL_BUILTINS, Some(Builtin::Native))?;
-                o.variants_explicit = true;
-            }
-            "--peer" => {
-                let p = Peer::parse(value(&mut it, a)?)?;
-                if o.peers.iter().any(|q| q.name == p.name) {
-                    bail!("--peer: NAME '{}' given twice", p.name);
-                }
-                o.peers.push(p);
-            }
-            "-h" | "--help" => bail!("{USAGE}"),
-            other => bail!("unknown bench option '{other}'\n{USAGE}"),
-        }
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    #[command(name = "bench", no_binary_name = true)]
+    struct Only {
+        #[command(flatten)]
+        args: BenchArgs,
     }
-    if o.json && o.markdown {
-        bail!("--json and --markdown exclude each other");
+    let only = Only::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
+    if only.args.tool.is_some() {
+        bail!("`bench tool` is a subcommand, not an option list");
     }
-    if let Some(mb) = size_mb {
-        o.sizes = o.sizes.scaled(mb);
-    }
-    if let Some(n) = files {
-        o.sizes.files = n;
-    }
-    if let Some(size) = o.image_size {
-        if o.dir.is_none() && size < o.min_image_size() {
-            bail!(
-                "--backing-image-size {} MiB is too small: these variants and sizes need at least {} MiB",
-                size >> 20,
-                o.min_image_size().div_ceil(1 << 20)
-            );
-        }
-    }
-    Ok(o)
+    only.args.into_options()
 }
 
 #[cfg(test)]
@@ -533,7 +573,7 @@ mod tests {
         assert!(e(&["--peer", "a b=/bin/x {MNT}"]).contains("NAME must be"));
         assert!(e(&["--peer", "native=/bin/x {MNT}"]).contains("built-in"));
         assert!(e(&["--peer", "x=a {MNT}", "--peer", "x=b {MNT}"]).contains("given twice"));
-        assert!(e(&["--peer"]).contains("needs a value"));
+        assert!(e(&["--peer"]).contains("a value is required"));
     }
 
     #[test]

@@ -1,203 +1,253 @@
-//! Command-line parsing for `fusebox` (hand-written: mount(8)-style `-o` lists and positional
-//! arguments don't map well onto derive parsers).
+//! Command-line interface of `fusebox`, on clap's derive API. The `-o` lists stay in mount(8)
+//! style: clap collects them, `fusebox::MountOptions` checks them (one-line errors).
 
-use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Which file system to mount.
+/// Exit codes, shown by `fusebox --help`.
+const EXIT_CODES: &str = "\
+Exit codes: 0 success; 1 the command failed (the message says why); 2 bad command line.
+Run `fusebox help COMMAND` or `fusebox COMMAND --help` for a command's options.";
+
+/// Options every file system takes after `-o`.
+pub const GENERIC_OPTIONS: &str = "\
+-o takes comma-separated options (repeatable), as mount(8) does:
+  allow_other, default_permissions, ro, rw, suid, nosuid, dev, nodev, exec, noexec, noatime,
+  fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS,
+  negative_timeout=SECS, debug, writeback (default for memfs and passthrough), no_writeback,
+  async_dio (default), no_async_dio, max_threads=N, background_threads=N, sched=classes|fifo,
+  max_background=N, congestion_threshold=N, io_uring (FUSE over io_uring where the kernel
+  offers it), read_ahead_kb=KIB, bdi_max_ratio=PCT,
+  metrics=ADDR:PORT (serve Prometheus metrics over HTTP from the daemon, e.g. 127.0.0.1:9101)
+mount(8) options that only mean something to mount(8) or systemd (defaults, auto, noauto,
+nofail, _netdev, user, users, x-*, comment=...) are accepted and ignored.
+FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
+
+/// memfs's own `-o` options.
+const MEMFS_OPTIONS: &str = "\
+memfs options:
+  size=BYTES[K|M|G|T]  data and metadata (default half of RAM)
+  nr_inodes=N          default one per 4 KiB of size
+  mode=OCTAL           root directory permissions
+  reserved=PCT         share of both kept for root's metadata (default 5)";
+
+/// passthrough's own `-o` options.
+const PASSTHROUGH_OPTIONS: &str = "\
+passthrough options:
+  fd_cache=N           O_PATH fds kept open (default 1024)
+  file_fds=N           fds kept for open files; the least recently used are reopened on demand
+                       (default RLIMIT_NOFILE/4)
+  sync_close           close(2) returns after fsync of the backing file and release of its lock
+  watch                push invalidations for changes made in SOURCE outside this mount
+  kernel_passthrough[=on|off]  file data goes from the kernel straight to SOURCE; default on
+                       unless `writeback` is given; needs CAP_SYS_ADMIN and Linux 6.9+, excludes
+                       the write-back cache
+  fopen_direct_io=off  O_DIRECT opens without FOPEN_DIRECT_IO, when kernel passthrough is off";
+
+/// dfs's own `-o` options.
+const DFS_OPTIONS: &str = "\
+dfs options:
+  cache_dir=DIR        block cache directory
+  cache_size=BYTES     block cache size (default 1G, 0 = off)
+  buffer_size=BYTES    write buffers of all files (default 256M)
+META_URL: sqlite:///path/meta.db or postgres://user@host:port/database";
+
+/// `fusebox`: mount memfs, passthrough or dfs; unmount; stats; benchmarks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fusebox",
+    version,
+    about = "A fast FUSE server: mount memfs, passthrough or fusebox-dfs, inspect and benchmark mounts",
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A `fusebox` subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount a file system (returns once the mount is live, unless -f)
+    #[command(subcommand)]
+    Mount(MountCommand),
+    /// Unmount and wait for the daemon to exit
+    #[command(visible_alias = "unmount")]
+    Umount(UmountArgs),
+    /// Print a running mount's counters, INIT parameters and scheduler state
+    Stats(StatsArgs),
+    /// Benchmark fusebox against native and peers
+    Bench(fusebox_bench::options::BenchArgs),
+    /// fusebox-dfs administration: format, fsck, gc
+    #[command(subcommand)]
+    Dfs(crate::dfs::DfsCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `fusebox mount FS ...`
+#[derive(Debug, Subcommand)]
+pub enum MountCommand {
+    /// An in-memory file system
+    #[command(after_help = format!("{MEMFS_OPTIONS}\n\n{GENERIC_OPTIONS}"))]
+    Memfs {
+        /// Where to mount
+        mountpoint: PathBuf,
+        #[command(flatten)]
+        flags: MountFlags,
+    },
+    /// A mirror of the directory SOURCE
+    #[command(after_help = format!("{PASSTHROUGH_OPTIONS}\n\n{GENERIC_OPTIONS}"))]
+    Passthrough {
+        /// The directory to mirror
+        source: PathBuf,
+        /// Where to mount
+        mountpoint: PathBuf,
+        #[command(flatten)]
+        flags: MountFlags,
+    },
+    /// fusebox-dfs on the metadata database META_URL (see `fusebox dfs format`)
+    #[command(after_help = format!("{DFS_OPTIONS}\n\n{GENERIC_OPTIONS}"))]
+    Dfs {
+        /// sqlite:///path/meta.db or postgres://user@host:port/database
+        meta_url: String,
+        /// Where to mount
+        mountpoint: PathBuf,
+        #[command(flatten)]
+        flags: MountFlags,
+    },
+}
+
+/// Which file system to mount, with what it is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsKind {
     /// In-memory file system.
     Memfs,
     /// Mirror of SOURCE.
-    Passthrough { source: PathBuf },
+    Passthrough {
+        /// The mirrored directory.
+        source: PathBuf,
+    },
     /// fusebox-dfs on the metadata database META_URL.
-    Dfs { meta: String },
+    Dfs {
+        /// The metadata URL.
+        meta: String,
+    },
 }
 
-/// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// `fusebox mount FS [SOURCE] MOUNTPOINT [-o OPTS] [-f]`
-    Mount {
-        /// File system and its source.
-        fs: FsKind,
-        /// Where to mount.
-        mountpoint: PathBuf,
-        /// Raw `-o` lists.
-        options: Vec<String>,
-        /// Stay in the foreground.
-        foreground: bool,
-    },
-    /// `fusebox umount MOUNTPOINT`
-    Umount {
-        /// What to unmount.
-        mountpoint: PathBuf,
-    },
-    /// `fusebox stats MOUNTPOINT [--json]`
-    Stats {
-        /// The mount to ask.
-        mountpoint: PathBuf,
-        /// Print the raw JSON report.
-        json: bool,
-    },
-    /// `fusebox bench [OPTIONS]`
-    Bench(fusebox_bench::options::BenchOptions),
-    /// `fusebox bench tool ARGS...`: the harness's helpers for the benchmark scripts.
-    BenchTool(Vec<String>),
-    /// `fusebox dfs VERB ...`
-    Dfs(crate::dfs::DfsCommand),
-    /// `fusebox help`
-    Help,
+impl MountCommand {
+    /// The file system, the mountpoint and the flags.
+    pub fn into_parts(self) -> (FsKind, PathBuf, MountFlags) {
+        match self {
+            MountCommand::Memfs { mountpoint, flags } => (FsKind::Memfs, mountpoint, flags),
+            MountCommand::Passthrough { source, mountpoint, flags } => {
+                (FsKind::Passthrough { source }, mountpoint, flags)
+            }
+            MountCommand::Dfs { meta_url, mountpoint, flags } => {
+                (FsKind::Dfs { meta: meta_url }, mountpoint, flags)
+            }
+        }
+    }
 }
 
-/// Usage text.
-pub const USAGE: &str = "\
-usage:
-  fusebox mount memfs MOUNTPOINT [-o OPTS] [-f]
-  fusebox mount passthrough SOURCE MOUNTPOINT [-o OPTS] [-f]
-  fusebox mount dfs META_URL MOUNTPOINT [-o OPTS] [-f]
-  fusebox dfs format|fsck|gc ...   (fusebox dfs --help for details)
-  fusebox umount MOUNTPOINT
-  fusebox stats MOUNTPOINT [--json]
-  fusebox bench [OPTIONS]   (fusebox bench --help for its options)
+/// Flags every `fusebox mount` takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MountFlags {
+    /// Comma-separated mount options (repeatable; listed below)
+    #[arg(short = 'o', value_name = "OPTS", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+    /// Stay in the foreground (log to stderr; Ctrl-C unmounts)
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+}
 
--o takes comma-separated options:
-  allow_other, default_permissions, ro, rw, nosuid, nodev, noexec, noatime,
-  fsname=NAME, subtype=NAME, threads=N, attr_timeout=SECS, entry_timeout=SECS, debug,
-  writeback (default for memfs and passthrough), no_writeback, async_dio (default), no_async_dio,
-  max_threads=N, background_threads=N, sched=classes|fifo, max_background=N, congestion_threshold=N
-  memfs: size=BYTES[K|M|G|T] (data and metadata; default half of RAM), nr_inodes=N
-         (default one per 4 KiB of that), mode=OCTAL (root directory permissions),
-         reserved=PCT (share of both kept for root's metadata, default 5)
-  passthrough: fd_cache=N (O_PATH fds kept open, default 1024), file_fds=N (fds kept for open
-               files, the least recently used are reopened on demand; default RLIMIT_NOFILE/4),
-               sync_close (close(2) returns
-               after fsync of the backing file and release of its flock lock),
-               watch (push invalidations for changes made in SOURCE outside this mount),
-               kernel_passthrough[=on|off] (file data goes from the kernel straight to SOURCE;
-               default on unless `writeback` is given; needs CAP_SYS_ADMIN and Linux 6.9+,
-               excludes the write-back cache), fopen_direct_io=off (O_DIRECT opens without
-               FOPEN_DIRECT_IO, when kernel passthrough is off)
-  dfs: cache_dir=DIR (block cache), cache_size=BYTES (default 1G, 0 = off),
-       buffer_size=BYTES (write buffers of all files, default 256M)
--f stays in the foreground; otherwise fusebox returns once the mount is live.
-FUSEBOX_LOG=FILE sends a background daemon's log to FILE.";
+/// `fusebox umount MOUNTPOINT`
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mount to end
+    pub mountpoint: PathBuf,
+    /// End a mount whose daemon hangs: abort its connection through the fuse control file
+    /// system (/sys/fs/fuse/connections), then detach it. Open files get ENOTCONN
+    #[arg(long)]
+    pub abort: bool,
+}
 
-/// Parse `argv[1..]`.
-pub fn parse(args: &[String]) -> Result<Command> {
-    if args.first().map(String::as_str) == Some("bench") {
-        if args.get(1).map(String::as_str) == Some("tool") {
-            return Ok(Command::BenchTool(args[2..].to_vec()));
-        }
-        return fusebox_bench::options::parse(&args[1..]).map(Command::Bench);
-    }
-    if args.first().map(String::as_str) == Some("dfs") {
-        return crate::dfs::parse(&args[1..]).map(Command::Dfs);
-    }
-    let mut positional = Vec::new();
-    let mut options = Vec::new();
-    let mut foreground = false;
-    let mut json = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-f" | "--foreground" => foreground = true,
-            "-h" | "--help" => return Ok(Command::Help),
-            "--json" => json = true,
-            "-o" => match it.next() {
-                Some(v) => options.push(v.clone()),
-                None => bail!("option -o needs a value (e.g. -o allow_other)"),
-            },
-            s if s.starts_with("-o") => options.push(s[2..].to_string()),
-            s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag '{s}'\n{USAGE}"),
-            _ => positional.push(a.clone()),
-        }
-    }
-    let mut pos = positional.into_iter();
-    match pos.next().as_deref() {
-        None | Some("help") => Ok(Command::Help),
-        Some("mount") => {
-            let fs = match pos.next().as_deref() {
-                Some("memfs") => FsKind::Memfs,
-                Some("passthrough") => match pos.next() {
-                    Some(source) => FsKind::Passthrough { source: source.into() },
-                    None => bail!("missing SOURCE\n{USAGE}"),
-                },
-                Some("dfs") => match pos.next() {
-                    Some(meta) => FsKind::Dfs { meta },
-                    None => bail!("missing META_URL\n{USAGE}"),
-                },
-                Some(other) => bail!("unknown file system '{other}' (expected memfs, passthrough or dfs)"),
-                None => bail!("missing file system (memfs, passthrough or dfs)\n{USAGE}"),
-            };
-            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
-            if let Some(extra) = pos.next() {
-                bail!("unexpected argument '{extra}'\n{USAGE}");
-            }
-            Ok(Command::Mount { fs, mountpoint: mountpoint.into(), options, foreground })
-        }
-        Some("umount") | Some("unmount") => {
-            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
-            if let Some(extra) = pos.next() {
-                bail!("unexpected argument '{extra}'");
-            }
-            Ok(Command::Umount { mountpoint: mountpoint.into() })
-        }
-        Some("stats") => {
-            let Some(mountpoint) = pos.next() else { bail!("missing MOUNTPOINT\n{USAGE}") };
-            Ok(Command::Stats { mountpoint: mountpoint.into(), json })
-        }
-        Some(other) => bail!("unknown command '{other}'\n{USAGE}"),
-    }
+/// `fusebox stats MOUNTPOINT`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The mount to ask
+    pub mountpoint: PathBuf,
+    /// Print the raw JSON report
+    #[arg(long, conflicts_with = "prometheus")]
+    pub json: bool,
+    /// Print the Prometheus text exposition format
+    #[arg(long)]
+    pub prometheus: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn p(s: &str) -> Result<Command> {
-        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    fn p(s: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fusebox").chain(s.split_whitespace()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn parses_mount_forms() {
-        assert_eq!(
-            p("mount memfs /mnt -o size=1G -oallow_other -f").unwrap(),
-            Command::Mount {
-                fs: FsKind::Memfs,
-                mountpoint: "/mnt".into(),
-                options: vec!["size=1G".into(), "allow_other".into()],
-                foreground: true
-            }
+        let Command::Mount(m) = p("mount memfs /mnt -o size=1G -oallow_other -f").unwrap().command else {
+            panic!()
+        };
+        let (fs, mnt, flags) = m.into_parts();
+        assert_eq!((fs, mnt), (FsKind::Memfs, "/mnt".into()));
+        assert_eq!(flags.options, ["size=1G", "allow_other"]);
+        assert!(flags.foreground);
+        let Command::Mount(m) = p("mount passthrough /src /mnt").unwrap().command else { panic!() };
+        assert_eq!(m.into_parts().0, FsKind::Passthrough { source: "/src".into() });
+        let Command::Umount(u) = p("unmount /mnt --abort").unwrap().command else { panic!() };
+        assert!(u.abort && u.mountpoint == std::path::Path::new("/mnt"));
+        let Command::Stats(s) = p("stats /mnt --prometheus").unwrap().command else { panic!() };
+        assert!(s.prometheus && !s.json);
+        let Command::Bench(b) = p("bench --quick --json").unwrap().command else { panic!() };
+        let o = b.into_options().unwrap();
+        assert!(o.json && o.sizes == fusebox_bench::options::Sizes::QUICK);
+        let Command::Bench(b) = p("bench tool cpu 1").unwrap().command else { panic!() };
+        assert!(
+            matches!(b.tool, Some(fusebox_bench::options::BenchTool::Tool { args }) if args == ["cpu", "1"])
         );
-        assert_eq!(
-            p("mount passthrough /src /mnt").unwrap(),
-            Command::Mount {
-                fs: FsKind::Passthrough { source: "/src".into() },
-                mountpoint: "/mnt".into(),
-                options: vec![],
-                foreground: false
-            }
-        );
-        assert_eq!(p("umount /mnt").unwrap(), Command::Umount { mountpoint: "/mnt".into() });
-        assert_eq!(p("stats /mnt --json").unwrap(), Command::Stats { mountpoint: "/mnt".into(), json: true });
-        match p("bench --quick --json").unwrap() {
-            Command::Bench(o) => assert!(o.json && o.sizes == fusebox_bench::options::Sizes::QUICK),
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
     fn rejects_bad_command_lines() {
-        assert!(p("mount").is_err());
-        assert!(p("mount ext4 /mnt").is_err());
-        assert!(p("mount passthrough").is_err());
-        assert!(p("mount memfs /a /b").is_err());
-        assert!(p("mount memfs /a -o").is_err());
-        assert!(p("mount memfs /a -x").is_err());
-        assert!(p("frobnicate").is_err());
-        assert!(p("bench --frob").is_err());
-        assert_eq!(p("bench tool cpu 1").unwrap(), Command::BenchTool(vec!["cpu".into(), "1".into()]));
+        for bad in [
+            "",
+            "mount",
+            "mount ext4 /mnt",
+            "mount passthrough",
+            "mount memfs /a /b",
+            "mount memfs /a -o",
+            "mount memfs /a -x",
+            "frobnicate",
+            "bench --frob",
+            "stats /m --json --prometheus",
+            "completions tcsh",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        // Typos get a suggestion.
+        let e = p("mount memfss /m").unwrap_err().to_string();
+        assert!(e.contains("memfs"), "{e}");
     }
 }

@@ -12,98 +12,45 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Usage of the dfs verbs.
-pub const USAGE: &str = "\
-usage:
-  fusebox dfs format META_URL --storage DATA_URL [--force]
-  fusebox dfs fsck META_URL
-  fusebox dfs gc META_URL [--grace SECS]
-  fusebox mount dfs META_URL MOUNTPOINT [-o OPTS] [-f]
-
+/// What `fusebox dfs --help` prints after the commands.
+const AFTER_HELP: &str = "\
 META_URL: sqlite:///path/meta.db or postgres://user@host:port/database
           (password from the URL or PGPASSWORD, user from the URL or PGUSER)
 DATA_URL: file:///path/blocks or s3://bucket[/prefix][?endpoint=URL&region=R&anonymous=true]
           (credentials from the environment as AWS tools read them, never from the URL)
-format refuses a database that holds anything unless --force (which erases it).
-gc deletes block objects no file references that are older than --grace (default 3600 s).";
+Mount with `fusebox mount dfs META_URL MOUNTPOINT [-o OPTS]`.";
 
 /// Default grace period of gc: longer than any write session of a live mount should last.
 const DEFAULT_GRACE_SECS: u64 = 3600;
 
-/// A parsed `fusebox dfs` command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A `fusebox dfs` command.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+#[command(after_help = AFTER_HELP)]
 pub enum DfsCommand {
-    /// Create a file system.
+    /// Create a file system: a schema in META_URL whose blocks live in DATA_URL
     Format {
-        /// Metadata URL.
+        /// Metadata URL
         meta: String,
-        /// Block store URL.
+        /// Block store URL (file:///dir or s3://bucket?endpoint=...)
+        #[arg(long, value_name = "DATA_URL")]
         storage: String,
-        /// Erase a non-empty database.
+        /// Erase a database that already holds something
+        #[arg(long)]
         force: bool,
     },
-    /// Check metadata against objects.
+    /// Check that metadata and block objects agree; report what is wrong
     Fsck {
-        /// Metadata URL.
+        /// Metadata URL
         meta: String,
     },
-    /// Delete unreferenced objects.
+    /// Delete block objects no file references
     Gc {
-        /// Metadata URL.
+        /// Metadata URL
         meta: String,
-        /// Minimum age in seconds.
+        /// Keep unreferenced objects younger than SECS (a live mount may be writing them)
+        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_GRACE_SECS)]
         grace: u64,
     },
-    /// Print usage.
-    Help,
-}
-
-/// Parse the arguments after `dfs`.
-pub fn parse(args: &[String]) -> Result<DfsCommand> {
-    let (mut positional, mut storage, mut force, mut grace) = (Vec::new(), None, false, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(DfsCommand::Help),
-            "--force" => force = true,
-            "--storage" => storage = Some(it.next().context("--storage needs a URL (file:///dir)")?.clone()),
-            "--grace" => {
-                let v = it.next().context("--grace needs a number of seconds")?;
-                grace = Some(
-                    v.parse::<u64>().with_context(|| format!("--grace: '{v}' is not a number of seconds"))?,
-                );
-            }
-            s if s.starts_with("--storage=") => storage = Some(s["--storage=".len()..].to_string()),
-            s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag '{s}'\n{USAGE}"),
-            _ => positional.push(a.clone()),
-        }
-    }
-    let mut pos = positional.into_iter();
-    let verb = pos.next();
-    let meta = pos.next();
-    if let Some(extra) = pos.next() {
-        bail!("unexpected argument '{extra}'\n{USAGE}");
-    }
-    let need_meta = || meta.clone().with_context(|| format!("missing META_URL\n{USAGE}"));
-    let cmd = match verb.as_deref() {
-        None | Some("help") => return Ok(DfsCommand::Help),
-        Some("format") => DfsCommand::Format {
-            meta: need_meta()?,
-            storage: storage.clone().with_context(|| format!("format needs --storage DATA_URL\n{USAGE}"))?,
-            force,
-        },
-        Some("fsck") => DfsCommand::Fsck { meta: need_meta()? },
-        Some("gc") => DfsCommand::Gc { meta: need_meta()?, grace: grace.unwrap_or(DEFAULT_GRACE_SECS) },
-        Some(other) => bail!("unknown dfs command '{other}' (expected format, fsck or gc)"),
-    };
-    let is_format = matches!(cmd, DfsCommand::Format { .. });
-    if !is_format && (storage.is_some() || force) {
-        bail!("--storage and --force belong to `fusebox dfs format`");
-    }
-    if !matches!(cmd, DfsCommand::Gc { .. }) && grace.is_some() {
-        bail!("--grace belongs to `fusebox dfs gc`");
-    }
-    Ok(cmd)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -129,10 +76,6 @@ fn checked_blob_store(url: &str) -> Result<ObjectBlobStore> {
 /// Run a `fusebox dfs` command.
 pub fn run(cmd: DfsCommand) -> Result<()> {
     match cmd {
-        DfsCommand::Help => {
-            println!("{USAGE}");
-            Ok(())
-        }
         DfsCommand::Format { meta, storage, force } => {
             // Check both URLs (and create the block directory) before touching the database.
             parse_meta_url(&meta)?;
@@ -260,9 +203,17 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn p(s: &str) -> Result<DfsCommand> {
-        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    #[derive(Debug, Parser)]
+    #[command(no_binary_name = true)]
+    struct Only {
+        #[command(subcommand)]
+        cmd: DfsCommand,
+    }
+
+    fn p(s: &str) -> Result<DfsCommand, clap::Error> {
+        Only::try_parse_from(s.split_whitespace()).map(|o| o.cmd)
     }
 
     #[test]
@@ -284,8 +235,8 @@ mod tests {
             p("gc sqlite:///m.db --grace 0").unwrap(),
             DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 0 }
         );
-        assert_eq!(p("").unwrap(), DfsCommand::Help);
         for bad in [
+            "",
             "format sqlite:///m.db",
             "format",
             "fsck",

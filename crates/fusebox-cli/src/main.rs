@@ -1,23 +1,42 @@
-//! `fusebox`: mount memfs or passthrough, unmount, show stats, benchmark.
+//! `fusebox`: mount memfs, passthrough or dfs, unmount, show stats, benchmark; also run by
+//! mount(8) as `mount.fuse.fusebox`.
 
 #![forbid(unsafe_code)]
 
 mod args;
 mod daemon;
 mod dfs;
+mod helper;
 mod logging;
+mod metrics;
 mod stats;
 
 use anyhow::{Context, Result};
-use args::{Command, FsKind, USAGE};
+use args::{Cli, Command, FsKind};
+use clap::{CommandFactory, Parser};
 use fusebox::{Config, Filesystem, MountOptions, Session};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match run(&argv) {
+    let mut argv: Vec<String> = std::env::args().collect();
+    let argv0 = if argv.is_empty() { "fusebox".to_string() } else { argv.remove(0) };
+    if helper::is_helper_name(&argv0) {
+        match helper::translate(&argv) {
+            Ok(helper::HelperAction::Fake) => return ExitCode::SUCCESS,
+            Ok(helper::HelperAction::Mount(cmd)) => argv = cmd,
+            Err(e) => {
+                eprintln!("{argv0}: {e:#}");
+                // mount(8) reads 1 from a helper as "incorrect invocation or permissions".
+                return ExitCode::from(1);
+            }
+        }
+    }
+    // Usage errors, --help and --version: clap prints them and exits (2 for errors, 0 else).
+    let cli = Cli::parse_from(std::iter::once("fusebox".to_string()).chain(argv.iter().cloned()));
+    match run(cli, &argv) {
         Ok(()) => ExitCode::SUCCESS,
         // The daemon child already printed its own message.
         Err(e) if e.downcast_ref::<daemon::ChildFailed>().is_some() => ExitCode::FAILURE,
@@ -28,25 +47,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(argv: &[String]) -> Result<()> {
-    match args::parse(argv)? {
-        Command::Help => {
-            println!("{USAGE}");
+fn run(cli: Cli, argv: &[String]) -> Result<()> {
+    match cli.command {
+        Command::Stats(a) => stats::show(&a.mountpoint, stats::Format::from_flags(a.json, a.prometheus)),
+        Command::Bench(b) => match b.tool {
+            Some(fusebox_bench::options::BenchTool::Tool { args }) => {
+                let out = fusebox_bench::tool::run(&args)?;
+                if !out.is_empty() {
+                    println!("{out}")
+                }
+                Ok(())
+            }
+            None => fusebox_bench::run(&b.into_options()?),
+        },
+        Command::Dfs(cmd) => dfs::run(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fusebox", &mut std::io::stdout());
             Ok(())
         }
-        Command::Stats { mountpoint, json } => stats::show(&mountpoint, json),
-        Command::Bench(opts) => fusebox_bench::run(&opts),
-        Command::BenchTool(args) => fusebox_bench::tool::run(&args).map(|out| {
-            if !out.is_empty() {
-                println!("{out}")
-            }
-        }),
-        Command::Dfs(cmd) => dfs::run(cmd),
-        Command::Umount { mountpoint } => {
+        Command::Umount(u) if u.abort => {
+            let daemon = daemon_pid_if_answering(&u.mountpoint);
+            let id = fusebox::session::abort(&u.mountpoint)?;
+            eprintln!(
+                "fusebox: aborted FUSE connection {id} of {} and detached it{}",
+                u.mountpoint.display(),
+                daemon
+                    .map(|p| format!(" (daemon {p} may still run; it no longer serves the mount)"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Umount(u) => {
             // The daemon behind the mount, if one answers: `umount` returns once it has exited,
             // so a `stats` or a new mount right after never meets the old daemon.
-            let daemon = fusebox::session::query_status(&mountpoint).ok().map(|r| r.pid);
-            fusebox::session::unmount(&mountpoint)?;
+            let daemon = daemon_pid_if_answering(&u.mountpoint);
+            fusebox::session::unmount(&u.mountpoint)?;
             if let Some(pid) = daemon.filter(|&p| p != std::process::id()) {
                 if !wait_for_exit(pid, std::time::Duration::from_secs(10)) {
                     eprintln!("fusebox: unmounted; daemon {pid} is still finishing");
@@ -54,16 +89,54 @@ fn run(argv: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        Command::Mount { fs, mountpoint, options, foreground } => {
+        Command::Mount(m) => {
+            let (fs, mountpoint, flags) = m.into_parts();
             // Validate everything we can before forking a daemon, so errors reach the caller.
+            let (daemon_opts, options) = split_daemon_options(&flags.options)?;
             let (filesystem, opts, ttl) = build(&fs, &options)?;
-            if !foreground && !daemon::is_daemon_child() {
+            if !flags.foreground && !daemon::is_daemon_child() {
                 return daemon::spawn_and_wait(argv);
             }
             logging::init(opts.debug);
-            serve(filesystem, &mountpoint, opts, ttl)
+            // Bound before mounting: a port in use is an error, not a mount without metrics.
+            let metrics = daemon_opts.metrics.map(metrics::MetricsListener::bind).transpose()?;
+            serve(filesystem, &mountpoint, opts, ttl, metrics)
         }
     }
+}
+
+/// The pid of the daemon serving `mountpoint`, if it answers on its control socket.
+fn daemon_pid_if_answering(mountpoint: &Path) -> Option<u32> {
+    fusebox::session::query_status(mountpoint).ok().map(|r| r.pid)
+}
+
+/// `-o` options the CLI's daemon acts on itself (not the session or the file system).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DaemonOptions {
+    /// `metrics=ADDR:PORT`: serve Prometheus metrics over HTTP.
+    metrics: Option<SocketAddr>,
+}
+
+/// Take the daemon's own options out of the `-o` lists, and drop those only mount(8) and
+/// systemd act on; the rest goes to [`MountOptions::parse`].
+fn split_daemon_options(lists: &[String]) -> Result<(DaemonOptions, Vec<String>)> {
+    let mut daemon = DaemonOptions::default();
+    let mut rest = Vec::new();
+    for item in lists.iter().flat_map(|l| l.split(',')).filter(|i| !i.is_empty()) {
+        if let Some(v) = item.strip_prefix("metrics=") {
+            let addr = v.parse::<SocketAddr>().map_err(|_| fusebox::session::OptionError::Malformed {
+                key: "metrics".into(),
+                value: v.into(),
+                reason: "expected ADDRESS:PORT, e.g. 127.0.0.1:9101",
+            })?;
+            daemon.metrics = Some(addr);
+        } else if item == "metrics" {
+            return Err(fusebox::session::OptionError::MissingValue("metrics".into()).into());
+        } else if !helper::is_mount8_only(item) {
+            rest.push(item.to_string());
+        }
+    }
+    Ok((daemon, rest))
 }
 
 /// Wait until process `pid` has exited (or is a zombie), up to `limit`; false on timeout.
@@ -190,17 +263,50 @@ fn kernel_passthrough(opts: &MountOptions) -> Result<bool> {
     Ok(on)
 }
 
-fn serve(fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions, ttl: fusebox::Ttl) -> Result<()> {
+fn serve(
+    fs: Arc<dyn Filesystem>,
+    mountpoint: &Path,
+    options: MountOptions,
+    ttl: fusebox::Ttl,
+    metrics: Option<metrics::MetricsListener>,
+) -> Result<()> {
     let mut config = Config { options, default_ttl: ttl, ..Default::default() };
     // memfs and passthrough follow the write-back cache rules (the framework enforces the
     // open-flag rules; both honour SETATTR times and KILL_SUIDGID): on unless `no_writeback`.
     config.caps.writeback_cache = config.options.writeback.unwrap_or(true);
     let session = Session::mount(fs, mountpoint, config)?;
     let mnt = session.mountpoint().to_path_buf();
+    if let Some(m) = metrics {
+        m.serve(mnt.clone(), session.server().clone())?;
+    }
     daemon::signal_ready();
     tracing::info!(mountpoint = %mnt.display(), "mounted");
     daemon::unmount_on_signals(&mnt).context("installing signal handlers")?;
     session.run()?;
     tracing::info!(mountpoint = %mnt.display(), "session ended");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lists(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn daemon_options_are_taken_out_and_mount8_options_dropped() {
+        let (d, rest) =
+            split_daemon_options(&lists(&["size=1G,metrics=127.0.0.1:9101", "defaults,_netdev,ro"])).unwrap();
+        assert_eq!(d.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(rest, ["size=1G", "ro"]);
+        let e = |v: &str| format!("{:#}", split_daemon_options(&lists(&[v])).unwrap_err());
+        assert!(
+            e("metrics=localhost").contains("bad value for option 'metrics'"),
+            "{}",
+            e("metrics=localhost")
+        );
+        assert!(e("metrics").contains("needs a value"));
+    }
 }

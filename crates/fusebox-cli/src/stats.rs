@@ -5,13 +5,35 @@ use fusebox::session::{query_status, StatusReport};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// How `fusebox stats` prints a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text for people.
+    Text,
+    /// The raw JSON report.
+    Json,
+    /// The Prometheus text exposition format.
+    Prometheus,
+}
+
+impl Format {
+    /// The format the flags ask for (clap keeps them exclusive).
+    pub fn from_flags(json: bool, prometheus: bool) -> Format {
+        match (json, prometheus) {
+            (true, _) => Format::Json,
+            (_, true) => Format::Prometheus,
+            _ => Format::Text,
+        }
+    }
+}
+
 /// Query the daemon serving `mountpoint` and print its report.
-pub fn show(mountpoint: &Path, json: bool) -> Result<()> {
+pub fn show(mountpoint: &Path, format: Format) -> Result<()> {
     let report = query_status(mountpoint)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Prometheus => print!("{}", crate::metrics::render(&report)),
+        Format::Text => print!("{}", render(&report)),
     }
     Ok(())
 }

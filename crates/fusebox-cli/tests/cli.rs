@@ -178,10 +178,77 @@ fn option_errors() {
     expect_error(m().args(["-o", "size=lots"]), "bad value for option 'size'");
     expect_error(m().args(["-o", "fsname"]), "needs a value");
     expect_error(m().args(["-o", "ro=yes"]), "takes no value");
-    expect_error(m().arg("-o"), "-o needs a value");
-    expect_error(fusebox().args(["mount", "ext4"]).arg(&fx.mnt), "unknown file system 'ext4'");
-    expect_error(fusebox().arg("frobnicate"), "unknown command");
+    expect_error(m().args(["-o", "metrics=nowhere"]), "bad value for option 'metrics'");
+    expect_usage_error(m().arg("-o"), "a value is required for '-o <OPTS>'");
+    expect_usage_error(fusebox().args(["mount", "ext4"]).arg(&fx.mnt), "unrecognized subcommand 'ext4'");
+    expect_usage_error(fusebox().arg("frobnicate"), "unrecognized subcommand 'frobnicate'");
     assert!(!is_mounted(&fx.mnt));
+}
+
+/// Run a command with a bad command line: exit code 2, clap's message, a pointer to the help.
+fn expect_usage_error(cmd: &mut Command, needle: &str) {
+    let out = run(cmd);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "expected a usage error, got {:?}: {err}", out.status);
+    assert!(err.contains(needle), "message {err:?} lacks {needle:?}");
+    assert!(err.starts_with("error: ") && err.contains("--help"), "{err}");
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn version_help_and_suggestions() {
+    let out = run(fusebox().arg("--version"));
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), format!("fusebox {}", env!("CARGO_PKG_VERSION")));
+    // Each subcommand has its own help with its options table; `help X` and `X --help` agree.
+    for (args, needles) in [
+        (vec!["mount", "memfs", "--help"], vec!["Usage: fusebox mount memfs", "size=BYTES", "allow_other"]),
+        (
+            vec!["mount", "passthrough", "--help"],
+            vec!["<SOURCE> <MOUNTPOINT>", "kernel_passthrough", "metrics="],
+        ),
+        (vec!["mount", "dfs", "--help"], vec!["<META_URL>", "cache_size=BYTES"]),
+        (vec!["umount", "--help"], vec!["--abort"]),
+        (vec!["stats", "--help"], vec!["--prometheus", "--json"]),
+        (vec!["bench", "--help"], vec!["--workloads <LIST>", "Workloads (fio"]),
+        (vec!["dfs", "format", "--help"], vec!["--storage <DATA_URL>"]),
+        (vec!["help", "umount"], vec!["--abort"]),
+        (vec!["--help"], vec!["Exit codes: 0 success", "completions"]),
+    ] {
+        let out = run(fusebox().args(&args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        for n in needles {
+            assert!(stdout(&out).contains(n), "{args:?} lacks {n:?}:\n{}", stdout(&out));
+        }
+    }
+    expect_usage_error(fusebox().args(["mount", "memfss", "/m"]), "a similar subcommand exists: 'memfs'");
+    expect_usage_error(fusebox().args(["stats", "/m", "--prometeus"]), "--prometheus");
+    // No command at all: the help, as a usage error.
+    let out = run(&mut fusebox());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Commands:"), "{}", stderr(&out));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, needle) in
+        [("bash", "complete -F _fusebox"), ("zsh", "#compdef fusebox"), ("fish", "complete -c fusebox")]
+    {
+        let out = run(fusebox().args(["completions", shell]));
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(needle), "{shell}: no {needle:?}");
+        // The script knows the subcommands and their flags.
+        assert!(script.contains("passthrough") && script.contains("prometheus"), "{shell}");
+    }
+    // bash accepts what it generated.
+    let out = run(fusebox().args(["completions", "bash"]));
+    let check = Command::new("bash").args(["-n", "-c"]).arg(stdout(&out)).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    expect_usage_error(fusebox().args(["completions", "tcsh"]), "invalid value 'tcsh'");
 }
 
 #[test]
@@ -240,7 +307,7 @@ fn source_errors() {
             &format!("bad value for option '{key}'"),
         );
     }
-    expect_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "missing MOUNTPOINT");
+    expect_usage_error(fusebox().args(["mount", "passthrough"]).arg(&fx.mnt), "<MOUNTPOINT>");
     assert!(!is_mounted(&fx.mnt));
 }
 

@@ -168,10 +168,10 @@ impl ControlSocket {
     }
 }
 
-fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let report = StatusReport {
+/// What the daemon serving `mountpoint` with `server` reports now: the control socket's answer,
+/// also usable in-process (the CLI's metrics endpoint).
+pub fn status_report(mountpoint: &Path, server: &Server) -> StatusReport {
+    StatusReport {
         mountpoint: mountpoint.to_path_buf(),
         pid: std::process::id(),
         init: server.negotiated().as_ref().map(InitReport::from).unwrap_or_default(),
@@ -183,8 +183,13 @@ fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Res
             queued_background: server.gate().map_or(0, |g| g.queued()),
             running_background: server.gate().map_or(0, |g| g.running()),
         },
-    };
-    serde_json::to_writer(&mut stream, &report).map_err(io::Error::other)?;
+    }
+}
+
+fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    serde_json::to_writer(&mut stream, &status_report(mountpoint, server)).map_err(io::Error::other)?;
     stream.flush()
 }
 

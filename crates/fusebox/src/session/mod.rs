@@ -22,13 +22,17 @@ pub use backing::{Backing, BackingId};
 pub use bdi::{bdi_dir, read_knob, DEFAULT_READ_AHEAD_KB};
 #[cfg(feature = "serde")]
 pub use control::{
-    control_dir, control_socket_path, query_status, ControlSocket, InitReport, SchedReport, StatusReport,
+    control_dir, control_socket_path, query_status, status_report, ControlSocket, InitReport, SchedReport,
+    StatusReport,
 };
 pub use handler::{Dispatch, Handler, IntoHandler};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use interrupt::{Interrupt, PENDING_EXPIRY};
 pub(crate) use interrupt::{InterruptRegistry, Registration};
-pub use mount::{absolute, check_mountpoint, is_mount_point, unmount, MountError};
+pub use mount::{
+    abort, absolute, check_mountpoint, fuse_connection_id, is_mount_point, unmount, MountError,
+    FUSE_CONNECTIONS,
+};
 pub use notify::{Notifier, NotifyError, Retrieval};
 pub use options::{parse_bytes, parse_seconds, MountOptions, OptionError, UringOptions};
 pub use retire::{Retirements, MAX_RETIRED};

@@ -82,6 +82,70 @@ pub fn is_mount_point(path: &Path) -> bool {
     info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| Path::new(&unescape_mountinfo(mp)) == path)
 }
 
+/// Where the kernel's fuse control file system lists one directory per FUSE connection.
+pub const FUSE_CONNECTIONS: &str = "/sys/fs/fuse/connections";
+
+/// The FUSE connection id of the mount at `path` (absolute): its device number in the
+/// kernel's encoding (`major << 20 | minor`), the name of its directory under
+/// [`FUSE_CONNECTIONS`]. Read from /proc/self/mountinfo, so a hung mount is never touched.
+pub fn fuse_connection_id(path: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // The last entry wins: it is the one on top when several are stacked.
+    info.lines().rev().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        let fstype = fields.get(sep + 1)?;
+        if Path::new(&unescape_mountinfo(fields.get(4)?)) != path
+            || !(*fstype == "fuse" || fstype.starts_with("fuse."))
+        {
+            return None;
+        }
+        let (major, minor) = fields.get(2)?.split_once(':')?;
+        Some(major.parse::<u32>().ok()? << 20 | minor.parse::<u32>().ok()?)
+    })
+}
+
+/// End the FUSE mount at `mountpoint` without its daemon's help: abort the connection through
+/// the fuse control file system (mounting it at [`FUSE_CONNECTIONS`] if needed; every request
+/// waiting on the daemon fails with ENOTCONN), then detach the mount. Returns the connection
+/// id. For a daemon that hangs; `unmount` is the clean way.
+pub fn abort(mountpoint: &Path) -> Result<u32, MountError> {
+    let abs = absolute(mountpoint).map_err(|_| MountError::MountpointMissing(mountpoint.into()))?;
+    let id = fuse_connection_id(&abs).ok_or_else(|| MountError::NotMounted(abs.clone()))?;
+    let conns = Path::new(FUSE_CONNECTIONS);
+    if !is_mount_point(conns) {
+        sys::mount("fusectl", conns, "fusectl", 0, "").map_err(|err| MountError::Other {
+            action: "mount the fuse control file system at",
+            path: conns.into(),
+            err,
+        })?;
+    }
+    let file = conns.join(id.to_string()).join("abort");
+    std::fs::write(&file, b"1").map_err(|err| match err.kind() {
+        io::ErrorKind::PermissionDenied => {
+            MountError::NotPermitted { action: "abort", path: file.clone(), err }
+        }
+        _ => MountError::Other { action: "abort the connection through", path: file.clone(), err },
+    })?;
+    sys::umount(&abs, libc::MNT_DETACH)
+        .or_else(|e| if sys::geteuid() == 0 { Err(e) } else { fusermount_detach(&abs) })
+        .map_err(|err| MountError::Other { action: "detach", path: abs.clone(), err })?;
+    #[cfg(feature = "serde")]
+    super::control::remove_stale_socket(&abs);
+    Ok(id)
+}
+
+/// `fusermount3 -u -z`: a lazy unmount for a user who may not call umount2(2).
+fn fusermount_detach(abs: &Path) -> io::Result<()> {
+    let fusermount = fusermount_path().ok_or_else(|| io::Error::other("fusermount3 not found"))?;
+    let out = Command::new(fusermount).args(["-u", "-z", "--"]).arg(abs).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
+}
+
 /// The absolute form of `path` without resolving the final component's mount (a dead FUSE
 /// mount cannot be stat'ed, so canonicalize only the parent).
 pub fn absolute(path: &Path) -> io::Result<PathBuf> {

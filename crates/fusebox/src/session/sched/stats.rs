@@ -16,6 +16,8 @@ struct OpCounters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     max_us: AtomicU64,
+    /// Sum of all latencies, microseconds.
+    total_us: AtomicU64,
     /// Most requests of this opcode in flight at once on one file (READ and WRITE only).
     max_one_file: AtomicU64,
     hist: [AtomicU64; BUCKETS],
@@ -29,6 +31,7 @@ impl OpCounters {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
+            total_us: AtomicU64::new(0),
             max_one_file: AtomicU64::new(0),
             hist: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -95,6 +98,7 @@ impl Stats {
         let bucket = (64 - us.max(1).leading_zeros() as usize - 1).min(BUCKETS - 1);
         c.hist[bucket].fetch_add(1, Relaxed);
         c.max_us.fetch_max(us, Relaxed);
+        c.total_us.fetch_add(us, Relaxed);
         self.in_flight[class_index(class)].fetch_sub(1, Relaxed);
     }
 
@@ -142,7 +146,7 @@ impl Stats {
             .enumerate()
             .filter(|(_, c)| c.count.load(Relaxed) > 0)
             .map(|(opcode, c)| {
-                let hist: Vec<u64> = c.hist.iter().map(|h| h.load(Relaxed)).collect();
+                let mut hist: Vec<u64> = c.hist.iter().map(|h| h.load(Relaxed)).collect();
                 let max_us = c.max_us.load(Relaxed);
                 OpStats {
                     opcode: opcode as u32,
@@ -156,6 +160,13 @@ impl Stats {
                     p99_us: percentile(&hist, 0.99).min(max_us),
                     max_us,
                     max_in_flight_one_file: c.max_one_file.load(Relaxed),
+                    total_us: c.total_us.load(Relaxed),
+                    latency_buckets: {
+                        while hist.last() == Some(&0) {
+                            hist.pop();
+                        }
+                        hist
+                    },
                 }
             })
             .collect();
@@ -208,6 +219,13 @@ pub struct OpStats {
     /// Most requests of this opcode in flight at once on a single file (READ and WRITE only).
     #[cfg_attr(feature = "serde", serde(default))]
     pub max_in_flight_one_file: u64,
+    /// Sum of the latencies of the answered requests, microseconds.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub total_us: u64,
+    /// Answered requests by latency: entry i counts those that took [2^i, 2^(i+1)) µs
+    /// (entry 0 also holds those under 1 µs); trailing empty buckets are left out.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub latency_buckets: Vec<u64>,
 }
 
 /// All counters of a session at one moment.
@@ -252,6 +270,10 @@ mod tests {
         assert_eq!((w.count, w.bytes_in, w.errors, w.max_us), (4, 16384, 0, 5000));
         assert_eq!(w.p50_us, 3);
         assert_eq!(w.p99_us, 5000);
+        // 1 µs in bucket 0, 3 in bucket 1 ([2, 4)), 100 in bucket 6, 5000 in bucket 12.
+        assert_eq!(w.latency_buckets.len(), 13);
+        assert_eq!((w.latency_buckets[0], w.latency_buckets[1], w.latency_buckets[6]), (1, 1, 1));
+        assert_eq!((w.latency_buckets[12], w.total_us), (1, 5104));
         assert_eq!(snap.ops.iter().find(|o| o.name == "LOOKUP").unwrap().errors, 1);
         assert_eq!(snap.in_flight_sync, 0);
     }
