@@ -15,6 +15,8 @@ if [ "$(id -u)" = 0 ]; then
     command -v setfattr >/dev/null || missing+=(attr)
     command -v setfacl >/dev/null || missing+=(acl)
     command -v stress-ng >/dev/null || missing+=(stress-ng)
+    # The metrics test scrapes the daemon with a real HTTP client.
+    command -v curl >/dev/null || missing+=(curl)
     # fusebox-dfs's PostgreSQL engine is tested against a real server: the tests start their
     # own cluster (initdb in a temporary directory, a free 127.0.0.1 port) from this package.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)

@@ -95,8 +95,18 @@ pub fn translate(args: &[String]) -> Result<HelperAction> {
         cmd.extend(["passthrough".into(), spec.trim_start_matches("passthrough:").to_string()]);
     }
     cmd.push(dir.clone());
-    let kept: Vec<&str> =
+    let mut kept: Vec<&str> =
         options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty() && !is_mount8_only(o)).collect();
+    // /proc/mounts then shows what the fstab says (SPEC, type fuse.fusebox), so `mount -a`
+    // recognises its entries as mounted and leaves them alone.
+    let has = |kept: &[&str], key: &str| kept.iter().any(|o| o.split('=').next() == Some(key));
+    let fsname = format!("fsname={spec}");
+    if spec == "memfs" && !has(&kept, "fsname") {
+        kept.push(&fsname);
+    }
+    if !has(&kept, "subtype") {
+        kept.push("subtype=fusebox");
+    }
     if !kept.is_empty() {
         cmd.extend(["-o".into(), kept.join(",")]);
     }
@@ -119,19 +129,21 @@ mod tests {
     fn translates_each_kind_of_spec() {
         assert_eq!(
             t("memfs /mnt/m -o rw,size=1G,_netdev,nofail,x-systemd.automount -t fuse.fusebox").unwrap(),
-            HelperAction::Mount(mount("mount memfs /mnt/m -o rw,size=1G"))
+            HelperAction::Mount(mount("mount memfs /mnt/m -o rw,size=1G,fsname=memfs,subtype=fusebox"))
         );
         assert_eq!(
             t("/srv/src /mnt/p -n").unwrap(),
-            HelperAction::Mount(mount("mount passthrough /srv/src /mnt/p"))
+            HelperAction::Mount(mount("mount passthrough /srv/src /mnt/p -o subtype=fusebox"))
         );
         assert_eq!(
             t("passthrough:/srv/src /mnt/p -o defaults").unwrap(),
-            HelperAction::Mount(mount("mount passthrough /srv/src /mnt/p"))
+            HelperAction::Mount(mount("mount passthrough /srv/src /mnt/p -o subtype=fusebox"))
         );
         assert_eq!(
             t("sqlite:///var/lib/m.db /mnt/d -oallow_other").unwrap(),
-            HelperAction::Mount(mount("mount dfs sqlite:///var/lib/m.db /mnt/d -o allow_other"))
+            HelperAction::Mount(mount(
+                "mount dfs sqlite:///var/lib/m.db /mnt/d -o allow_other,subtype=fusebox"
+            ))
         );
         assert_eq!(t("memfs /mnt/m -fv").unwrap(), HelperAction::Fake);
     }
