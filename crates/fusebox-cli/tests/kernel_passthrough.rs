@@ -166,14 +166,6 @@ fn open_files_hold_no_daemon_descriptors() {
 }
 
 /// Puts /dev/fuse's mode back on drop (the test opens it to all, as distributions do).
-struct DevFuseMode(u32);
-
-impl Drop for DevFuseMode {
-    fn drop(&mut self) {
-        let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(self.0));
-    }
-}
-
 fn as_nobody(cmd: &mut std::process::Command, home: &Path) {
     cmd.uid(65534).gid(65534).env("HOME", home).env_remove("XDG_RUNTIME_DIR").current_dir(home);
 }
@@ -186,9 +178,7 @@ fn without_cap_sys_admin_falls_back_with_one_log_line() {
     if !Path::new("/usr/bin/fusermount3").exists() && !Path::new("/bin/fusermount3").exists() {
         panic!("fusermount3 missing: scripts/test.sh installs fuse3");
     }
-    let old = fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
-    let _mode = DevFuseMode(old);
-    fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
+    let _mode = DevFuseOpenToUsers::set();
 
     let dir = tempfile::Builder::new().prefix("fusebox-kpt-user-").tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();

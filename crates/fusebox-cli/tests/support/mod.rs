@@ -58,3 +58,25 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// /dev/fuse at mode 0666 (as distributions' udev rules make it; 0600 on these machines) while
+/// it lives, so that unprivileged daemons can open it; the old mode comes back on drop. Tests
+/// that use it run in nextest's machine-wide group.
+pub struct DevFuseOpenToUsers(u32);
+
+impl DevFuseOpenToUsers {
+    /// Open /dev/fuse to every user.
+    pub fn set() -> DevFuseOpenToUsers {
+        use std::os::unix::fs::PermissionsExt;
+        let old = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+        DevFuseOpenToUsers(old)
+    }
+}
+
+impl Drop for DevFuseOpenToUsers {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
+    }
+}

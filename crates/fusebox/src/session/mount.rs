@@ -42,6 +42,11 @@ pub enum MountError {
     /// fusermount3 is needed but missing.
     #[error("fusermount3 not found: install the fuse3 package to mount without root")]
     FusermountMissing,
+    /// An unprivileged mount asked for allow_other, which /etc/fuse.conf does not permit.
+    #[error(
+        "allow_other needs root or a line 'user_allow_other' in {FUSE_CONF} (fusermount3 refuses it otherwise)"
+    )]
+    AllowOtherNotPermitted,
     /// The mount point is busy.
     #[error("{0} is busy (files are open or a process has its cwd inside)")]
     Busy(PathBuf),
@@ -230,7 +235,18 @@ fn fusermount_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// fusermount3's configuration: `user_allow_other` lets users mount with allow_other.
+pub const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// True if `conf` (the text of /etc/fuse.conf) has an uncommented `user_allow_other` line.
+fn permits_allow_other(conf: &str) -> bool {
+    conf.lines().map(|l| l.split('#').next().unwrap_or("").trim()).any(|l| l == "user_allow_other")
+}
+
 fn mount_with_fusermount(mountpoint: &Path, opts: &MountOptions) -> Result<DevFuse, MountError> {
+    if opts.allow_other && !std::fs::read_to_string(FUSE_CONF).is_ok_and(|c| permits_allow_other(&c)) {
+        return Err(MountError::AllowOtherNotPermitted);
+    }
     let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
     let (ours, theirs) = sys::socketpair_for_child().map_err(|e| MountError::Other {
         action: "mount",
@@ -319,6 +335,14 @@ fn unmount_path(abs: &Path) -> Result<(), MountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuse_conf_user_allow_other() {
+        assert!(permits_allow_other("# comment\nuser_allow_other\n"));
+        assert!(permits_allow_other("  user_allow_other  # yes\n"));
+        assert!(!permits_allow_other("#user_allow_other\nmount_max = 1000\n"));
+        assert!(!permits_allow_other(""));
+    }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
