@@ -50,6 +50,14 @@ for features in "" tokio io-uring serde; do
 done
 
 
+step "API docs, doc tests and packaging"
+# Every public item is documented (missing_docs) and every intra-doc link resolves.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# The crate docs' examples and the README's Rust blocks compile (nextest does not run doc tests).
+cargo test --workspace --doc --quiet
+# The publishable crates package and build from their packages alone.
+cargo package --quiet --allow-dirty -p fusebox -p fusebox-fs -p fusebox-dfs -p fusebox-bench -p fusebox-cli
+
 step "fuzzing the request parser and server (bounded)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.1 --locked --quiet

@@ -7,6 +7,7 @@
 //!
 //! Runs inside the `fusebox` binary: fusebox variants are mounted by starting that binary
 //! again (`std::env::current_exe`).
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod fio;

@@ -396,7 +396,7 @@ pub struct BenchArgs {
     /// Print markdown tables (ratios, daemon CPU, requests/op)
     #[arg(long)]
     pub markdown: bool,
-    /// Set each FUSE mount's /sys/class/bdi/<dev>/max_ratio (default: the kernel's)
+    /// Set each FUSE mount's /sys/class/bdi/DEV/max_ratio (default: the kernel's)
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub bdi_max_ratio: Option<u32>,
     /// The harness's helpers for the benchmark scripts

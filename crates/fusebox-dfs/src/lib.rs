@@ -7,6 +7,7 @@
 //! (one per committed write session and range), newest over oldest; a slice's data is stored
 //! as block objects of at most 4 MiB, which are never modified.
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod blob;

@@ -68,17 +68,29 @@ fn parse_u64(s: &str, what: &str) -> u64 {
 /// The operation kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// pwrite of random data at a random offset.
     Write,
+    /// pread, compared with the model.
     Read,
+    /// ftruncate to a random size.
     Truncate,
+    /// fallocate that may grow the file.
     Falloc,
+    /// fallocate with FALLOC_FL_KEEP_SIZE.
     FallocKeep,
+    /// fallocate punching a hole.
     Punch,
+    /// Read through a shared mapping.
     MapRead,
+    /// Write through a shared mapping, then msync.
     MapWrite,
+    /// copy_file_range inside the file.
     CopySame,
+    /// copy_file_range through a second file.
     CopyVia,
+    /// fsync.
     Fsync,
+    /// Close and reopen the file.
     Reopen,
 }
 

@@ -2,6 +2,7 @@
 //! fresh temp dir and unmount it on drop (even when the test panics), skip cleanly when
 //! mounting is impossible here (or fail under `FUSEBOX_REQUIRE_MOUNT=1`), hang guards,
 //! deterministic data, io_uring gating ([`uring`]) and the POSIX suite ([`posix`]).
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use fusebox::{Config, Filesystem, MountOptions, Session};

@@ -1,8 +1,8 @@
-//! The file system: fusebox's [`AsyncFilesystem`] on a [`MetaStore`] and a [`BlobStore`].
+//! The file system: fusebox's [`AsyncFilesystem`](fusebox::fs::asyncfs::AsyncFilesystem) on a [`MetaStore`] and a [`BlobStore`].
 //!
 //! Namespace operations are one metadata transaction each (run on tokio's blocking pool, since
 //! the SQLite engine blocks). File data goes through a per-inode write buffer
-//! ([`crate::writer`]) and is committed at FLUSH, FSYNC and RELEASE (see [`data`] for the
+//! ([`crate::writer`]) and is committed at FLUSH, FSYNC and RELEASE (see the `data` module for the
 //! ordering that keeps a crash from leaving metadata that points at missing data).
 
 mod data;

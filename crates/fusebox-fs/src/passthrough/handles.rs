@@ -48,7 +48,7 @@ pub(crate) struct Handles {
     budget: usize,
 }
 
-/// Default for [`Handles::new`]: a quarter of the soft RLIMIT_NOFILE (at least 64), leaving
+/// Default for `Handles::new`: a quarter of the soft RLIMIT_NOFILE (at least 64), leaving
 /// the rest to the inode descriptor cache, directories and the daemon itself.
 pub fn default_file_fds() -> usize {
     rustix::process::getrlimit(rustix::process::Resource::Nofile)

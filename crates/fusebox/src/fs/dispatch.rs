@@ -347,6 +347,39 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tokio")] // for the dirent parser of the sync-as-async face
+    fn readdirplus_defaults_to_readdir_names_without_nodes() {
+        /// A file system with READDIR only.
+        struct ReaddirOnly;
+        impl Filesystem for ReaddirOnly {
+            fn readdir(&self, _: &RequestInfo, _: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectory) {
+                for (i, (ino, name)) in
+                    [(1, "."), (7, "file")].into_iter().enumerate().skip(args.offset as usize)
+                {
+                    if reply.add(ino, i as u64 + 1, FileType::Regular, std::ffi::OsStr::new(name)) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+        }
+        let (server, chan, dc) = serving(Arc::new(ReaddirOnly));
+        init(&server, &chan, &dc);
+        let args = abi::fuse_read_in { size: 4096, ..Default::default() };
+        server.handle(&frame(FUSE_READDIRPLUS, 9, args.as_bytes()), &dc);
+        let r = chan.next_reply(Duration::from_secs(1)).unwrap();
+        let h = crate::wire::reply::out_header(&r).unwrap();
+        assert_eq!((h.unique, h.error), (9, 0));
+        let list = crate::fs::asyncfs::sync_face::dirents_plus(&r[16..]).unwrap();
+        let got: Vec<(u64, u64, u64, &str)> = list
+            .iter()
+            .map(|e| (e.entry.ino.0, e.entry.attr.ino, e.offset, e.name.to_str().unwrap()))
+            .collect();
+        // Node id 0: the kernel caches nothing and counts no lookup for these names.
+        assert_eq!(got, [(0, 1, 1, "."), (0, 7, 2, "file")]);
+    }
+
+    #[test]
     fn requests_before_init_get_eio() {
         let (server, chan, dc) = setup();
         server.handle(&frame(FUSE_GETATTR, 5, &[0u8; 16]), &dc);

@@ -187,9 +187,11 @@ filesystem_operations! {
         fn readdir(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectory) {
             reply.error(Errno::ENOSYS)
         }
-        /// List a directory with attributes from cookie `args.offset`.
+        /// List a directory with attributes from cookie `args.offset`. The default lists what
+        /// [`Filesystem::readdir`] gives, names only ([`ReplyDirectoryPlus::names_only`]): the
+        /// kernel then looks each name up when it is used.
         fn readdirplus(&self, req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, reply: ReplyDirectoryPlus) {
-            reply.error(Errno::ENOSYS)
+            self.readdir(req, ino, args, reply.names_only())
         }
         /// Get an extended attribute (`size` 0 = size probe; see [`ReplyXattr::value`]).
         fn getxattr(&self, req: &RequestInfo, ino: NodeId, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -245,9 +247,12 @@ filesystem_operations! {
         fn readdir(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send {
             async { Err(Errno::ENOSYS) }
         }
-        /// Directory entries with attributes (see the READDIRPLUS contract on the trait).
+        /// Directory entries with attributes (see the READDIRPLUS contract on the trait). The
+        /// default lists what [`AsyncFilesystem::readdir`] returns, names only
+        /// ([`DirEntryPlus::name_only`]): the kernel then looks each name up when it is used.
         fn readdirplus(&self, req: RequestInfo, ino: NodeId, args: ReaddirArgs) -> impl Future<Output = FsResult<Vec<DirEntryPlus>>> + Send {
-            async { Err(Errno::ENOSYS) }
+            let list = self.readdir(req, ino, args);
+            async move { Ok(list.await?.into_iter().map(DirEntryPlus::name_only).collect()) }
         }
         /// The value of an extended attribute (the adapter answers size probes and ERANGE).
         fn getxattr(&self, req: RequestInfo, ino: NodeId, name: OsString) -> impl Future<Output = FsResult<Vec<u8>>> + Send {

@@ -373,12 +373,13 @@ impl ReplyIoctl {
 /// The shared body of the two directory reply tokens: entries packed into one buffer of at
 /// most the kernel's size, sent at `ok`.
 macro_rules! dir_token {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty = $init:expr),* }) => {
         $(#[$doc])*
         pub struct $name {
             inner: Responder,
             buf: Vec<u8>,
             max: usize,
+            $($(#[$fdoc])* $field: $ty,)*
         }
         impl Reply for $name {
             fn fail(self, e: Errno) {
@@ -390,7 +391,7 @@ macro_rules! dir_token {
         }
         impl $name {
             pub(crate) fn new(inner: Responder, max: usize) -> Self {
-                $name { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max }
+                $name { inner, buf: Vec::with_capacity(max.min(64 * 1024)), max, $($field: $init,)* }
             }
             /// The kernel's buffer size for this reply, in bytes.
             pub fn capacity(&self) -> usize {
@@ -411,12 +412,16 @@ macro_rules! dir_token {
 
 dir_token!(
     /// Reply to READDIR: fill with [`ReplyDirectory::add`] until it returns `true` (full), then `ok`.
-    ReplyDirectory
+    ReplyDirectory {
+        /// Entries go out as READDIRPLUS entries without a node (see
+        /// [`ReplyDirectoryPlus::names_only`]).
+        names_as_plus: bool = false
+    }
 );
 dir_token!(
     /// Reply to READDIRPLUS. Every entry added, except `.` and `..`, counts as one LOOKUP of its
     /// inode: the file system must expect a matching FORGET.
-    ReplyDirectoryPlus
+    ReplyDirectoryPlus {}
 );
 
 impl ReplyDirectory {
@@ -424,11 +429,39 @@ impl ReplyDirectory {
     /// full and the entry was not added.
     pub fn add(&mut self, ino: u64, offset: u64, kind: FileType, name: &std::ffi::OsStr) -> bool {
         use std::os::unix::ffi::OsStrExt;
+        if self.names_as_plus {
+            let out = names_only_entry(ino);
+            return !push_direntplus(
+                &mut self.buf,
+                self.max,
+                &out,
+                offset,
+                kind.dirent_type(),
+                name.as_bytes(),
+            );
+        }
         !push_dirent(&mut self.buf, self.max, ino, offset, kind.dirent_type(), name.as_bytes())
     }
 }
 
+/// A READDIRPLUS entry without a node: node id 0 tells the kernel that the file system gave a
+/// name and no lookup (no attributes cached, no lookup counted, no FORGET to expect).
+fn names_only_entry(ino: u64) -> abi::fuse_entry_out {
+    let mut out = abi::fuse_entry_out::default();
+    out.attr.ino = ino;
+    out
+}
+
 impl ReplyDirectoryPlus {
+    /// This reply as a [`ReplyDirectory`]: the entries added to it go out as READDIRPLUS entries
+    /// with names only (node id 0), which the kernel lists without caching or counting a lookup.
+    /// The default [`Filesystem::readdirplus`](crate::Filesystem::readdirplus) serves READDIRPLUS
+    /// this way from `readdir`, so a file system need not implement both.
+    pub fn names_only(self) -> ReplyDirectory {
+        let ReplyDirectoryPlus { inner, buf, max, .. } = self;
+        ReplyDirectory { inner, buf, max, names_as_plus: true }
+    }
+
     /// Add an entry with its attributes; `offset` is the cookie of the next entry. Returns
     /// `true` when full (entry not added, so no lookup counted).
     pub fn add(&mut self, entry: &Entry, offset: u64, name: &std::ffi::OsStr) -> bool {

@@ -78,7 +78,7 @@ impl Retrievals {
     }
 }
 
-/// Sends notifications on a session's `/dev/fuse`. See the [module documentation](self).
+/// Sends notifications on a session's `/dev/fuse`. See the `session::notify` module documentation.
 #[derive(Clone)]
 pub struct Notifier {
     chan: Arc<dyn ReplyChannel>,

@@ -43,7 +43,7 @@ pub struct ReplyShared {
     pub ttl: Ttl,
     /// Statistics sink.
     pub stats: Arc<Stats>,
-    /// Answer [`ReplyData::splice_from_file`] with splice(2) (`-o splice_write`).
+    /// Answer [`ReplyData::splice_from_file`](crate::fs::ReplyData::splice_from_file) with splice(2) (`-o splice_write`).
     pub splice_write: bool,
     /// Nodes whose kernel inode was retired after a failed write-back (raised generations).
     pub retired: Retirements,

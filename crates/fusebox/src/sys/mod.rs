@@ -6,7 +6,7 @@
 //! - process: credentials, capabilities, umask;
 //! - thread: time slice, nice value, CPU placement;
 //! - handles: `name_to_handle_at` / `open_by_handle_at`;
-//! - fd: close with its error, dup, flock with a limit, FS_IOC_FS[GS]ETXATTR;
+//! - fd: close with its error, dup, flock with a limit, FS_IOC_FSGETXATTR and FS_IOC_FSSETXATTR;
 //! - locks: OFD and process record locks, cancellable blocking calls;
 //! - map: a shared file mapping (tests and tools).
 

@@ -5,7 +5,7 @@
 //! - `class` is [`ClassRule`]: `Sync`, `Background` (no process waits: RELEASE, FORGET), or
 //!   `WritebackWrite` (background when the WRITE carries `FUSE_WRITE_CACHE`);
 //! - `reply` is `Reply` or `NoReply` (the kernel waits for no answer: FORGET, INTERRUPT, ...);
-//! - the fields are decoded in order with the [`Body`] cursor `b`; a later field may use an
+//! - the fields are decoded in order with the `Body` cursor `b`; a later field may use an
 //!   earlier one (WRITE's payload length comes from its `arg`).
 //!
 //! Adding an opcode is adding a row; every list that used to be written out by hand (the parse

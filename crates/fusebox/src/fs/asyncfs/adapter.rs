@@ -17,7 +17,7 @@ pub struct AsyncAdapterOptions {
     /// the rest wait (default 4).
     pub background_limit: usize,
     /// Threads of the second runtime that runs background requests, and whatever they spawn
-    /// (uploads of written data), at nice [`BACKGROUND_NICE`] (default 1). A stat never waits
+    /// (uploads of written data), at nice `BACKGROUND_NICE` (default 1). A stat never waits
     /// for a runtime thread busy with write-back, nor competes with it for a CPU on equal terms.
     pub background_threads: usize,
 }
@@ -32,7 +32,7 @@ impl Default for AsyncAdapterOptions {
     }
 }
 
-/// Serves an [`AsyncFilesystem`] through the synchronous [`Filesystem`] interface: each request
+/// Serves an [`AsyncFilesystem`] through the synchronous [`Filesystem`](crate::Filesystem) interface: each request
 /// becomes a task on a tokio runtime and its reply is sent when the task finishes, so replies
 /// go out in any order and a worker never waits for a handler.
 pub struct AsyncAdapter<F> {
@@ -144,7 +144,12 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
         let (fs, handle) = (self.fs.clone(), self.handle.clone());
         move |unsent| {
             let nodes: Vec<NodeId> =
-                unsent.into_iter().filter(|e| e.name != "." && e.name != "..").map(|e| e.entry.ino).collect();
+                // `.`, `..` and names without a node were never counted as lookups.
+                unsent
+                    .into_iter()
+                    .filter(|e| e.name != "." && e.name != ".." && e.entry.ino != NodeId(0))
+                    .map(|e| e.entry.ino)
+                    .collect();
             if nodes.is_empty() {
                 return;
             }

@@ -57,6 +57,19 @@ pub struct DirEntryPlus {
     pub name: OsString,
 }
 
+impl DirEntryPlus {
+    /// `entry` without a lookup: node id 0, so the kernel lists the name without caching
+    /// attributes or counting a lookup (nothing to FORGET).
+    pub fn name_only(entry: DirEntry) -> DirEntryPlus {
+        let attr = FileAttr { ino: entry.ino, mode: entry.kind.dirent_type() << 12, ..Default::default() };
+        DirEntryPlus {
+            entry: Entry { ino: NodeId(0), generation: 0, attr },
+            offset: entry.offset,
+            name: entry.name,
+        }
+    }
+}
+
 /// Arguments of an async WRITE: like [`WriteArgs`] with an owned payload. A large payload
 /// keeps the request's buffer (handed over, not copied); a small one is a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
