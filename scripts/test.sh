@@ -17,6 +17,9 @@ if [ "$(id -u)" = 0 ]; then
     command -v stress-ng >/dev/null || missing+=(stress-ng)
     # The metrics test scrapes the daemon with a real HTTP client.
     command -v curl >/dev/null || missing+=(curl)
+    # Benchmark charts find their font through fontconfig (loaded at run time).
+    command -v fc-list >/dev/null || missing+=(fontconfig)
+    fc-list 2>/dev/null | grep -q . || missing+=(fonts-dejavu-core)
     # fusebox-dfs's PostgreSQL engine is tested against a real server: the tests start their
     # own cluster (initdb in a temporary directory, a free 127.0.0.1 port) from this package.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)

@@ -10,9 +10,11 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod chart;
 pub mod fio;
 pub mod meta;
 pub mod options;
+pub mod progress;
 pub mod report;
 pub mod storage;
 pub mod system;
@@ -237,6 +239,7 @@ fn mount_builtin(
 
 /// Run the benchmark and print its report.
 pub fn run(o: &BenchOptions) -> Result<()> {
+    let progress = progress::Progress::on_stderr();
     let fio_bin = fio::find_fio()?;
     if fusebox::sys::geteuid() != 0 {
         bail!("fusebox bench needs root (mounting, loop devices, dropping caches)");
@@ -252,10 +255,10 @@ pub fn run(o: &BenchOptions) -> Result<()> {
             if o.variants_explicit {
                 return Err(e.context("the io_uring variants need FUSE over io_uring"));
             }
-            eprintln!("[skip] io_uring variants: {e:#}");
+            progress.line(&format!("[skip] io_uring variants: {e:#}"));
             builtins.retain(|b| !b.uses_uring());
         } else {
-            eprintln!("[setup] {} = Y for the run (restored at the end)", system::URING_PARAM);
+            progress.line(&format!("[setup] {} = Y for the run (restored at the end)", system::URING_PARAM));
         }
     }
     let pid = std::process::id();
@@ -267,11 +270,11 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         }
         None => {
             let size = o.image_size.unwrap_or_else(|| o.default_image_size());
-            eprintln!(
+            progress.line(&format!(
                 "[setup] ext4 image of {} MiB in {} on a direct-IO loop device",
                 size >> 20,
                 o.image_dir.display()
-            );
+            ));
             let m = guard.setup_loop(&o.image_dir, size)?;
             let desc = format!(
                 "ext4 on {} (losetup --direct-io=on, sparse {} MiB image in {} on {})",
@@ -304,7 +307,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         }
         let mnt = guard.tmp().join(format!("mnt-{}", b.name()));
         let (v, dev) = mount_builtin(&mut guard, b, &backing, &mnt, o)?;
-        eprintln!("[mount] {}: {} (pid {})", v.name, v.command, v.pid.unwrap_or(0));
+        progress.line(&format!("[mount] {}: {} (pid {})", v.name, v.command, v.pid.unwrap_or(0)));
         variants.push(v);
         devs.push(dev);
     }
@@ -315,7 +318,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         let mnt = guard.tmp().join(format!("mnt-{}", p.name));
         let line = system::peer_command_line(&p.command, &src, &mnt);
         let d = guard.mount_peer(&p.name, &p.command, &src, &mnt)?;
-        eprintln!("[mount] {}: {line} (pid {})", p.name, d.pid());
+        progress.line(&format!("[mount] {}: {line} (pid {})", p.name, d.pid()));
         devs.push(d.dev.clone());
         variants.push(Variant {
             name: p.name.clone(),
@@ -334,7 +337,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
     if o.workloads.iter().any(|w| w.reads_layout()) {
         for v in &variants {
             check_stop(&stop)?;
-            eprintln!("[layout] {}: {} MiB {}", v.name, o.sizes.file >> 20, fio::LAYOUT_FILE);
+            progress.line(&format!("[layout] {}: {} MiB {}", v.name, o.sizes.file >> 20, fio::LAYOUT_FILE));
             fio::run(&fio_bin, &fio::layout_args(&v.dir, &o.sizes))
                 .with_context(|| format!("laying out the read file on {}", v.name))?;
         }
@@ -355,6 +358,7 @@ pub fn run(o: &BenchOptions) -> Result<()> {
     // Rounds: every workload on every variant in turn.
     let mut samples: BTreeMap<(usize, usize), Samples> = BTreeMap::new();
     let total = o.runs * o.workloads.len() * variants.len();
+    progress.set_total(total);
     let mut step = 0;
     let mut caches_dropped = true;
     let mut failures = Vec::new();
@@ -363,7 +367,8 @@ pub fn run(o: &BenchOptions) -> Result<()> {
             for (vi, v) in variants.iter().enumerate() {
                 check_stop(&stop)?;
                 step += 1;
-                eprint!("[{step}/{total}] run {run}/{}: {} on {} ... ", o.runs, w.name(), v.name);
+                let label = format!("[{step}/{total}] run {run}/{}: {} on {}", o.runs, w.name(), v.name);
+                progress.start_job(&label);
                 let s = samples.entry((wi, vi)).or_default();
                 let line = match w {
                     Workload::E => run_meta(v, o, &stop, s),
@@ -372,14 +377,14 @@ pub fn run(o: &BenchOptions) -> Result<()> {
                 match line {
                     Ok(line) => {
                         caches_dropped &= !line.contains("caches not dropped");
-                        eprintln!("{line}");
+                        progress.finish_job(&label, &line);
                     }
                     Err(e) => {
                         // Recorded, and the run goes on: one variant failing a workload (a peer
                         // out of descriptors, a dead daemon) must not throw away the others.
                         check_stop(&stop)?;
                         let error = format!("{e:#}");
-                        eprintln!("FAILED: {error}");
+                        progress.finish_job(&label, &format!("FAILED: {error}"));
                         s.values.push(f64::NAN);
                         if w == Workload::E {
                             s.phases.iter_mut().for_each(|p| p.push(f64::NAN));
@@ -490,6 +495,13 @@ pub fn run(o: &BenchOptions) -> Result<()> {
         print!("{}", report::render_markdown(&report));
     } else {
         print!("{}", report::render_table(&report));
+    }
+    if !o.plots.is_empty() {
+        let bars = chart::Bars::from_report(&report);
+        for path in &o.plots {
+            chart::draw(&bars, path)?;
+            progress.line(&format!("[plot] {}", path.display()));
+        }
     }
     // Peers may fail where fusebox does not (that is a finding, reported above); a failure of
     // native or of a fusebox variant makes the run fail.

@@ -279,6 +279,8 @@ pub struct BenchOptions {
     pub variants_explicit: bool,
     /// External peers, in command-line order.
     pub peers: Vec<Peer>,
+    /// Charts to draw at the end (`--plot`), .svg or .png.
+    pub plots: Vec<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -296,6 +298,7 @@ impl Default for BenchOptions {
             builtins: DEFAULT_BUILTINS.to_vec(),
             variants_explicit: false,
             peers: Vec::new(),
+            plots: Vec::new(),
         }
     }
 }
@@ -399,14 +402,25 @@ pub struct BenchArgs {
     /// Set each FUSE mount's /sys/class/bdi/DEV/max_ratio (default: the kernel's)
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub bdi_max_ratio: Option<u32>,
-    /// The harness's helpers for the benchmark scripts
+    /// Also draw the chart of ratios to native into FILE (.svg or .png); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub plot: Vec<PathBuf>,
+    /// Re-plot a saved run, or the scripts' helpers
     #[command(subcommand)]
-    pub tool: Option<BenchTool>,
+    pub command: Option<BenchCommand>,
 }
 
-/// `fusebox bench tool ...`: helpers the benchmark scripts share with the harness.
+/// `fusebox bench plot ...` and `fusebox bench tool ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
-pub enum BenchTool {
+pub enum BenchCommand {
+    /// Draw the chart of a saved `fusebox bench --json` document
+    Plot {
+        /// The JSON document
+        json: PathBuf,
+        /// Where to draw it (.svg or .png); repeatable
+        #[arg(short, long, value_name = "FILE", required = true)]
+        out: Vec<PathBuf>,
+    },
     /// Helpers for the benchmark scripts: cpu PID | loop-up DIR SIZE | loop-down DIR
     #[command(hide = true)]
     Tool {
@@ -450,6 +464,7 @@ impl BenchArgs {
             json: self.json,
             markdown: self.markdown,
             bdi_max_ratio: self.bdi_max_ratio,
+            plots: self.plot,
             ..BenchOptions::default()
         };
         if let Some(w) = &self.workloads {
@@ -465,6 +480,12 @@ impl BenchArgs {
                 bail!("--peer: NAME '{}' given twice", p.name);
             }
             o.peers.push(p);
+        }
+        for p in &o.plots {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !ext.eq_ignore_ascii_case("svg") && !ext.eq_ignore_ascii_case("png") {
+                bail!("--plot {}: the chart is written as .svg or .png", p.display());
+            }
         }
         if let Some(mb) = self.size_mb {
             o.sizes = o.sizes.scaled(mb);
@@ -495,8 +516,8 @@ pub fn parse(args: &[String]) -> Result<BenchOptions> {
         args: BenchArgs,
     }
     let only = Only::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
-    if only.args.tool.is_some() {
-        bail!("`bench tool` is a subcommand, not an option list");
+    if only.args.command.is_some() {
+        bail!("`bench tool` and `bench plot` are subcommands, not option lists");
     }
     only.args.into_options()
 }
@@ -590,6 +611,7 @@ mod tests {
             "--workloads g",
             "--variants ext4",
             "--json --markdown",
+            "--plot chart.pdf",
             "--frob",
             "positional",
         ] {

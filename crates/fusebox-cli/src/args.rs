@@ -224,9 +224,12 @@ mod tests {
         let o = b.into_options().unwrap();
         assert!(o.json && o.sizes == fusebox_bench::options::Sizes::QUICK);
         let Command::Bench(b) = p("bench tool cpu 1").unwrap().command else { panic!() };
-        assert!(
-            matches!(b.tool, Some(fusebox_bench::options::BenchTool::Tool { args }) if args == ["cpu", "1"])
-        );
+        use fusebox_bench::options::BenchCommand;
+        assert!(matches!(b.command, Some(BenchCommand::Tool { args }) if args == ["cpu", "1"]));
+        let Command::Bench(b) = p("bench plot r.json -o a.svg --out b.png").unwrap().command else {
+            panic!()
+        };
+        assert!(matches!(b.command, Some(BenchCommand::Plot { out, .. }) if out.len() == 2));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use args::{Cli, Command, FsKind};
 use clap::{CommandFactory, Parser};
 use fusebox::{Config, Filesystem, MountOptions, Session};
+use fusebox_bench::options::BenchCommand;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -50,14 +51,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli, argv: &[String]) -> Result<()> {
     match cli.command {
         Command::Stats(a) => stats::show(&a.mountpoint, stats::Format::from_flags(a.json, a.prometheus)),
-        Command::Bench(b) => match b.tool {
-            Some(fusebox_bench::options::BenchTool::Tool { args }) => {
+        Command::Bench(b) => match b.command {
+            Some(BenchCommand::Tool { args }) => {
                 let out = fusebox_bench::tool::run(&args)?;
                 if !out.is_empty() {
                     println!("{out}")
                 }
                 Ok(())
             }
+            Some(BenchCommand::Plot { json, out }) => fusebox_bench::chart::plot_saved(&json, &out),
             None => fusebox_bench::run(&b.into_options()?),
         },
         Command::Dfs(cmd) => dfs::run(cmd),

@@ -69,9 +69,15 @@ fn bench_reports_every_workload_variant_and_peer() {
     }
     let variants = builtins.join(",");
     let peer = format!("self-memfs={} mount memfs {{MNT}} -f", env!("CARGO_BIN_EXE_fusebox"));
+    let charts = tempfile::tempdir().unwrap();
+    let (svg, png) = (charts.path().join("chart.svg"), charts.path().join("chart.png"));
     let out = bench(
         dir.path(),
         &[
+            "--plot",
+            svg.to_str().unwrap(),
+            "--plot",
+            png.to_str().unwrap(),
             "--size-mb",
             "2",
             "--files",
@@ -94,6 +100,11 @@ fn bench_reports_every_workload_variant_and_peer() {
         "{stderr}"
     );
     assert!(stderr.contains("[mount] self-memfs:"), "{stderr}");
+    // The charts: every non-native variant and workload drawn, as SVG and as PNG.
+    assert!(stderr.contains(&format!("[plot] {}", png.display())), "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("self-memfs") && text.contains("f-randread-4k-direct-4jobs"), "{text}");
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(v["runs"], 2);
     assert_eq!(v["sizes"]["files"], 100);
@@ -228,12 +239,14 @@ fn failing_peer_shows_its_stderr_and_cleans_up() {
 #[test]
 fn bench_rejects_bad_options() {
     for (args, want) in [
-        (&["bench", "--frob"][..], "unknown bench option '--frob'"),
+        (&["bench", "--frob"][..], "unexpected argument '--frob'"),
         (&["bench", "--peer", "x /bin/true {MNT}"][..], "no '='"),
         (&["bench", "--peer", "x=/bin/true {SRC}"][..], "must contain {MNT}"),
+        (&["bench", "--runs", "0"][..], "invalid value '0' for '--runs <N>'"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_fusebox")).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        // Bad command lines are usage errors: exit code 2.
+        assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains(want), "{args:?}");
     }
 }
