@@ -22,40 +22,6 @@ const MEMFS_SIZE: u64 = 64 << 20;
 /// allocator's slack (README, "Limits and abuse").
 const MEMFS_OVERHEAD: u64 = 96 << 20;
 
-/// The test user, created if missing; removed at the end if this test created it.
-struct TestUser {
-    uid: u32,
-    gid: u32,
-    created: bool,
-}
-
-impl TestUser {
-    fn get() -> TestUser {
-        let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, USER]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        };
-        let mut created = false;
-        if id("-u").is_none() {
-            let st = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER])
-                .status()
-                .expect("useradd");
-            assert!(st.success(), "useradd {USER} failed");
-            created = true;
-        }
-        TestUser { uid: id("-u").unwrap(), gid: id("-g").unwrap(), created }
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        if self.created {
-            let _ = Command::new("userdel").arg(USER).status();
-        }
-    }
-}
-
 fn rss_bytes(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -97,7 +63,7 @@ fn an_unprivileged_user_cannot_starve_root_or_grow_the_daemons() {
         return;
     }
     let secs: u64 = std::env::var("FUSEBOX_HOSTILE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let user = TestUser::get();
+    let user = TestUser::get(USER);
     let memfs = Daemon::start("memfs", &format!("allow_other,size={MEMFS_SIZE},mode=1777"));
     let pt = Daemon::start("passthrough", "allow_other");
     // SOURCE open to everyone (sticky, as /tmp); a root-owned sentinel next to it.

@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
@@ -66,17 +66,6 @@ impl Drop for Mounts {
     }
 }
 
-fn run(c: &mut Command) -> Output {
-    let out = c.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn daemon_pid(mnt: &Path) -> u32 {
     fusebox::session::query_status(mnt).expect("a daemon answers for the mount").pid
 }
@@ -88,7 +77,7 @@ fn gone(pid: u32) -> bool {
 /// Plain umount(8) ends the mount, and the daemon exits by itself.
 fn umount8_ends_daemon(mnt: &Path) {
     let pid = daemon_pid(mnt);
-    run(Command::new("umount").arg(mnt));
+    run_ok(Command::new("umount").arg(mnt));
     assert!(!fusebox::session::is_mount_point(mnt));
     assert!(
         wait_until(Duration::from_secs(10), || gone(pid)),
@@ -108,10 +97,9 @@ fn mount8_and_fstab() {
     fs::write(src.join("seed"), b"from SOURCE").unwrap();
 
     // mount -t fuse.fusebox memfs DIR -o size=...
-    run(Command::new("mount")
-        .args(["-t", "fuse.fusebox", "memfs"])
-        .arg(mem)
-        .args(["-o", "size=64M,noatime"]));
+    run_ok(
+        Command::new("mount").args(["-t", "fuse.fusebox", "memfs"]).arg(mem).args(["-o", "size=64M,noatime"]),
+    );
     fs::write(mem.join("f"), b"hello").unwrap();
     assert_eq!(fs::read(mem.join("f")).unwrap(), b"hello");
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
@@ -123,7 +111,7 @@ fn mount8_and_fstab() {
     umount8_ends_daemon(mem);
 
     // mount -t fuse.fusebox SOURCE DIR: passthrough.
-    run(Command::new("mount").args(["-t", "fuse.fusebox"]).arg(src).arg(pt));
+    run_ok(Command::new("mount").args(["-t", "fuse.fusebox"]).arg(src).arg(pt));
     assert_eq!(fs::read(pt.join("seed")).unwrap(), b"from SOURCE");
     umount8_ends_daemon(pt);
 
@@ -141,17 +129,17 @@ fn mount8_and_fstab() {
         ),
     )
     .unwrap();
-    run(Command::new("mount").args(["-a", "-t", "fuse.fusebox", "-T"]).arg(&fstab));
+    run_ok(Command::new("mount").args(["-a", "-t", "fuse.fusebox", "-T"]).arg(&fstab));
     assert!(fusebox::session::is_mount_point(fmem) && fusebox::session::is_mount_point(fpt));
     fs::write(fmem.join("x"), b"1").unwrap();
     assert_eq!(fs::read(fpt.join("seed")).unwrap(), b"from SOURCE");
     // A second `mount -a` leaves mounted entries alone.
-    run(Command::new("mount").args(["-a", "-t", "fuse.fusebox", "-T"]).arg(&fstab));
+    run_ok(Command::new("mount").args(["-a", "-t", "fuse.fusebox", "-T"]).arg(&fstab));
     umount8_ends_daemon(fmem);
     umount8_ends_daemon(fpt);
 
     // mount(8)'s fake mode runs the helper, which must not mount.
-    run(Command::new("mount").args(["-f", "-t", "fuse.fusebox", "memfs"]).arg(mem));
+    run_ok(Command::new("mount").args(["-f", "-t", "fuse.fusebox", "memfs"]).arg(mem));
     assert!(!fusebox::session::is_mount_point(mem));
     // A helper error reaches mount(8)'s caller.
     let out = Command::new("mount")
@@ -184,7 +172,7 @@ fn umount_abort_ends_a_hung_daemon() {
     let pid = daemon.0.id();
     assert!(wait_until(Duration::from_secs(20), || fusebox::session::query_status(mnt).is_ok()));
     // The daemon stops answering: anything that touches the mount would hang.
-    run(Command::new("kill").args(["-STOP", &pid.to_string()]));
+    run_ok(Command::new("kill").args(["-STOP", &pid.to_string()]));
     let (tx, rx) = std::sync::mpsc::channel();
     let target = mnt.clone();
     std::thread::spawn(move || {
@@ -196,7 +184,7 @@ fn umount_abort_ends_a_hung_daemon() {
     assert!(err.contains("aborted FUSE connection"), "{err}");
     assert!(!fusebox::session::is_mount_point(mnt));
     // Woken up, the daemon finds its connection gone and exits on its own.
-    run(Command::new("kill").args(["-CONT", &pid.to_string()]));
+    run_ok(Command::new("kill").args(["-CONT", &pid.to_string()]));
     assert!(
         wait_until(Duration::from_secs(10), || daemon.0.try_wait().is_ok_and(|s| s.is_some())),
         "daemon did not exit after the abort"

@@ -15,41 +15,6 @@ use support::*;
 
 const USER: &str = "fusebox-unpriv";
 
-/// The test user; removed on drop if this test created it.
-struct TestUser {
-    uid: u32,
-    gid: u32,
-    created: bool,
-}
-
-impl TestUser {
-    fn get() -> TestUser {
-        let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, USER]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        };
-        let mut created = false;
-        if id("-u").is_none() {
-            let status = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"])
-                .args(["--shell", "/usr/sbin/nologin", USER])
-                .status()
-                .expect("useradd (package passwd)");
-            assert!(status.success(), "useradd {USER} failed");
-            created = true;
-        }
-        TestUser { uid: id("-u").unwrap(), gid: id("-g").unwrap(), created }
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        if self.created {
-            let _ = Command::new("userdel").arg(USER).status();
-        }
-    }
-}
-
 /// /etc/fuse.conf as this test wants it; the original (or its absence) comes back on drop.
 struct FuseConf(Option<String>);
 
@@ -125,7 +90,7 @@ impl Home {
         cmd.uid(user.uid)
             .gid(user.gid)
             .env("HOME", &self.home)
-            .env("USER", USER)
+            .env("USER", user.name)
             .env_remove("XDG_RUNTIME_DIR")
             .current_dir(&self.home)
             .stdin(Stdio::null())
@@ -152,16 +117,6 @@ impl Home {
     }
 }
 
-fn ok(out: &Output) -> &Output {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn fusermount3() -> &'static str {
     ["/usr/bin/fusermount3", "/bin/fusermount3"]
         .into_iter()
@@ -174,16 +129,16 @@ fn a_normal_user_mounts_uses_and_unmounts() {
     if !can_mount() {
         return;
     }
-    let user = TestUser::get();
+    let user = TestUser::get(USER);
     let _dev = DevFuseOpenToUsers::set();
     let conf = FuseConf::save();
     conf.allow_other(false);
     let mut home = Home::new(&user);
 
     // Mount through fusermount3; the user's files are the user's.
-    ok(&home.mount(&user, "size=32M"));
+    assert_success(&home.mount(&user, "size=32M"));
     assert!(fusebox::session::is_mount_point(&home.mnt));
-    let out = ok(&home.run(
+    let out = assert_success(&home.run(
         &user,
         Command::new("sh").args(["-c", "echo hi > m/f && mkdir m/d && cat m/f && stat -c %u:%g m m/f m/d"]),
     ))
@@ -195,13 +150,13 @@ fn a_normal_user_mounts_uses_and_unmounts() {
     assert_eq!(fs::metadata(home.mnt.join("f")).unwrap_err().raw_os_error(), Some(libc::EACCES));
 
     // `fusebox umount` as the user (fusermount3 -u underneath) ends the mount and the daemon.
-    ok(&home.run(&user, fusebox().args(["umount", "m"])));
+    assert_success(&home.run(&user, fusebox().args(["umount", "m"])));
     assert!(!fusebox::session::is_mount_point(&home.mnt));
     assert!(home.last_daemon_exits());
 
     // So does fusermount3 -u itself.
-    ok(&home.mount(&user, "size=32M"));
-    ok(&home.run(&user, Command::new(fusermount3()).args(["-u", "m"])));
+    assert_success(&home.mount(&user, "size=32M"));
+    assert_success(&home.run(&user, Command::new(fusermount3()).args(["-u", "m"])));
     assert!(!fusebox::session::is_mount_point(&home.mnt));
     assert!(home.last_daemon_exits(), "the daemon outlived fusermount3 -u");
 
@@ -213,9 +168,9 @@ fn a_normal_user_mounts_uses_and_unmounts() {
     assert!(!fusebox::session::is_mount_point(&home.mnt));
     // ...and granted once it does: then other users (root here) get in.
     conf.allow_other(true);
-    ok(&home.mount(&user, "size=32M,allow_other"));
-    ok(&home.run(&user, Command::new("sh").args(["-c", "echo shared > m/s"])));
+    assert_success(&home.mount(&user, "size=32M,allow_other"));
+    assert_success(&home.run(&user, Command::new("sh").args(["-c", "echo shared > m/s"])));
     assert_eq!(fs::read(home.mnt.join("s")).unwrap(), b"shared\n");
-    ok(&home.run(&user, fusebox().args(["umount", "m"])));
+    assert_success(&home.run(&user, fusebox().args(["umount", "m"])));
     assert!(home.last_daemon_exits());
 }

@@ -80,3 +80,63 @@ impl Drop for DevFuseOpenToUsers {
         let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
     }
 }
+
+/// A system user for tests that act as a normal user: created if missing (with its own group),
+/// removed on drop if this test created it.
+pub struct TestUser {
+    /// Its name.
+    pub name: &'static str,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    created: bool,
+}
+
+impl TestUser {
+    /// The user `name`, created if it does not exist.
+    pub fn get(name: &'static str) -> TestUser {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, name]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        let mut created = false;
+        if id("-u").is_none() {
+            let status = Command::new("useradd")
+                .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", name])
+                .status()
+                .expect("useradd (package passwd)");
+            assert!(status.success(), "useradd {name} failed");
+            created = true;
+        }
+        TestUser { name, uid: id("-u").unwrap(), gid: id("-g").unwrap(), created }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = Command::new("userdel").arg(self.name).status();
+        }
+    }
+}
+
+/// Fail the test, showing both streams, unless `out` is a success; returns it.
+pub fn assert_success(out: &std::process::Output) -> &std::process::Output {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run `cmd` (stdin from /dev/null) and return its output; fail the test if it failed.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_success(&out);
+    out
+}
