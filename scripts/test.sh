@@ -56,9 +56,20 @@ done
 step "API docs, doc tests and packaging"
 # Every public item is documented (missing_docs) and every intra-doc link resolves.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-# The crate docs' examples and the README's Rust blocks compile (nextest does not run doc tests).
+# The examples in the API docs compile (nextest does not run doc tests).
 cargo test --workspace --doc --quiet
-# The publishable crates package and build from their packages alone.
+# The publishable crates package and build from their packages alone. cargo unpacks the
+# packages it verifies into its registry directory by name and version: drop copies an earlier
+# run left there, or it would verify those instead of this tree.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+rm -rf target/package "$cargo_home"/registry/src/-*/fusebox*-[0-9]* "$cargo_home"/registry/cache/-*/fusebox*
+# What was built from such a package is keyed by name and version too: drop it.
+for d in target/debug/deps/fusebox*.d; do
+    if [ -e "$d" ] && grep -q "/registry/src/-" "$d"; then
+        h="${d%.d}"; h="${h##*-}"
+        rm -rf target/debug/deps/*"-$h"* target/debug/.fingerprint/*"-$h"
+    fi
+done
 cargo package --quiet --allow-dirty -p fusebox -p fusebox-fs -p fusebox-dfs -p fusebox-bench -p fusebox-cli
 
 step "fuzzing the request parser and server (bounded)"

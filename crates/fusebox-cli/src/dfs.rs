@@ -43,6 +43,14 @@ pub enum DfsCommand {
         /// Metadata URL
         meta: String,
     },
+    /// Merge chunks written in many pieces (a mount also does this in the background)
+    Compact {
+        /// Metadata URL
+        meta: String,
+        /// Merge chunks made of at least N slices
+        #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+        min_slices: u64,
+    },
     /// Delete block objects no file references
     Gc {
         /// Metadata URL
@@ -116,6 +124,21 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
             if !r.is_ok() {
                 bail!("fsck found {} missing and {} damaged blocks", r.missing.len(), r.wrong_size.len());
             }
+            Ok(())
+        }
+        DfsCommand::Compact { meta, min_slices } => {
+            let (m, blobs) = open(&meta)?;
+            let fs = DfsFs::new(m, Arc::new(blobs), None, DfsOptions::default());
+            let r = runtime()?
+                .block_on(fs.compact_all(min_slices))
+                .map_err(|e| anyhow::anyhow!("compaction failed: {e}"))?;
+            println!(
+                "merged {} chunks: {} slices into {} ({} bytes written); {} changed meanwhile and were left alone",
+                r.chunks, r.slices_before, r.slices_after, r.bytes, r.raced
+            );
+            println!(
+                "the replaced blocks are garbage now: `fusebox dfs gc` deletes them after its grace period"
+            );
             Ok(())
         }
         DfsCommand::Gc { meta, grace } => {
@@ -228,6 +251,10 @@ mod tests {
         );
         assert_eq!(p("fsck sqlite:///m.db").unwrap(), DfsCommand::Fsck { meta: "sqlite:///m.db".into() });
         assert_eq!(
+            p("compact sqlite:///m.db --min-slices 8").unwrap(),
+            DfsCommand::Compact { meta: "sqlite:///m.db".into(), min_slices: 8 }
+        );
+        assert_eq!(
             p("gc sqlite:///m.db").unwrap(),
             DfsCommand::Gc { meta: "sqlite:///m.db".into(), grace: 3600 }
         );
@@ -248,6 +275,7 @@ mod tests {
             "frob sqlite:///m.db",
             "format sqlite:///m.db --storage",
             "fsck sqlite:///m.db -x",
+            "compact sqlite:///m.db --min-slices 1",
         ] {
             assert!(p(bad).is_err(), "{bad}");
         }

@@ -24,7 +24,7 @@ pub mod writer;
 
 pub use blob::{BlobStore, ObjectBlobStore};
 pub use error::{BlobError, MetaError, UrlError};
-pub use fs::{DfsFs, DfsOptions};
+pub use fs::{CompactReport, DfsFs, DfsOptions};
 pub use meta::postgres::PostgresMeta;
 pub use meta::sqlite::SqliteMeta;
 pub use meta::MetaStore;

@@ -7,15 +7,19 @@
 //! object. Blocks are never overwritten: every upload gets a fresh slice id.
 
 use super::{lock, DfsFs, Writer};
+use crate::cache::BlockCache;
 use crate::layout::{block_key, block_len, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE};
 use crate::meta::store::now_ns;
+use crate::meta::MetaStore;
 use crate::meta::NewSlice;
 use crate::writer::{FileWriter, PendingData};
+use crate::{BlobStore, MetaError};
 use bytes::Bytes;
 use fusebox::fs::Errno;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Where the bytes of a read layer come from.
 enum Source {
@@ -25,23 +29,38 @@ enum Source {
     Memory(Bytes),
 }
 
-impl DfsFs {
-    fn account(&self, before: u64, after: u64) {
-        if after >= before {
-            self.buffered.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.release_buffered(before - after);
-        }
-    }
+/// The stores data operations use, cheap to clone into a task of its own.
+#[derive(Clone)]
+pub(crate) struct Engines {
+    /// Metadata.
+    pub meta: Arc<dyn MetaStore>,
+    /// Block objects.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The local block cache.
+    pub cache: Option<Arc<BlockCache>>,
+    /// Block uploads running at once.
+    pub upload_parallelism: usize,
+}
 
-    pub(super) fn release_buffered(&self, n: u64) {
-        let _ =
-            self.buffered.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(n)));
+impl Engines {
+    /// Run a metadata operation on the blocking pool.
+    pub(crate) async fn m<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, Errno> {
+        let meta = self.meta.clone();
+        match tokio::task::spawn_blocking(move || f(&*meta)).await {
+            Ok(r) => r.map_err(|e| e.errno()),
+            Err(e) => {
+                tracing::error!(error = %e, "metadata task failed");
+                Err(Errno::EIO)
+            }
+        }
     }
 
     /// Upload `pending` as new slices (one slice id each; all blocks in parallel, also into
     /// the block cache). Returns the slices to commit.
-    async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
+    pub(crate) async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
         let mut slices = Vec::with_capacity(pending.len());
         let mut jobs = Vec::new();
         for p in pending {
@@ -65,10 +84,63 @@ impl DfsFs {
                 }
                 Ok::<(), Errno>(())
             })
-            .buffer_unordered(self.opts.upload_parallelism.max(1))
+            .buffer_unordered(self.upload_parallelism.max(1))
             .try_collect::<Vec<()>>()
             .await?;
         Ok(slices)
+    }
+
+    /// One block, from the cache or the store (then cached).
+    pub(crate) async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
+        let key = block_key(slice_id, index);
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get(&key).await {
+                if b.len() as u64 == len {
+                    return Ok(b);
+                }
+            }
+        }
+        let b = self.blobs.get(key.clone()).await.map_err(|e| {
+            tracing::error!(key, error = %e, "block read failed");
+            Errno::EIO
+        })?;
+        if (b.len() as u64) != len {
+            tracing::error!(key, expected = len, got = b.len(), "block has the wrong size");
+            return Err(Errno::EIO);
+        }
+        if let Some(c) = &self.cache {
+            c.put(&key, b.clone()).await;
+        }
+        Ok(b)
+    }
+}
+
+impl DfsFs {
+    fn account(&self, before: u64, after: u64) {
+        if after >= before {
+            self.buffered.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.release_buffered(before - after);
+        }
+    }
+
+    pub(super) fn release_buffered(&self, n: u64) {
+        let _ =
+            self.buffered.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(n)));
+    }
+
+    /// The stores, for a task of its own (compaction).
+    pub(super) fn engines(&self) -> Engines {
+        Engines {
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            cache: self.cache.clone(),
+            upload_parallelism: self.opts.upload_parallelism,
+        }
+    }
+
+    async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
+        self.engines().upload(pending).await
     }
 
     /// Buffer a WRITE; full blocks (and everything, when the buffers are over their limits)
@@ -138,10 +210,13 @@ impl DfsFs {
         let slices = w.spilled().to_vec();
         let (end, mtime) = (w.end(), w.mtime_ns());
         let n = slices.len();
+        let mut chunks: Vec<u64> = slices.iter().map(|s| s.chunk).collect();
+        chunks.dedup();
         self.m(move |m| m.commit(ino, &slices, end, mtime)).await?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(ino, slices = n, end, "committed");
         w.committed();
+        self.compact_later(ino, chunks);
         Ok(())
     }
 
@@ -154,28 +229,8 @@ impl DfsFs {
         }
     }
 
-    /// One block, from the cache or the store (then cached).
     async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
-        let key = block_key(slice_id, index);
-        if let Some(c) = &self.cache {
-            if let Some(b) = c.get(&key).await {
-                if b.len() as u64 == len {
-                    return Ok(b);
-                }
-            }
-        }
-        let b = self.blobs.get(key.clone()).await.map_err(|e| {
-            tracing::error!(key, error = %e, "block read failed");
-            Errno::EIO
-        })?;
-        if (b.len() as u64) != len {
-            tracing::error!(key, expected = len, got = b.len(), "block has the wrong size");
-            return Err(Errno::EIO);
-        }
-        if let Some(c) = &self.cache {
-            c.put(&key, b.clone()).await;
-        }
-        Ok(b)
+        self.engines().block(slice_id, index, len).await
     }
 
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with

@@ -5,8 +5,11 @@
 //! ([`crate::writer`]) and is committed at FLUSH, FSYNC and RELEASE (see the `data` module for the
 //! ordering that keeps a crash from leaving metadata that points at missing data).
 
+mod compact;
 mod data;
 mod namespace;
+
+pub use compact::CompactReport;
 
 use crate::blob::BlobStore;
 use crate::cache::BlockCache;
@@ -27,11 +30,19 @@ pub struct DfsOptions {
     pub buffer_limit: u64,
     /// Block uploads running at once per commit (default 8).
     pub upload_parallelism: usize,
+    /// A commit that leaves a chunk with this many slices or more has the chunk merged in the
+    /// background (default 16; 0 = never).
+    pub compact_slices: u64,
 }
 
 impl Default for DfsOptions {
     fn default() -> Self {
-        DfsOptions { file_buffer_limit: 64 << 20, buffer_limit: 256 << 20, upload_parallelism: 8 }
+        DfsOptions {
+            file_buffer_limit: 64 << 20,
+            buffer_limit: 256 << 20,
+            upload_parallelism: 8,
+            compact_slices: 16,
+        }
     }
 }
 
@@ -53,6 +64,8 @@ pub struct DfsFs {
     buffered: AtomicU64,
     /// Number of commits so far (see [`DfsFs::with_pending`]).
     commits: AtomicU64,
+    /// Background compaction of fragmented chunks.
+    compaction: Arc<compact::Background>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -104,6 +117,7 @@ impl DfsFs {
             unlinked: Mutex::new(HashSet::new()),
             buffered: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            compaction: compact::Background::new(),
         }
     }
 
@@ -117,14 +131,7 @@ impl DfsFs {
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
-        let meta = self.meta.clone();
-        match tokio::task::spawn_blocking(move || f(&*meta)).await {
-            Ok(r) => r.map_err(|e| e.errno()),
-            Err(e) => {
-                tracing::error!(error = %e, "metadata task failed");
-                Err(Errno::EIO)
-            }
-        }
+        self.engines().m(f).await
     }
 
     /// Count one kernel lookup of `a` and make its entry.

@@ -88,6 +88,7 @@ enum Op {
     Truncate { size: u64 },
     Flush,
     Remount,
+    Compact,
     Read { off: u64, len: u32 },
 }
 
@@ -102,19 +103,21 @@ fn op() -> impl Strategy<Value = Op> {
         1 => offset().prop_map(|size| Op::Truncate { size }),
         2 => Just(Op::Flush),
         1 => Just(Op::Remount),
+        1 => Just(Op::Compact),
         3 => (offset(), 1u32..200_000).prop_map(|(off, len)| Op::Read { off, len }),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
-    /// Random writes, overwrites, truncates, commits and remounts (a new instance on the same
-    /// database, after a commit) read back like a Vec<u8>; a small buffer limit makes writes
-    /// spill slices before the commit.
+    /// Random writes, overwrites, truncates, commits, compactions and remounts (a new instance
+    /// on the same database, after a commit) read back like a Vec<u8>; a small buffer limit
+    /// makes writes spill slices before the commit, and a low compaction threshold has
+    /// background compaction race the commits.
     #[test]
     fn reads_match_a_byte_vector_model(ops in proptest::collection::vec(op(), 1..40)) {
         let env = Env::new();
-        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4 };
+        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4, compact_slices: 3 };
         rt().block_on(async {
             let mut fs = env.mount(opts.clone());
             let ino = create(&fs, "f").await;
@@ -139,6 +142,9 @@ proptest! {
                         flush(&fs, ino).await.unwrap();
                         fs = env.mount(opts.clone());
                     }
+                    Op::Compact => {
+                        fs.compact_all(2).await.unwrap();
+                    }
                     Op::Read { off, len } => {
                         let got = read(&fs, ino, off, len).await;
                         let end = (off as usize + len as usize).min(model.len());
@@ -153,6 +159,92 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// Slices per chunk of `ino`, chunk 0.
+fn slice_count(fs: &DfsFs, ino: u64) -> usize {
+    fs.meta().slices(ino, 0).unwrap().len()
+}
+
+#[test]
+fn compaction_merges_a_chunk_keeps_its_bytes_and_holes() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions { compact_slices: 0, ..Default::default() });
+        let ino = create(&fs, "f").await;
+        // Twenty commits of 1000 bytes each, overlapping, then one beyond a hole.
+        for i in 0..20u64 {
+            write(&fs, ino, i * 900, vec![i as u8 + 1; 1000]).await;
+            flush(&fs, ino).await.unwrap();
+        }
+        write(&fs, ino, 1 << 20, b"after the hole".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let before = read(&fs, ino, 0, 2 << 20).await;
+        assert_eq!(slice_count(&fs, ino), 21);
+        let r = fs.compact_all(2).await.unwrap();
+        assert_eq!((r.chunks, r.slices_before, r.slices_after, r.raced), (1, 21, 2, 0));
+        assert_eq!(r.bytes, 19 * 900 + 1000 + 14);
+        assert_eq!(slice_count(&fs, ino), 2, "one slice per extent: the hole stays a hole");
+        assert_eq!(read(&fs, ino, 0, 2 << 20).await, before);
+        // Another mount (no cache) reads the same; nothing more to do.
+        let other = env.mount(DfsOptions::default());
+        assert_eq!(read(&other, ino, 0, 2 << 20).await, before);
+        assert_eq!(fs.compact_all(2).await.unwrap(), CompactReport::default());
+        // The replaced objects are garbage now; fsck says so and finds nothing missing.
+        let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
+        assert!(report.is_ok() && report.garbage.len() >= 21, "{report:?}");
+    });
+}
+
+#[test]
+fn compaction_that_races_a_commit_changes_nothing() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions { compact_slices: 0, ..Default::default() });
+        let ino = create(&fs, "f").await;
+        for i in 0..3u64 {
+            write(&fs, ino, i * 10, vec![b'a' + i as u8; 10]).await;
+            flush(&fs, ino).await.unwrap();
+        }
+        let old = fs.meta().slices(ino, 0).unwrap();
+        // A commit lands between compaction's read of the list and its swap.
+        write(&fs, ino, 5, b"NEW".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let merged =
+            crate::meta::NewSlice { chunk: 0, pos: 0, slice_id: fs.meta().new_slice_id().unwrap(), len: 30 };
+        assert!(!fs.meta().replace_slices(ino, 0, &old, &[merged]).unwrap());
+        assert_eq!(slice_count(&fs, ino), 4);
+        assert_eq!(read(&fs, ino, 0, 100).await, b"aaaaaNEWaabbbbbbbbbbcccccccccc");
+        // A truncation changes the list too.
+        let old = fs.meta().slices(ino, 0).unwrap();
+        fs.setattr(REQ, NodeId(ino), SetAttr { size: Some(12), ..Default::default() }).await.unwrap();
+        assert!(!fs.meta().replace_slices(ino, 0, &old, &[merged]).unwrap());
+        assert_eq!(read(&fs, ino, 0, 100).await, b"aaaaaNEWaabb");
+    });
+}
+
+#[test]
+fn commits_past_the_threshold_compact_in_the_background() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions { compact_slices: 4, ..Default::default() });
+        let ino = create(&fs, "f").await;
+        let mut want = Vec::new();
+        for i in 0..6u8 {
+            let piece = vec![b'0' + i; 100];
+            write(&fs, ino, want.len() as u64, piece.clone()).await;
+            want.extend_from_slice(&piece);
+            flush(&fs, ino).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Without compaction there would be 6; the fourth commit reached the threshold, so the
+        // chunk was merged to one slice, and two more commits came after.
+        while slice_count(&fs, ino) > 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(slice_count(&fs, ino) <= 3, "{} slices left", slice_count(&fs, ino));
+        assert_eq!(read(&fs, ino, 0, 1000).await, want);
+    });
 }
 
 #[test]

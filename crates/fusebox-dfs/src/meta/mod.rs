@@ -241,6 +241,14 @@ pub trait MetaStore: Send + Sync + 'static {
     fn usage(&self) -> MetaResult<Usage>;
     /// Every block object the slices reference (fsck, gc).
     fn referenced_blocks(&self) -> MetaResult<Vec<BlockRef>>;
+    /// Chunks made of at least `min_slices` slices, as (inode, chunk), most fragmented first,
+    /// at most `limit` of them: what compaction should merge.
+    fn fragmented_chunks(&self, min_slices: u64, limit: usize) -> MetaResult<Vec<(u64, u64)>>;
+    /// Compaction's commit: if chunk `chunk` of `ino` still has exactly the slices `old` (as
+    /// [`MetaStore::slices`] listed them: no commit, truncation or deletion since), replace them
+    /// with `new` (whose blocks are already stored) and return true; otherwise change nothing
+    /// and return false. Size, times and version stay: the file's bytes are the same.
+    fn replace_slices(&self, ino: u64, chunk: u64, old: &[SliceRef], new: &[NewSlice]) -> MetaResult<bool>;
 }
 
 #[cfg(test)]

@@ -111,6 +111,18 @@ fn store_attr(c: &mut dyn Tx, a: &Attr, insert: bool) -> MetaResult<()> {
 }
 
 /// Take the next value of counter `name`.
+/// A row `seq, pos, slice_id, slice_size, off, len` of chunk_slices.
+fn slice_ref(r: &Row) -> MetaResult<SliceRef> {
+    Ok(SliceRef {
+        seq: r.uint(0)?,
+        pos: r.uint(1)?,
+        slice_id: r.uint(2)?,
+        slice_size: r.uint(3)?,
+        off: r.uint(4)?,
+        len: r.uint(5)?,
+    })
+}
+
 fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
     c.query_one("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value - 1", params![name])?
         .uint(0)
@@ -737,18 +749,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                  WHERE ino = $1 AND chunk = $2 ORDER BY seq",
                 params![ino, chunk],
             )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(SliceRef {
-                        seq: r.uint(0)?,
-                        pos: r.uint(1)?,
-                        slice_id: r.uint(2)?,
-                        slice_size: r.uint(3)?,
-                        off: r.uint(4)?,
-                        len: r.uint(5)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(slice_ref).collect()
         })
     }
 
@@ -849,6 +850,45 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 }
             }
             Ok(set.into_iter().collect())
+        })
+    }
+
+    fn fragmented_chunks(&self, min_slices: u64, limit: usize) -> MetaResult<Vec<(u64, u64)>> {
+        self.read(|c| {
+            let rows = c.query(
+                "SELECT ino, chunk FROM chunk_slices GROUP BY ino, chunk HAVING COUNT(*) >= $1
+                 ORDER BY COUNT(*) DESC, ino, chunk LIMIT $2",
+                params![min_slices, limit as u64],
+            )?;
+            rows.iter().map(|r| Ok((r.uint(0)?, r.uint(1)?))).collect()
+        })
+    }
+
+    fn replace_slices(&self, ino: u64, chunk: u64, old: &[SliceRef], new: &[NewSlice]) -> MetaResult<bool> {
+        if let Some(s) = new.iter().find(|s| s.chunk != chunk || s.pos + s.len > CHUNK_SIZE || s.len == 0) {
+            return Err(MetaError::Corrupt(format!("slice {s:?} does not fit chunk {chunk}")));
+        }
+        self.write(|c| {
+            c.lock_inodes(&[ino])?;
+            let rows = c.query(
+                "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
+                 WHERE ino = $1 AND chunk = $2 ORDER BY seq",
+                params![ino, chunk],
+            )?;
+            let now: Vec<SliceRef> = rows.iter().map(slice_ref).collect::<MetaResult<_>>()?;
+            if now != old {
+                return Ok(false);
+            }
+            c.exec("DELETE FROM chunk_slices WHERE ino = $1 AND chunk = $2", params![ino, chunk])?;
+            for s in new {
+                let seq = next(c, "next_seq")?;
+                c.exec(
+                    "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+                    params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
+                )?;
+            }
+            Ok(true)
         })
     }
 }
