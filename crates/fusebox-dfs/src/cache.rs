@@ -78,7 +78,11 @@ impl BlockCache {
             lru.insert(key, size);
         }
         let cache = BlockCache { dir: dir.to_path_buf(), limit, lru: Arc::new(Mutex::new(lru)) };
-        cache.evict();
+        // At open, synchronously: the mount is not serving yet.
+        let victims = cache.victims(&mut cache.lock());
+        for v in victims {
+            let _ = std::fs::remove_file(dir.join(file_name(&v)));
+        }
         Ok(cache)
     }
 
@@ -107,9 +111,13 @@ impl BlockCache {
         }
     }
 
-    /// Store block `key` (errors are logged: the cache is an optimisation).
+    /// Store block `key` (errors are logged: the cache is an optimisation). Every file
+    /// operation, the eviction's unlinks included, runs on the blocking pool: an unlink of a
+    /// 4 MiB file under a write flood can take milliseconds, which a runtime thread serving a
+    /// stat must not spend.
     pub async fn put(&self, key: &str, data: Bytes) {
-        if data.len() as u64 > self.limit {
+        let size = data.len() as u64;
+        if size > self.limit {
             return;
         }
         let (dir, name) = (self.dir.clone(), file_name(key));
@@ -121,30 +129,36 @@ impl BlockCache {
         .await;
         match res {
             Ok(Ok(())) => {
-                self.lock().insert(key.to_string(), 0);
-                let size = std::fs::metadata(self.dir.join(file_name(key))).map(|m| m.len()).unwrap_or(0);
-                self.lock().insert(key.to_string(), size);
-                self.evict();
+                let victims = {
+                    let mut lru = self.lock();
+                    lru.insert(key.to_string(), size);
+                    self.victims(&mut lru)
+                };
+                if !victims.is_empty() {
+                    let dir = self.dir.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        for v in victims {
+                            let _ = std::fs::remove_file(dir.join(file_name(&v)));
+                        }
+                    })
+                    .await;
+                }
             }
             Ok(Err(e)) => tracing::warn!(key, error = %e, "block cache write failed"),
             Err(e) => tracing::warn!(key, error = %e, "block cache write task failed"),
         }
     }
 
-    /// Drop least recently used blocks until the cache fits its limit.
-    fn evict(&self) {
-        loop {
-            let victim = {
-                let mut lru = self.lock();
-                if lru.used <= self.limit {
-                    return;
-                }
-                let Some(k) = lru.oldest() else { return };
-                lru.remove(&k);
-                k
-            };
-            let _ = std::fs::remove_file(self.dir.join(file_name(&victim)));
+    /// Take least recently used blocks out of `lru` until it fits the limit; returns their
+    /// keys, whose files the caller removes.
+    fn victims(&self, lru: &mut Lru) -> Vec<String> {
+        let mut out = Vec::new();
+        while lru.used > self.limit {
+            let Some(k) = lru.oldest() else { break };
+            lru.remove(&k);
+            out.push(k);
         }
+        out
     }
 }
 

@@ -17,7 +17,7 @@ use crate::meta::SliceRef;
 use crate::writer::PendingData;
 use bytes::{Bytes, BytesMut};
 use fusebox::fs::Errno;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// What a compaction pass did.
@@ -37,13 +37,41 @@ pub struct CompactReport {
 
 /// The mount's background compaction: which chunks are being merged, and one merge at a time.
 pub(super) struct Background {
-    busy: Mutex<HashSet<(u64, u64)>>,
+    /// Chunks a task is working on; `true` when a commit touched the chunk meanwhile, so the
+    /// task looks at it once more before it stops (a later commit's trigger is never lost).
+    busy: Mutex<HashMap<(u64, u64), bool>>,
     gate: tokio::sync::Semaphore,
 }
 
 impl Background {
     pub(super) fn new() -> Arc<Background> {
-        Arc::new(Background { busy: Mutex::new(HashSet::new()), gate: tokio::sync::Semaphore::new(1) })
+        Arc::new(Background { busy: Mutex::new(HashMap::new()), gate: tokio::sync::Semaphore::new(1) })
+    }
+
+    /// Claim `key` for a task; false (and the claimant told to look again) if one has it.
+    fn claim(&self, key: (u64, u64)) -> bool {
+        let mut busy = super::lock(&self.busy);
+        match busy.get_mut(&key) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                busy.insert(key, false);
+                true
+            }
+        }
+    }
+
+    /// The task is done with `key`, unless a commit asked it to look again.
+    fn release_unless_touched(&self, key: (u64, u64)) -> bool {
+        let mut busy = super::lock(&self.busy);
+        if busy.get(&key) == Some(&true) {
+            busy.insert(key, false);
+            return false;
+        }
+        busy.remove(&key);
+        true
     }
 }
 
@@ -150,27 +178,32 @@ impl DfsFs {
         let (engines, background) = (self.engines(), self.compaction.clone());
         tokio::spawn(async move {
             for chunk in chunks {
-                if !super::lock(&background.busy).insert((ino, chunk)) {
+                if !background.claim((ino, chunk)) {
                     continue;
                 }
-                let result = async {
-                    let n = engines.m(move |m| m.slices(ino, chunk)).await?.len() as u64;
-                    if n < threshold {
-                        return Ok(None);
+                loop {
+                    let result = async {
+                        let n = engines.m(move |m| m.slices(ino, chunk)).await?.len() as u64;
+                        if n < threshold {
+                            return Ok(None);
+                        }
+                        let _turn = background.gate.acquire().await.map_err(|_| Errno::EIO)?;
+                        engines.merge_chunk(ino, chunk).await.map(Some)
                     }
-                    let _turn = background.gate.acquire().await.map_err(|_| Errno::EIO)?;
-                    engines.merge_chunk(ino, chunk).await.map(Some)
-                }
-                .await;
-                super::lock(&background.busy).remove(&(ino, chunk));
-                match result {
-                    Ok(Some(Merged::Done { before, after, bytes })) => {
-                        tracing::debug!(ino, chunk, before, after, bytes, "compacted")
+                    .await;
+                    match result {
+                        Ok(Some(Merged::Done { before, after, bytes })) => {
+                            tracing::debug!(ino, chunk, before, after, bytes, "compacted")
+                        }
+                        Ok(Some(Merged::Raced)) => tracing::debug!(ino, chunk, "compaction raced a commit"),
+                        Ok(Some(Merged::Compact)) | Ok(None) => {}
+                        // The chunk keeps its slices; a later commit tries again.
+                        Err(e) => tracing::warn!(ino, chunk, error = %e, "compaction failed"),
                     }
-                    Ok(Some(Merged::Raced)) => tracing::debug!(ino, chunk, "compaction raced a commit"),
-                    Ok(Some(Merged::Compact)) | Ok(None) => {}
-                    // The chunk keeps its slices; a later commit tries again.
-                    Err(e) => tracing::warn!(ino, chunk, error = %e, "compaction failed"),
+                    // A commit that came meanwhile (the one a race lost to, say) gets its look.
+                    if background.release_unless_touched((ino, chunk)) {
+                        break;
+                    }
                 }
             }
         });

@@ -159,7 +159,7 @@ impl AsyncFilesystem for DfsFs {
         let name = name.into_vec();
         let commits = self.commit_count();
         let a = self
-            .m(move |m| match &name[..] {
+            .m_read(move |m| match &name[..] {
                 b"." => m.getattr(parent.0),
                 b".." => m.parent_of(parent.0).and_then(|p| m.getattr(p)),
                 _ => m.lookup(parent.0, &name),
@@ -175,7 +175,7 @@ impl AsyncFilesystem for DfsFs {
 
     async fn getattr(&self, _req: RequestInfo, ino: NodeId, _fh: Option<FileHandle>) -> FsResult<FileAttr> {
         let commits = self.commit_count();
-        let a = self.m(move |m| m.getattr(ino.0)).await?;
+        let a = self.m_read(move |m| m.getattr(ino.0)).await?;
         Ok(file_attr(&self.with_pending(a, commits).await?))
     }
 

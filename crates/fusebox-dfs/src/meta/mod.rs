@@ -177,6 +177,11 @@ pub struct Caller {
 pub trait MetaStore: Send + Sync + 'static {
     /// The stored format version and storage URL.
     fn info(&self) -> MetaResult<FormatInfo>;
+    /// True if a short read (one lookup or getattr) is served from this machine's memory or
+    /// disk, never over a network: the file system then runs it on the runtime thread itself
+    /// instead of handing it to the blocking pool (a thread hop that costs a wakeup, and under
+    /// load milliseconds).
+    fn reads_are_local(&self) -> bool;
     /// The inode `name` in directory `parent` names (no "." or ".."; see [`Self::parent_of`]).
     fn lookup(&self, parent: u64, name: &[u8]) -> MetaResult<Attr>;
     /// The directory holding directory `ino` (the root is its own parent).

@@ -254,6 +254,7 @@ impl Postgres {
 
 impl Engine for Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
+    const LOCAL: bool = false;
 
     fn describe(&self) -> &str {
         &self.name

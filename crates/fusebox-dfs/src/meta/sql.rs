@@ -156,6 +156,9 @@ pub trait Engine: Send + Sync + 'static {
     /// The database as named in messages (a path, or a URL without its password).
     fn describe(&self) -> &str;
 
+    /// True for an embedded database (no network between the daemon and its data).
+    const LOCAL: bool;
+
     /// Run `f` in a write transaction: committed when `f` succeeds, rolled back otherwise.
     /// An engine may run `f` again when the transaction conflicted with another client's.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;

@@ -152,6 +152,7 @@ impl Sqlite {
 
 impl Engine for Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
+    const LOCAL: bool = true;
 
     fn describe(&self) -> &str {
         &self.name

@@ -338,6 +338,10 @@ impl<E: Engine> SqlMeta<E> {
 }
 
 impl<E: Engine> MetaStore for SqlMeta<E> {
+    fn reads_are_local(&self) -> bool {
+        E::LOCAL
+    }
+
     fn info(&self) -> MetaResult<FormatInfo> {
         let db = self.engine.describe();
         self.read(|c| {
