@@ -123,6 +123,27 @@ fn slice_ref(r: &Row) -> MetaResult<SliceRef> {
     })
 }
 
+/// The slices of chunk `chunk` of `ino`, oldest first.
+fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
+    let rows = c.query(
+        "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
+         WHERE ino = $1 AND chunk = $2 ORDER BY seq",
+        params![ino, chunk],
+    )?;
+    rows.iter().map(slice_ref).collect()
+}
+
+/// Add slice `s` of `ino` after every slice stored so far (the next sequence number).
+fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
+    let seq = next(c, "next_seq")?;
+    c.exec(
+        "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+        params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
+    )?;
+    Ok(())
+}
+
 fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
     c.query_one("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value - 1", params![name])?
         .uint(0)
@@ -747,14 +768,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn slices(&self, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
-        self.read(|c| {
-            let rows = c.query(
-                "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
-                 WHERE ino = $1 AND chunk = $2 ORDER BY seq",
-                params![ino, chunk],
-            )?;
-            rows.iter().map(slice_ref).collect()
-        })
+        self.read(|c| chunk_slices(c, ino, chunk))
     }
 
     fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr> {
@@ -768,12 +782,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 if s.pos + s.len > CHUNK_SIZE || s.len == 0 {
                     return Err(MetaError::Corrupt(format!("slice {s:?} does not fit its chunk")));
                 }
-                let seq = next(c, "next_seq")?;
-                c.exec(
-                    "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
-                     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-                    params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
-                )?;
+                insert_slice(c, ino, s)?;
             }
             a.size = a.size.max(end);
             if let Some(t) = mtime_ns {
@@ -874,23 +883,12 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         }
         self.write(|c| {
             c.lock_inodes(&[ino])?;
-            let rows = c.query(
-                "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
-                 WHERE ino = $1 AND chunk = $2 ORDER BY seq",
-                params![ino, chunk],
-            )?;
-            let now: Vec<SliceRef> = rows.iter().map(slice_ref).collect::<MetaResult<_>>()?;
-            if now != old {
+            if chunk_slices(c, ino, chunk)? != old {
                 return Ok(false);
             }
             c.exec("DELETE FROM chunk_slices WHERE ino = $1 AND chunk = $2", params![ino, chunk])?;
             for s in new {
-                let seq = next(c, "next_seq")?;
-                c.exec(
-                    "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
-                     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-                    params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
-                )?;
+                insert_slice(c, ino, s)?;
             }
             Ok(true)
         })
