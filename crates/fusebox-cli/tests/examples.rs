@@ -69,31 +69,33 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn hello_serves_one_read_only_file() {
+/// Mount example `name` (unless mounting is impossible here) and check that it lists one
+/// read-only file `file` holding `text`, refuses new files and knows no other name.
+fn serves_one_file(name: &str, file: &str, text: &str) -> Option<Served> {
     if !can_mount() {
-        return;
+        return None;
     }
-    let s = Served::start("hello");
-    assert_eq!(names(&s.mnt), ["hello"]);
-    let f = s.mnt.join("hello");
-    assert_eq!(std::fs::read_to_string(&f).unwrap(), "Hello from fusebox!\n");
+    let s = Served::start(name);
+    assert_eq!(names(&s.mnt), [file]);
+    let f = s.mnt.join(file);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
     let meta = std::fs::metadata(&f).unwrap();
-    assert_eq!((meta.len(), meta.permissions().readonly()), (20, true));
+    assert_eq!((meta.len(), meta.permissions().readonly()), (text.len() as u64, true));
     assert!(std::fs::write(s.mnt.join("new"), b"x").is_err(), "a read-only file system accepted a file");
     assert_eq!(std::fs::metadata(s.mnt.join("nope")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    Some(s)
+}
+
+#[test]
+fn hello_serves_one_read_only_file() {
+    let Some(s) = serves_one_file("hello", "hello", "Hello from fusebox!\n") else { return };
     s.finish();
 }
 
 #[test]
 fn hello_async_serves_its_file_from_async_tasks() {
-    if !can_mount() {
-        return;
-    }
-    let s = Served::start("hello_async");
-    assert_eq!(names(&s.mnt), ["greeting"]);
-    let text = std::fs::read_to_string(s.mnt.join("greeting")).unwrap();
-    assert_eq!(text, "Hello from an async fusebox file system!\n");
+    let text = "Hello from an async fusebox file system!\n";
+    let Some(s) = serves_one_file("hello_async", "greeting", text) else { return };
     // Reading at an offset goes through the async read.
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 5];
