@@ -33,45 +33,71 @@ struct Table {
     nodes: HashMap<u64, Node>,
     by_key: HashMap<(u64, u64), u64>,
     next: u64,
-    /// Nodes the kernel forgot, by id and by key, oldest first: a file handle the kernel gave
-    /// out (name_to_handle_at) names a node id, and the kernel resolves it later with a LOOKUP
-    /// of "." on that id. (Giving a file looked up by name again its old id back was tried:
-    /// ext4 reuses inode numbers, and a replaced file was then served under its
-    /// predecessor's id.)
-    forgotten: HashMap<u64, Arc<Inode>>,
-    forgotten_by_key: HashMap<(u64, u64), u64>,
-    forgotten_order: VecDeque<u64>,
+    /// Nodes the kernel forgot: a file handle the kernel gave out (name_to_handle_at) names a
+    /// node id, and the kernel resolves it later with a LOOKUP of "." on that id. (Giving a
+    /// file looked up by name again its old id back was tried: ext4 reuses inode numbers, and
+    /// a replaced file was then served under its predecessor's id.)
+    forgotten: Forgotten,
 }
 
 /// How many forgotten nodes are remembered for file handles (about 100 bytes each).
 const FORGOTTEN_MAX: usize = 65536;
 
-impl Table {
+/// Forgotten nodes, by id and by key, at most [`FORGOTTEN_MAX`], the oldest dropped first.
+#[derive(Default)]
+struct Forgotten {
+    /// Each node with the sequence number it was remembered under.
+    by_id: HashMap<u64, (Arc<Inode>, u64)>,
+    by_key: HashMap<(u64, u64), u64>,
+    /// (id, sequence) in the order remembered. An entry whose sequence `by_id` no longer holds
+    /// was recalled or replaced since: it is skipped when it comes up, so a recall (the kernel
+    /// looks a reused inode number up again after every create that follows an unlink) costs
+    /// no scan. Stale entries are swept once they outnumber the live ones.
+    order: VecDeque<(u64, u64)>,
+    seq: u64,
+}
+
+impl Forgotten {
     /// Remember forgotten node `id` (only nodes with a file handle can be reopened later).
     fn remember(&mut self, id: u64, inode: Arc<Inode>) {
         if inode.handle.is_none() {
             return;
         }
-        if self.forgotten_order.len() >= FORGOTTEN_MAX {
-            if let Some(old) = self.forgotten_order.pop_front() {
-                if let Some(i) = self.forgotten.remove(&old) {
-                    self.forgotten_by_key.remove(&i.key);
-                }
+        if let Some(previous) = self.by_key.insert(inode.key, id) {
+            self.by_id.remove(&previous);
+        }
+        while self.by_id.len() >= FORGOTTEN_MAX && self.drop_oldest() {}
+        self.seq += 1;
+        self.by_id.insert(id, (inode, self.seq));
+        self.order.push_back((id, self.seq));
+        if self.order.len() > 2 * FORGOTTEN_MAX {
+            let by_id = &self.by_id;
+            self.order.retain(|(id, seq)| by_id.get(id).is_some_and(|(_, s)| s == seq));
+        }
+    }
+
+    /// Drop the oldest remembered node; false when there is none.
+    fn drop_oldest(&mut self) -> bool {
+        while let Some((id, seq)) = self.order.pop_front() {
+            if self.by_id.get(&id).is_some_and(|(_, s)| *s == seq) {
+                let (inode, _) = self.by_id.remove(&id).expect("present");
+                self.by_key.remove(&inode.key);
+                return true;
             }
         }
-        if let Some(previous) = self.forgotten_by_key.insert(inode.key, id) {
-            self.forgotten.remove(&previous);
-        }
-        self.forgotten.insert(id, inode);
-        self.forgotten_order.push_back(id);
+        false
     }
 
     /// Take forgotten node `id` back.
     fn recall(&mut self, id: u64) -> Option<Arc<Inode>> {
-        let inode = self.forgotten.remove(&id)?;
-        self.forgotten_by_key.remove(&inode.key);
-        self.forgotten_order.retain(|&x| x != id);
+        let (inode, _) = self.by_id.remove(&id)?;
+        self.by_key.remove(&inode.key);
         Some(inode)
+    }
+
+    /// The forgotten node of backing inode `key`, if one is remembered.
+    fn id_of(&self, key: (u64, u64)) -> Option<u64> {
+        self.by_key.get(&key).copied()
     }
 }
 
@@ -113,9 +139,7 @@ impl Inodes {
                 nodes,
                 by_key,
                 next: NodeId::ROOT.0 + 1,
-                forgotten: HashMap::new(),
-                forgotten_by_key: HashMap::new(),
-                forgotten_order: VecDeque::new(),
+                forgotten: Forgotten::default(),
             }),
             cache: FdCache::new(cache),
             mount_fds: Mutex::new(mount_fds),
@@ -202,8 +226,8 @@ impl Inodes {
             }
         }
         // A forgotten node of this key can no longer be revived: its file now has this id.
-        if let Some(old) = t.forgotten_by_key.get(&key).copied() {
-            t.recall(old);
+        if let Some(old) = t.forgotten.id_of(key) {
+            t.forgotten.recall(old);
         }
         let id = t.next;
         t.next += 1;
@@ -262,7 +286,7 @@ impl Inodes {
             }
             // A retired node (see `retire`) is remembered too, unless its file has a newer node.
             if current.is_none() || current == Some(id.0) {
-                t.remember(id.0, node.inode.clone());
+                t.forgotten.remember(id.0, node.inode.clone());
             }
             node
         };
@@ -284,7 +308,7 @@ impl Inodes {
                 n.nlookup += 1;
                 return Ok(());
             }
-            t.recall(id.0).ok_or(Errno(libc::ESTALE))?
+            t.forgotten.recall(id.0).ok_or(Errno(libc::ESTALE))?
         };
         let handle = inode.handle.as_ref().ok_or(Errno(libc::ESTALE))?;
         let fd = self.open_handle(handle, libc::O_PATH).map_err(|_| Errno(libc::ESTALE))?;
@@ -324,5 +348,46 @@ impl Inodes {
     /// Number of live nodes (including the root).
     pub(crate) fn len(&self) -> usize {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inode(ino: u64) -> Arc<Inode> {
+        let handle = KernelFileHandle { handle_type: 1, bytes: vec![0; 8], mount_id: 1 };
+        Arc::new(Inode { key: (1, ino), handle: Some(handle), pinned: None })
+    }
+
+    #[test]
+    fn forgotten_nodes_are_bounded_oldest_first_and_recalls_do_not_count() {
+        let mut f = Forgotten::default();
+        // Node 10 is remembered, recalled (revived) and forgotten again: its first place in
+        // line is stale and must not evict it early.
+        f.remember(10, inode(10));
+        assert_eq!(f.recall(10).map(|i| i.key), Some((1, 10)));
+        assert!(f.recall(10).is_none());
+        for id in 11..11 + FORGOTTEN_MAX as u64 - 1 {
+            f.remember(id, inode(id));
+        }
+        f.remember(10, inode(10));
+        assert_eq!(f.by_id.len(), FORGOTTEN_MAX);
+        // One more: the oldest live one (11) goes, not 10.
+        f.remember(1_000_000, inode(1_000_000));
+        assert_eq!(f.by_id.len(), FORGOTTEN_MAX);
+        assert!(f.id_of((1, 11)).is_none() && f.id_of((1, 10)) == Some(10));
+        // A file known again under a new id replaces its forgotten one, by key.
+        f.remember(2_000_000, inode(12));
+        assert_eq!(f.id_of((1, 12)), Some(2_000_000));
+        assert!(f.recall(12).is_none());
+        // Stale entries are swept: the line never holds more than twice the bound.
+        for round in 0..3 * FORGOTTEN_MAX as u64 {
+            let id = 3_000_000 + round;
+            f.remember(id, inode(id));
+            f.recall(id);
+        }
+        assert!(f.order.len() <= 2 * FORGOTTEN_MAX);
+        assert_eq!(f.by_id.len(), FORGOTTEN_MAX - 1);
     }
 }
