@@ -60,6 +60,17 @@ impl State {
         }
         false
     }
+
+    /// `owner` waits (or goes on waiting) for `want` on `ino`; EDEADLK, and no wait on record,
+    /// when that wait would close a cycle (as Linux answers).
+    fn wait_for(&mut self, owner: u64, ino: u64, want: &FileLock) -> Result<(), Errno> {
+        if self.would_deadlock(owner, ino, want) {
+            self.waiting.remove(&owner);
+            return Err(Errno(libc::EDEADLK));
+        }
+        self.waiting.insert(owner, (ino, *want));
+        Ok(())
+    }
 }
 
 /// Locks of all inodes of one file system.
@@ -115,8 +126,7 @@ impl LockTable {
         }
         let mut st = self.lock_state();
         if t == libc::F_UNLCK {
-            remove_range(st.by_inode.entry(ino).or_default(), args.owner, args.flock, &args.lock);
-            prune(&mut st, ino);
+            grant(&mut st, ino, args);
             self.changed.notify_all();
             return Ok(());
         }
@@ -133,12 +143,8 @@ impl LockTable {
                 return Err(Errno::EINTR);
             }
             if !args.flock {
-                // As Linux: a wait that would close a cycle of record-lock waits fails at once.
-                if st.would_deadlock(args.owner, ino, &args.lock) {
-                    st.waiting.remove(&args.owner);
-                    return Err(Errno(libc::EDEADLK));
-                }
-                st.waiting.insert(args.owner, (ino, args.lock));
+                // A wait that would close a cycle of record-lock waits fails at once.
+                st.wait_for(args.owner, ino, &args.lock)?;
             }
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -162,12 +168,7 @@ impl LockTable {
     ///
     /// [`end_wait`]: LockTable::end_wait
     pub fn begin_wait(&self, ino: u64, args: &LockArgs) -> Result<(), Errno> {
-        let mut st = self.lock_state();
-        if st.would_deadlock(args.owner, ino, &args.lock) {
-            return Err(Errno(libc::EDEADLK));
-        }
-        st.waiting.insert(args.owner, (ino, args.lock));
-        Ok(())
+        self.lock_state().wait_for(args.owner, ino, &args.lock)
     }
 
     /// The wait begun with [`begin_wait`] is over.
@@ -390,24 +391,13 @@ mod tests {
         let first = std::thread::spawn(move || {
             t2.set(1, &args(1, libc::F_WRLCK, 10, 19, false, true), &Interrupt::never())
         });
-        assert!(eventually(|| t.lock_state().waiting.contains_key(&1)));
+        let waits = || t.lock_state().waiting.contains_key(&1);
+        assert!(fusebox_testkit::wait_until(std::time::Duration::from_secs(5), waits));
         // Owner 2 asking for owner 1's range would wait for a waiter of its own: EDEADLK.
         assert_eq!(t.set(1, &args(2, libc::F_WRLCK, 0, 9, false, true), &never), Err(Errno(libc::EDEADLK)));
         // Owner 2 gives up its lock: owner 1 gets it.
         t.set(1, &args(2, libc::F_UNLCK, 10, 19, false, false), &never).unwrap();
         assert_eq!(first.join().unwrap(), Ok(()));
         assert!(t.lock_state().waiting.is_empty());
-    }
-
-    /// Whether `cond` holds within 5 s.
-    fn eventually(cond: impl Fn() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        false
     }
 }
