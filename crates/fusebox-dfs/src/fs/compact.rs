@@ -175,7 +175,7 @@ impl DfsFs {
         if threshold == 0 || chunks.is_empty() {
             return;
         }
-        let (engines, background) = (self.engines(), self.compaction.clone());
+        let (engines, background) = (self.engines().clone(), self.compaction.clone());
         tokio::spawn(async move {
             for chunk in chunks {
                 if !background.claim((ino, chunk)) {

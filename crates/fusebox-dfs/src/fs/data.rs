@@ -129,18 +129,13 @@ impl DfsFs {
             self.buffered.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(n)));
     }
 
-    /// The stores, for a task of its own (compaction).
-    pub(super) fn engines(&self) -> Engines {
-        Engines {
-            meta: self.meta.clone(),
-            blobs: self.blobs.clone(),
-            cache: self.cache.clone(),
-            upload_parallelism: self.opts.upload_parallelism,
-        }
+    /// The stores (compaction clones them into tasks of its own).
+    pub(super) fn engines(&self) -> &Engines {
+        &self.engines
     }
 
     async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
-        self.engines().upload(pending).await
+        self.engines.upload(pending).await
     }
 
     /// Buffer a WRITE; full blocks (and everything, when the buffers are over their limits)
@@ -230,7 +225,7 @@ impl DfsFs {
     }
 
     async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
-        self.engines().block(slice_id, index, len).await
+        self.engines.block(slice_id, index, len).await
     }
 
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with

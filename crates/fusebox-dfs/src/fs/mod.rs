@@ -50,9 +50,8 @@ type Writer = Arc<tokio::sync::Mutex<FileWriter>>;
 
 /// The distributed file system of one mount.
 pub struct DfsFs {
-    meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
-    cache: Option<Arc<BlockCache>>,
+    /// Metadata, block store and block cache (cloned into compaction's tasks).
+    engines: data::Engines,
     opts: DfsOptions,
     /// Write buffers of inodes that have (or had) pending data.
     writers: Mutex<HashMap<u64, Writer>>,
@@ -108,9 +107,12 @@ impl DfsFs {
         opts: DfsOptions,
     ) -> DfsFs {
         DfsFs {
-            meta,
-            blobs,
-            cache: cache.map(Arc::new),
+            engines: data::Engines {
+                meta,
+                blobs,
+                cache: cache.map(Arc::new),
+                upload_parallelism: opts.upload_parallelism,
+            },
             opts,
             writers: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
@@ -123,7 +125,7 @@ impl DfsFs {
 
     /// The metadata engine.
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
-        &self.meta
+        &self.engines.meta
     }
 
     /// A short metadata read (a lookup, a getattr): on the runtime thread itself when the
@@ -133,8 +135,8 @@ impl DfsFs {
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
-        if self.meta.reads_are_local() {
-            return f(&*self.meta).map_err(|e| e.errno());
+        if self.engines.meta.reads_are_local() {
+            return f(&*self.engines.meta).map_err(|e| e.errno());
         }
         self.m(f).await
     }
@@ -144,7 +146,7 @@ impl DfsFs {
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
-        self.engines().m(f).await
+        self.engines.m(f).await
     }
 
     /// Count one kernel lookup of `a` and make its entry.

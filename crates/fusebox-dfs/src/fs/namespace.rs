@@ -147,7 +147,7 @@ impl AsyncFilesystem for DfsFs {
         caps.posix_acl = true;
         // Inodes left without a name by a daemon that died with them open. Safe while this is
         // the only mount of the file system (sessions, issue 16 part 2, will make it per mount).
-        match self.meta.reclaim_orphans() {
+        match self.meta().reclaim_orphans() {
             Ok(0) => {}
             Ok(n) => tracing::info!(inodes = n, "deleted unlinked inodes left by an earlier mount"),
             Err(e) => tracing::warn!(error = %e, "could not reclaim unlinked inodes"),
