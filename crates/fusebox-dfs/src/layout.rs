@@ -37,6 +37,18 @@ pub fn blocks_covering(off: u64, len: u64) -> std::ops::Range<u64> {
     off / BLOCK_SIZE..(off + len - 1) / BLOCK_SIZE + 1
 }
 
+/// `[off, off + len)` of a slice's data block by block: (block index, offset in that block,
+/// bytes), in order.
+pub fn block_segments(off: u64, len: u64) -> impl Iterator<Item = (u64, usize, usize)> {
+    let stop = off + len;
+    blocks_covering(off, len).map(move |index| {
+        let base = index * BLOCK_SIZE;
+        let from = off.max(base);
+        let to = stop.min(base + BLOCK_SIZE);
+        (index, (from - base) as usize, (to - from) as usize)
+    })
+}
+
 /// A slice as a read sees it: `len` bytes at `pos` in the chunk, from offset `off` of source
 /// `source` (an index into the caller's list of sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +111,17 @@ mod tests {
         {
             assert_eq!(parse_block_key(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn segments_split_a_range_at_block_boundaries() {
+        let b = BLOCK_SIZE as usize;
+        assert_eq!(block_segments(10, 20).collect::<Vec<_>>(), [(0, 10, 20)]);
+        assert_eq!(
+            block_segments(BLOCK_SIZE - 5, BLOCK_SIZE + 10).collect::<Vec<_>>(),
+            [(0, b - 5, 5), (1, 0, b), (2, 0, 5)]
+        );
+        assert_eq!(block_segments(7, 0).count(), 0);
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //! [`DfsOptions::compact_slices`](super::DfsOptions::compact_slices) slices or more, one task
 //! at a time merges it. `fusebox dfs compact` does the same for a whole file system.
 
-use super::data::Engines;
+use super::data::{check_slice, Engines};
 use super::DfsFs;
-use crate::layout::{block_len, blocks_covering, visible, Layer, CHUNK_SIZE};
+use crate::layout::{block_len, block_segments, visible, Layer, CHUNK_SIZE};
 use crate::meta::SliceRef;
 use crate::writer::PendingData;
 use bytes::{Bytes, BytesMut};
@@ -103,18 +103,11 @@ impl Engines {
         let mut runs: Vec<(u64, BytesMut)> = Vec::new();
         for p in pieces {
             let r = &old[p.source];
-            if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size) {
-                tracing::error!(ino, chunk, slice = ?r, "corrupt slice; not compacting this chunk");
-                return Err(Errno::EIO);
-            }
+            check_slice(ino, chunk, r)?;
             let mut bytes = BytesMut::with_capacity(p.len as usize);
-            let (mut at, stop) = (p.off, p.off + p.len);
-            for index in blocks_covering(p.off, p.len) {
+            for (index, from, n) in block_segments(p.off, p.len) {
                 let block = self.block(r.slice_id, index, block_len(r.slice_size, index)).await?;
-                let base = index * crate::layout::BLOCK_SIZE;
-                let to = stop.min(base + block.len() as u64);
-                bytes.extend_from_slice(&block[(at - base) as usize..(to - base) as usize]);
-                at = to;
+                bytes.extend_from_slice(&block[from..from + n]);
             }
             match runs.last_mut() {
                 Some((pos, data)) if *pos + data.len() as u64 == p.pos => data.extend_from_slice(&bytes),

@@ -8,10 +8,12 @@
 
 use super::{lock, DfsFs, Writer};
 use crate::cache::BlockCache;
-use crate::layout::{block_key, block_len, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE};
+use crate::layout::{
+    block_key, block_len, block_segments, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE,
+};
 use crate::meta::store::now_ns;
 use crate::meta::MetaStore;
-use crate::meta::NewSlice;
+use crate::meta::{NewSlice, SliceRef};
 use crate::writer::{FileWriter, PendingData};
 use crate::{BlobStore, MetaError};
 use bytes::Bytes;
@@ -27,6 +29,18 @@ enum Source {
     Stored { slice_id: u64, size: u64 },
     /// The write buffer.
     Memory(Bytes),
+}
+
+/// Stored metadata is input too: a slice reaching past its data or its chunk would make a copy
+/// out of its blocks index out of bounds. EIO (and a log line) for such a slice.
+pub(super) fn check_slice(ino: u64, chunk: u64, r: &SliceRef) -> Result<(), Errno> {
+    if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size)
+        || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
+    {
+        tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
+        return Err(Errno::EIO);
+    }
+    Ok(())
 }
 
 /// The stores data operations use, cheap to clone into a task of its own.
@@ -258,14 +272,7 @@ impl DfsFs {
             let mut sources = Vec::new();
             let mut layers = Vec::new();
             for r in refs {
-                // Stored metadata is input too: a slice reaching past its data or its chunk
-                // would make the copy below index out of bounds.
-                if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size)
-                    || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
-                {
-                    tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
-                    return Err(Errno::EIO);
-                }
+                check_slice(ino, chunk, &r)?;
                 layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
                 sources.push(Source::Stored { slice_id: r.slice_id, size: r.slice_size });
             }
@@ -306,15 +313,10 @@ impl DfsFs {
                     Source::Memory(b) => out[dst_at..dst_at + p.len as usize]
                         .copy_from_slice(&b[p.off as usize..(p.off + p.len) as usize]),
                     Source::Stored { slice_id, .. } => {
-                        let (mut at, stop) = (p.off, p.off + p.len);
-                        while at < stop {
-                            let index = at / BLOCK_SIZE;
-                            let b = &blocks[&(*slice_id, index)];
-                            let from = (at - index * BLOCK_SIZE) as usize;
-                            let n = ((index + 1) * BLOCK_SIZE).min(stop) - at;
-                            let d = dst_at + (at - p.off) as usize;
-                            out[d..d + n as usize].copy_from_slice(&b[from..from + n as usize]);
-                            at += n;
+                        let mut d = dst_at;
+                        for (index, from, n) in block_segments(p.off, p.len) {
+                            out[d..d + n].copy_from_slice(&blocks[&(*slice_id, index)][from..from + n]);
+                            d += n;
                         }
                     }
                 }
