@@ -65,20 +65,17 @@ pub fn render(report: &StatusReport) -> String {
 
     let ops = &report.stats.ops;
     type Field = fn(&fusebox::session::sched::OpStats) -> u64;
-    let counters: [(&str, &str, Field); 3] = [
+    let counters: [(&str, &str, Field); 4] = [
         ("fusebox_requests_total", "Requests received, by opcode.", |o| o.count),
         ("fusebox_request_errors_total", "Requests answered with an error, by opcode.", |o| o.errors),
         ("fusebox_request_bytes_total", "Request bytes received, by opcode.", |o| o.bytes_in),
+        ("fusebox_reply_bytes_total", "Reply bytes sent, by opcode.", |o| o.bytes_out),
     ];
     for (name, help, field) in counters {
         e.family(name, "counter", help);
         for o in ops {
             e.sample(name, &[("op", &o.name)], field(o));
         }
-    }
-    e.family("fusebox_reply_bytes_total", "counter", "Reply bytes sent, by opcode.");
-    for o in ops {
-        e.sample("fusebox_reply_bytes_total", &[("op", &o.name)], o.bytes_out);
     }
 
     let hist = "fusebox_request_duration_seconds";

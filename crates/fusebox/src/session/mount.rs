@@ -132,22 +132,39 @@ pub fn abort(mountpoint: &Path) -> Result<u32, MountError> {
         }
         _ => MountError::Other { action: "abort the connection through", path: file.clone(), err },
     })?;
-    sys::umount(&abs, libc::MNT_DETACH)
-        .or_else(|e| if sys::geteuid() == 0 { Err(e) } else { fusermount_detach(&abs) })
-        .map_err(|err| MountError::Other { action: "detach", path: abs.clone(), err })?;
+    if sys::geteuid() == 0 {
+        sys::umount(&abs, libc::MNT_DETACH).map_err(|err| MountError::Other {
+            action: "detach",
+            path: abs.clone(),
+            err,
+        })?;
+    } else {
+        fusermount_unmount(&abs, true)?;
+    }
     #[cfg(feature = "serde")]
     super::control::remove_stale_socket(&abs);
     Ok(id)
 }
 
-/// `fusermount3 -u -z`: a lazy unmount for a user who may not call umount2(2).
-fn fusermount_detach(abs: &Path) -> io::Result<()> {
-    let fusermount = fusermount_path().ok_or_else(|| io::Error::other("fusermount3 not found"))?;
-    let out = Command::new(fusermount).args(["-u", "-z", "--"]).arg(abs).output()?;
+/// `fusermount3 -u` (with `lazy`, `-z`) of `abs`: unmounting for a user who may not call
+/// umount2(2).
+fn fusermount_unmount(abs: &Path, lazy: bool) -> Result<(), MountError> {
+    let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
+    let mut cmd = Command::new(fusermount);
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg("--").arg(abs).output().map_err(|e| MountError::Other {
+        action: "unmount",
+        path: abs.into(),
+        err: e,
+    })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(MountError::NotPermitted { action: "unmount", path: abs.into(), err: io::Error::other(msg) })
     }
 }
 
@@ -317,19 +334,7 @@ fn unmount_path(abs: &Path) -> Result<(), MountError> {
             _ => MountError::Other { action: "unmount", path: abs.clone(), err: e },
         });
     }
-    let fusermount = fusermount_path().ok_or(MountError::FusermountMissing)?;
-    let out = Command::new(fusermount)
-        .arg("-u")
-        .arg("--")
-        .arg(&abs)
-        .output()
-        .map_err(|e| MountError::Other { action: "unmount", path: abs.clone(), err: e })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(MountError::NotPermitted { action: "unmount", path: abs, err: io::Error::other(msg) })
-    }
+    fusermount_unmount(&abs, false)
 }
 
 #[cfg(test)]
