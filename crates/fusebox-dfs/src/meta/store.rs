@@ -133,8 +133,12 @@ fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef
     rows.iter().map(slice_ref).collect()
 }
 
-/// Add slice `s` of `ino` after every slice stored so far (the next sequence number).
+/// Add slice `s` of `ino` after every slice stored so far (the next sequence number); a slice
+/// that is empty or reaches past its chunk is refused (the caller's transaction then rolls back).
 fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
+    if s.pos + s.len > CHUNK_SIZE || s.len == 0 {
+        return Err(MetaError::Corrupt(format!("slice {s:?} does not fit its chunk")));
+    }
     let seq = next(c, "next_seq")?;
     c.exec(
         "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
@@ -779,9 +783,6 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 return Err(errno(libc::EINVAL));
             }
             for s in slices {
-                if s.pos + s.len > CHUNK_SIZE || s.len == 0 {
-                    return Err(MetaError::Corrupt(format!("slice {s:?} does not fit its chunk")));
-                }
                 insert_slice(c, ino, s)?;
             }
             a.size = a.size.max(end);
@@ -878,8 +879,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn replace_slices(&self, ino: u64, chunk: u64, old: &[SliceRef], new: &[NewSlice]) -> MetaResult<bool> {
-        if let Some(s) = new.iter().find(|s| s.chunk != chunk || s.pos + s.len > CHUNK_SIZE || s.len == 0) {
-            return Err(MetaError::Corrupt(format!("slice {s:?} does not fit chunk {chunk}")));
+        if let Some(s) = new.iter().find(|s| s.chunk != chunk) {
+            return Err(MetaError::Corrupt(format!("slice {s:?} is not of chunk {chunk}")));
         }
         self.write(|c| {
             c.lock_inodes(&[ino])?;
