@@ -2,28 +2,13 @@
 //! like fcntl) and flock(2) locks (per open file, whole file), with blocking waits that an
 //! interrupt cancels. Used by memfs; passthrough forwards locks to the backing files instead.
 
+use fusebox::fs::lockrange::{self, first_conflict, HeldLock};
 use fusebox::fs::{FileLock, Interrupt, LockArgs};
 use fusebox::Errno;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Held {
-    owner: u64,
-    flock: bool,
-    lock: FileLock,
-    /// The handle (open file description) of the SETLK that took it.
-    fh: u64,
-}
-
-impl Held {
-    fn conflicts(&self, owner: u64, flock: bool, want: &FileLock) -> bool {
-        self.flock == flock
-            && self.owner != owner
-            && self.lock.overlaps(want)
-            && (self.lock.typ == libc::F_WRLCK || want.typ == libc::F_WRLCK)
-    }
-}
+type Held = HeldLock<u64>;
 
 #[derive(Default)]
 struct State {
@@ -44,7 +29,7 @@ impl State {
             let mut next = Vec::new();
             for (ino, want, waiter) in frontier {
                 let holders = self.by_inode.get(&ino).map(Vec::as_slice).unwrap_or(&[]);
-                for h in holders.iter().filter(|h| h.conflicts(waiter, false, &want)) {
+                for h in holders.iter().filter(|h| h.conflicts(&waiter, false, &want)) {
                     if h.owner == owner {
                         return true;
                     }
@@ -93,10 +78,8 @@ impl LockTable {
     /// GETLK: the first lock conflicting with `args.lock`, or the probe with `F_UNLCK`.
     pub fn test(&self, ino: u64, args: &LockArgs) -> FileLock {
         let st = self.lock_state();
-        let found = st
-            .by_inode
-            .get(&ino)
-            .and_then(|v| v.iter().find(|h| h.conflicts(args.owner, args.flock, &args.lock)));
+        let found =
+            st.by_inode.get(&ino).and_then(|v| first_conflict(v, &args.owner, args.flock, &args.lock));
         match found {
             Some(h) => h.lock,
             None => FileLock { typ: libc::F_UNLCK, ..args.lock },
@@ -106,13 +89,8 @@ impl LockTable {
     /// SETLK/SETLKW. Waits (when `args.sleep`) until the lock can be granted or `intr` fires
     /// (EINTR). Without sleep a conflict is EAGAIN.
     pub fn set(self: &Arc<Self>, ino: u64, args: &LockArgs, intr: &Interrupt) -> Result<(), Errno> {
+        lockrange::check_request(&args.lock)?;
         let t = args.lock.typ;
-        if t != libc::F_UNLCK && t != libc::F_RDLCK && t != libc::F_WRLCK {
-            return Err(Errno::EINVAL);
-        }
-        if args.lock.start > args.lock.end {
-            return Err(Errno::EINVAL);
-        }
         if args.sleep && t != libc::F_UNLCK {
             // Wake the waiters when the request is interrupted (the flag is set before the
             // callback runs, and the callback takes the state lock, so no wake-up is lost).
@@ -132,7 +110,7 @@ impl LockTable {
         }
         loop {
             let holders = st.by_inode.get(&ino).map(Vec::as_slice).unwrap_or(&[]);
-            if !holders.iter().any(|h| h.conflicts(args.owner, args.flock, &args.lock)) {
+            if first_conflict(holders, &args.owner, args.flock, &args.lock).is_none() {
                 break;
             }
             if !args.sleep {
@@ -220,12 +198,7 @@ impl LockTable {
 /// Give `args.owner` `args.lock` (an unlock removes the range), replacing what it held there.
 fn grant(st: &mut State, ino: u64, args: &LockArgs) {
     let list = st.by_inode.entry(ino).or_default();
-    // Replace what this owner held in the range (a flock lock covers the whole file).
-    remove_range(list, args.owner, args.flock, &args.lock);
-    if args.lock.typ != libc::F_UNLCK {
-        list.push(Held { owner: args.owner, flock: args.flock, lock: args.lock, fh: args.fh.0 });
-        merge(list, args.owner, args.flock);
-    }
+    lockrange::grant(list, &args.owner, args.flock, args.lock, args.fh.0);
     prune(st, ino);
 }
 
@@ -233,46 +206,6 @@ fn prune(st: &mut State, ino: u64) {
     if st.by_inode.get(&ino).is_some_and(Vec::is_empty) {
         st.by_inode.remove(&ino);
     }
-}
-
-/// Remove `[range.start, range.end]` from the locks `owner` holds (of this kind), splitting
-/// locks that straddle the range.
-fn remove_range(list: &mut Vec<Held>, owner: u64, flock: bool, range: &FileLock) {
-    let mut out = Vec::with_capacity(list.len() + 1);
-    for h in list.drain(..) {
-        if h.owner != owner || h.flock != flock || !(flock || h.lock.overlaps(range)) {
-            out.push(h);
-            continue;
-        }
-        if flock {
-            continue;
-        }
-        if h.lock.start < range.start {
-            out.push(Held { lock: FileLock { end: range.start - 1, ..h.lock }, ..h });
-        }
-        if h.lock.end > range.end {
-            out.push(Held { lock: FileLock { start: range.end + 1, ..h.lock }, ..h });
-        }
-    }
-    *list = out;
-}
-
-/// Merge adjacent or overlapping locks of the same owner and type.
-fn merge(list: &mut Vec<Held>, owner: u64, flock: bool) {
-    let (mut mine, mut rest): (Vec<Held>, Vec<Held>) =
-        list.drain(..).partition(|h| h.owner == owner && h.flock == flock);
-    mine.sort_by_key(|h| (h.lock.typ, h.lock.start));
-    let mut merged: Vec<Held> = Vec::with_capacity(mine.len());
-    for h in mine {
-        match merged.last_mut() {
-            Some(last) if last.lock.typ == h.lock.typ && h.lock.start <= last.lock.end.saturating_add(1) => {
-                last.lock.end = last.lock.end.max(h.lock.end);
-            }
-            _ => merged.push(h),
-        }
-    }
-    rest.extend(merged);
-    *list = rest;
 }
 
 #[cfg(test)]
