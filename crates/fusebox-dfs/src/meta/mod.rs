@@ -6,6 +6,7 @@
 //! The trait is synchronous (the SQLite engine is a blocking library); the file system calls
 //! it from tokio's blocking pool (`docs/ARCHITECTURE.md`, "fusebox-dfs").
 
+pub mod coord;
 pub mod postgres;
 pub mod schema;
 pub mod sql;
@@ -174,7 +175,7 @@ pub struct Caller {
 }
 
 /// A metadata engine. Each method is one transaction.
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     /// The stored format version and storage URL.
     fn info(&self) -> MetaResult<FormatInfo>;
     /// True if a short read (one lookup or getattr) is served from this machine's memory or
@@ -239,8 +240,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Delete `ino` with its xattrs, symlink target and slices if it has no name left;
     /// true if it was deleted. Its block objects become garbage for `fusebox dfs gc`.
     fn remove_if_orphan(&self, ino: u64) -> MetaResult<bool>;
-    /// Delete every inode without a name (left by a daemon that died with unlinked files
-    /// open); returns how many. Only safe while no mount uses the file system.
+    /// Delete every inode without a name that no live session keeps (left by a daemon that
+    /// died with unlinked files open, once its session expired); returns how many.
     fn reclaim_orphans(&self) -> MetaResult<u64>;
     /// Inode count and bytes used.
     fn usage(&self) -> MetaResult<Usage>;

@@ -16,6 +16,7 @@
 //! Credentials come from the URL or from the usual `PGUSER` / `PGPASSWORD` variables; the
 //! password never appears in messages ([`crate::url::redact`]).
 
+use super::coord::NOTIFY_CHANNEL;
 use super::schema::Dialect;
 use super::sql::{Cell, Engine, Row, Tx, Value};
 use super::store::SqlMeta;
@@ -28,6 +29,7 @@ use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Config, IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Longest wait for a connection (at mount, and for each operation while the server is down).
@@ -47,6 +49,10 @@ pub struct Postgres {
     /// Always `Some` until `drop`, which takes it to close the connections off the runtime.
     pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     name: String,
+    /// How to connect (for the listening connection).
+    config: Config,
+    /// A connection that `LISTEN`s for published changes, made on first use.
+    listener: Mutex<Option<postgres::Client>>,
 }
 
 impl Drop for Postgres {
@@ -56,6 +62,8 @@ impl Drop for Postgres {
     /// is one), so the connections are closed on a thread of their own.
     fn drop(&mut self) {
         let Some(pool) = self.pool.take() else { return };
+        let listener = self.listener.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let pool = (pool, listener);
         if tokio::runtime::Handle::try_current().is_err() {
             drop(pool);
             return;
@@ -206,7 +214,7 @@ impl Postgres {
             .connect(NoTls)
             .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {}", reason(&e))))?;
         drop(probe);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -214,7 +222,7 @@ impl Postgres {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {e}")))?;
-        Ok(Postgres { pool: Some(pool), name })
+        Ok(Postgres { pool: Some(pool), name, config, listener: Mutex::new(None) })
     }
 
     fn run<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
@@ -266,6 +274,42 @@ impl Engine for Postgres {
 
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         self.run(false, f)
+    }
+
+    /// Wait on a connection that `LISTEN`s on [`NOTIFY_CHANNEL`] (made on first use and again
+    /// after it broke; while the server is away, a sleep).
+    fn wait_for_changes(&self, timeout: Duration) {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut slot = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            match self.config.connect(NoTls) {
+                Ok(mut c) => match c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")) {
+                    Ok(()) => *slot = Some(c),
+                    Err(e) => tracing::debug!(db = %self.name, "LISTEN failed: {}", reason(&e)),
+                },
+                Err(e) => tracing::debug!(db = %self.name, "no listening connection: {}", reason(&e)),
+            }
+        }
+        let Some(client) = slot.as_mut() else {
+            drop(slot);
+            std::thread::sleep(timeout);
+            return;
+        };
+        let broke = {
+            let mut notes = client.notifications();
+            let first = notes.timeout_iter(timeout).next().map(|n| n.is_some());
+            if let Ok(true) = first {
+                // One wake-up is enough for any number of changes: drop the rest queued.
+                while let Ok(Some(_)) = notes.iter().next() {}
+            }
+            first.err()
+        };
+        if let Some(e) = broke {
+            tracing::debug!(db = %self.name, "listening connection broke: {}", reason(&e));
+            *slot = None;
+            drop(slot);
+            std::thread::sleep(timeout);
+        }
     }
 }
 

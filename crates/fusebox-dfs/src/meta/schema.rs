@@ -6,7 +6,7 @@
 //! auto-increment columns, so both engines hand them out the same way and never reuse one.
 
 /// Schema version written by `fusebox dfs format` and required at mount.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Marker value of the `format` key: tells our database from a foreign one.
 pub const FORMAT_MAGIC: &str = "fusebox-dfs";
@@ -22,6 +22,8 @@ pub const TABLES: &[&str] = &[
     "chunk_slices",
     "sessions",
     "locks",
+    "changes",
+    "sustained",
 ];
 
 /// The SQL dialect the schema is written for.
@@ -99,22 +101,63 @@ CREATE TABLE locks (
     start_off BIGINT NOT NULL,
     end_off BIGINT NOT NULL,
     pid BIGINT NOT NULL,
+    fh BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (ino, sid, owner, flock, start_off)
 );
 ";
 
-/// The statements that create the schema in `dialect`.
-pub fn ddl(dialect: Dialect) -> String {
+/// Tables added by format version 2: the change log other mounts follow (`kind`: see
+/// `meta::coord::Change`; `ino` is the directory for an entry change, whose `name` is set)
+/// and the inodes a session keeps alive after their last name went.
+const DDL_V2: &str = "
+CREATE TABLE changes (
+    seq BIGINT PRIMARY KEY,
+    sid BIGINT NOT NULL,
+    kind BIGINT NOT NULL,
+    ino BIGINT NOT NULL,
+    name {BYTES} NOT NULL,
+    at_ns BIGINT NOT NULL
+);
+CREATE TABLE sustained (
+    sid BIGINT NOT NULL,
+    ino BIGINT NOT NULL,
+    PRIMARY KEY (sid, ino)
+);
+";
+
+/// Upgrades of an older format, in order: (the version they upgrade, the statements).
+pub fn migrations(dialect: Dialect) -> Vec<(u32, String)> {
+    let v2 = format!(
+        "{}ALTER TABLE locks ADD COLUMN fh BIGINT NOT NULL DEFAULT 0;
+         INSERT INTO counters (name, value) VALUES ('next_change', 1);
+         INSERT INTO counters (name, value) VALUES ('next_sid', 1);",
+        bytes_type(DDL_V2, dialect)
+    );
+    vec![(1, v2)]
+}
+
+fn bytes_type(ddl: &str, dialect: Dialect) -> String {
     let bytes = match dialect {
         Dialect::Sqlite => "BLOB",
         Dialect::Postgres => "BYTEA",
     };
-    DDL.replace("{BYTES}", bytes)
+    ddl.replace("{BYTES}", bytes)
+}
+
+/// The statements that create the schema in `dialect`.
+pub fn ddl(dialect: Dialect) -> String {
+    bytes_type(&format!("{DDL}{DDL_V2}"), dialect)
 }
 
 /// Counters and their first values: inode 1 is the root, cookies 1 and 2 are "." and "..".
-pub const COUNTERS: &[(&str, i64)] =
-    &[("next_ino", 2), ("next_cookie", 3), ("next_seq", 1), ("next_slice", 1)];
+pub const COUNTERS: &[(&str, i64)] = &[
+    ("next_ino", 2),
+    ("next_cookie", 3),
+    ("next_seq", 1),
+    ("next_slice", 1),
+    ("next_change", 1),
+    ("next_sid", 1),
+];
 
 #[cfg(test)]
 mod tests {

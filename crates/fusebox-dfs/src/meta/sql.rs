@@ -134,6 +134,42 @@ pub trait Tx {
     fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()>;
     /// Take the lock that moves between directories hold until their transaction ends.
     fn lock_renames(&mut self) -> MetaResult<()>;
+    /// Record that this transaction changes something other mounts may have cached; the
+    /// store publishes the changes with the transaction ([`super::coord`]). Engines' own
+    /// transactions ignore it.
+    fn note(&mut self, _change: super::coord::Change) {}
+}
+
+/// A transaction that collects the [`Tx::note`]s of the statements run through it.
+pub struct Noting<'a> {
+    /// The engine's transaction.
+    pub tx: &'a mut dyn Tx,
+    /// What was noted, in order.
+    pub changes: Vec<super::coord::Change>,
+}
+
+impl Tx for Noting<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
+        self.tx.exec(sql, params)
+    }
+    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
+        self.tx.query(sql, params)
+    }
+    fn batch(&mut self, sql: &str) -> MetaResult<()> {
+        self.tx.batch(sql)
+    }
+    fn table_names(&mut self) -> MetaResult<Vec<String>> {
+        self.tx.table_names()
+    }
+    fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()> {
+        self.tx.lock_inodes(inos)
+    }
+    fn lock_renames(&mut self) -> MetaResult<()> {
+        self.tx.lock_renames()
+    }
+    fn note(&mut self, change: super::coord::Change) {
+        self.changes.push(change)
+    }
 }
 
 impl dyn Tx + '_ {
@@ -165,6 +201,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Run `f` in a read-only transaction (one consistent snapshot).
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
+
+    /// Block until another client may have published changes, or `timeout` passed. Without a
+    /// way to be told (SQLite), a sleep: the caller polls the change log.
+    fn wait_for_changes(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout)
+    }
 }
 
 /// `sql` with `$N` placeholders written as `?N` (SQLite's numbered form).

@@ -7,8 +7,9 @@
 //! rename of a name see and change the directory as the last committed writer left it, and
 //! an attribute change a read-modify-write that no other client interleaves with.
 
+use super::coord::Change;
 use super::schema::{self, COUNTERS, FORMAT_MAGIC, FORMAT_VERSION};
-use super::sql::{params, Engine, Row, Tx};
+use super::sql::{params, Engine, Noting, Row, Tx};
 use super::*;
 use crate::layout::{block_len, blocks_covering, CHUNK_SIZE};
 use std::collections::BTreeSet;
@@ -24,6 +25,9 @@ pub struct SqlMeta<E: Engine> {
     engine: E,
     /// Slice ids reserved in the database and not handed out yet: `next..end`.
     slice_ids: std::sync::Mutex<std::ops::Range<u64>>,
+    /// This mount's session ([`super::coord::Coordination::open_session`]); 0 before one is
+    /// open. Changes are logged under it, so the mount can skip its own.
+    sid: std::sync::atomic::AtomicU64,
 }
 
 /// Slice ids reserved per transaction: a write of 4 GiB spills a thousand 4 MiB slices, and a
@@ -107,6 +111,9 @@ fn store_attr(c: &mut dyn Tx, a: &Attr, insert: bool) -> MetaResult<()> {
         a.generation,
     ];
     c.exec(&sql, p)?;
+    if !insert {
+        c.note(Change::Attr(a.ino));
+    }
     Ok(())
 }
 
@@ -148,7 +155,7 @@ fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
     Ok(())
 }
 
-fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
+pub(super) fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
     c.query_one("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value - 1", params![name])?
         .uint(0)
 }
@@ -189,6 +196,14 @@ fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64) -> MetaResult<
         "INSERT INTO dentries (cookie, parent, name, ino) VALUES ($1, $2, $3, $4)",
         params![cookie, parent, name, ino],
     )?;
+    c.note(Change::Entry(parent, name.to_vec()));
+    Ok(())
+}
+
+/// Delete the entry with `cookie` (`name` in `parent`).
+fn remove_dentry(c: &mut dyn Tx, cookie: u64, parent: u64, name: &[u8]) -> MetaResult<()> {
+    c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+    c.note(Change::Entry(parent, name.to_vec()));
     Ok(())
 }
 
@@ -212,6 +227,7 @@ fn set_or_remove_xattr(c: &mut dyn Tx, ino: u64, name: &[u8], value: Option<&[u8
         )?,
         None => c.exec("DELETE FROM xattrs WHERE ino = $1 AND name = $2", params![ino, name])?,
     };
+    c.note(Change::Attr(ino));
     Ok(())
 }
 
@@ -227,6 +243,7 @@ fn touch_dir(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult
         "UPDATE inodes SET nlink = nlink + $2, mtime_ns = $3, ctime_ns = $3, version = version + 1 WHERE ino = $1",
         params![ino, nlink_delta, now],
     )?;
+    c.note(Change::Attr(ino));
     Ok(())
 }
 
@@ -237,6 +254,7 @@ fn touch_node(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResul
          version = version + 1 WHERE ino = $1",
         params![ino, nlink_delta, now],
     )?;
+    c.note(Change::Attr(ino));
     Ok(())
 }
 
@@ -251,18 +269,19 @@ fn cut_slices(c: &mut dyn Tx, ino: u64, size: u64) -> MetaResult<()> {
         "UPDATE chunk_slices SET len = $3 - pos WHERE ino = $1 AND chunk = $2 AND pos + len > $3",
         params![ino, chunk, at],
     )?;
+    c.note(Change::Data(ino));
     Ok(())
 }
 
-fn delete_inode(c: &mut dyn Tx, ino: u64) -> MetaResult<()> {
-    for table in ["inodes", "xattrs", "symlinks", "chunk_slices"] {
+pub(super) fn delete_inode(c: &mut dyn Tx, ino: u64) -> MetaResult<()> {
+    for table in ["inodes", "xattrs", "symlinks", "chunk_slices", "sustained", "locks"] {
         c.exec(&format!("DELETE FROM {table} WHERE ino = $1"), params![ino])?;
     }
     Ok(())
 }
 
 /// The directory holding `ino`, if it has a name.
-fn parent(c: &mut dyn Tx, ino: u64) -> MetaResult<Option<u64>> {
+pub(super) fn parent(c: &mut dyn Tx, ino: u64) -> MetaResult<Option<u64>> {
     match c.query_opt("SELECT parent FROM dentries WHERE ino = $1 LIMIT 1", params![ino])? {
         Some(r) => Ok(Some(r.uint(0)?)),
         None => Ok(None),
@@ -337,15 +356,43 @@ impl<E: Engine> SqlMeta<E> {
             store_attr(c, &a, true)
         })?;
         tracing::info!(db, storage_url, "formatted");
-        Ok(SqlMeta { engine, slice_ids: Default::default() })
+        Ok(SqlMeta { engine, slice_ids: Default::default(), sid: Default::default() })
     }
 
     /// Open a formatted database; an unformatted or foreign database, or an unsupported
     /// format version, is a [`MetaError::Format`] saying which.
     pub fn open_engine(engine: E) -> MetaResult<SqlMeta<E>> {
-        let meta = SqlMeta { engine, slice_ids: Default::default() };
+        let meta = SqlMeta { engine, slice_ids: Default::default(), sid: Default::default() };
+        meta.upgrade()?;
         meta.info()?;
         Ok(meta)
+    }
+
+    /// Bring a database of an older format version up to this one (one transaction per
+    /// step); a foreign or unformatted database is left for [`MetaStore::info`] to report.
+    fn upgrade(&self) -> MetaResult<()> {
+        let db = self.engine.describe().to_string();
+        for (from, sql) in schema::migrations(E::DIALECT) {
+            let done = self.engine.write(&mut |c| {
+                if !c.table_names()?.iter().any(|t| t == "fb_format") {
+                    return Ok(false);
+                }
+                let v = c.query_opt("SELECT value FROM fb_format WHERE key = 'version'", params![])?;
+                if v.map(|r| r.text(0)).transpose()?.as_deref() != Some(&from.to_string()) {
+                    return Ok(false);
+                }
+                c.batch(&sql)?;
+                c.exec(
+                    "UPDATE fb_format SET value = $1 WHERE key = 'version'",
+                    params![&(from + 1).to_string()],
+                )?;
+                Ok(true)
+            })?;
+            if done {
+                tracing::info!(db, from, to = from + 1, "upgraded the metadata format");
+            }
+        }
+        Ok(())
     }
 
     /// The engine.
@@ -353,11 +400,43 @@ impl<E: Engine> SqlMeta<E> {
         &self.engine
     }
 
-    fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
-        self.engine.write(&mut f)
+    /// Run `f` in a write transaction, publishing the changes it notes (see [`super::coord`])
+    /// in the same transaction.
+    pub(super) fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let sid = self.sid();
+        self.engine.write(&mut |c| {
+            let mut noting = Noting { tx: &mut *c, changes: Vec::new() };
+            let v = f(&mut noting)?;
+            let changes = std::mem::take(&mut noting.changes);
+            super::coord::publish(c, E::DIALECT, sid, changes)?;
+            Ok(v)
+        })
     }
 
-    fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+    /// `a` lost its last name in this transaction: while this mount's session lives, no other
+    /// mount's orphan reclaim deletes it (its kernel may still have it open).
+    fn sustain_if_orphan(&self, c: &mut dyn Tx, a: &Attr) -> MetaResult<()> {
+        let sid = self.sid();
+        if a.nlink == 0 && sid != 0 {
+            c.exec(
+                "INSERT INTO sustained (sid, ino) VALUES ($1, $2) ON CONFLICT (sid, ino) DO NOTHING",
+                params![sid, a.ino],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// This mount's session id (0: none open).
+    pub fn sid(&self) -> u64 {
+        self.sid.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Set the session id changes are logged under.
+    pub(super) fn set_sid(&self, sid: u64) {
+        self.sid.store(sid, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn read<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         self.engine.read(&mut f)
     }
 }
@@ -444,6 +523,9 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 cut_slices(c, ino, node.attr.size)?;
             }
             store_attr(c, &node.attr, false)?;
+            if node.attr.size != before.attr.size || node.attr.mtime_ns != before.attr.mtime_ns {
+                c.note(Change::Data(ino));
+            }
             if node.acl_access != before.acl_access {
                 set_or_remove_xattr(c, ino, ACL_ACCESS, node.acl_access.as_deref())?;
             }
@@ -518,10 +600,12 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 return Err(errno(libc::EISDIR));
             }
             let now = now_ns();
-            c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+            remove_dentry(c, cookie, parent, name)?;
             touch_node(c, ino, -1, now)?;
             touch_dir(c, parent, 0, now)?;
-            get_attr(c, ino)
+            let a = get_attr(c, ino)?;
+            self.sustain_if_orphan(c, &a)?;
+            Ok(a)
         })
     }
 
@@ -546,12 +630,13 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 return Err(errno(libc::ENOTEMPTY));
             }
             let now = now_ns();
-            c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+            remove_dentry(c, cookie, parent, name)?;
             a.nlink = 0;
             a.ctime_ns = now;
             a.version += 1;
             store_attr(c, &a, false)?;
             touch_dir(c, parent, -1, now)?;
+            self.sustain_if_orphan(c, &a)?;
             Ok(a)
         })
     }
@@ -626,6 +711,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 let d_attr = dst_attr.as_ref().ok_or(errno(libc::ENOENT))?;
                 c.exec("UPDATE dentries SET ino = $2 WHERE cookie = $1", params![src_cookie, d])?;
                 c.exec("UPDATE dentries SET ino = $2 WHERE cookie = $1", params![d_cookie, src])?;
+                c.note(Change::Entry(parent, name.to_vec()));
+                c.note(Change::Entry(newparent, newname.to_vec()));
                 // A directory moving one way and a non-directory the other way moves a ".." link.
                 let delta = match (src_attr.is_dir(), d_attr.is_dir()) {
                     (true, false) if cross => 1,
@@ -643,7 +730,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             // Plain rename (maybe replacing `dst`).
             let mut replaced = None;
             if let Some((_, d_cookie)) = dst {
-                c.exec("DELETE FROM dentries WHERE cookie = $1", params![d_cookie])?;
+                remove_dentry(c, d_cookie, newparent, newname)?;
                 let mut da = dst_attr.clone().ok_or(errno(libc::ENOENT))?;
                 if da.is_dir() {
                     da.nlink = 0;
@@ -654,6 +741,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 da.ctime_ns = now;
                 da.version += 1;
                 store_attr(c, &da, false)?;
+                self.sustain_if_orphan(c, &da)?;
                 replaced = Some(da);
             }
             // Counters are always taken in the order next_ino, next_cookie (as create does), so
@@ -665,6 +753,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 "UPDATE dentries SET cookie = $2, parent = $3, name = $4 WHERE cookie = $1",
                 params![src_cookie, cookie, newparent, newname],
             )?;
+            c.note(Change::Entry(parent, name.to_vec()));
+            c.note(Change::Entry(newparent, newname.to_vec()));
             let moved_dir = src_attr.is_dir() && cross;
             touch_dir(c, parent, if moved_dir { -1 } else { 0 }, now)?;
             if cross {
@@ -792,6 +882,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             }
             a.version += 1;
             store_attr(c, &a, false)?;
+            c.note(Change::Data(ino));
             Ok(a)
         })
     }
@@ -825,7 +916,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         self.write(|c| {
             let orphans = c.query(
                 "SELECT ino FROM inodes WHERE ino != 1 AND NOT EXISTS
-                 (SELECT 1 FROM dentries WHERE dentries.ino = inodes.ino)",
+                 (SELECT 1 FROM dentries WHERE dentries.ino = inodes.ino) AND NOT EXISTS
+                 (SELECT 1 FROM sustained WHERE sustained.ino = inodes.ino)",
                 params![],
             )?;
             let mut deleted = 0;

@@ -3,6 +3,7 @@
 //! SQLite (one test each) and on a real PostgreSQL server (one test runs them all, each on a
 //! fresh database: starting a server per test would cost more than the tests).
 
+use super::coord::Coordination;
 use super::postgres::PostgresMeta;
 use super::sqlite::SqliteMeta;
 use super::*;
@@ -69,7 +70,10 @@ fn sqlite_format_and_open_report_clear_errors() {
     rusqlite::Connection::open(&p).unwrap();
     assert!(SqliteMeta::open(&p).unwrap_err().to_string().contains("not formatted"));
     let m = SqliteMeta::format(&p, "file:///srv/blocks", false, ME).unwrap();
-    assert_eq!(m.info().unwrap(), FormatInfo { version: 1, storage_url: "file:///srv/blocks".into() });
+    assert_eq!(
+        m.info().unwrap(),
+        FormatInfo { version: schema::FORMAT_VERSION, storage_url: "file:///srv/blocks".into() }
+    );
     let root = m.getattr(ROOT_INO).unwrap();
     assert_eq!((root.mode, root.uid, root.gid, root.nlink), (libc::S_IFDIR | 0o755, 1000, 100, 2));
     mkfile(&m, ROOT_INO, "f");
@@ -91,6 +95,25 @@ fn sqlite_format_and_open_report_clear_errors() {
         .execute("UPDATE fb_format SET value = '99' WHERE key = 'version'", [])
         .unwrap();
     assert!(SqliteMeta::open(&p).unwrap_err().to_string().contains("format version 99"));
+    // A database of format 1 (before sessions and the change log) is upgraded at open.
+    let m = SqliteMeta::format(&p, "file:///y", true, ME).unwrap();
+    mkfile(&m, ROOT_INO, "old");
+    drop(m);
+    rusqlite::Connection::open(&p)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE changes; DROP TABLE sustained; ALTER TABLE locks DROP COLUMN fh;
+             DELETE FROM counters WHERE name IN ('next_change', 'next_sid');
+             UPDATE fb_format SET value = '1' WHERE key = 'version';",
+        )
+        .unwrap();
+    let m = SqliteMeta::open(&p).unwrap();
+    assert_eq!(m.info().unwrap().version, schema::FORMAT_VERSION);
+    assert!(m.lookup(ROOT_INO, b"old").is_ok());
+    let before = m.last_notice().unwrap();
+    mkfile(&m, ROOT_INO, "new");
+    assert!(m.last_notice().unwrap() > before, "the upgraded database logs changes");
+    drop(m);
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
     let e = SqliteMeta::open(&junk).unwrap_err();
@@ -104,7 +127,10 @@ fn postgres_format_and_open_report_clear_errors() {
     let e = PostgresMeta::open_url(&url).unwrap_err().to_string();
     assert!(e.contains("not formatted"), "{e}");
     let m = PostgresMeta::format_url(&url, "file:///srv/blocks", false, ME).unwrap();
-    assert_eq!(m.info().unwrap(), FormatInfo { version: 1, storage_url: "file:///srv/blocks".into() });
+    assert_eq!(
+        m.info().unwrap(),
+        FormatInfo { version: schema::FORMAT_VERSION, storage_url: "file:///srv/blocks".into() }
+    );
     mkfile(&m, ROOT_INO, "f");
     let again = PostgresMeta::format_url(&url, "file:///x", false, ME).unwrap_err().to_string();
     assert!(again.contains("not empty") && again.contains("--force"), "{again}");
@@ -423,6 +449,106 @@ fn a_second_connection_sees_committed_transactions(db: &Db) {
     assert_eq!(m.readdir(ROOT_INO, 0, 1000).unwrap().len(), 101);
 }
 
+/// Two mounts (sessions): every change one makes is in the log under its session id, in
+/// order, and names what changed.
+fn changes_are_published_in_order_with_their_session(db: &Db) {
+    let (a, b) = (&*db.meta, (db.reopen)());
+    let sa = a.open_session("host-a 1 /mnt/a").unwrap();
+    let sb = b.open_session("host-b 2 /mnt/b").unwrap();
+    assert_ne!(sa, sb);
+    let start = b.last_notice().unwrap();
+    let f = mkfile(a, ROOT_INO, "f");
+    a.commit(f.ino, &[], 10, None).unwrap();
+    a.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0, ME).unwrap();
+    b.update(f.ino, &mut |n| {
+        n.attr.mode = libc::S_IFREG | 0o600;
+        Ok(())
+    })
+    .unwrap();
+    let seen = b.notices_after(start, 100).unwrap();
+    assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
+    let of = |sid: u64| -> Vec<coord::Change> {
+        seen.iter().filter(|n| n.sid == sid).map(|n| n.change.clone()).collect()
+    };
+    use coord::Change::*;
+    let mine = of(sa);
+    for want in [Entry(ROOT_INO, b"f".to_vec()), Data(f.ino), Entry(ROOT_INO, b"g".to_vec())] {
+        assert!(mine.contains(&want), "{want:?} missing from {mine:?}");
+    }
+    assert_eq!(of(sb), [Attr(f.ino)]);
+    assert!(b.notices_after(seen.last().unwrap().seq, 100).unwrap().is_empty());
+    assert_eq!(b.last_notice().unwrap(), seen.last().unwrap().seq);
+    assert_eq!(b.names_of(f.ino).unwrap(), [(ROOT_INO, b"g".to_vec())]);
+    let listed: Vec<u64> = a.sessions().unwrap().iter().map(|s| s.sid).collect();
+    assert_eq!(listed, [sa, sb]);
+    assert!(b.prune_notices(i64::MAX).unwrap() >= seen.len() as u64);
+    a.close_session().unwrap();
+    b.close_session().unwrap();
+    assert!(a.sessions().unwrap().is_empty());
+}
+
+fn lock(typ: i32, start: u64, end: u64) -> fusebox::fs::FileLock {
+    fusebox::fs::FileLock { typ, start, end, pid: 42 }
+}
+
+/// Record and flock locks conflict between sessions (also for equal kernel lock owners),
+/// split and merge per owner, and are released per owner, per description and with the session.
+fn locks_conflict_across_sessions_and_go_with_their_session(db: &Db) {
+    use coord::LockRelease;
+    let (a, b) = (&*db.meta, (db.reopen)());
+    a.open_session("a").unwrap();
+    b.open_session("b").unwrap();
+    let ino = mkfile(a, ROOT_INO, "locked").ino;
+    let (wr, rd, un) = (libc::F_WRLCK, libc::F_RDLCK, libc::F_UNLCK);
+    assert_eq!(a.set_lock(ino, 7, false, lock(wr, 0, 99), 1).unwrap(), None);
+    // The same kernel owner number on another mount is another owner.
+    assert_eq!(b.set_lock(ino, 7, false, lock(rd, 50, 50), 2).unwrap(), Some(lock(wr, 0, 99)));
+    assert_eq!(b.test_lock(ino, 7, false, &lock(rd, 100, 200)).unwrap(), None);
+    assert_eq!(a.set_lock(ino, 7, false, lock(un, 40, 59), 1).unwrap(), None);
+    assert_eq!(b.set_lock(ino, 9, false, lock(wr, 45, 55), 2).unwrap(), None);
+    assert_eq!(a.test_lock(ino, 8, false, &lock(rd, 0, 44)).unwrap(), Some(lock(wr, 0, 39)));
+    assert_eq!(a.test_lock(ino, 7, false, &lock(rd, 0, u64::MAX)).unwrap(), Some(lock(wr, 45, 55)));
+    // flock is apart from record locks.
+    assert_eq!(b.set_lock(ino, 3, true, lock(wr, 0, u64::MAX), 2).unwrap(), None);
+    assert_eq!(a.set_lock(ino, 4, true, lock(rd, 0, u64::MAX), 1).unwrap(), Some(lock(wr, 0, u64::MAX)));
+    assert!(b.release_locks(ino, LockRelease::Flock(3)).unwrap());
+    assert!(!b.release_locks(ino, LockRelease::Flock(3)).unwrap(), "nothing left to release");
+    assert_eq!(a.set_lock(ino, 4, true, lock(rd, 0, u64::MAX), 1).unwrap(), None);
+    assert!(b.release_locks(ino, LockRelease::Description(2)).unwrap());
+    assert!(a.release_locks(ino, LockRelease::Posix(7)).unwrap());
+    assert_eq!(b.test_lock(ino, 9, false, &lock(wr, 0, u64::MAX)).unwrap(), None);
+    // Closing a session drops what it held.
+    assert_eq!(b.test_lock(ino, 5, true, &lock(wr, 0, u64::MAX)).unwrap(), Some(lock(rd, 0, u64::MAX)));
+    a.close_session().unwrap();
+    assert_eq!(b.test_lock(ino, 5, true, &lock(wr, 0, u64::MAX)).unwrap(), None);
+    b.close_session().unwrap();
+}
+
+/// A session that stops its heartbeat is expired by another: its locks go, and an unlinked
+/// inode only it kept is deleted; one a live session keeps stays.
+fn expired_sessions_lose_locks_and_kept_orphans(db: &Db) {
+    let (a, b) = (&*db.meta, (db.reopen)());
+    a.open_session("a").unwrap();
+    let sb = b.open_session("b").unwrap();
+    let (f, g) = (mkfile(a, ROOT_INO, "f").ino, mkfile(&*b, ROOT_INO, "g").ino);
+    assert_eq!(a.set_lock(f, 1, false, lock(libc::F_WRLCK, 0, 0), 1).unwrap(), None);
+    assert_eq!(a.unlink(ROOT_INO, b"f").unwrap().nlink, 0);
+    assert_eq!(b.unlink(ROOT_INO, b"g").unwrap().nlink, 0);
+    assert_eq!(a.reclaim_orphans().unwrap(), 0, "kept inodes are not orphans");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    b.heartbeat().unwrap();
+    assert!(b.expire_sessions(std::time::Duration::from_secs(3600)).unwrap().is_empty());
+    assert_eq!(b.expire_sessions(std::time::Duration::from_millis(20)).unwrap().len(), 1);
+    assert_eq!(errno_of(b.getattr(f)), libc::ENOENT, "the expired session's orphan is deleted");
+    assert!(b.getattr(g).is_ok(), "the live session's is kept");
+    assert_eq!(b.sessions().unwrap().iter().map(|s| s.sid).collect::<Vec<_>>(), [sb]);
+    // The expired mount comes back: its heartbeat registers it again.
+    a.heartbeat().unwrap();
+    assert_eq!(b.sessions().unwrap().len(), 2);
+    b.close_session().unwrap();
+    assert_eq!(errno_of(a.getattr(g)), libc::ENOENT, "closing deletes what the session kept");
+}
+
 /// Each scenario as an SQLite test, and all of them in one PostgreSQL test.
 macro_rules! on_every_engine {
     ($($name:ident),* $(,)?) => {
@@ -526,4 +652,7 @@ on_every_engine!(
     failed_operations_do_not_consume_ids_and_ids_never_repeat,
     a_second_connection_sees_committed_transactions,
     concurrent_clients_keep_the_namespace_consistent,
+    changes_are_published_in_order_with_their_session,
+    locks_conflict_across_sessions_and_go_with_their_session,
+    expired_sessions_lose_locks_and_kept_orphans,
 );
