@@ -51,6 +51,12 @@ pub enum DfsCommand {
         #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
         min_slices: u64,
     },
+    /// List the mounts (sessions) of a file system: heartbeat age, locks held, unlinked
+    /// files kept open
+    Status {
+        /// Metadata URL
+        meta: String,
+    },
     /// Delete block objects no file references
     Gc {
         /// Metadata URL
@@ -141,6 +147,13 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
             );
             Ok(())
         }
+        DfsCommand::Status { meta } => {
+            let m = open_meta(&meta)?;
+            m.info()?;
+            let sessions = m.sessions()?;
+            print!("{}", status_table(&sessions, fusebox_dfs::meta::store::now_ns()));
+            Ok(())
+        }
         DfsCommand::Gc { meta, grace } => {
             let (m, blobs) = open(&meta)?;
             let now = std::time::SystemTime::now()
@@ -157,14 +170,32 @@ pub fn run(cmd: DfsCommand) -> Result<()> {
     }
 }
 
-/// The `-o` keys dfs understands.
-pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size"];
+/// `fusebox dfs status`'s table: one line per session, newest heartbeat age in seconds.
+fn status_table(sessions: &[fusebox_dfs::meta::coord::Session], now_ns: i64) -> String {
+    let mut out = format!("{} session(s)\n", sessions.len());
+    if sessions.is_empty() {
+        return out;
+    }
+    out += &format!("{:>6} {:>10} {:>6} {:>9}  {}\n", "SID", "HEARTBEAT", "LOCKS", "UNLINKED", "MOUNT");
+    for s in sessions {
+        let age = now_ns.saturating_sub(s.heartbeat_ns) as f64 / 1e9;
+        out +=
+            &format!("{:>6} {:>9.1}s {:>6} {:>9}  {}\n", s.sid, age.max(0.0), s.locks, s.sustained, s.info);
+    }
+    out
+}
 
-/// Cache lifetimes dfs asks for by default: a second for names and attributes, none for
-/// absent names. Other mounts of the same database do not push invalidations yet (issue 17),
-/// so long lifetimes would hide their changes for that long.
-pub const CACHE_TTL: fusebox::Ttl =
-    fusebox::Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1), negative: Duration::ZERO };
+/// The `-o` keys dfs understands.
+pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size", "session_timeout"];
+
+/// Cache lifetimes dfs asks for by default: a minute for names, absent names and attributes.
+/// Other mounts' changes do not wait for them: each mount turns the change log into
+/// invalidations (fusebox-dfs `fs::coherence`), and OPEN checks it (close-to-open).
+pub const CACHE_TTL: fusebox::Ttl = fusebox::Ttl {
+    entry: Duration::from_secs(60),
+    attr: Duration::from_secs(60),
+    negative: Duration::from_secs(60),
+};
 
 /// Default block cache directory for a metadata URL: one per database, under
 /// `$XDG_CACHE_HOME` or `~/.cache`, else `/var/tmp`.
@@ -191,6 +222,14 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
     };
     let cache_size = size("cache_size", 1 << 30)?;
     let buffer_size = size("buffer_size", 256 << 20)?;
+    let session_timeout = match opts.fs_options.get("session_timeout") {
+        None => DfsOptions::default().session_timeout,
+        Some(None) => return Err(OptionError::MissingValue("session_timeout".into()).into()),
+        Some(Some(v)) => match v.parse::<f64>() {
+            Ok(s) if (0.5..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+            _ => bail!("session_timeout={v}: expected seconds between 0.5 and 3600"),
+        },
+    };
     let cache_dir = match opts.fs_options.get("cache_dir") {
         None => default_cache_dir(meta),
         Some(None) => return Err(OptionError::MissingValue("cache_dir".into()).into()),
@@ -208,6 +247,7 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
     let dfs_opts = DfsOptions {
         buffer_limit: buffer_size,
         file_buffer_limit: (buffer_size / 4).max(4 << 20),
+        session_timeout,
         ..Default::default()
     };
     let blobs: Arc<dyn BlobStore> = Arc::new(blobs);
@@ -240,6 +280,23 @@ mod tests {
     }
 
     #[test]
+    fn status_lists_sessions_with_heartbeat_age() {
+        use fusebox_dfs::meta::coord::Session;
+        assert_eq!(status_table(&[], 0), "0 session(s)\n");
+        let s = Session {
+            sid: 3,
+            info: "h pid 9 /mnt/x".into(),
+            heartbeat_ns: 1_000_000_000,
+            locks: 2,
+            sustained: 1,
+        };
+        let t = status_table(&[s], 3_500_000_000);
+        let line = t.lines().nth(2).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols, ["3", "2.5s", "2", "1", "h", "pid", "9", "/mnt/x"], "{t}");
+    }
+
+    #[test]
     fn parses_dfs_verbs() {
         assert_eq!(
             p("format sqlite:///m.db --storage file:///b").unwrap(),
@@ -250,6 +307,7 @@ mod tests {
             DfsCommand::Format { meta: "sqlite:///m.db".into(), storage: "file:///b".into(), force: true }
         );
         assert_eq!(p("fsck sqlite:///m.db").unwrap(), DfsCommand::Fsck { meta: "sqlite:///m.db".into() });
+        assert_eq!(p("status sqlite:///m.db").unwrap(), DfsCommand::Status { meta: "sqlite:///m.db".into() });
         assert_eq!(
             p("compact sqlite:///m.db --min-slices 8").unwrap(),
             DfsCommand::Compact { meta: "sqlite:///m.db".into(), min_slices: 8 }

@@ -5,8 +5,10 @@
 //! ([`crate::writer`]) and is committed at FLUSH, FSYNC and RELEASE (see the `data` module for the
 //! ordering that keeps a crash from leaving metadata that points at missing data).
 
+mod coherence;
 mod compact;
 mod data;
+mod locks;
 mod namespace;
 
 pub use compact::CompactReport;
@@ -33,6 +35,9 @@ pub struct DfsOptions {
     /// A commit that leaves a chunk with this many slices or more has the chunk merged in the
     /// background (default 16; 0 = never).
     pub compact_slices: u64,
+    /// A mount whose heartbeat stopped this long ago is expired by the others: its locks are
+    /// released (default 30 s; it beats every quarter of this).
+    pub session_timeout: std::time::Duration,
 }
 
 impl Default for DfsOptions {
@@ -42,6 +47,7 @@ impl Default for DfsOptions {
             buffer_limit: 256 << 20,
             upload_parallelism: 8,
             compact_slices: 16,
+            session_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -56,7 +62,13 @@ pub struct DfsFs {
     /// Write buffers of inodes that have (or had) pending data.
     writers: Mutex<HashMap<u64, Writer>>,
     /// The kernel's lookup count per inode.
-    lookups: Mutex<HashMap<u64, u64>>,
+    lookups: coherence::Lookups,
+    /// The session and the other mounts' changes.
+    coherence: Arc<coherence::Coherence>,
+    /// File handles for OPEN and CREATE (OFD locks are released per handle).
+    next_fh: AtomicU64,
+    /// Inodes this mount took locks on (FLUSH and RELEASE of others skip the database).
+    locked: Mutex<HashSet<u64>>,
     /// Inodes whose last name went while the kernel still knew them: deleted at FORGET.
     unlinked: Mutex<HashSet<u64>>,
     /// Bytes buffered by all writers.
@@ -106,7 +118,12 @@ impl DfsFs {
         cache: Option<BlockCache>,
         opts: DfsOptions,
     ) -> DfsFs {
+        let lookups = coherence::Lookups::default();
         DfsFs {
+            coherence: coherence::Coherence::new(meta.clone(), lookups.clone(), opts.session_timeout),
+            lookups,
+            next_fh: AtomicU64::new(1),
+            locked: Mutex::new(HashSet::new()),
             engines: data::Engines {
                 meta,
                 blobs,
@@ -115,7 +132,6 @@ impl DfsFs {
             },
             opts,
             writers: Mutex::new(HashMap::new()),
-            lookups: Mutex::new(HashMap::new()),
             unlinked: Mutex::new(HashSet::new()),
             buffered: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -234,6 +250,8 @@ impl DfsFs {
                 }
                 Some(_) => {
                     l.remove(&ino);
+                    self.coherence.forgotten(ino);
+                    lock(&self.locked).remove(&ino);
                     true
                 }
                 None => false,

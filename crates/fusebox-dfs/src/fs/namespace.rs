@@ -2,6 +2,7 @@
 //! transaction each; data operations delegate to `data.rs`.
 
 use super::{file_attr, lock, ns, DfsFs};
+use crate::meta::coord::LockRelease;
 use crate::meta::{Caller, Inode, NewNode, ROOT_INO};
 use fusebox::fs::acl;
 use fusebox::fs::asyncfs::{
@@ -145,14 +146,18 @@ impl AsyncFilesystem for DfsFs {
         // New nodes get the umask or the parent's default ACL here (as memfs does).
         caps.dont_mask = true;
         caps.posix_acl = true;
-        // Inodes left without a name by a daemon that died with them open. Safe while this is
-        // the only mount of the file system (sessions, issue 16 part 2, will make it per mount).
-        match self.meta().reclaim_orphans() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(inodes = n, "deleted unlinked inodes left by an earlier mount"),
-            Err(e) => tracing::warn!(error = %e, "could not reclaim unlinked inodes"),
-        }
+        // Locks live in the metadata, shared by every mount.
+        caps.posix_locks = true;
+        caps.flock_locks = true;
         Ok(())
+    }
+
+    fn mounted(&self, mount: &MountInfo) {
+        self.start_session(mount);
+    }
+
+    fn destroy(&self) {
+        self.end_session();
     }
 
     async fn lookup(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<Entry> {
@@ -268,6 +273,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn open(&self, req: RequestInfo, ino: NodeId, flags: i32) -> FsResult<Opened> {
+        self.check_open(ino.0).await?;
         let a = self.m(move |m| m.getattr(ino.0)).await?;
         if a.is_dir() {
             return Err(Errno::EISDIR);
@@ -276,7 +282,7 @@ impl AsyncFilesystem for DfsFs {
             let s = SetAttr { size: Some(0), ..Default::default() };
             self.do_setattr(req, ino.0, s).await?;
         }
-        Ok(NO_HANDLE)
+        Ok(self.new_handle())
     }
 
     async fn read(&self, _req: RequestInfo, ino: NodeId, args: ReadArgs) -> FsResult<Vec<u8>> {
@@ -298,18 +304,39 @@ impl AsyncFilesystem for DfsFs {
         Ok(args.data.len() as u32)
     }
 
-    async fn flush(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, _lock_owner: u64) -> FsResult<()> {
-        self.commit(ino.0).await
+    async fn flush(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, lock_owner: u64) -> FsResult<()> {
+        let r = self.commit(ino.0).await;
+        // close(2) drops the closing process's record locks, also when the commit failed.
+        self.release_locks(ino.0, LockRelease::Posix(lock_owner)).await;
+        r
     }
 
-    async fn release(&self, _req: RequestInfo, ino: NodeId, _args: ReleaseArgs) -> FsResult<()> {
+    async fn release(&self, _req: RequestInfo, ino: NodeId, args: ReleaseArgs) -> FsResult<()> {
         // Pages written back after the last FLUSH (through a shared mapping) commit here.
         let r = self.commit(ino.0).await;
         if let Err(e) = r {
             tracing::error!(ino = ino.0, errno = e.0, "commit at release failed; data stays buffered");
         }
         self.drop_writer_if_clean(ino.0);
+        if let Some(owner) = args.lock_owner {
+            self.release_locks(ino.0, LockRelease::Flock(owner)).await;
+        }
+        self.release_locks(ino.0, LockRelease::Description(args.fh.0)).await;
         r
+    }
+
+    async fn getlk(&self, _req: RequestInfo, ino: NodeId, args: LockArgs) -> FsResult<FileLock> {
+        self.do_getlk(ino.0, args).await
+    }
+
+    async fn setlk(
+        &self,
+        _req: RequestInfo,
+        ino: NodeId,
+        args: LockArgs,
+        _interrupt: Interrupt,
+    ) -> FsResult<()> {
+        self.do_setlk(ino.0, args).await
     }
 
     async fn fsync(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, _datasync: bool) -> FsResult<()> {
@@ -517,7 +544,7 @@ impl AsyncFilesystem for DfsFs {
         args: CreateArgs,
     ) -> FsResult<(Entry, Opened)> {
         let e = self.make(req, parent, name, libc::S_IFREG | (args.mode & 0o7777), 0, None).await?;
-        Ok((e, NO_HANDLE))
+        Ok((e, self.new_handle()))
     }
 }
 

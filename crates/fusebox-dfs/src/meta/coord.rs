@@ -92,6 +92,8 @@ pub enum LockRelease {
 
 /// Sessions, the change log and locks. Each method is one transaction.
 pub trait Coordination {
+    /// This mount's session id (0: no session open).
+    fn session_id(&self) -> u64;
     /// Register this mount (`info`: host, pid, mountpoint); changes are published under the
     /// returned session id from now on.
     fn open_session(&self, info: &str) -> MetaResult<u64>;
@@ -219,6 +221,10 @@ fn end_session(c: &mut dyn Tx, sid: u64) -> MetaResult<()> {
 }
 
 impl<E: Engine> Coordination for SqlMeta<E> {
+    fn session_id(&self) -> u64 {
+        self.sid()
+    }
+
     fn open_session(&self, info: &str) -> MetaResult<u64> {
         let sid = self.write(|c| {
             let sid = next(c, "next_sid")?;

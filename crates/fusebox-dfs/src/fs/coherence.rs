@@ -1,0 +1,303 @@
+//! Coherence with the other mounts of the file system: this mount's session (registered at
+//! mount, kept alive by a heartbeat, closed at unmount) and the change log turned into
+//! invalidations of what this mount's kernel caches.
+//!
+//! A background thread follows the change log (woken by PostgreSQL's NOTIFY, or polling
+//! SQLite every [`LOCAL_POLL`]) and for every change another mount made:
+//! - a changed name: `inval_entry` on the directory, so the next access looks it up again;
+//! - changed attributes: `inval_inode` (attributes only);
+//! - changed data: `inval_inode` (pages too), `inval_entry` on every name of the file (an inode
+//!   nothing else holds is then evicted and looked up afresh, with the new size: under the
+//!   write-back cache the kernel never takes a size from the server for a cached inode), and a
+//!   zero-length `store` at the new size, which grows the size of an inode that stays cached
+//!   (open). The inode is marked stale until the kernel forgets it;
+//! - lock changes wake this mount's lock waiters.
+//!
+//! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
+//! after another mount's close(2) never misses a commit the thread has not seen yet. An
+//! inode still marked stale then (the opener walked a cached name before the invalidation)
+//! gets ESTALE once: the VFS walks the path again with revalidation, now through a fresh
+//! inode. A lock granted here is a coherence point too: changes published before it are
+//! applied before the grant is answered.
+
+use crate::meta::coord::Change;
+use crate::meta::MetaStore;
+use fusebox::fs::{Errno, NodeId};
+use fusebox::session::Notifier;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How often a mount on a local database (SQLite) looks at the change log.
+pub const LOCAL_POLL: Duration = Duration::from_millis(100);
+/// How long a mount on a networked database waits for a NOTIFY before looking anyway.
+pub const REMOTE_POLL: Duration = Duration::from_secs(1);
+/// Changes older than this are deleted from the log (a mount that fell further behind
+/// invalidates everything its kernel caches).
+pub const NOTICE_RETENTION: Duration = Duration::from_secs(600);
+/// Changes read from the log per query.
+const BATCH: usize = 1000;
+/// An inode gets at most one ESTALE per this long (a second open retry goes through).
+const ESTALE_SPACING: Duration = Duration::from_secs(2);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The kernel's lookup count per inode (shared with the file system).
+pub(crate) type Lookups = Arc<Mutex<HashMap<u64, u64>>>;
+
+/// What the file system and its background thread share.
+pub(crate) struct Coherence {
+    meta: Arc<dyn MetaStore>,
+    lookups: Lookups,
+    notifier: OnceLock<Notifier>,
+    /// Session timeout: a mount without a heartbeat for this long is expired by the others.
+    timeout: Duration,
+    /// The last change applied; held while applying, so changes are applied once and in order.
+    applied: Mutex<u64>,
+    /// Cached inodes whose data another mount changed (see the module doc).
+    stale: Mutex<HashSet<u64>>,
+    /// When each inode last got ESTALE.
+    estale_given: Mutex<HashMap<u64, Instant>>,
+    /// Woken when locks may have been released (here or elsewhere).
+    pub(crate) lock_changed: tokio::sync::Notify,
+    /// True while a session is open.
+    active: AtomicBool,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Coherence {
+    pub(crate) fn new(meta: Arc<dyn MetaStore>, lookups: Lookups, timeout: Duration) -> Arc<Coherence> {
+        Arc::new(Coherence {
+            meta,
+            lookups,
+            notifier: OnceLock::new(),
+            timeout,
+            applied: Mutex::new(0),
+            stale: Mutex::new(HashSet::new()),
+            estale_given: Mutex::new(HashMap::new()),
+            lock_changed: tokio::sync::Notify::new(),
+            active: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// Register this mount and start following the other mounts' changes.
+    pub(crate) fn start(self: &Arc<Self>, notifier: Notifier, mountpoint: &std::path::Path) {
+        let _ = self.notifier.set(notifier);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let info = format!("{} pid {} {}", host.trim(), std::process::id(), mountpoint.display());
+        let opened = self.meta.last_notice().and_then(|seq| {
+            *lock(&self.applied) = seq;
+            self.meta.open_session(&info)
+        });
+        match opened {
+            Ok(sid) => tracing::info!(sid, "session opened"),
+            Err(e) => {
+                // The mount works alone; other mounts' changes show after the kernel's timeouts.
+                tracing::error!(error = %e, "cannot open a session: other mounts' changes will not be followed");
+                return;
+            }
+        }
+        self.active.store(true, Ordering::SeqCst);
+        self.expire_and_reclaim(true);
+        let me = self.clone();
+        let t = std::thread::Builder::new().name("fusebox-dfs-coherence".into()).spawn(move || me.run());
+        match t {
+            Ok(t) => *lock(&self.thread) = Some(t),
+            Err(e) => tracing::error!("cannot start the coherence thread: {e}"),
+        }
+    }
+
+    /// Stop following changes and close the session (its locks go).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+        if self.active.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.meta.close_session() {
+                tracing::warn!(error = %e, "closing the session failed; it expires by itself");
+            }
+        }
+    }
+
+    /// True while this mount has a session.
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    fn run(&self) {
+        let poll = if self.meta.reads_are_local() { LOCAL_POLL } else { REMOTE_POLL };
+        let beat_every = (self.timeout / 4).max(Duration::from_millis(200));
+        let mut next_beat = Instant::now() + beat_every;
+        let mut next_prune = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            self.meta.wait_for_notices(poll);
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            self.catch_up();
+            let now = Instant::now();
+            if now >= next_beat {
+                next_beat = now + beat_every;
+                if let Err(e) = self.meta.heartbeat() {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                self.expire_and_reclaim(false);
+            }
+            if now >= next_prune {
+                next_prune = now + NOTICE_RETENTION / 10;
+                let before = crate::meta::store::now_ns() - NOTICE_RETENTION.as_nanos() as i64;
+                if let Err(e) = self.meta.prune_notices(before) {
+                    tracing::debug!(error = %e, "pruning the change log failed");
+                }
+            }
+        }
+    }
+
+    /// Expire the sessions of mounts that stopped their heartbeat (their locks go; waiters
+    /// here look again), then (when some expired, or `always`) delete unlinked inodes
+    /// nobody keeps: those of expired mounts, and those a mount without sessions left behind.
+    fn expire_and_reclaim(&self, always: bool) {
+        let expired = match self.meta.expire_sessions(self.timeout) {
+            Ok(gone) => {
+                if !gone.is_empty() {
+                    tracing::info!(sessions = ?gone, "expired the sessions of mounts without a heartbeat");
+                    self.lock_changed.notify_waiters();
+                }
+                !gone.is_empty()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring sessions failed");
+                false
+            }
+        };
+        if expired || always {
+            match self.meta.reclaim_orphans() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(inodes = n, "deleted unlinked inodes nobody keeps"),
+                Err(e) => tracing::warn!(error = %e, "could not reclaim unlinked inodes"),
+            }
+        }
+    }
+
+    fn known(&self, ino: u64) -> bool {
+        ino == crate::meta::ROOT_INO || lock(&self.lookups).get(&ino).is_some_and(|n| *n > 0)
+    }
+
+    /// Apply every change published since the last one applied (blocking: run it off the
+    /// async runtime). Errors are logged; the next call tries again.
+    pub(crate) fn catch_up(&self) {
+        if !self.active() {
+            return;
+        }
+        let me = self.meta.session_id();
+        let mut applied = lock(&self.applied);
+        loop {
+            let notices = match self.meta.notices_after(*applied, BATCH) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the change log failed");
+                    return;
+                }
+            };
+            if notices.first().is_some_and(|n| n.seq > *applied + 1) && *applied > 0 {
+                // Older changes were pruned before this mount read them: drop every cached
+                // attribute and page of what the kernel knows (names stay until their timeout).
+                tracing::warn!(
+                    from = *applied,
+                    "the change log moved past this mount; invalidating all cached inodes"
+                );
+                let all: Vec<u64> = lock(&self.lookups).keys().copied().collect();
+                all.into_iter().for_each(|ino| self.apply(Change::Data(ino)));
+            }
+            for n in &notices {
+                *applied = n.seq;
+                if n.sid != me || me == 0 {
+                    self.apply(n.change.clone());
+                }
+            }
+            if notices.len() < BATCH {
+                return;
+            }
+        }
+    }
+
+    fn apply(&self, change: Change) {
+        let Some(notifier) = self.notifier.get() else { return };
+        // ENOENT from the kernel (it does not have the inode or name cached) is the common case.
+        let quiet = |r: Result<(), fusebox::session::NotifyError>| {
+            if let Err(e) = r {
+                tracing::trace!("invalidation: {e}");
+            }
+        };
+        match change {
+            Change::Entry(parent, name) => {
+                if self.known(parent) {
+                    quiet(notifier.inval_entry(NodeId(parent), OsStr::from_bytes(&name)));
+                }
+            }
+            Change::Attr(ino) => {
+                if self.known(ino) {
+                    quiet(notifier.inval_inode(NodeId(ino), -1, 0));
+                }
+            }
+            Change::Data(ino) => {
+                if !self.known(ino) {
+                    return;
+                }
+                lock(&self.stale).insert(ino);
+                quiet(notifier.inval_inode(NodeId(ino), 0, 0));
+                if let Ok(names) = self.meta.names_of(ino) {
+                    for (parent, name) in names.iter().filter(|(p, _)| self.known(*p)) {
+                        quiet(notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)));
+                    }
+                }
+                if let Ok(a) = self.meta.getattr(ino) {
+                    quiet(notifier.store(NodeId(ino), a.size, &[]));
+                }
+            }
+            Change::Lock(_) => self.lock_changed.notify_waiters(),
+        }
+    }
+
+    /// OPEN of `ino`: apply what other mounts changed, then ESTALE if the kernel's inode is
+    /// stale (see the module doc).
+    pub(crate) async fn check_open(self: &Arc<Self>, ino: u64) -> Result<(), Errno> {
+        if !self.active() {
+            return Ok(());
+        }
+        self.catch_up_async().await;
+        if !lock(&self.stale).remove(&ino) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut given = lock(&self.estale_given);
+        given.retain(|_, t| now.duration_since(*t) < ESTALE_SPACING);
+        if given.contains_key(&ino) {
+            return Ok(());
+        }
+        given.insert(ino, now);
+        Err(Errno(libc::ESTALE))
+    }
+
+    /// [`Coherence::catch_up`] on the blocking pool.
+    pub(crate) async fn catch_up_async(self: &Arc<Self>) {
+        let me = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || me.catch_up()).await {
+            tracing::error!(error = %e, "applying the change log failed");
+        }
+    }
+
+    /// The kernel forgot `ino`: its next inode is fresh.
+    pub(crate) fn forgotten(&self, ino: u64) {
+        lock(&self.stale).remove(&ino);
+    }
+}

@@ -1,0 +1,99 @@
+//! Locks shared by every mount (kept in the metadata), the session's start and end, and the
+//! open-time coherence check.
+//!
+//! F_SETLKW waits for a change of the inode's locks: a release on this mount wakes the waiter
+//! directly, one on another mount through the change log (NOTIFY on PostgreSQL, a poll on
+//! SQLite), and every second the waiter looks anyway. An interrupted wait is dropped by the
+//! async adapter, which answers EINTR. A granted lock is a coherence point: what other mounts
+//! committed before it is applied to this kernel's caches before the grant is answered, so
+//! append under a lock sees the last holder's size.
+//!
+//! Not done across mounts: deadlock detection (EDEADLK) for record locks that wait on each
+//! other through different mounts.
+
+use super::{lock, DfsFs};
+use crate::meta::coord::LockRelease;
+use fusebox::fs::lockrange;
+use fusebox::fs::{Errno, FileHandle, FileLock, LockArgs, MountInfo};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The longest a lock waiter sleeps without looking again (a lost wake-up costs this much).
+const LOCK_RECHECK: Duration = Duration::from_secs(1);
+
+impl DfsFs {
+    /// Register this mount's session and follow the other mounts' changes.
+    pub(super) fn start_session(&self, mount: &MountInfo) {
+        self.coherence.start(mount.notifier.clone(), &mount.mountpoint);
+    }
+
+    /// Close the session (at unmount): its locks go.
+    pub(super) fn end_session(&self) {
+        self.coherence.stop();
+    }
+
+    /// A handle for a new open file (a number only: OFD locks are released by it).
+    pub(super) fn new_handle(&self) -> fusebox::fs::asyncfs::Opened {
+        fusebox::fs::asyncfs::Opened {
+            fh: FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)),
+            flags: 0,
+        }
+    }
+
+    /// OPEN: apply other mounts' changes first; ESTALE when the kernel's inode is stale.
+    pub(super) async fn check_open(&self, ino: u64) -> Result<(), Errno> {
+        self.coherence.check_open(ino).await
+    }
+
+    /// F_GETLK.
+    pub(super) async fn do_getlk(&self, ino: u64, args: LockArgs) -> Result<FileLock, Errno> {
+        lockrange::check_request(&args.lock)?;
+        let want = args.lock;
+        let found = self.m(move |m| m.test_lock(ino, args.owner, args.flock, &want)).await?;
+        Ok(found.unwrap_or(FileLock { typ: libc::F_UNLCK, ..args.lock }))
+    }
+
+    /// F_SETLK / F_SETLKW (and flock).
+    pub(super) async fn do_setlk(&self, ino: u64, args: LockArgs) -> Result<(), Errno> {
+        lockrange::check_request(&args.lock)?;
+        let unlock = args.lock.typ == libc::F_UNLCK;
+        if !unlock {
+            lock(&self.locked).insert(ino);
+        }
+        loop {
+            let changed = self.coherence.lock_changed.notified();
+            tokio::pin!(changed);
+            // Registered before the attempt: a release between the attempt and the wait wakes it.
+            changed.as_mut().enable();
+            let conflict =
+                self.m(move |m| m.set_lock(ino, args.owner, args.flock, args.lock, args.fh.0)).await?;
+            if conflict.is_none() {
+                // An unlock or a downgrade may let waiters of this mount in.
+                self.coherence.lock_changed.notify_waiters();
+                if !unlock {
+                    self.coherence.catch_up_async().await;
+                }
+                return Ok(());
+            }
+            if !args.sleep {
+                return Err(Errno::EAGAIN);
+            }
+            let _ = tokio::time::timeout(LOCK_RECHECK, changed).await;
+        }
+    }
+
+    /// Drop locks this mount's session holds on `ino` (close, release); the database is asked
+    /// only for inodes this mount locked.
+    pub(super) async fn release_locks(&self, ino: u64, which: LockRelease) {
+        if !lock(&self.locked).contains(&ino) {
+            return;
+        }
+        match self.m(move |m| m.release_locks(ino, which)).await {
+            Ok(true) => self.coherence.lock_changed.notify_waiters(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(ino, errno = e.0, ?which, "releasing locks failed (they go with the session)")
+            }
+        }
+    }
+}
