@@ -6,71 +6,16 @@
 
 use fusebox_testkit as common;
 use fusebox_testkit::fsx as fsx_engine;
-#[path = "../src/testing/mod.rs"]
-mod testing;
+mod support;
+use support::*;
 
-use common::{checksum, random_bytes, wait_until, within, TestMount};
-use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem};
-use fusebox::fs::{FileHandle, NodeId, ReadArgs, RequestInfo};
-use fusebox_dfs::cache::BlockCache;
-use fusebox_dfs::meta::{Caller, ROOT_INO};
-use fusebox_dfs::url::{format_meta, open_meta};
-use fusebox_dfs::{BlobStore, DfsFs, DfsOptions, ObjectBlobStore};
+use common::{checksum, random_bytes, wait_until, within};
+use fusebox_dfs::meta::ROOT_INO;
+use fusebox_dfs::{DfsOptions, ObjectBlobStore};
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A formatted file system: metadata at `meta_url`, blocks at `blocks_url`, and a temp dir
-/// for `cache/` (and for SQLite `meta.db`, for a local store `blocks/`).
-struct Store {
-    dir: tempfile::TempDir,
-    meta_url: String,
-    blocks_url: String,
-}
-
-impl Store {
-    /// The embedded pair: SQLite and a local block directory.
-    fn new() -> Store {
-        let dir = tempfile::Builder::new().prefix("fusebox-dfs-").tempdir().unwrap();
-        let meta_url = format!("sqlite://{}/meta.db", dir.path().display());
-        let blocks_url = format!("file://{}/blocks", dir.path().display());
-        Store::format(dir, meta_url, blocks_url)
-    }
-    /// The shared pair: a fresh database of a real PostgreSQL server and a fresh bucket of a
-    /// real S3 server (SeaweedFS); `None` when either is not installed (and not required).
-    fn postgres_s3() -> Option<Store> {
-        let (pg, s3) = (testing::pg_server::shared()?, testing::s3_server::shared()?);
-        let dir = tempfile::Builder::new().prefix("fusebox-dfs-pg-").tempdir().unwrap();
-        Some(Store::format(dir, pg.new_database(), s3.new_bucket()))
-    }
-    fn format(dir: tempfile::TempDir, meta_url: String, blocks_url: String) -> Store {
-        let s = Store { dir, meta_url, blocks_url };
-        format_meta(&s.meta_url, &s.blocks_url, false, Caller { uid: 0, gid: 0 }).unwrap();
-        s
-    }
-    /// A file system instance on this store (a fresh metadata connection).
-    fn fs(&self) -> DfsFs {
-        open_fs(&self.meta_url, &self.dir.path().join("cache"))
-    }
-}
-
-fn open_fs(meta_url: &str, cache: &Path) -> DfsFs {
-    let meta = open_meta(meta_url).unwrap();
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(ObjectBlobStore::from_url(&meta.info().unwrap().storage_url).unwrap());
-    let cache = BlockCache::open(cache, 256 << 20).unwrap();
-    DfsFs::new(meta, blobs, Some(cache), DfsOptions::default())
-}
-
-fn mount_in_process(store: &Store, opts: &str) -> Option<TestMount> {
-    let fs = AsyncAdapter::new(store.fs(), Default::default()).unwrap();
-    TestMount::new(Arc::new(fs), opts)
-}
-
-const WRITEBACK: &str = "default_permissions,allow_other,writeback";
-const WRITETHROUGH: &str = "default_permissions,allow_other,no_writeback";
 
 fn posix_suite(store: Store, opts: &str) {
     let Some(m) = mount_in_process(&store, opts) else { return };
@@ -94,26 +39,6 @@ fn posix_suite_postgres_s3_writeback() {
     posix_suite(store, WRITEBACK);
 }
 
-/// Read a whole file through an unmounted file system instance.
-async fn read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Vec<u8> {
-    try_read_unmounted(fs, ino, len).await.unwrap()
-}
-
-/// [`read_unmounted`], with the first error instead of a panic.
-async fn try_read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Result<Vec<u8>, fusebox::Errno> {
-    let req = RequestInfo { unique: 1, uid: 0, gid: 0, pid: 0, umask: 0 };
-    let mut out = Vec::new();
-    while (out.len() as u64) < len {
-        let args = ReadArgs { fh: FileHandle(0), offset: out.len() as u64, size: 1 << 20, flags: 0 };
-        let chunk = fs.read(req, NodeId(ino), args).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
-    Ok(out)
-}
-
 /// Close-to-open: once close(2) returns, another metadata connection on the same database
 /// finds the file with its size and every byte (slices committed, blocks stored).
 fn close_commits_data_visible_to_a_second_metadata_connection(new_store: impl Fn() -> Store) {
@@ -127,7 +52,7 @@ fn close_commits_data_visible_to_a_second_metadata_connection(new_store: impl Fn
             f.write_all(&data).unwrap();
             drop(f); // close(2): FLUSH commits
                      // A second, independent connection (a fresh file system instance, no mount).
-            let other = open_fs(&store.meta_url, &store.dir.path().join("cache2"));
+            let other = open_fs(&store.meta_url, &store.dir.path().join("cache2"), DfsOptions::default());
             let a = other.meta().lookup(ROOT_INO, b"f").unwrap();
             assert_eq!(a.size, len as u64, "{opts}: size after close, round {round}");
             let back = rt.block_on(read_unmounted(&other, a.ino, a.size));
@@ -150,30 +75,11 @@ fn close_to_open_through_a_second_connection_postgres_s3() {
     close_commits_data_visible_to_a_second_metadata_connection(|| Store::postgres_s3().unwrap());
 }
 
-// ---- daemon in a child process (fsx mmaps the mount; the SIGKILL test needs a real kill) ----
-
-/// A mount of `store` at `mnt` served by a child process running [`dfs_daemon`].
-fn daemon_mount(store: &Store, mnt: &Path, opts: &str) -> Option<common::child::ChildMount> {
-    if !common::can_mount() {
-        return None;
-    }
-    let cache = store.dir.path().join("cache");
-    let spec = format!("{}|{}|{}|{opts}", store.meta_url, cache.display(), mnt.display());
-    Some(common::child::ChildMount::spawn("dfs_daemon", "DFS_DAEMON", spec, mnt))
-}
-
-/// Not a test on its own: the daemon half of [`daemon_mount`], run in a child process with
-/// `DFS_DAEMON=META_URL|CACHE_DIR|MOUNTPOINT|OPTIONS`.
+// The daemon half of `support::daemon_mount`, run in a child process.
 #[test]
 #[ignore]
 fn dfs_daemon() {
-    let Ok(spec) = std::env::var("DFS_DAEMON") else { return };
-    let p: Vec<&str> = spec.splitn(4, '|').collect();
-    let fs = AsyncAdapter::new(open_fs(p[0], Path::new(p[1])), Default::default()).unwrap();
-    let options = fusebox::MountOptions::parse(&[p[3]], &[]).unwrap();
-    let config = fusebox::Config { options, ..Default::default() };
-    let session = fusebox::Session::mount(Arc::new(fs), Path::new(p[2]), config).expect("mount");
-    session.run().expect("serve");
+    support::dfs_daemon_main();
 }
 
 fn fsx(store: Store, opts: &str, name: &str) {
@@ -347,7 +253,7 @@ fn s3_restarted_under_a_live_mount() {
     // Read through a fresh instance with an empty block cache, so the data comes from the
     // store: `before` is intact; `during` was either never committed (empty) or, if the
     // release retried after the restart, committed whole: never half.
-    let uncached = open_fs(&store.meta_url, &store.dir.path().join("cache-after"));
+    let uncached = open_fs(&store.meta_url, &store.dir.path().join("cache-after"), DfsOptions::default());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let a = uncached.meta().lookup(ROOT_INO, b"before").unwrap();
     // The gateway answers before every volume server has registered again: reads may fail

@@ -8,9 +8,11 @@
 //! - changed attributes: `inval_inode` (attributes only);
 //! - changed data: `inval_inode` (pages too), `inval_entry` on every name of the file (an inode
 //!   nothing else holds is then evicted and looked up afresh, with the new size: under the
-//!   write-back cache the kernel never takes a size from the server for a cached inode), and a
-//!   zero-length `store` at the new size, which grows the size of an inode that stays cached
-//!   (open). The inode is marked stale until the kernel forgets it;
+//!   write-back cache the kernel never takes a size from the server for a cached inode). The
+//!   inode is marked stale until the kernel forgets it, and its size to refresh: at the next
+//!   OPEN or lock grant here, a one-byte `store` of the file's last byte at the new size grows
+//!   the size of an inode that stays cached (open); the kernel takes no size from a store of
+//!   zero bytes, and a shrunk size cannot be pushed at all (the ESTALE below covers OPEN);
 //! - lock changes wake this mount's lock waiters.
 //!
 //! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
@@ -40,8 +42,9 @@ pub const REMOTE_POLL: Duration = Duration::from_secs(1);
 pub const NOTICE_RETENTION: Duration = Duration::from_secs(600);
 /// Changes read from the log per query.
 const BATCH: usize = 1000;
-/// An inode gets at most one ESTALE per this long (a second open retry goes through).
-const ESTALE_SPACING: Duration = Duration::from_secs(2);
+/// The VFS retries an open that got ESTALE at once: an OPEN of the same inode within this
+/// long is taken as that retry and goes through (an open never gets ESTALE twice in a row).
+const RETRY_WINDOW: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -61,7 +64,11 @@ pub(crate) struct Coherence {
     applied: Mutex<u64>,
     /// Cached inodes whose data another mount changed (see the module doc).
     stale: Mutex<HashSet<u64>>,
-    /// When each inode last got ESTALE.
+    /// Bumped by every data change applied (see [`Coherence::data_epoch`]).
+    data_epoch: std::sync::atomic::AtomicU64,
+    /// Cached inodes whose size another mount changed, to refresh with a `store`.
+    resize: Mutex<HashSet<u64>>,
+    /// Inodes whose OPEN got ESTALE, and when (the retry goes through).
     estale_given: Mutex<HashMap<u64, Instant>>,
     /// Woken when locks may have been released (here or elsewhere).
     pub(crate) lock_changed: tokio::sync::Notify,
@@ -80,6 +87,8 @@ impl Coherence {
             timeout,
             applied: Mutex::new(0),
             stale: Mutex::new(HashSet::new()),
+            resize: Mutex::new(HashSet::new()),
+            data_epoch: std::sync::atomic::AtomicU64::new(0),
             estale_given: Mutex::new(HashMap::new()),
             lock_changed: tokio::sync::Notify::new(),
             active: AtomicBool::new(false),
@@ -254,15 +263,14 @@ impl Coherence {
                     return;
                 }
                 lock(&self.stale).insert(ino);
+                self.data_epoch.fetch_add(1, Ordering::SeqCst);
                 quiet(notifier.inval_inode(NodeId(ino), 0, 0));
                 if let Ok(names) = self.meta.names_of(ino) {
                     for (parent, name) in names.iter().filter(|(p, _)| self.known(*p)) {
                         quiet(notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)));
                     }
                 }
-                if let Ok(a) = self.meta.getattr(ino) {
-                    quiet(notifier.store(NodeId(ino), a.size, &[]));
-                }
+                lock(&self.resize).insert(ino);
             }
             Change::Lock(_) => self.lock_changed.notify_waiters(),
         }
@@ -275,15 +283,14 @@ impl Coherence {
             return Ok(());
         }
         self.catch_up_async().await;
-        if !lock(&self.stale).remove(&ino) {
-            return Ok(());
-        }
+        let stale = lock(&self.stale).remove(&ino);
         let now = Instant::now();
         let mut given = lock(&self.estale_given);
-        given.retain(|_, t| now.duration_since(*t) < ESTALE_SPACING);
-        if given.contains_key(&ino) {
+        let retry = given.remove(&ino).is_some_and(|t| now.duration_since(t) < RETRY_WINDOW);
+        if !stale || retry {
             return Ok(());
         }
+        given.retain(|_, t| now.duration_since(*t) < RETRY_WINDOW);
         given.insert(ino, now);
         Err(Errno(libc::ESTALE))
     }
@@ -299,5 +306,28 @@ impl Coherence {
     /// The kernel forgot `ino`: its next inode is fresh.
     pub(crate) fn forgotten(&self, ino: u64) {
         lock(&self.stale).remove(&ino);
+        lock(&self.resize).remove(&ino);
+    }
+
+    /// A counter of applied data changes: a LOOKUP reads it before and after reading the
+    /// attributes and reads them again when it moved (the kernel would otherwise instantiate
+    /// the inode with a size older than the invalidation it was sent already).
+    pub(crate) fn data_epoch(&self) -> u64 {
+        self.data_epoch.load(Ordering::SeqCst)
+    }
+
+    /// True (once) if another mount changed the size of cached `ino` since the last call.
+    pub(crate) fn take_resize(&self, ino: u64) -> bool {
+        lock(&self.resize).remove(&ino)
+    }
+
+    /// Tell the kernel that `ino` ends at `size` with `last` as its last byte (a `store`,
+    /// which grows a cached size; see the module doc). Blocking.
+    pub(crate) fn push_size(&self, ino: u64, size: u64, last: u8) {
+        if let (Some(n), Some(at)) = (self.notifier.get(), size.checked_sub(1)) {
+            if let Err(e) = n.store(NodeId(ino), at, &[last]) {
+                tracing::debug!(ino, "size refresh: {e}");
+            }
+        }
     }
 }

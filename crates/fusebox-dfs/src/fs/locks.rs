@@ -42,7 +42,23 @@ impl DfsFs {
 
     /// OPEN: apply other mounts' changes first; ESTALE when the kernel's inode is stale.
     pub(super) async fn check_open(&self, ino: u64) -> Result<(), Errno> {
-        self.coherence.check_open(ino).await
+        self.coherence.check_open(ino).await?;
+        if self.coherence.take_resize(ino) {
+            self.push_size(ino).await;
+        }
+        Ok(())
+    }
+
+    /// Push the size of `ino` to the kernel (it grows a cached size; see `coherence`).
+    async fn push_size(&self, ino: u64) {
+        let Ok(a) = self.m_read(move |m| m.getattr(ino)).await else { return };
+        if !a.is_file() || a.size == 0 {
+            return;
+        }
+        let Ok(last) = self.do_read(ino, a.size - 1, 1).await else { return };
+        let Some(&byte) = last.first() else { return };
+        let c = self.coherence.clone();
+        let _ = tokio::task::spawn_blocking(move || c.push_size(ino, a.size, byte)).await;
     }
 
     /// F_GETLK.
@@ -72,6 +88,11 @@ impl DfsFs {
                 self.coherence.lock_changed.notify_waiters();
                 if !unlock {
                     self.coherence.catch_up_async().await;
+                    // Always, not only when a change was seen: a LOOKUP answered just before
+                    // a commit elsewhere can instantiate the inode with the older size after
+                    // the change was applied. The lock holder's appends must start at the end.
+                    self.coherence.take_resize(ino);
+                    self.push_size(ino).await;
                 }
                 return Ok(());
             }

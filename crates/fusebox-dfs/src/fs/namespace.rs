@@ -162,16 +162,25 @@ impl AsyncFilesystem for DfsFs {
 
     async fn lookup(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<Entry> {
         let name = name.into_vec();
-        let commits = self.commit_count();
-        let a = self
-            .m_read(move |m| match &name[..] {
-                b"." => m.getattr(parent.0),
-                b".." => m.parent_of(parent.0).and_then(|p| m.getattr(p)),
-                _ => m.lookup(parent.0, &name),
-            })
-            .await?;
-        let a = self.with_pending(a, commits).await?;
-        Ok(self.entry(&a))
+        // Bounded: under a constant stream of changes elsewhere the third answer goes out as is.
+        let mut attempt = 0;
+        loop {
+            let (commits, epoch) = (self.commit_count(), self.coherence.data_epoch());
+            let n = name.clone();
+            let a = self
+                .m_read(move |m| match &n[..] {
+                    b"." => m.getattr(parent.0),
+                    b".." => m.parent_of(parent.0).and_then(|p| m.getattr(p)),
+                    _ => m.lookup(parent.0, &n),
+                })
+                .await?;
+            let a = self.with_pending(a, commits).await?;
+            // Another mount's data change applied meanwhile may be newer than `a`.
+            if self.coherence.data_epoch() == epoch || attempt == 2 {
+                return Ok(self.entry(&a));
+            }
+            attempt += 1;
+        }
     }
 
     async fn forget(&self, ino: NodeId, nlookup: u64) {

@@ -117,7 +117,7 @@ proptest! {
     #[test]
     fn reads_match_a_byte_vector_model(ops in proptest::collection::vec(op(), 1..40)) {
         let env = Env::new();
-        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4, compact_slices: 3 };
+        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4, compact_slices: 3, ..Default::default() };
         rt().block_on(async {
             let mut fs = env.mount(opts.clone());
             let ino = create(&fs, "f").await;

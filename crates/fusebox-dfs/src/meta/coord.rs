@@ -176,7 +176,8 @@ fn held_locks(c: &mut dyn Tx, ino: u64) -> MetaResult<Vec<HeldLock<(u64, u64)>>>
     rows.iter()
         .map(|r| {
             Ok(HeldLock {
-                owner: (r.uint(0)?, r.uint(1)?),
+                // Kernel lock owners use all 64 bits: stored as the BIGINT of the same bits.
+                owner: (r.uint(0)?, r.int(1)? as u64),
                 flock: r.int(2)? != 0,
                 lock: FileLock {
                     typ: r.int(3)? as i32,
