@@ -42,8 +42,9 @@ pub const REMOTE_POLL: Duration = Duration::from_secs(1);
 pub const NOTICE_RETENTION: Duration = Duration::from_secs(600);
 /// Changes read from the log per query.
 const BATCH: usize = 1000;
-/// The VFS retries an open that got ESTALE at once: an OPEN of the same inode within this
-/// long is taken as that retry and goes through (an open never gets ESTALE twice in a row).
+/// The VFS retries an open that got ESTALE at once: an OPEN of the same inode by the same
+/// thread within this long is taken as that retry and goes through (an open never gets
+/// ESTALE twice in a row).
 const RETRY_WINDOW: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,8 +69,8 @@ pub(crate) struct Coherence {
     data_epoch: std::sync::atomic::AtomicU64,
     /// Cached inodes whose size another mount changed, to refresh with a `store`.
     resize: Mutex<HashSet<u64>>,
-    /// Inodes whose OPEN got ESTALE, and when (the retry goes through).
-    estale_given: Mutex<HashMap<u64, Instant>>,
+    /// (inode, thread) whose OPEN got ESTALE, and when (the retry goes through).
+    estale_given: Mutex<HashMap<(u64, u32), Instant>>,
     /// Woken when locks may have been released (here or elsewhere).
     pub(crate) lock_changed: tokio::sync::Notify,
     /// True while a session is open.
@@ -276,9 +277,9 @@ impl Coherence {
         }
     }
 
-    /// OPEN of `ino`: apply what other mounts changed, then ESTALE if the kernel's inode is
-    /// stale (see the module doc).
-    pub(crate) async fn check_open(self: &Arc<Self>, ino: u64) -> Result<(), Errno> {
+    /// OPEN of `ino` by thread `pid`: apply what other mounts changed, then ESTALE if the
+    /// kernel's inode is stale (see the module doc).
+    pub(crate) async fn check_open(self: &Arc<Self>, ino: u64, pid: u32) -> Result<(), Errno> {
         if !self.active() {
             return Ok(());
         }
@@ -286,12 +287,12 @@ impl Coherence {
         let stale = lock(&self.stale).remove(&ino);
         let now = Instant::now();
         let mut given = lock(&self.estale_given);
-        let retry = given.remove(&ino).is_some_and(|t| now.duration_since(t) < RETRY_WINDOW);
+        let retry = given.remove(&(ino, pid)).is_some_and(|t| now.duration_since(t) < RETRY_WINDOW);
         if !stale || retry {
             return Ok(());
         }
         given.retain(|_, t| now.duration_since(*t) < RETRY_WINDOW);
-        given.insert(ino, now);
+        given.insert((ino, pid), now);
         Err(Errno(libc::ESTALE))
     }
 

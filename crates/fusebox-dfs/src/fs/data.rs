@@ -229,11 +229,16 @@ impl DfsFs {
         Ok(())
     }
 
-    /// Drop the write buffer of `ino` when it holds nothing (after RELEASE).
+    /// Drop the write buffer of `ino` when it holds nothing and nobody else has it in hand
+    /// (after RELEASE). A WRITE through another open file of the inode may have taken the
+    /// buffer from the map and not locked it yet: it holds a reference, so the count tells.
+    /// (Removing it then lost that WRITE: it went into a buffer no FLUSH would find.)
     pub(super) fn drop_writer_if_clean(&self, ino: u64) {
         let mut writers = lock(&self.writers);
-        let clean = writers.get(&ino).is_some_and(|w: &Writer| w.try_lock().is_ok_and(|w| w.is_clean()));
-        if clean {
+        let unused = writers
+            .get(&ino)
+            .is_some_and(|w: &Writer| Arc::strong_count(w) == 1 && w.try_lock().is_ok_and(|w| w.is_clean()));
+        if unused {
             writers.remove(&ino);
         }
     }

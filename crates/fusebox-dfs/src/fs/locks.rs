@@ -41,8 +41,8 @@ impl DfsFs {
     }
 
     /// OPEN: apply other mounts' changes first; ESTALE when the kernel's inode is stale.
-    pub(super) async fn check_open(&self, ino: u64) -> Result<(), Errno> {
-        self.coherence.check_open(ino).await?;
+    pub(super) async fn check_open(&self, ino: u64, pid: u32) -> Result<(), Errno> {
+        self.coherence.check_open(ino, pid).await?;
         if self.coherence.take_resize(ino) {
             self.push_size(ino).await;
         }

@@ -282,7 +282,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn open(&self, req: RequestInfo, ino: NodeId, flags: i32) -> FsResult<Opened> {
-        self.check_open(ino.0).await?;
+        self.check_open(ino.0, req.pid).await?;
         let a = self.m(move |m| m.getattr(ino.0)).await?;
         if a.is_dir() {
             return Err(Errno::EISDIR);

@@ -346,3 +346,25 @@ fn corrupt_slice_metadata_reads_as_eio_not_a_panic() {
         assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
     });
 }
+
+/// RELEASE of one open file must not drop the write buffer that a WRITE through another open
+/// file of the same inode has taken but not locked yet: that WRITE's bytes would go into a
+/// buffer no FLUSH finds (seen as a hole in a file appended to under flock).
+#[test]
+fn release_keeps_a_write_buffer_another_write_holds() {
+    let env = Env::new();
+    let fs = env.mount(DfsOptions::default());
+    rt().block_on(async {
+        let ino = create(&fs, "f").await;
+        // A WRITE has fetched the buffer (as do_write does) when a RELEASE comes in.
+        let taken = fs.writer_or_new(ino);
+        fs.drop_writer_if_clean(ino);
+        taken.lock().await.write(0, b"kept", None);
+        drop(taken);
+        flush(&fs, ino).await.unwrap();
+        assert_eq!(read(&fs, ino, 0, 10).await, b"kept");
+        // Nobody holds it now: a clean buffer goes.
+        fs.drop_writer_if_clean(ino);
+        assert!(fs.writer(ino).is_none());
+    });
+}
