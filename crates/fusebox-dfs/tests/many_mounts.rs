@@ -130,18 +130,29 @@ fn appends_under_flock(store: Store) {
     }
     std::fs::write(mounts[0].path("log"), b"").unwrap();
     const PER_WRITER: usize = 60;
+    // Records appended so far (counted after close(2), before the lock goes at RELEASE).
+    let appended = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writers: Vec<_> = mounts
         .iter()
         .enumerate()
         .flat_map(|(m, mount)| (0..2).map(move |w| (m, w, mount.path("log"))))
         .map(|(m, w, path)| {
+            let appended = appended.clone();
             std::thread::spawn(move || {
                 for i in 0..PER_WRITER {
                     let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
                     flock(&f, FlockOperation::LockExclusive).unwrap();
+                    // The lock holder sees every record appended before it got the lock.
+                    let n = appended.load(std::sync::atomic::Ordering::SeqCst);
+                    let size = f.metadata().unwrap().len();
+                    assert_eq!(size, n * RECORD as u64, "m{m} w{w} #{i}: stale size under the lock");
                     let rec = format!("{:<width$}\n", format!("m{m} w{w} #{i}"), width = RECORD - 1);
                     f.write_all(rec.as_bytes()).unwrap();
                     fusebox::sys::close(std::os::fd::OwnedFd::from(f)).unwrap();
+                    appended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if std::env::var_os("APPEND_TRACE").is_some() {
+                        eprintln!("APPENDED m{m} w{w} #{i} at {size}");
+                    }
                 }
             })
         })

@@ -327,7 +327,7 @@ impl Coherence {
     pub(crate) fn push_size(&self, ino: u64, size: u64, last: u8) {
         if let (Some(n), Some(at)) = (self.notifier.get(), size.checked_sub(1)) {
             if let Err(e) = n.store(NodeId(ino), at, &[last]) {
-                tracing::debug!(ino, "size refresh: {e}");
+                tracing::warn!(ino, size, "size refresh: {e}");
             }
         }
     }

@@ -8,6 +8,12 @@
 //! committed before it is applied to this kernel's caches before the grant is answered, so
 //! append under a lock sees the last holder's size.
 //!
+//! A flock lock is owned by the open file's handle, not by the kernel's lock owner: the kernel
+//! names a flock owner by the address of the open file, and releases it with the (background)
+//! RELEASE, after that address may already serve a new open file that takes the lock again.
+//! Keyed by the address, the late RELEASE dropped the new holder's lock. Handles are never
+//! reused.
+//!
 //! Not done across mounts: deadlock detection (EDEADLK) for record locks that wait on each
 //! other through different mounts.
 
@@ -64,8 +70,8 @@ impl DfsFs {
     /// F_GETLK.
     pub(super) async fn do_getlk(&self, ino: u64, args: LockArgs) -> Result<FileLock, Errno> {
         lockrange::check_request(&args.lock)?;
-        let want = args.lock;
-        let found = self.m(move |m| m.test_lock(ino, args.owner, args.flock, &want)).await?;
+        let (want, owner) = (args.lock, owner_of(&args));
+        let found = self.m(move |m| m.test_lock(ino, owner, args.flock, &want)).await?;
         Ok(found.unwrap_or(FileLock { typ: libc::F_UNLCK, ..args.lock }))
     }
 
@@ -73,6 +79,7 @@ impl DfsFs {
     pub(super) async fn do_setlk(&self, ino: u64, args: LockArgs) -> Result<(), Errno> {
         lockrange::check_request(&args.lock)?;
         let unlock = args.lock.typ == libc::F_UNLCK;
+        let owner = owner_of(&args);
         if !unlock {
             lock(&self.locked).insert(ino);
         }
@@ -81,8 +88,7 @@ impl DfsFs {
             tokio::pin!(changed);
             // Registered before the attempt: a release between the attempt and the wait wakes it.
             changed.as_mut().enable();
-            let conflict =
-                self.m(move |m| m.set_lock(ino, args.owner, args.flock, args.lock, args.fh.0)).await?;
+            let conflict = self.m(move |m| m.set_lock(ino, owner, args.flock, args.lock, args.fh.0)).await?;
             if conflict.is_none() {
                 // An unlock or a downgrade may let waiters of this mount in.
                 self.coherence.lock_changed.notify_waiters();
@@ -116,5 +122,15 @@ impl DfsFs {
                 tracing::warn!(ino, errno = e.0, ?which, "releasing locks failed (they go with the session)")
             }
         }
+    }
+}
+
+/// Who owns the lock `args` asks about: the handle for flock (see the module doc), the kernel's
+/// lock owner for record locks.
+fn owner_of(args: &LockArgs) -> u64 {
+    if args.flock {
+        args.fh.0
+    } else {
+        args.owner
     }
 }

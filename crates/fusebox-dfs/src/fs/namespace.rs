@@ -327,8 +327,9 @@ impl AsyncFilesystem for DfsFs {
             tracing::error!(ino = ino.0, errno = e.0, "commit at release failed; data stays buffered");
         }
         self.drop_writer_if_clean(ino.0);
-        if let Some(owner) = args.lock_owner {
-            self.release_locks(ino.0, LockRelease::Flock(owner)).await;
+        if args.lock_owner.is_some() {
+            // flock locks are owned by the handle (fs/locks.rs).
+            self.release_locks(ino.0, LockRelease::Flock(args.fh.0)).await;
         }
         self.release_locks(ino.0, LockRelease::Description(args.fh.0)).await;
         r
