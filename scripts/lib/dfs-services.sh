@@ -39,6 +39,7 @@ start_dfs_services() {
     local p=() i
     for i in 1 2 3 4 5 6 7 8; do p+=("$(free_port)"); done
     S3_PORT="${p[6]}"
+    FILER_PORT="${p[4]}" FILER_GRPC_PORT="${p[5]}"
     weed server -dir="$work/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 -volume.max=0 \
         -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" \
         -volume.port.grpc="${p[3]}" -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" \

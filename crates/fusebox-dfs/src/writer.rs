@@ -57,6 +57,12 @@ impl FileWriter {
         self.mtime_ns
     }
 
+    /// Set the mtime the next commit stores (the kernel's, sent with SETATTR under the
+    /// write-back cache just before it flushes).
+    pub fn set_mtime(&mut self, mtime_ns: i64) {
+        self.mtime_ns = Some(mtime_ns);
+    }
+
     /// Buffer `data` at file offset `offset`; `mtime_ns` is recorded when given.
     pub fn write(&mut self, offset: u64, data: &[u8], mtime_ns: Option<i64>) {
         let mut off = offset;

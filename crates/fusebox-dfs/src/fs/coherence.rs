@@ -108,7 +108,7 @@ impl Coherence {
             self.meta.open_session(&info)
         });
         match opened {
-            Ok(sid) => tracing::info!(sid, "session opened"),
+            Ok(sid) => tracing::debug!(sid, "session opened"),
             Err(e) => {
                 // The mount works alone; other mounts' changes show after the kernel's timeouts.
                 tracing::error!(error = %e, "cannot open a session: other mounts' changes will not be followed");

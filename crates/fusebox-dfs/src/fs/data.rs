@@ -93,8 +93,11 @@ impl Engines {
                     tracing::error!(key, error = %e, "block upload failed");
                     Errno::EIO
                 })?;
+                // The local copy is an optimisation: written in the background, so a commit
+                // (and the close(2) waiting for it) does not wait for a second disk write.
                 if let Some(c) = &self.cache {
-                    c.put(&key, data).await;
+                    let c = c.clone();
+                    tokio::spawn(async move { c.put(&key, data).await });
                 }
                 Ok::<(), Errno>(())
             })

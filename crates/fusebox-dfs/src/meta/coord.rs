@@ -9,7 +9,7 @@
 //! gets a `NOTIFY`, which wakes the mounts' listeners; SQLite mounts poll the table.
 
 use super::schema::Dialect;
-use super::sql::{params, Engine, Tx};
+use super::sql::{params, Engine, Tx, Value};
 use super::store::{delete_inode, next, now_ns, parent, SqlMeta};
 use super::{MetaResult, ROOT_INO};
 use fusebox::fs::lockrange::{self, HeldLock};
@@ -153,14 +153,31 @@ pub(super) fn publish(
             params![n],
         )?
         .uint(0)?;
+    // One statement for all rows: a round trip per row showed in every create's latency.
     let now = now_ns();
+    let mut sql = String::from("INSERT INTO changes (seq, sid, kind, ino, name, at_ns) VALUES ");
+    let mut values = Vec::with_capacity(changes.len() * 4);
     for (i, ch) in changes.iter().enumerate() {
         let (kind, ino, name) = ch.encode();
-        c.exec(
-            "INSERT INTO changes (seq, sid, kind, ino, name, at_ns) VALUES ($1, $2, $3, $4, $5, $6)",
-            params![first + i as u64, sid, kind, ino, name, now],
-        )?;
+        let at = values.len() + 3;
+        sql += &format!(
+            "{}(${}, $1, ${}, ${}, ${}, $2)",
+            if i > 0 { ", " } else { "" },
+            at,
+            at + 1,
+            at + 2,
+            at + 3
+        );
+        values.extend([
+            Value::from(first + i as u64),
+            Value::Int(kind),
+            Value::from(ino),
+            Value::Bytes(name),
+        ]);
     }
+    let mut all = vec![Value::from(sid), Value::Int(now)];
+    all.extend(values);
+    c.exec(&sql, &all)?;
     if dialect == Dialect::Postgres {
         c.exec(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"), params![])?;
     }

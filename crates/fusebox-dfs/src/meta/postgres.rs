@@ -111,8 +111,20 @@ impl ToSql for Value<'_> {
     postgres::types::to_sql_checked!();
 }
 
-fn sql_params<'a>(params: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+/// Parameters with their types, for the statements sent without a separate prepare round trip
+/// (`execute_typed` / `query_typed`: one round trip per statement instead of two).
+fn typed_params<'a>(params: &'a [Value<'a>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|p| {
+            let ty = match p {
+                Value::Int(_) => Type::INT8,
+                Value::Bytes(_) => Type::BYTEA,
+                Value::Text(_) => Type::TEXT,
+            };
+            (p as &(dyn ToSql + Sync), ty)
+        })
+        .collect()
 }
 
 fn cell(row: &postgres::Row, i: usize) -> MetaResult<Cell> {
@@ -133,11 +145,11 @@ fn cell(row: &postgres::Row, i: usize) -> MetaResult<Cell> {
 
 impl Tx for Transaction<'_> {
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
-        Ok(self.execute(sql, &sql_params(params))?)
+        Ok(self.execute_typed(sql, &typed_params(params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
-        let rows = Transaction::query(self, sql, &sql_params(params))?;
+        let rows = self.query_typed(sql, &typed_params(params))?;
         rows.iter().map(|r| Ok(Row((0..r.len()).map(|i| cell(r, i)).collect::<MetaResult<_>>()?))).collect()
     }
 
@@ -219,6 +231,7 @@ impl Postgres {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {e}")))?;
@@ -246,13 +259,17 @@ impl Postgres {
     fn try_once<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
         let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
-        let mut tx = if write {
-            conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?
+        let started = if write {
+            conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()
         } else {
-            conn.build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?
+            conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()
+        };
+        // Connections are not tested when taken from the pool (that cost a round trip per
+        // transaction): one the server closed (a restart) fails here, before anything ran, and
+        // the transaction runs again on another (r2d2 drops the broken one).
+        let mut tx = match started {
+            Err(e) if e.is_closed() => return Err(MetaError::Conflict(format!("connection closed: {e}"))),
+            other => other?,
         };
         let v = f(&mut tx)?;
         tx.commit()?;
