@@ -2,7 +2,7 @@
 //! kept alive by a heartbeat), the change log that tells each mount what the others changed
 //! (so it can drop what its kernel caches), and file locks.
 //!
-//! Every write transaction publishes the changes it made ([`Tx::note`], [`publish`]) as rows
+//! Every write transaction publishes the changes it made ([`Tx::note`]) as rows
 //! of `changes`, numbered from one counter inside the transaction: a transaction that takes a
 //! number holds the counter row until it commits, so numbers become visible in order and a
 //! mount that has read up to number N never sees a smaller one appear later. PostgreSQL also
