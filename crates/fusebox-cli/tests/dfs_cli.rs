@@ -113,6 +113,11 @@ fn mount_write_umount_then_fsck_and_gc_on(dir: &tempfile::TempDir, db: &str) {
     let cache = format!("cache_dir={}", dir.path().join("cache").display());
     let o = run(&["mount", "dfs", &db, mnt.to_str().unwrap(), "-o", &cache]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The mount is a session: `dfs status` lists it (pid, mountpoint) with its heartbeat.
+    let o = run(&["dfs", "status", &db]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && out.starts_with("1 session(s)"), "{out}{}", stderr(&o));
+    assert!(out.contains(mnt.to_str().unwrap()), "{out}");
     let data: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(mnt.join("f"), &data).unwrap();
     fs::write(mnt.join("g"), b"short").unwrap();
@@ -125,6 +130,10 @@ fn mount_write_umount_then_fsck_and_gc_on(dir: &tempfile::TempDir, db: &str) {
     }
     assert!(run(&["umount", mnt.to_str().unwrap()]).status.success());
     assert!(wait_until(std::time::Duration::from_secs(10), || !fusebox::session::is_mount_point(&mnt)));
+    // Unmounted, the session is closed.
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        String::from_utf8_lossy(&run(&["dfs", "status", &db]).stdout).starts_with("0 session(s)")
+    }));
     let o = run(&["dfs", "fsck", &db]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();

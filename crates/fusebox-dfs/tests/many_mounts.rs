@@ -194,8 +194,8 @@ fn try_flock(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// A record lock (OFD) and a flock held through mount A keep mount B out; a blocked F_SETLKW
-/// on B wakes when A releases. Then A's daemon is killed while holding a lock: B gets the lock
-/// once A's session times out, and B works throughout.
+/// on B wakes when A releases, and a wait on B can be interrupted. Then A's daemon is killed
+/// while holding a lock: B gets the lock once A's session times out, and B works throughout.
 fn locks_across_mounts(store: Store) {
     let short = Duration::from_secs(3);
     let dir = tempfile::tempdir().unwrap();
@@ -236,8 +236,26 @@ fn locks_across_mounts(store: Store) {
         )
         .is_ok()));
     });
+    // A wait for a lock held elsewhere is interruptible: flock(1) -w gives up by a signal
+    // (SIGALRM interrupts its flock(2), the kernel sends INTERRUPT, the wait ends with EINTR).
+    let held = try_flock(&a.mnt.join("lockfile")).unwrap();
+    let t = Instant::now();
+    let gave_up = std::process::Command::new("flock").args(["-w", "1", "-x"]).arg(&lb).arg("true").status();
+    if let Ok(st) = gave_up {
+        assert_eq!(st.code(), Some(1), "flock -w 1 must time out while A holds the lock");
+        assert!(t.elapsed() < Duration::from_secs(5), "the interrupted wait took {:?}", t.elapsed());
+        drop(held);
+        let got = std::process::Command::new("flock").args(["-w", "10", "-x"]).arg(&lb).arg("true").status();
+        assert!(got.unwrap().success(), "the lock after the interrupted wait");
+    }
     // A's daemon dies holding a flock: B gets it within the session timeout (plus a heartbeat).
-    let _held_by_dead = try_flock(&a.mnt.join("lockfile")).unwrap();
+    // (The flock(1) process above released its lock with its RELEASE, which the kernel sends
+    // after close(2) returned: A may have to try a few times.)
+    let mut held_by_dead = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        held_by_dead = try_flock(&a.mnt.join("lockfile")).ok();
+        held_by_dead.is_some()
+    }));
     assert!(try_flock(&lb).is_err());
     a.kill();
     let killed = Instant::now();

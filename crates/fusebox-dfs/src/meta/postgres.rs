@@ -265,11 +265,13 @@ impl Postgres {
             conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()
         };
         // Connections are not tested when taken from the pool (that cost a round trip per
-        // transaction): one the server closed (a restart) fails here, before anything ran, and
-        // the transaction runs again on another (r2d2 drops the broken one).
+        // transaction): one the server closed (a restart: "terminating connection due to
+        // administrator command", or just closed) fails here, before anything ran, so the
+        // transaction runs again on another connection (r2d2 drops the broken one). A server
+        // that is down fails in `pool.get` above instead, after CONNECT_TIMEOUT.
         let mut tx = match started {
-            Err(e) if e.is_closed() => return Err(MetaError::Conflict(format!("connection closed: {e}"))),
-            other => other?,
+            Err(e) => return Err(MetaError::Conflict(format!("BEGIN failed: {}", reason(&e)))),
+            Ok(tx) => tx,
         };
         let v = f(&mut tx)?;
         tx.commit()?;
