@@ -78,11 +78,14 @@ impl DfsFs {
     /// the write buffer and the commit stores it with the data: one metadata transaction per
     /// close instead of two. `None` when `s` is anything else.
     async fn times_into_buffer(&self, ino: u64, s: &SetAttr) -> FsResult<Option<FileAttr>> {
+        // The kernel's flush sends mtime and ctime together; utimensat(2) sends no ctime (the
+        // file system sets it to now), so it takes the ordinary path.
         let only_times = s.size.is_none()
             && s.mode.is_none()
             && s.uid.is_none()
             && s.gid.is_none()
             && s.atime.is_none()
+            && s.ctime.is_some()
             && !s.kill_suidgid;
         let (true, Some(TimeOrNow::Time(t)), Some(w)) = (only_times, s.mtime, self.writer(ino)) else {
             return Ok(None);

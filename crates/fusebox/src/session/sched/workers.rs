@@ -217,11 +217,15 @@ impl Pool {
                 g.retire.store(0, Ordering::SeqCst);
             }
             std::thread::sleep(GROW_DELAY);
+            // Cleared before the look, not after the growth: a worker that reports saturation
+            // from here on (the new one, taking the next blocking request) sets it again and
+            // is seen by the next round. Cleared afterwards, that report was lost and the pool
+            // stayed one worker short while every worker was blocked (seen under load).
+            *self.grower.pending.lock().unwrap_or_else(|e| e.into_inner()) = false;
             // Not after the pool ended while we slept: nobody would join the new worker.
             if self.idle.load(Ordering::SeqCst) == 0 && !self.grower.stop.load(Ordering::SeqCst) {
                 self.grow_one();
             }
-            *self.grower.pending.lock().unwrap_or_else(|e| e.into_inner()) = false;
         }
     }
 
