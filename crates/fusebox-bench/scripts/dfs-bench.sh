@@ -45,12 +45,6 @@ umount_fs() {
     for _ in $(seq 100); do mountpoint -q "$mnt" || return 0; sleep 0.1; done
     die "$mnt still mounted"
 }
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-fio_mbps() { # fio_mbps RW FILE -> MB/s
-    fio --name=j --filename="$2" --rw="$1" --bs=1M --size="${SIZE_MIB}M" --ioengine=psync \
-        --end_fsync=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
-}
 small_files() { # small_files DIR -> files/s
     python3 - "$1" "$FILES" <<'PY'
 import os, sys, time

@@ -17,3 +17,11 @@ loop_down() { "$BIN" bench tool loop-down "$1"; }
 stat_probe() { python3 "$BENCH_SCRIPTS/stat-probe.py" "$@"; }
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# fio_mbps RW FILE -> MB/s of one fio job (psync, 1 MiB blocks, $SIZE_MIB MiB, fsync at the
+# end) reading or writing FILE.
+fio_mbps() {
+    fio --name=j --filename="$2" --rw="$1" --bs=1M --size="${SIZE_MIB}M" --ioengine=psync \
+        --end_fsync=1 --output-format=json 2>/dev/null |
+        python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
+}

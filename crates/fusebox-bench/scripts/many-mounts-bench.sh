@@ -79,11 +79,6 @@ mount_pair() {
         wait_mounted "$dir/$side"
     done
 }
-fio_mbps() { # fio_mbps RW FILE -> MB/s
-    fio --name=j --filename="$2" --rw="$1" --bs=1M --size="${SIZE_MIB}M" --ioengine=psync \
-        --end_fsync=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
-}
 
 start_dfs_services
 printf '| system | small files (files/s) | close p50 / p99 (µs) | close-to-open right of %s | write %s MiB (MB/s) | read on the other mount (MB/s) |\n' "$ROUNDS" "$SIZE_MIB"

@@ -80,9 +80,7 @@ impl BlockCache {
         let cache = BlockCache { dir: dir.to_path_buf(), limit, lru: Arc::new(Mutex::new(lru)) };
         // At open, synchronously: the mount is not serving yet.
         let victims = cache.victims(&mut cache.lock());
-        for v in victims {
-            let _ = std::fs::remove_file(dir.join(file_name(&v)));
-        }
+        remove_blocks(dir, victims);
         Ok(cache)
     }
 
@@ -136,12 +134,7 @@ impl BlockCache {
                 };
                 if !victims.is_empty() {
                     let dir = self.dir.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        for v in victims {
-                            let _ = std::fs::remove_file(dir.join(file_name(&v)));
-                        }
-                    })
-                    .await;
+                    let _ = tokio::task::spawn_blocking(move || remove_blocks(&dir, victims)).await;
                 }
             }
             Ok(Err(e)) => tracing::warn!(key, error = %e, "block cache write failed"),
@@ -159,6 +152,14 @@ impl BlockCache {
             out.push(k);
         }
         out
+    }
+}
+
+/// Delete the files of cached blocks `keys` in `dir` (an evicted file that is already gone is
+/// no error: the cache is an optimisation).
+fn remove_blocks(dir: &Path, keys: Vec<String>) {
+    for k in keys {
+        let _ = std::fs::remove_file(dir.join(file_name(&k)));
     }
 }
 

@@ -116,7 +116,14 @@ impl Coherence {
             }
         }
         self.active.store(true, Ordering::SeqCst);
-        self.expire_and_reclaim(true);
+        self.expire();
+        // Unlinked inodes no session keeps: left by a mount without a session (a format-1
+        // daemon, a tool) that died with them open. (An expired session's are deleted with it.)
+        match self.meta.reclaim_orphans() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(inodes = n, "deleted unlinked inodes nobody keeps"),
+            Err(e) => tracing::warn!(error = %e, "could not reclaim unlinked inodes"),
+        }
         let me = self.clone();
         let t = std::thread::Builder::new().name("fusebox-dfs-coherence".into()).spawn(move || me.run());
         match t {
@@ -160,7 +167,7 @@ impl Coherence {
                 if let Err(e) = self.meta.heartbeat() {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
-                self.expire_and_reclaim(false);
+                self.expire();
             }
             if now >= next_prune {
                 next_prune = now + NOTICE_RETENTION / 10;
@@ -172,29 +179,16 @@ impl Coherence {
         }
     }
 
-    /// Expire the sessions of mounts that stopped their heartbeat (their locks go; waiters
-    /// here look again), then (when some expired, or `always`) delete unlinked inodes
-    /// nobody keeps: those of expired mounts, and those a mount without sessions left behind.
-    fn expire_and_reclaim(&self, always: bool) {
-        let expired = match self.meta.expire_sessions(self.timeout) {
-            Ok(gone) => {
-                if !gone.is_empty() {
-                    tracing::info!(sessions = ?gone, "expired the sessions of mounts without a heartbeat");
-                    self.lock_changed.notify_waiters();
-                }
-                !gone.is_empty()
+    /// Expire the sessions of mounts that stopped their heartbeat: their locks and the
+    /// unlinked inodes only they kept go, and waiters here look again.
+    fn expire(&self) {
+        match self.meta.expire_sessions(self.timeout) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(sessions = ?gone, "expired the sessions of mounts without a heartbeat");
+                self.lock_changed.notify_waiters();
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "expiring sessions failed");
-                false
-            }
-        };
-        if expired || always {
-            match self.meta.reclaim_orphans() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(inodes = n, "deleted unlinked inodes nobody keeps"),
-                Err(e) => tracing::warn!(error = %e, "could not reclaim unlinked inodes"),
-            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "expiring sessions failed"),
         }
     }
 

@@ -19,7 +19,7 @@
 
 use super::{lock, DfsFs};
 use crate::meta::coord::LockRelease;
-use fusebox::fs::lockrange;
+use fusebox::fs::lockrange::{self, HeldLock};
 use fusebox::fs::{Errno, FileHandle, FileLock, LockArgs, MountInfo};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -88,7 +88,8 @@ impl DfsFs {
             tokio::pin!(changed);
             // Registered before the attempt: a release between the attempt and the wait wakes it.
             changed.as_mut().enable();
-            let conflict = self.m(move |m| m.set_lock(ino, owner, args.flock, args.lock, args.fh.0)).await?;
+            let want = HeldLock { owner, flock: args.flock, lock: args.lock, fh: args.fh.0 };
+            let conflict = self.m(move |m| m.set_lock(ino, &want)).await?;
             if conflict.is_none() {
                 // An unlock or a downgrade may let waiters of this mount in.
                 self.coherence.lock_changed.notify_waiters();

@@ -120,16 +120,10 @@ pub trait Coordination {
     fn names_of(&self, ino: u64) -> MetaResult<Vec<(u64, Vec<u8>)>>;
     /// F_GETLK: the first lock of another owner (of any mount) that conflicts with `want`.
     fn test_lock(&self, ino: u64, owner: u64, flock: bool, want: &FileLock) -> MetaResult<Option<FileLock>>;
-    /// F_SETLK: give this session's `owner` the lock `lock` (taken through handle `fh`), or
-    /// return the conflicting lock and change nothing. `F_UNLCK` always succeeds.
-    fn set_lock(
-        &self,
-        ino: u64,
-        owner: u64,
-        flock: bool,
-        lock: FileLock,
-        fh: u64,
-    ) -> MetaResult<Option<FileLock>>;
+    /// F_SETLK: give this session's `want.owner` the lock `want.lock` of kind `want.flock`,
+    /// taken through handle `want.fh`, or return the conflicting lock and change nothing.
+    /// `F_UNLCK` always succeeds.
+    fn set_lock(&self, ino: u64, want: &HeldLock<u64>) -> MetaResult<Option<FileLock>>;
     /// Drop locks of this session on `ino`; true if there were any.
     fn release_locks(&self, ino: u64, which: LockRelease) -> MetaResult<bool>;
 }
@@ -375,14 +369,8 @@ impl<E: Engine> Coordination for SqlMeta<E> {
         self.read(|c| Ok(lockrange::first_conflict(&held_locks(c, ino)?, &me, flock, want).map(|h| h.lock)))
     }
 
-    fn set_lock(
-        &self,
-        ino: u64,
-        owner: u64,
-        flock: bool,
-        lock: FileLock,
-        fh: u64,
-    ) -> MetaResult<Option<FileLock>> {
+    fn set_lock(&self, ino: u64, want: &HeldLock<u64>) -> MetaResult<Option<FileLock>> {
+        let HeldLock { owner, flock, lock, fh } = *want;
         let me = (self.sid(), owner);
         self.write(|c| {
             c.lock_inodes(&[ino])?;

@@ -117,7 +117,11 @@ fn store_attr(c: &mut dyn Tx, a: &Attr, insert: bool) -> MetaResult<()> {
     Ok(())
 }
 
-/// Take the next value of counter `name`.
+/// The value of key `key` in `fb_format`, if set.
+fn format_value(c: &mut dyn Tx, key: &str) -> MetaResult<Option<String>> {
+    c.query_opt("SELECT value FROM fb_format WHERE key = $1", params![key])?.map(|r| r.text(0)).transpose()
+}
+
 /// A row `seq, pos, slice_id, slice_size, off, len` of chunk_slices.
 fn slice_ref(r: &Row) -> MetaResult<SliceRef> {
     Ok(SliceRef {
@@ -155,6 +159,7 @@ fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
     Ok(())
 }
 
+/// Take the next value of counter `name`.
 pub(super) fn next(c: &mut dyn Tx, name: &str) -> MetaResult<u64> {
     c.query_one("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value - 1", params![name])?
         .uint(0)
@@ -385,13 +390,22 @@ impl<E: Engine> SqlMeta<E> {
     /// step); a foreign or unformatted database is left for [`MetaStore::info`] to report.
     fn upgrade(&self) -> MetaResult<()> {
         let db = self.engine.describe().to_string();
+        let stored = |c: &mut dyn Tx| -> MetaResult<Option<String>> {
+            if !c.table_names()?.iter().any(|t| t == "fb_format") {
+                return Ok(None);
+            }
+            format_value(c, "version")
+        };
+        // Looked at in a read transaction first: opening a current database (every mount and
+        // every `fusebox dfs` command) takes no write lock.
+        let current = self.engine.read(&mut |c| stored(c))?;
         for (from, sql) in schema::migrations(E::DIALECT) {
+            if current.as_deref().and_then(|v| v.parse::<u32>().ok()).is_none_or(|v| v > from) {
+                continue;
+            }
             let done = self.engine.write(&mut |c| {
-                if !c.table_names()?.iter().any(|t| t == "fb_format") {
-                    return Ok(false);
-                }
-                let v = c.query_opt("SELECT value FROM fb_format WHERE key = 'version'", params![])?;
-                if v.map(|r| r.text(0)).transpose()?.as_deref() != Some(&from.to_string()) {
+                // Again inside the write: another client may have upgraded meanwhile.
+                if stored(c)?.as_deref() != Some(&from.to_string()) {
                     return Ok(false);
                 }
                 c.batch(&sql)?;
@@ -474,11 +488,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                     tables.join(", ")
                 )));
             }
-            let mut get = |k: &str| -> MetaResult<Option<String>> {
-                c.query_opt("SELECT value FROM fb_format WHERE key = $1", params![k])?
-                    .map(|r| r.text(0))
-                    .transpose()
-            };
+            let mut get = |k: &str| format_value(c, k);
             if get("format")?.as_deref() != Some(FORMAT_MAGIC) {
                 return Err(MetaError::Format(format!(
                     "{db} holds a foreign schema (no fusebox-dfs marker)"

@@ -491,6 +491,16 @@ fn lock(typ: i32, start: u64, end: u64) -> fusebox::fs::FileLock {
     fusebox::fs::FileLock { typ, start, end, pid: 42 }
 }
 
+/// A lock request of `owner` (`flock` or a record lock) through handle `fh`.
+fn held(
+    owner: u64,
+    flock: bool,
+    lock: fusebox::fs::FileLock,
+    fh: u64,
+) -> fusebox::fs::lockrange::HeldLock<u64> {
+    fusebox::fs::lockrange::HeldLock { owner, flock, lock, fh }
+}
+
 /// Record and flock locks conflict between sessions (also for equal kernel lock owners),
 /// split and merge per owner, and are released per owner, per description and with the session.
 fn locks_conflict_across_sessions_and_go_with_their_session(db: &Db) {
@@ -500,20 +510,23 @@ fn locks_conflict_across_sessions_and_go_with_their_session(db: &Db) {
     b.open_session("b").unwrap();
     let ino = mkfile(a, ROOT_INO, "locked").ino;
     let (wr, rd, un) = (libc::F_WRLCK, libc::F_RDLCK, libc::F_UNLCK);
-    assert_eq!(a.set_lock(ino, 7, false, lock(wr, 0, 99), 1).unwrap(), None);
+    assert_eq!(a.set_lock(ino, &held(7, false, lock(wr, 0, 99), 1)).unwrap(), None);
     // The same kernel owner number on another mount is another owner.
-    assert_eq!(b.set_lock(ino, 7, false, lock(rd, 50, 50), 2).unwrap(), Some(lock(wr, 0, 99)));
+    assert_eq!(b.set_lock(ino, &held(7, false, lock(rd, 50, 50), 2)).unwrap(), Some(lock(wr, 0, 99)));
     assert_eq!(b.test_lock(ino, 7, false, &lock(rd, 100, 200)).unwrap(), None);
-    assert_eq!(a.set_lock(ino, 7, false, lock(un, 40, 59), 1).unwrap(), None);
-    assert_eq!(b.set_lock(ino, 9, false, lock(wr, 45, 55), 2).unwrap(), None);
+    assert_eq!(a.set_lock(ino, &held(7, false, lock(un, 40, 59), 1)).unwrap(), None);
+    assert_eq!(b.set_lock(ino, &held(9, false, lock(wr, 45, 55), 2)).unwrap(), None);
     assert_eq!(a.test_lock(ino, 8, false, &lock(rd, 0, 44)).unwrap(), Some(lock(wr, 0, 39)));
     assert_eq!(a.test_lock(ino, 7, false, &lock(rd, 0, u64::MAX)).unwrap(), Some(lock(wr, 45, 55)));
     // flock is apart from record locks.
-    assert_eq!(b.set_lock(ino, 3, true, lock(wr, 0, u64::MAX), 2).unwrap(), None);
-    assert_eq!(a.set_lock(ino, 4, true, lock(rd, 0, u64::MAX), 1).unwrap(), Some(lock(wr, 0, u64::MAX)));
+    assert_eq!(b.set_lock(ino, &held(3, true, lock(wr, 0, u64::MAX), 2)).unwrap(), None);
+    assert_eq!(
+        a.set_lock(ino, &held(4, true, lock(rd, 0, u64::MAX), 1)).unwrap(),
+        Some(lock(wr, 0, u64::MAX))
+    );
     assert!(b.release_locks(ino, LockRelease::Flock(3)).unwrap());
     assert!(!b.release_locks(ino, LockRelease::Flock(3)).unwrap(), "nothing left to release");
-    assert_eq!(a.set_lock(ino, 4, true, lock(rd, 0, u64::MAX), 1).unwrap(), None);
+    assert_eq!(a.set_lock(ino, &held(4, true, lock(rd, 0, u64::MAX), 1)).unwrap(), None);
     assert!(b.release_locks(ino, LockRelease::Description(2)).unwrap());
     assert!(a.release_locks(ino, LockRelease::Posix(7)).unwrap());
     assert_eq!(b.test_lock(ino, 9, false, &lock(wr, 0, u64::MAX)).unwrap(), None);
@@ -531,7 +544,7 @@ fn expired_sessions_lose_locks_and_kept_orphans(db: &Db) {
     a.open_session("a").unwrap();
     let sb = b.open_session("b").unwrap();
     let (f, g) = (mkfile(a, ROOT_INO, "f").ino, mkfile(&*b, ROOT_INO, "g").ino);
-    assert_eq!(a.set_lock(f, 1, false, lock(libc::F_WRLCK, 0, 0), 1).unwrap(), None);
+    assert_eq!(a.set_lock(f, &held(1, false, lock(libc::F_WRLCK, 0, 0), 1)).unwrap(), None);
     assert_eq!(a.unlink(ROOT_INO, b"f").unwrap().nlink, 0);
     assert_eq!(b.unlink(ROOT_INO, b"g").unwrap().nlink, 0);
     assert_eq!(a.reclaim_orphans().unwrap(), 0, "kept inodes are not orphans");
