@@ -382,3 +382,93 @@ fn birth_time(setup: &Setup, m: &Mounted) {
 fn statx_reports_the_birth_time() {
     on_every_setup(birth_time);
 }
+
+/// Inode flags as chattr (FS_IOC_SETFLAGS) and xfs_io (FS_IOC_FSSETXATTR) set them: setting
+/// one moves ctime; an append-only file takes O_APPEND writes (under write-back too) and
+/// refuses other opens for writing, truncation, attribute changes, rename, unlink, links and
+/// xattrs with EPERM; an immutable file refuses every change and an immutable directory new
+/// entries. Reading goes on; clearing the flags makes the file changeable again.
+fn file_attributes(setup: &Setup, m: &Mounted) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let t = m.mount();
+    let (p, dir) = (t.path("log"), t.path("dir"));
+    std::fs::write(&p, b"first\n").unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    let ctime = |p: &Path| {
+        let md = std::fs::metadata(p).unwrap();
+        (md.ctime(), md.ctime_nsec())
+    };
+    let eperm = |what: &str, r: std::io::Result<()>| {
+        assert_eq!(errno(r), Some(libc::EPERM), "{setup:?}: {what} must be refused with EPERM");
+    };
+    let (before, dir_before) = (ctime(&p), ctime(&dir));
+    std::thread::sleep(Duration::from_millis(20));
+    let d = File::open(&dir).unwrap();
+    ioctl_setflags(&d, ioctl_getflags(&d).unwrap() | IFlags::NODUMP).unwrap();
+    assert!(ctime(&dir) > dir_before, "{setup:?}: chattr +d on a directory must move its ctime");
+    let f = File::open(&p).unwrap();
+    ioctl_setflags(&f, ioctl_getflags(&f).unwrap() | IFlags::APPEND)
+        .unwrap_or_else(|e| panic!("{setup:?}: chattr +a: {e}"));
+    assert!(ioctl_getflags(&f).unwrap().contains(IFlags::APPEND), "{setup:?}: lsattr after chattr +a");
+    if setup.writeback {
+        // Under write-back the kernel owns a cached regular file's ctime and ignores the
+        // server's: the new one shows once the kernel let go of the inode.
+        drop(f);
+        drop_kernel_caches();
+    }
+    assert!(ctime(&p) > before, "{setup:?}: chattr +a must move ctime");
+    let f = File::open(&p).unwrap();
+
+    let open = |flags: i32| OpenOptions::new().write(true).custom_flags(flags).open(&p).map(drop);
+    eperm("open O_WRONLY of an append-only file", open(0));
+    eperm("O_APPEND|O_TRUNC of an append-only file", open(libc::O_APPEND | libc::O_TRUNC));
+    {
+        let mut a =
+            OpenOptions::new().append(true).open(&p).unwrap_or_else(|e| panic!("{setup:?}: O_APPEND: {e}"));
+        a.write_all(b"second\n").unwrap();
+        a.write_all(b"third\n").unwrap();
+        eperm("ftruncate of an append-only file", a.set_len(0));
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), b"first\nsecond\nthird\n", "{setup:?}: appended records");
+    if let Mounted::Passthrough(pt) = m {
+        assert_eq!(std::fs::read(pt.src("log")).unwrap(), b"first\nsecond\nthird\n", "{setup:?}: backing");
+    }
+    eperm("chmod of an append-only file", std::fs::set_permissions(&p, PermissionsExt::from_mode(0o600)));
+    let explicit = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec { tv_sec: 1, tv_nsec: 0 },
+        last_modification: rustix::fs::Timespec { tv_sec: 1, tv_nsec: 0 },
+    };
+    let utimes = rustix::fs::utimensat(rustix::fs::CWD, &p, &explicit, rustix::fs::AtFlags::empty());
+    eperm("utimensat with explicit times", utimes.map_err(Into::into));
+    eperm("rename of an append-only file", std::fs::rename(&p, t.path("moved")));
+    eperm("unlink of an append-only file", std::fs::remove_file(&p));
+    eperm("link to an append-only file", std::fs::hard_link(&p, t.path("link")));
+    let setxattr = rustix::fs::setxattr(&p, "user.k", b"v", rustix::fs::XattrFlags::empty());
+    eperm("setxattr on an append-only file", setxattr.map_err(Into::into));
+
+    // The FS_IOC_FSSETXATTR form (xfs_io -c 'chattr +i'), after clearing +a.
+    ioctl_setflags(&f, IFlags::empty()).unwrap();
+    let mut x = sys::fs_get_xattr(f.as_fd()).unwrap_or_else(|e| panic!("{setup:?}: FS_IOC_FSGETXATTR: {e}"));
+    x[0] |= 0x8; // FS_XFLAG_IMMUTABLE, in the first (native-endian) word.
+    sys::fs_set_xattr(f.as_fd(), &x).unwrap_or_else(|e| panic!("{setup:?}: FS_IOC_FSSETXATTR: {e}"));
+    assert!(ioctl_getflags(&f).unwrap().contains(IFlags::IMMUTABLE), "{setup:?}: lsattr after +i");
+    eperm("O_APPEND open of an immutable file", open(libc::O_APPEND));
+    eperm("chmod of an immutable file", std::fs::set_permissions(&p, PermissionsExt::from_mode(0o600)));
+    eperm("unlink of an immutable file", std::fs::remove_file(&p));
+    assert_eq!(std::fs::read(&p).unwrap(), b"first\nsecond\nthird\n", "{setup:?}: reading goes on");
+    ioctl_setflags(&d, ioctl_getflags(&d).unwrap() | IFlags::IMMUTABLE).unwrap();
+    eperm("create in an immutable directory", File::create(dir.join("new")).map(drop));
+
+    ioctl_setflags(&d, IFlags::empty()).unwrap();
+    ioctl_setflags(&f, IFlags::empty()).unwrap();
+    std::fs::write(dir.join("new"), b"x").unwrap();
+    std::fs::write(&p, b"rewritten").unwrap();
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn chattr_append_only_and_immutable_files() {
+    on_every_setup(file_attributes);
+}

@@ -12,6 +12,7 @@
 
 use fusebox::fs::acl;
 mod account;
+mod chattr;
 mod data;
 mod node;
 mod sync_api;
@@ -215,6 +216,7 @@ impl MemFs {
         let mut table = self.table_mut();
         let pref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let mut p = write(&pref);
+        p.check_not_immutable()?;
         let (mode, acls) = new_node_mode(&p.xattrs, mode, req.umask);
         let (pgid, psetgid) = (p.attr.gid, p.attr.mode & libc::S_ISGID != 0);
         let Content::Dir(dir) = &mut p.content else { return Err(Errno::ENOTDIR) };
@@ -281,6 +283,7 @@ impl MemFs {
     fn do_setattr(&self, req: &RequestInfo, ino: NodeId, a: &SetAttr) -> Result<FileAttr, Errno> {
         let nref = self.get(ino)?;
         let mut n = write(&nref);
+        check_setattr(&n, a)?;
         if let Some(size) = a.size {
             let Content::File(d) = &mut n.content else { return Err(Errno::EISDIR) };
             let before = d.allocated();
@@ -328,10 +331,14 @@ impl MemFs {
         let mut n = write(&nref);
         let end = args.offset.checked_add(args.data.len() as u64).filter(|&e| e <= i64::MAX as u64);
         let Some(_) = end else { return Err(Errno::EFBIG) };
+        n.check_not_immutable()?;
+        let append_only = n.append_only();
         let Content::File(d) = &mut n.content else { return Err(Errno::EISDIR) };
-        let new_chunks = d.chunks_needed(args.offset, args.data.len() as u64);
+        let (offset, data) =
+            if append_only { appended_part(d, args.offset, args.data)? } else { (args.offset, args.data) };
+        let new_chunks = d.chunks_needed(offset, data.len() as u64);
         self.reserve(new_chunks * CHUNK as u64)?;
-        d.write(args.offset, args.data);
+        d.write(offset, data);
         n.touch_modified();
         if args.kill_suidgid() {
             n.kill_suidgid(req);
@@ -343,11 +350,13 @@ impl MemFs {
         let mut table = self.table_mut();
         let pref = table.get(&parent.0).cloned().ok_or(Errno::ENOENT)?;
         let mut p = write(&pref);
+        p.check_changeable()?;
         let Content::Dir(dir) = &mut p.content else { return Err(Errno::ENOTDIR) };
         let ino = dir.get(name).ok_or(Errno::ENOENT)?;
         let cref = table.get(&ino).cloned().ok_or(Errno::ENOENT)?;
         {
             let mut c = write(&cref);
+            c.check_changeable()?;
             match (&c.content, want_dir) {
                 (Content::Dir(d), true) if !d.is_empty() => return Err(Errno::ENOTEMPTY),
                 (Content::Dir(_), true) => c.attr.nlink = 0,
@@ -426,6 +435,15 @@ impl MemFs {
                     _ => {}
                 }
             }
+        }
+        // chattr: names leave neither an append-only or immutable directory nor such an
+        // inode, and none arrive in an immutable directory.
+        read(&src_ref).check_changeable()?;
+        read(&table[&src_ino]).check_changeable()?;
+        read(&dst_ref).check_not_immutable()?;
+        if let Some(d) = dst_ino {
+            read(&dst_ref).check_changeable()?;
+            read(&table[&d]).check_changeable()?;
         }
         // Account for the names: the source name goes (unless exchanged), the new name comes
         // (unless it replaces one), and a whiteout adds an inode under the old name.
@@ -543,11 +561,13 @@ impl MemFs {
         let pref = table.get(&newparent.0).cloned().ok_or(Errno::ENOENT)?;
         let cref = table.get(&ino.0).cloned().ok_or(Errno::ENOENT)?;
         let mut p = write(&pref);
+        p.check_not_immutable()?;
         let Content::Dir(dir) = &mut p.content else { return Err(Errno::ENOTDIR) };
         if dir.get(newname).is_some() {
             return Err(Errno::EEXIST);
         }
         let mut c = write(&cref);
+        c.check_changeable()?;
         if matches!(c.content, Content::Dir(_)) {
             return Err(Errno::EPERM);
         }
@@ -566,6 +586,10 @@ impl MemFs {
         const ZERO: i32 = libc::FALLOC_FL_ZERO_RANGE;
         let nref = self.get(ino)?;
         let mut n = write(&nref);
+        n.check_not_immutable()?;
+        if n.append_only() && args.mode & !KEEP_SIZE != 0 {
+            return Err(Errno::EPERM);
+        }
         let Content::File(d) = &mut n.content else { return Err(Errno::ENODEV) };
         if args.offset.checked_add(args.length).is_none_or(|e| e > i64::MAX as u64) {
             return Err(Errno::EFBIG);
@@ -595,10 +619,11 @@ impl MemFs {
 
     /// Whether a read now must update `attr`'s atime: never with `noatime`; otherwise by the
     /// relatime rule (atime not newer than mtime or ctime, or a day old), as ext4 does.
-    fn atime_due(&self, attr: &FileAttr) -> bool {
-        if self.noatime.load(std::sync::atomic::Ordering::Relaxed) {
+    fn atime_due(&self, n: &Node) -> bool {
+        if self.noatime.load(std::sync::atomic::Ordering::Relaxed) || n.flags & fileattr::NOATIME_FL != 0 {
             return false;
         }
+        let attr = &n.attr;
         const DAY: i64 = 24 * 60 * 60;
         attr.atime <= attr.mtime || attr.atime <= attr.ctime || Timespec::now().sec - attr.atime.sec >= DAY
     }
@@ -608,11 +633,17 @@ impl MemFs {
     fn accessed(&self, ino: NodeId, nref: &NodeRef) {
         {
             let mut n = write(nref);
-            if !self.atime_due(&n.attr) {
+            if !self.atime_due(&n) {
                 return;
             }
             n.attr.atime = Timespec::now();
         }
+        self.attributes_changed(ino);
+    }
+
+    /// Tell the kernel that `ino`'s attributes changed behind a request that does not
+    /// return them (its copy would otherwise stay until it expires).
+    fn attributes_changed(&self, ino: NodeId) {
         if let Some(notifier) = self.notifier.get() {
             // ENOENT: the kernel no longer caches the inode; nothing to refresh.
             let _ = notifier.inval_inode(ino, -1, 0);
@@ -733,6 +764,7 @@ impl MemFs {
     fn do_open(&self, ino: NodeId, flags: i32) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
+        fileattr::check_open(n.flags, flags)?;
         if flags & libc::O_TRUNC != 0 {
             if let Content::File(d) = &mut n.content {
                 let before = d.allocated();
@@ -843,6 +875,7 @@ impl MemFs {
     ) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
+        n.check_changeable()?;
         let exists = n.xattrs.contains_key(name);
         if flags & libc::XATTR_CREATE != 0 && exists {
             return Err(Errno::EEXIST);
@@ -914,6 +947,7 @@ impl MemFs {
     fn do_removexattr(&self, ino: NodeId, name: &OsStr) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
+        n.check_changeable()?;
         if !n.xattrs.contains_key(name) {
             return Err(Errno::ENODATA);
         }
@@ -939,6 +973,7 @@ impl MemFs {
         if !matches!(p.content, Content::Dir(_)) {
             return Err(Errno::ENOTDIR);
         }
+        p.check_not_immutable()?;
         let gid = if p.attr.mode & libc::S_ISGID != 0 { p.attr.gid } else { req.gid };
         let (mode, acls) = new_node_mode(&p.xattrs, libc::S_IFREG | (args.mode & 0o7777), req.umask);
         drop(p);
@@ -987,6 +1022,47 @@ impl MemFs {
         let w = WriteArgs::new(args.fh_out, args.off_out, &bytes, 0, 0);
         self.do_write(req, args.ino_out, &w).map(u64::from)
     }
+}
+
+/// What chattr flags refuse of a SETATTR: everything on an immutable inode; on an
+/// append-only one a new size, mode or owner and an explicit atime or mtime. Allowed there:
+/// the "now" times of touch(1), clearing set-id bits, and the explicit mtime with ctime the
+/// kernel sends under the write-back cache after writes (a utimensat that sets only mtime
+/// looks the same on the wire and passes too).
+fn check_setattr(n: &Node, a: &SetAttr) -> Result<(), Errno> {
+    n.check_not_immutable()?;
+    if !n.append_only() {
+        return Ok(());
+    }
+    let explicit = |t: Option<TimeOrNow>| matches!(t, Some(TimeOrNow::Time(_)));
+    let kernel_flush = a.ctime.is_some() && a.atime.is_none();
+    if a.size.is_some()
+        || a.mode.is_some()
+        || a.uid.is_some()
+        || a.gid.is_some()
+        || explicit(a.atime)
+        || explicit(a.mtime) && !kernel_flush
+    {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
+}
+
+/// The part of a WRITE to an append-only file that lands past its end: with the write-back
+/// cache the kernel writes back whole pages, so a WRITE may start before the end with bytes
+/// the file already holds. Those must be unchanged (EPERM otherwise); the rest is appended.
+/// A WRITE past the end (a later page written back first) is taken as it is: through this
+/// mount the file only grows by appends.
+fn appended_part<'a>(d: &data::SparseData, offset: u64, bytes: &'a [u8]) -> Result<(u64, &'a [u8]), Errno> {
+    let size = d.size();
+    if offset >= size {
+        return Ok((offset, bytes));
+    }
+    let overlap = ((size - offset) as usize).min(bytes.len());
+    if d.read_vec(offset, overlap) != bytes[..overlap] {
+        return Err(Errno::EPERM);
+    }
+    Ok((size, &bytes[overlap..]))
 }
 
 /// Bytes of a symlink's target (what a node holds besides attributes, xattrs and file data).

@@ -2,7 +2,9 @@
 
 use super::data::SparseData;
 use super::xattrs::Xattrs;
+use fusebox::fs::fileattr::{APPEND_FL, IMMUTABLE_FL};
 use fusebox::fs::{setid_bits_to_clear, FileAttr, FileType, RequestInfo, Timespec};
+use fusebox::Errno;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::ops::Bound::{Excluded, Unbounded};
@@ -83,6 +85,8 @@ pub struct Node {
     pub nlookup: u64,
     /// When the inode was created (statx's birth time).
     pub btime: Timespec,
+    /// Inode flags (chattr): `fusebox::fs::fileattr::*_FL`, the ones memfs supports.
+    pub flags: u32,
 }
 
 impl Node {
@@ -107,6 +111,7 @@ impl Node {
             content,
             nlookup: 0,
             btime: now,
+            flags: 0,
         }
     }
 
@@ -140,6 +145,29 @@ impl Node {
     /// Record a metadata change: ctime = now.
     pub fn touch_changed(&mut self) {
         self.attr.ctime = Timespec::now();
+    }
+
+    /// EPERM when the inode is immutable: nothing in it or under it (a directory's entries)
+    /// may change.
+    pub fn check_not_immutable(&self) -> Result<(), Errno> {
+        if self.flags & IMMUTABLE_FL != 0 {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
+    }
+
+    /// EPERM when the inode is immutable or append-only: its attributes, names, links and
+    /// xattrs are fixed, and a directory's entries may not be removed.
+    pub fn check_changeable(&self) -> Result<(), Errno> {
+        if self.flags & (IMMUTABLE_FL | APPEND_FL) != 0 {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
+    }
+
+    /// True when the inode is append-only.
+    pub fn append_only(&self) -> bool {
+        self.flags & APPEND_FL != 0
     }
 
     /// Clear set-user-id, and set-group-id when group-executable (as a write by a

@@ -106,7 +106,7 @@ impl Filesystem for MemFs {
             Err(e) => return reply.error(e),
         };
         reply.data_vectored(&d.read_slices(args.offset, args.size as usize));
-        let due = self.atime_due(&n.attr);
+        let due = self.atime_due(&n);
         drop(n);
         if due {
             self.accessed(ino, &nref);
@@ -221,6 +221,10 @@ impl Filesystem for MemFs {
         reply: ReplyLseek,
     ) {
         reply.result(self.do_lseek(ino, offset, whence), |r, off| r.offset(off))
+    }
+
+    fn ioctl(&self, _req: &RequestInfo, ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+        reply.result(self.do_ioctl(ino, args), |r, data| r.ioctl(0, &data))
     }
 
     fn copy_file_range(&self, req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs, reply: ReplyCopy) {

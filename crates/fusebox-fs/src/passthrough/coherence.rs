@@ -271,10 +271,16 @@ impl Passthrough {
         let attr = super::to_attr(&st);
         if self.coherence.differs(node, &attr, seen) {
             self.coherence.record(node, &attr);
-            if let Some(n) = self.notifier.get() {
-                if let Err(e) = n.inval_inode(node, -1, 0) {
-                    tracing::debug!(node = node.0, error = %e, "invalidating attributes failed");
-                }
+            self.attributes_changed(node);
+        }
+    }
+
+    /// Drop the kernel's cached attributes of `node` (not its pages): they changed in a way
+    /// the kernel does not apply itself (a passthrough write, chattr's new ctime).
+    pub(super) fn attributes_changed(&self, node: NodeId) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(node, -1, 0) {
+                tracing::debug!(node = node.0, error = %e, "invalidating attributes failed");
             }
         }
     }

@@ -1,27 +1,17 @@
 //! IOCTL: inode flags (`FS_IOC_GETFLAGS` / `FS_IOC_SETFLAGS`, what chattr/lsattr use) and
 //! extended attributes (`FS_IOC_FSGETXATTR` / `FS_IOC_FSSETXATTR`) reach the backing file;
-//! every other command is ENOTTY.
-//!
-//! The kernel sends these from its fileattr path on a private OPEN of the inode, with a 4-byte
-//! argument (`unsigned int`) for the flags even though the command number encodes `long`. A
-//! SETFLAGS is preceded by an FSGETXATTR (the VFS reads the old attributes in that form).
+//! every other command is ENOTTY. The backing file system enforces the flags (append-only,
+//! immutable) on every backing call; see `fusebox::fs::fileattr` for how they arrive.
 
 use super::error::{errno, io_errno};
 use super::handles::Handles;
 use fusebox::abi::FUSE_IOCTL_DIR;
+use fusebox::fs::fileattr::FileattrCmd;
 use fusebox::fs::IoctlArgs;
-use fusebox::sys::FSXATTR_SIZE;
 use fusebox::Errno;
 use rustix::fs::IFlags;
-use std::os::fd::AsFd;
-
-/// `FS_IOC_GETFLAGS` and its 32-bit twin `FS_IOC32_GETFLAGS`.
-const GETFLAGS: [u32; 2] = [0x8008_6601, 0x8004_6601];
-/// `FS_IOC_SETFLAGS` and its 32-bit twin `FS_IOC32_SETFLAGS`.
-const SETFLAGS: [u32; 2] = [0x4008_6602, 0x4004_6602];
-/// `FS_IOC_FSGETXATTR` and `FS_IOC_FSSETXATTR`.
-const FSGETXATTR: u32 = 0x801c_581f;
-const FSSETXATTR: u32 = 0x401c_5820;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// An ioctl's result value and the bytes for the caller's output buffer.
 type Outcome = Result<(i32, Vec<u8>), Errno>;
@@ -30,46 +20,36 @@ type Outcome = Result<(i32, Vec<u8>), Errno>;
 /// `file` gives an open file's descriptor (reopening a parked one).
 pub(crate) fn serve(
     handles: &Handles,
-    file: &dyn Fn(fusebox::FileHandle) -> Result<std::sync::Arc<std::os::fd::OwnedFd>, Errno>,
+    file: &dyn Fn(fusebox::FileHandle) -> Result<Arc<OwnedFd>, Errno>,
     args: &IoctlArgs<'_>,
 ) -> Outcome {
-    let with_fd = |f: &dyn Fn(std::os::fd::BorrowedFd<'_>) -> Outcome| {
-        if args.flags & FUSE_IOCTL_DIR != 0 {
-            let d = handles.dir(args.fh)?;
-            f(d.fd.as_fd())
-        } else {
-            let fd = file(args.fh)?;
-            f(fd.as_fd())
+    let Some(cmd) = FileattrCmd::parse(args) else { return Err(Errno(libc::ENOTTY)) };
+    let cmd = cmd?;
+    let run = |fd: BorrowedFd<'_>| -> Outcome {
+        match cmd {
+            FileattrCmd::GetFlags => {
+                let flags = rustix::fs::ioctl_getflags(fd).map_err(errno)?;
+                Ok((0, flags.bits().to_ne_bytes().to_vec()))
+            }
+            FileattrCmd::SetFlags(flags) => {
+                rustix::fs::ioctl_setflags(fd, IFlags::from_bits_retain(flags)).map_err(errno)?;
+                Ok((0, Vec::new()))
+            }
+            FileattrCmd::GetXattr => Ok((0, fusebox::sys::fs_get_xattr(fd).map_err(io_errno)?.to_vec())),
+            FileattrCmd::SetXattr(x) => {
+                fusebox::sys::fs_set_xattr(fd, &x.to_bytes()).map_err(io_errno)?;
+                Ok((0, Vec::new()))
+            }
         }
     };
-    if GETFLAGS.contains(&args.cmd) {
-        if (args.out_size as usize) < 4 {
-            return Err(Errno::EINVAL);
-        }
-        with_fd(&|fd| {
-            let flags = rustix::fs::ioctl_getflags(fd).map_err(errno)?;
-            Ok((0, flags.bits().to_ne_bytes().to_vec()))
-        })
-    } else if SETFLAGS.contains(&args.cmd) {
-        let raw: [u8; 4] = args.in_data.get(..4).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
-        let flags = IFlags::from_bits_retain(u32::from_ne_bytes(raw));
-        with_fd(&|fd| {
-            rustix::fs::ioctl_setflags(fd, flags).map_err(errno)?;
-            Ok((0, Vec::new()))
-        })
-    } else if args.cmd == FSGETXATTR {
-        if (args.out_size as usize) < FSXATTR_SIZE {
-            return Err(Errno::EINVAL);
-        }
-        with_fd(&|fd| Ok((0, fusebox::sys::fs_get_xattr(fd).map_err(io_errno)?.to_vec())))
-    } else if args.cmd == FSSETXATTR {
-        let raw: [u8; FSXATTR_SIZE] =
-            args.in_data.get(..FSXATTR_SIZE).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
-        with_fd(&|fd| {
-            fusebox::sys::fs_set_xattr(fd, &raw).map_err(io_errno)?;
-            Ok((0, Vec::new()))
-        })
+    if args.flags & FUSE_IOCTL_DIR != 0 {
+        run(handles.dir(args.fh)?.fd.as_fd())
     } else {
-        Err(Errno(libc::ENOTTY))
+        run(file(args.fh)?.as_fd())
     }
+}
+
+/// True when `args` is a command that changes the inode (its ctime moves).
+pub(crate) fn changes(args: &IoctlArgs<'_>) -> bool {
+    matches!(FileattrCmd::parse(args), Some(Ok(cmd)) if cmd.changes())
 }

@@ -38,6 +38,7 @@ pub use names::check_name;
 
 use attr::to_attr;
 use error::errno;
+use fusebox::fs::fileattr::O_APPEND_CACHED;
 use fusebox::fs::Entry;
 use fusebox::{sys, Errno, RequestInfo};
 use handles::Handles;
@@ -365,12 +366,11 @@ impl Passthrough {
     /// open(2) flags for a backing open: never create/follow here, close-on-exec; O_NOATIME
     /// on a `noatime` mount (a daemon running as root may use it on any file). (The write-back
     /// cache rules for O_WRONLY and O_APPEND are applied by the framework before the flags
-    /// reach us.)
+    /// reach us; its O_APPEND_CACHED bit is no open(2) flag.)
     fn open_flags(&self, flags: i32) -> i32 {
         let noatime = self.noatime.load(std::sync::atomic::Ordering::Relaxed) && self.euid == 0;
-        (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW))
-            | libc::O_CLOEXEC
-            | if noatime { libc::O_NOATIME } else { 0 }
+        let not_here = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW | O_APPEND_CACHED;
+        (flags & !not_here) | libc::O_CLOEXEC | if noatime { libc::O_NOATIME } else { 0 }
     }
 }
 

@@ -6,6 +6,7 @@ use super::direct::{read_at, write_at, AlignedBuf};
 use super::error::errno;
 use super::names::check_name;
 use super::{proc_path, reopen, Passthrough};
+use fusebox::fs::fileattr::O_APPEND_CACHED;
 use fusebox::fs::{
     setid_bits_to_clear, CopyRangeArgs, CreateArgs, Entry, FallocateArgs, IoctlArgs, LockArgs, MountInfo,
     ReadArgs, ReaddirArgs, ReleaseArgs, Reply, ReplyAttr, ReplyCopy, ReplyCreate, ReplyData, ReplyDirectory,
@@ -251,17 +252,22 @@ impl Passthrough {
         parent: NodeId,
         name: &OsStr,
         args: &CreateArgs,
-    ) -> Result<(Entry, FileHandle), Errno> {
+    ) -> Result<(Entry, FileHandle, u32), Errno> {
         check_name(name)?;
         let dir = self.inodes.fd(parent)?;
-        let flags = self.open_flags(args.flags) | libc::O_NOFOLLOW;
+        let mut flags = self.open_flags(args.flags) | libc::O_NOFOLLOW;
         let excl = OFlags::from_bits_retain((flags | libc::O_CREAT | libc::O_EXCL) as _);
         let mode = new_node_mode(dir.as_fd(), args.mode, req.umask);
+        let mut open_flags = self.direct_open_flags(args.flags);
         let (fd, created) = match rustix::fs::openat(&*dir, name, excl, mode_of(mode)) {
             Ok(fd) => (fd, true),
             Err(rustix::io::Errno::EXIST) if args.flags & libc::O_EXCL == 0 => {
-                let fd = rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(flags as _), Mode::empty())
-                    .map_err(errno)?;
+                let existing = |f: i32| {
+                    rustix::fs::openat(&*dir, name, OFlags::from_bits_retain(f as _), Mode::empty())
+                        .map_err(errno)
+                };
+                let (fd, used, appending) = open_appending(args.flags, flags, existing)?;
+                (flags, open_flags) = (used, open_flags | appending);
                 (fd, false)
             }
             Err(e) => return Err(errno(e)),
@@ -282,7 +288,7 @@ impl Passthrough {
         let path = reopen(&fd, libc::O_PATH)?;
         let entry = self.register(path, false)?;
         let fh = self.handles.add_file(fd, entry.ino, flags);
-        Ok((entry, fh))
+        Ok((entry, fh, open_flags))
     }
 
     fn do_tmpfile(
@@ -393,7 +399,8 @@ impl Passthrough {
         }
     }
 
-    fn do_open(&self, ino: NodeId, flags: i32) -> Result<FileHandle, Errno> {
+    /// Open `ino` for an OPEN with `flags`: its handle and the open-reply flags.
+    fn do_open(&self, ino: NodeId, flags: i32) -> Result<(FileHandle, u32), Errno> {
         // Close-to-open: if the file changed since the kernel last heard about it (another
         // mount, a direct user), drop its cached attributes and pages before it is opened
         // (coherence.rs). A truncating open is checked before it truncates: that change is ours.
@@ -406,14 +413,15 @@ impl Passthrough {
         }
         let seen = self.coherence.clock();
         let _changing = trunc.then(|| self.coherence.changing(ino));
-        let fd = self.open_node(ino, self.open_flags(flags))?;
+        let (fd, used, appending) =
+            open_appending(flags, self.open_flags(flags), |f| self.open_node(ino, f))?;
         if trunc {
             self.own_change(ino, &fd);
         } else if let Ok(st) = rustix::fs::fstat(&fd) {
             self.check_not_deleted_in_source(ino, &st)?;
             self.open_changed(ino, &to_attr(&st), seen)?;
         }
-        Ok(self.handles.add_file(fd, ino, self.open_flags(flags)))
+        Ok((self.handles.add_file(fd, ino, used), self.direct_open_flags(flags) | appending))
     }
 
     /// An OPEN of a regular file that lost its last name directly in SOURCE (deleted or
@@ -760,9 +768,9 @@ impl Filesystem for Passthrough {
     fn open(&self, _req: &RequestInfo, ino: NodeId, flags: i32, reply: ReplyOpen) {
         match self.do_open(ino, flags) {
             Err(e) => reply.error(e),
-            Ok(fh) => match self.passthrough_id(ino, fh, flags) {
+            Ok((fh, open_flags)) => match self.passthrough_id(ino, fh, flags) {
                 Some(id) => reply.passthrough(fh, 0, &id),
-                None => reply.opened(fh, self.direct_open_flags(flags)),
+                None => reply.opened(fh, open_flags),
             },
         }
     }
@@ -863,9 +871,15 @@ impl Filesystem for Passthrough {
         reply.result(r, |r, _| r.ok())
     }
 
-    fn ioctl(&self, _req: &RequestInfo, _ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
+    fn ioctl(&self, _req: &RequestInfo, ino: NodeId, args: &IoctlArgs<'_>, reply: ReplyIoctl) {
         match super::ioctl::serve(&self.handles, &|fh| self.file(fh), args) {
-            Ok((result, data)) => reply.ioctl(result, &data),
+            Ok((result, data)) => {
+                if super::ioctl::changes(args) {
+                    // The backing ctime moved; the kernel's cached attributes do not know.
+                    self.attributes_changed(ino);
+                }
+                reply.ioctl(result, &data)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -945,8 +959,10 @@ impl Filesystem for Passthrough {
     }
 
     fn create(&self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs, reply: ReplyCreate) {
-        let open_flags = self.direct_open_flags(args.flags);
-        self.reply_created(self.do_create(req, parent, name, args), args.flags, open_flags, reply)
+        match self.do_create(req, parent, name, args) {
+            Ok((e, fh, open_flags)) => self.reply_created(Ok((e, fh)), args.flags, open_flags, reply),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn tmpfile(&self, req: &RequestInfo, parent: NodeId, args: &CreateArgs, reply: ReplyCreate) {
@@ -1003,5 +1019,26 @@ impl Filesystem for Passthrough {
             Ok(n) => reply.copied(n as u64),
             Err(e) => reply.error(e),
         }
+    }
+}
+
+/// Open a backing file by `open` with `flags` (already through `open_flags`). Under the
+/// write-back cache the framework's rule drops O_APPEND, which an append-only backing file
+/// (chattr +a) refuses with EPERM; when the caller asked to append (`kernel_flags` has
+/// [`O_APPEND_CACHED`]) it is opened O_APPEND instead. Returns the descriptor, the flags it was
+/// opened with, and open-reply flags: FOPEN_DIRECT_IO for such an O_APPEND descriptor, so each
+/// write reaches it as the caller wrote it (written-back pages would come from their page
+/// start, and the descriptor would append them whole again).
+fn open_appending(
+    kernel_flags: i32,
+    flags: i32,
+    open: impl Fn(i32) -> Result<OwnedFd, Errno>,
+) -> Result<(OwnedFd, i32, u32), Errno> {
+    match open(flags) {
+        Err(e) if e == Errno::EPERM && kernel_flags & O_APPEND_CACHED != 0 => {
+            let flags = flags | libc::O_APPEND;
+            Ok((open(flags)?, flags, fusebox::abi::FOPEN_DIRECT_IO))
+        }
+        r => r.map(|fd| (fd, flags, 0)),
     }
 }

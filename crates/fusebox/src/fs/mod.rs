@@ -9,6 +9,7 @@ pub mod acl;
 #[cfg(feature = "tokio")]
 pub mod asyncfs;
 mod dispatch;
+pub mod fileattr;
 pub mod lockrange;
 mod ops;
 mod reply;

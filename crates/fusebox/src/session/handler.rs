@@ -19,6 +19,15 @@ use crate::wire::Request;
 use std::sync::Arc;
 use zerocopy::IntoBytes;
 
+/// Open(2) flag a file system sees, under the write-back cache, in place of `O_APPEND`.
+///
+/// With write-back the kernel computes every write's offset itself, so the framework takes
+/// `O_APPEND` out of OPEN and CREATE flags (a backing descriptor opened `O_APPEND` would write
+/// at the backing file's end instead). It sets this bit instead, so that a file system which
+/// enforces append-only files (`chattr +a`) still knows the caller asked to append. The bit
+/// is not an open(2) flag: mask it before passing flags to open(2).
+pub const O_APPEND_CACHED: i32 = 0x4000_0000;
+
 /// What a session serves.
 pub trait Handler: Send + Sync + 'static {
     /// INIT: switch off capabilities the file system cannot honour.
@@ -104,14 +113,19 @@ impl<'a> Dispatch<'a> {
     /// - O_WRONLY becomes O_RDWR: the kernel reads pages from the server to fill partially
     ///   written pages, through whichever handle it has, so every writable handle must also
     ///   be readable in the backing store.
-    /// - O_APPEND is stripped: the kernel owns the file size and computes each write's offset;
-    ///   a backing fd opened O_APPEND would write at the backing file's end instead and two
-    ///   appenders would overwrite each other.
+    /// - O_APPEND becomes [`O_APPEND_CACHED`](O_APPEND_CACHED): the
+    ///   kernel owns the file size and computes each write's offset; a backing fd opened
+    ///   O_APPEND would write at the backing file's end instead and two appenders would
+    ///   overwrite each other. The bit left in its place tells a file system that enforces
+    ///   append-only files that the caller asked to append.
     pub(crate) fn open_flags(&self, flags: i32) -> i32 {
         if !self.writeback() {
             return flags;
         }
         let mut f = flags & !libc::O_APPEND;
+        if flags & libc::O_APPEND != 0 {
+            f |= O_APPEND_CACHED;
+        }
         if f & libc::O_ACCMODE == libc::O_WRONLY {
             f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
         }

@@ -25,7 +25,7 @@ pub use control::{
     control_dir, control_socket_path, query_status, status_report, ControlSocket, InitReport, SchedReport,
     StatusReport,
 };
-pub use handler::{Dispatch, Handler, IntoHandler};
+pub use handler::{Dispatch, Handler, IntoHandler, O_APPEND_CACHED};
 pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
 pub use interrupt::{Interrupt, PENDING_EXPIRY};
 pub(crate) use interrupt::{InterruptRegistry, Registration};
