@@ -472,3 +472,70 @@ fn file_attributes(setup: &Setup, m: &Mounted) {
 fn chattr_append_only_and_immutable_files() {
     on_every_setup(file_attributes);
 }
+
+/// passthrough: file handles name backing files, not daemon state. A handle still opens its
+/// file after the kernel forgot the node and the file was looked up by name again, and after
+/// an unmount and a new mount of the same SOURCE (also for a hard link, and for a file whose
+/// directory was renamed in SOURCE meanwhile); a file deleted in between is ESTALE.
+fn handles_across_remounts(setup: &Setup, m: Mounted) {
+    use std::io::Read;
+    let t = m.mount();
+    std::fs::create_dir(t.path("old")).unwrap();
+    std::fs::write(t.path("old/f"), b"first").unwrap();
+    std::fs::hard_link(t.path("old/f"), t.path("link")).unwrap();
+    std::fs::write(t.path("named"), b"by name").unwrap();
+    std::fs::write(t.path("gone"), b"deleted").unwrap();
+    let handle = |dir: &Path, name: &str| {
+        let dir = File::open(dir).unwrap();
+        sys::name_to_handle_at(dir.as_fd(), std::ffi::OsStr::new(name))
+            .unwrap_or_else(|e| panic!("{setup:?}: name_to_handle_at {name}: {e}"))
+    };
+    let (f, link, named, gone) = (
+        handle(&t.path("old"), "f"),
+        handle(&t.mnt, "link"),
+        handle(&t.mnt, "named"),
+        handle(&t.mnt, "gone"),
+    );
+    let read = |root: &Path, h: &sys::KernelFileHandle, what: &str| {
+        let root = File::open(root).unwrap();
+        let mut file = sys::open_by_handle_at(root.as_fd(), h, libc::O_RDONLY)
+            .map(File::from)
+            .unwrap_or_else(|e| panic!("{setup:?}: open_by_handle_at of {what}: {e}"));
+        let mut got = String::new();
+        file.read_to_string(&mut got).unwrap();
+        got
+    };
+    drop_kernel_caches();
+    std::fs::metadata(t.path("named")).unwrap();
+    assert_eq!(read(&t.mnt, &named, "a file looked up by name again"), "by name", "{setup:?}");
+
+    let Mounted::Passthrough(pt) = &m else { unreachable!("passthrough only") };
+    let src = pt.src.clone();
+    let Some(m) = setup.remount(m) else { return };
+    std::fs::rename(src.join("old"), src.join("new")).unwrap();
+    std::fs::remove_file(src.join("gone")).unwrap();
+    let mnt = m.mount().mnt.clone();
+    for (what, h) in [("a file in a renamed directory", &f), ("a hard link", &link), ("a file", &named)] {
+        let want = if what == "a file" { "by name" } else { "first" };
+        assert_eq!(
+            read(&mnt, h, what),
+            want,
+            "{setup:?}: after a remount, {what}'s handle opened another file"
+        );
+    }
+    let root = File::open(&mnt).unwrap();
+    let e = sys::open_by_handle_at(root.as_fd(), &gone, libc::O_RDONLY).map(drop).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ESTALE),
+        "{setup:?}: a deleted file's handle after a remount: {e}"
+    );
+}
+
+#[test]
+fn passthrough_file_handles_survive_a_remount() {
+    for setup in Setup::sync_all().into_iter().filter(|s| s.fs == common::matrix::Fs::Passthrough) {
+        let Some(m) = setup.mount() else { continue };
+        handles_across_remounts(&setup, m);
+    }
+}

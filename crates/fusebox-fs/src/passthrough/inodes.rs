@@ -1,4 +1,6 @@
-//! The inode table: node ids (our own counter) for backing inodes keyed by (st_dev, st_ino).
+//! The inode table: node ids for backing inodes keyed by (st_dev, st_ino). An id is derived
+//! from the backing file handle where it fits (nodeids.rs: a kernel file handle then names the
+//! same file in every mount of SOURCE), else taken from a counter.
 //!
 //! An inode does not pin a descriptor: it stores the kernel file handle of its backing file,
 //! and descriptors are reopened with `open_by_handle_at` into a bounded [`FdCache`]. Only when
@@ -8,6 +10,7 @@
 
 use super::error::io_errno;
 use super::fdcache::FdCache;
+use super::nodeids::HandleIds;
 use fusebox::sys::{self, KernelFileHandle};
 use fusebox::{Errno, NodeId};
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +25,9 @@ pub(crate) struct Inode {
     pub(crate) handle: Option<KernelFileHandle>,
     /// A pinned O_PATH (or other) descriptor when there is no usable handle.
     pub(crate) pinned: Option<Arc<OwnedFd>>,
+    /// The FUSE generation answered with its entries (the backing generation for an id
+    /// derived from the handle, else 0).
+    pub(crate) generation: u64,
 }
 
 struct Node {
@@ -38,6 +44,9 @@ struct Table {
     /// file looked up by name again its old id back was tried: ext4 reuses inode numbers, and
     /// a replaced file was then served under its predecessor's id.)
     forgotten: Forgotten,
+    /// Ids forgotten whose per-node state elsewhere is still being dropped (`Inodes::forget`):
+    /// not handed out again until it is, or the old node's cleanup would hit the new one.
+    releasing: std::collections::HashSet<u64>,
 }
 
 /// How many forgotten nodes are remembered for file handles (about 100 bytes each).
@@ -106,6 +115,8 @@ pub(crate) struct Inodes {
     table: Mutex<Table>,
     cache: FdCache,
     mount_fds: Mutex<HashMap<i32, Arc<OwnedFd>>>,
+    /// How handles of SOURCE's file system become node ids, when they fit.
+    ids: Option<HandleIds>,
     /// Descriptors pinned for nodes whose backing file was unlinked while the kernel still
     /// knows them: a deleted file cannot be reopened by handle (ESTALE), yet the kernel may
     /// still send requests for it (e.g. a write-back ctime flush right after UNLINK). Dropped
@@ -125,11 +136,12 @@ impl Inodes {
         cache: usize,
     ) -> Inodes {
         let root_fd = Arc::new(root_fd);
+        let ids = handle.as_ref().and_then(HandleIds::for_root);
         let mut mount_fds = HashMap::new();
         if let Some(h) = &handle {
             mount_fds.insert(h.mount_id, Arc::new(mount_fd));
         }
-        let root = Inode { key, handle, pinned: Some(root_fd) };
+        let root = Inode { key, handle, pinned: Some(root_fd), generation: 0 };
         let mut nodes = HashMap::new();
         nodes.insert(NodeId::ROOT.0, Node { inode: Arc::new(root), nlookup: 1 });
         let mut by_key = HashMap::new();
@@ -140,9 +152,11 @@ impl Inodes {
                 by_key,
                 next: NodeId::ROOT.0 + 1,
                 forgotten: Forgotten::default(),
+                releasing: Default::default(),
             }),
             cache: FdCache::new(cache),
             mount_fds: Mutex::new(mount_fds),
+            ids,
             unlinked: Mutex::default(),
         }
     }
@@ -205,8 +219,16 @@ impl Inodes {
 
     /// Count one lookup of the backing inode `fd` refers to (`key` from its stat, `handle`
     /// from `name_to_handle_at`, None to pin `fd`), creating a node when it is new. Returns its
-    /// node id. A known key with a different handle is a reused inode number: it gets a new node.
-    pub(crate) fn lookup(&self, fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>) -> NodeId {
+    /// node id and generation. A known key with a different handle is a reused inode number: it
+    /// gets a new node. A new node's id comes from its handle unless that id is still taken
+    /// (by a retired node of the same file, or one whose generation differs only in the bit
+    /// the id leaves out); then from the counter.
+    pub(crate) fn lookup(
+        &self,
+        fd: OwnedFd,
+        key: (u64, u64),
+        handle: Option<KernelFileHandle>,
+    ) -> (NodeId, u64) {
         let fd = Arc::new(fd);
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&id) = t.by_key.get(&key) {
@@ -218,28 +240,40 @@ impl Inodes {
             if same {
                 node.nlookup += 1;
                 let cache = node.inode.pinned.is_none();
+                let generation = node.inode.generation;
                 drop(t);
                 if cache {
                     self.cache.insert(id, fd);
                 }
-                return NodeId(id);
+                return (NodeId(id), generation);
             }
         }
         // A forgotten node of this key can no longer be revived: its file now has this id.
         if let Some(old) = t.forgotten.id_of(key) {
             t.forgotten.recall(old);
         }
-        let id = t.next;
-        t.next += 1;
+        let encoded = match (&self.ids, &handle) {
+            (Some(ids), Some(h)) => {
+                ids.encode(h).filter(|e| !t.nodes.contains_key(&e.id) && !t.releasing.contains(&e.id))
+            }
+            _ => None,
+        };
+        let (id, generation) = match encoded {
+            Some(e) => (e.id, e.generation),
+            None => {
+                t.next += 1;
+                (t.next - 1, 0)
+            }
+        };
         let pinned = handle.is_none().then(|| fd.clone());
         let has_handle = handle.is_some();
-        t.nodes.insert(id, Node { inode: Arc::new(Inode { key, handle, pinned }), nlookup: 1 });
+        t.nodes.insert(id, Node { inode: Arc::new(Inode { key, handle, pinned, generation }), nlookup: 1 });
         t.by_key.insert(key, id);
         drop(t);
         if has_handle {
             self.cache.insert(id, fd);
         }
-        NodeId(id)
+        (NodeId(id), generation)
     }
 
     /// Keep node `id`'s descriptor (cached, or reopened by handle) until FORGET, because its
@@ -264,9 +298,10 @@ impl Inodes {
         self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id.0)
     }
 
-    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away (true).
-    /// The root is never removed.
-    pub(crate) fn forget(&self, id: NodeId, n: u64) -> bool {
+    /// Drop `n` lookups of `id`; at zero the node and its cached descriptor go away, and
+    /// `cleanup` drops what others keep for it (run outside the table lock, before the id can
+    /// name a new node). True when the node went. The root is never removed.
+    pub(crate) fn forget(&self, id: NodeId, n: u64, cleanup: impl FnOnce()) -> bool {
         if id == NodeId::ROOT {
             return false;
         }
@@ -285,42 +320,74 @@ impl Inodes {
                 t.by_key.remove(&node.inode.key);
             }
             // A retired node (see `retire`) is remembered too, unless its file has a newer node.
-            if current.is_none() || current == Some(id.0) {
+            // An id derived from a handle needs no memory: it is decoded when asked for.
+            if (current.is_none() || current == Some(id.0)) && !HandleIds::is_encoded(id.0) {
                 t.forgotten.remember(id.0, node.inode.clone());
             }
+            t.releasing.insert(id.0);
             node
         };
         self.cache.remove(id.0);
         self.unlinked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.0);
         drop(removed);
+        cleanup();
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).releasing.remove(&id.0);
         true
     }
 
     /// Count one lookup of node `id` (LOOKUP of "." on it), bringing it back when the kernel
     /// forgot it: the kernel resolves a file handle that way, and the node's backing file is
-    /// reopened by handle. ESTALE when it is not remembered, its file is gone, or the file is
-    /// known again under another id. (One step under the table lock for a live node: a FORGET
-    /// racing with it cannot remove the node in between.)
-    pub(crate) fn add_lookup_or_revive(&self, id: NodeId) -> Result<(), Errno> {
-        let inode = {
+    /// reopened by handle (remembered, or decoded from the id). Returns its generation.
+    /// ESTALE when it is not remembered, its file is gone, or the file is known again under
+    /// another id. (One step under the table lock for a live node: a FORGET racing with it
+    /// cannot remove the node in between.)
+    pub(crate) fn add_lookup_or_revive(&self, id: NodeId) -> Result<u64, Errno> {
+        let remembered = {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = t.nodes.get_mut(&id.0) {
                 n.nlookup += 1;
-                return Ok(());
+                return Ok(n.inode.generation);
             }
-            t.forgotten.recall(id.0).ok_or(Errno(libc::ESTALE))?
+            if t.releasing.contains(&id.0) {
+                return Err(Errno(libc::ESTALE));
+            }
+            t.forgotten.recall(id.0)
         };
-        let handle = inode.handle.as_ref().ok_or(Errno(libc::ESTALE))?;
-        let fd = self.open_handle(handle, libc::O_PATH).map_err(|_| Errno(libc::ESTALE))?;
+        let (inode, fd) = match remembered {
+            Some(inode) => {
+                let handle = inode.handle.as_ref().ok_or(Errno(libc::ESTALE))?;
+                let fd = self.open_handle(handle, libc::O_PATH).map_err(|_| Errno(libc::ESTALE))?;
+                (inode, fd)
+            }
+            None => self.decode(id).ok_or(Errno(libc::ESTALE))?,
+        };
+        let generation = inode.generation;
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if t.by_key.contains_key(&inode.key) || t.nodes.contains_key(&id.0) {
+        if t.by_key.contains_key(&inode.key) || t.nodes.contains_key(&id.0) || t.releasing.contains(&id.0) {
             return Err(Errno(libc::ESTALE));
         }
         t.by_key.insert(inode.key, id.0);
         t.nodes.insert(id.0, Node { inode, nlookup: 1 });
         drop(t);
         self.cache.insert(id.0, Arc::new(fd));
-        Ok(())
+        Ok(generation)
+    }
+
+    /// The backing file an id derived from a handle names (nodeids.rs), opened O_PATH, with
+    /// its inode; None when `id` is a counter id or no file has that handle any more. The file
+    /// found is asked for its own handle, which must give `id` back.
+    #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are not u64 on every target
+    fn decode(&self, id: NodeId) -> Option<(Arc<Inode>, OwnedFd)> {
+        let ids = self.ids.as_ref()?;
+        ids.decode(id.0).iter().find_map(|candidate| {
+            let fd = self.open_handle(candidate, libc::O_PATH).ok()?;
+            let handle = sys::name_to_handle_at(fd.as_fd(), std::ffi::OsStr::new("")).ok()?;
+            let e = ids.encode(&handle).filter(|e| e.id == id.0)?;
+            let st = rustix::fs::fstat(&fd).ok()?;
+            let key = (st.st_dev as u64, st.st_ino as u64);
+            let inode = Inode { key, handle: Some(handle), pinned: None, generation: e.generation };
+            Some((Arc::new(inode), fd))
+        })
     }
 
     /// The node of backing inode `key` (st_dev, st_ino), if the kernel knows it.
@@ -357,7 +424,7 @@ mod tests {
 
     fn inode(ino: u64) -> Arc<Inode> {
         let handle = KernelFileHandle { handle_type: 1, bytes: vec![0; 8], mount_id: 1 };
-        Arc::new(Inode { key: (1, ino), handle: Some(handle), pinned: None })
+        Arc::new(Inode { key: (1, ino), handle: Some(handle), pinned: None, generation: 0 })
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod ioctl;
 mod kernel;
 mod locks;
 mod names;
+mod nodeids;
 mod ops;
 mod sync_close;
 mod watch;
@@ -284,7 +285,7 @@ impl Passthrough {
                 before = None;
             }
         }
-        let ino = self.inodes.lookup(fd, key, handle);
+        let (ino, generation) = self.inodes.lookup(fd, key, handle);
         if before == Some(ino) {
             self.told(ino, &attr, seen);
         } else {
@@ -297,7 +298,7 @@ impl Passthrough {
                 }
             }
         }
-        Ok(Entry { ino, generation: 0, attr })
+        Ok(Entry { ino, generation, attr })
     }
 
     /// Look up the single component `name` (already validated) in the directory `dir`.

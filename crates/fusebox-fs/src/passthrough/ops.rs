@@ -89,17 +89,17 @@ impl Passthrough {
         if b == b"." || (b == b".." && parent == NodeId::ROOT) {
             // "." is the node itself (also a file: the kernel resolves a file handle of a node
             // it forgot this way); ".." of the root is the root (never above SOURCE).
-            self.inodes.add_lookup_or_revive(parent)?;
+            let generation = self.inodes.add_lookup_or_revive(parent)?;
             let seen = self.coherence.clock();
             let st = self.inodes.fd(parent).and_then(|fd| rustix::fs::fstat(&*fd).map_err(errno));
             // A deleted file (its descriptor pinned until FORGET) is ESTALE for a file handle.
             let st = st.and_then(|st| if st.st_nlink == 0 { Err(Errno(libc::ESTALE)) } else { Ok(st) });
             let st = st.inspect_err(|_| {
-                self.inodes.forget(parent, 1);
+                Filesystem::forget(self, parent, 1);
             })?;
             let attr = to_attr(&st);
             self.told(parent, &attr, seen);
-            return Ok(Entry { ino: parent, generation: 0, attr });
+            return Ok(Entry { ino: parent, generation, attr });
         }
         let dir = self.inodes.fd(parent)?;
         if b == b".." {
@@ -517,7 +517,7 @@ impl Passthrough {
             };
             if reply.add(&e, cookie, name) {
                 if e.ino != NodeId(0) {
-                    self.inodes.forget(e.ino, 1);
+                    Filesystem::forget(self, e.ino, 1);
                 }
                 return Ok(true);
             }
@@ -622,12 +622,12 @@ impl Filesystem for Passthrough {
     }
 
     fn forget(&self, ino: NodeId, nlookup: u64) {
-        if self.inodes.forget(ino, nlookup) {
+        self.inodes.forget(ino, nlookup, || {
             self.coherence.forget(ino);
             if let Some(w) = &self.watch {
                 w.forget(ino);
             }
-        }
+        });
     }
 
     fn destroy(&self) {

@@ -99,6 +99,23 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Unmount a passthrough mount of this setup and mount its source again (None for memfs,
+    /// whose files go with the mount).
+    pub fn remount(&self, m: Mounted) -> Option<Mounted> {
+        let Mounted::Passthrough(pt) = m else { return None };
+        let opts = match self.api {
+            Api::Sync => self.opts(),
+            Api::Async => format!("{},async_api", self.opts()),
+        };
+        let again = match self.transport {
+            Transport::DevFuse => pt.remount(&opts),
+            Transport::Uring => with_uring(|| pt.remount(&opts)),
+        };
+        again.map(Mounted::Passthrough)
+    }
+}
+
 fn mount(fs: Fs, api: Api, opts: &str) -> Option<Mounted> {
     match (fs, api) {
         (Fs::Memfs, Api::Sync) => {

@@ -42,11 +42,29 @@ impl PtMount {
         let src = sdir.path().join("src");
         fs::create_dir(&src).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+        let (fs, m) = Self::serve(make, &src, opts)?;
+        Some(PtMount { m, fs, src, sdir })
+    }
+
+    /// Unmount, then mount the same source again with `opts` (a new daemon instance).
+    pub fn remount(self, opts: &str) -> Option<PtMount> {
+        let PtMount { m, fs, src, sdir } = self;
+        drop(m);
+        drop(fs);
+        let (fs, m) = Self::serve(Passthrough::new, &src, opts)?;
+        Some(PtMount { m, fs, src, sdir })
+    }
+
+    fn serve(
+        make: fn(&Path) -> Result<Passthrough, PassthroughError>,
+        src: &Path,
+        opts: &str,
+    ) -> Option<(Arc<Passthrough>, TestMount)> {
         let kernel = opts.split(',').any(|o| o == "kernel_passthrough");
         let async_api = opts.split(',').any(|o| o == "async_api");
         let opts: Vec<&str> =
             opts.split(',').filter(|o| *o != "kernel_passthrough" && *o != "async_api").collect();
-        let fs = Arc::new(make(&src).unwrap().with_kernel_passthrough(kernel));
+        let fs = Arc::new(make(src).unwrap().with_kernel_passthrough(kernel));
         let served: Arc<dyn fusebox::Filesystem> = if async_api {
             let face = SyncAsAsync::from_arc(fs.clone());
             Arc::new(AsyncAdapter::new(face, Default::default()).expect("tokio runtime"))
@@ -55,7 +73,7 @@ impl PtMount {
         };
         let m = TestMount::new(served, &opts.join(","))?;
         fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        Some(PtMount { m, fs, src, sdir })
+        Some((fs, m))
     }
 
     /// A path inside the mount.
