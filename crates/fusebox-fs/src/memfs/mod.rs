@@ -331,8 +331,14 @@ impl MemFs {
         let mut n = write(&nref);
         let end = args.offset.checked_add(args.data.len() as u64).filter(|&e| e <= i64::MAX as u64);
         let Some(_) = end else { return Err(Errno::EFBIG) };
-        n.check_not_immutable()?;
-        let append_only = n.append_only();
+        // Pages written back from the kernel's cache hold bytes write(2) already took, through
+        // a descriptor opened before chattr: refusing them would only lose them (and fail
+        // syncfs for everyone). Other writes obey the flags.
+        let cached = args.is_writeback();
+        if !cached {
+            n.check_not_immutable()?;
+        }
+        let append_only = n.append_only() && !cached;
         let Content::File(d) = &mut n.content else { return Err(Errno::EISDIR) };
         let (offset, data) =
             if append_only { appended_part(d, args.offset, args.data)? } else { (args.offset, args.data) };
@@ -1025,34 +1031,39 @@ impl MemFs {
 }
 
 /// What chattr flags refuse of a SETATTR: everything on an immutable inode; on an
-/// append-only one a new size, mode or owner and an explicit atime or mtime. Allowed there:
-/// the "now" times of touch(1), clearing set-id bits, and the explicit mtime with ctime the
-/// kernel sends under the write-back cache after writes (a utimensat that sets only mtime
-/// looks the same on the wire and passes too).
+/// append-only one a new size, mode or owner and an explicit atime or mtime. Allowed on both:
+/// the times with ctime the kernel sends under the write-back cache after writes and link
+/// changes (a utimensat that sets only mtime looks the same on the wire and passes too); on an
+/// append-only one also the "now" times of touch(1) and clearing set-id bits.
 fn check_setattr(n: &Node, a: &SetAttr) -> Result<(), Errno> {
+    let explicit = |t: Option<TimeOrNow>| matches!(t, Some(TimeOrNow::Time(_)));
+    let kernel_flush = a.ctime.is_some() && a.atime.is_none();
+    let only_times = a.size.is_none() && a.mode.is_none() && a.uid.is_none() && a.gid.is_none();
+    if kernel_flush && only_times {
+        // The times of writes the kernel's cache took before the flags were set (see
+        // `do_write`): refusing them fails syncfs for everyone.
+        return Ok(());
+    }
     n.check_not_immutable()?;
     if !n.append_only() {
         return Ok(());
     }
-    let explicit = |t: Option<TimeOrNow>| matches!(t, Some(TimeOrNow::Time(_)));
-    let kernel_flush = a.ctime.is_some() && a.atime.is_none();
     if a.size.is_some()
         || a.mode.is_some()
         || a.uid.is_some()
         || a.gid.is_some()
         || explicit(a.atime)
-        || explicit(a.mtime) && !kernel_flush
+        || explicit(a.mtime)
     {
         return Err(Errno::EPERM);
     }
     Ok(())
 }
 
-/// The part of a WRITE to an append-only file that lands past its end: with the write-back
-/// cache the kernel writes back whole pages, so a WRITE may start before the end with bytes
-/// the file already holds. Those must be unchanged (EPERM otherwise); the rest is appended.
-/// A WRITE past the end (a later page written back first) is taken as it is: through this
-/// mount the file only grows by appends.
+/// The part of a WRITE to an append-only file that lands past its end (a write not from the
+/// page cache: write-back off, or copy_file_range). One that starts before the end must repeat
+/// the bytes the file holds there (EPERM otherwise); the rest is appended. A WRITE past the
+/// end is taken as it is.
 fn appended_part<'a>(d: &data::SparseData, offset: u64, bytes: &'a [u8]) -> Result<(u64, &'a [u8]), Errno> {
     let size = d.size();
     if offset >= size {
