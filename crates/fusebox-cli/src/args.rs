@@ -48,7 +48,7 @@ passthrough options:
 const DFS_OPTIONS: &str = "\
 dfs options:
   cache_dir=DIR        block cache directory
-  cache_size=BYTES     block cache size (default 1G, 0 = off)
+  cache_size=BYTES     block cache size (default 1G; 0 = off, the default for file://)
   buffer_size=BYTES    write buffers of all files (default 256M)
 META_URL: sqlite:///path/meta.db or postgres://user@host:port/database";
 

@@ -220,7 +220,6 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
             Some(Some(v)) => fusebox::session::parse_bytes(k, v),
         }
     };
-    let cache_size = size("cache_size", 1 << 30)?;
     let buffer_size = size("buffer_size", 256 << 20)?;
     let session_timeout = match opts.fs_options.get("session_timeout") {
         None => DfsOptions::default().session_timeout,
@@ -236,6 +235,9 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         Some(Some(v)) => PathBuf::from(v),
     };
     let (m, blobs) = open(meta)?;
+    // A local directory store is read from as fast as a cache on the same machine would be:
+    // caching it would only write every block twice.
+    let cache_size = size("cache_size", if blobs.is_local() { 0 } else { 1 << 30 })?;
     let cache = if cache_size == 0 {
         None
     } else {

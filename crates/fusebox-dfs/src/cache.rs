@@ -121,7 +121,11 @@ impl BlockCache {
         let (dir, name) = (self.dir.clone(), file_name(key));
         let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, &data)?;
+            let mut file = std::fs::File::create(&tmp)?;
+            for piece in crate::blob::write_pieces(&data) {
+                std::io::Write::write_all(&mut file, &piece)?;
+            }
+            drop(file);
             std::fs::rename(&tmp, dir.join(name))
         })
         .await;

@@ -23,6 +23,15 @@ struct Stuck {
     reads_started: AtomicUsize,
     reads_dropped: Arc<AtomicUsize>,
     kept: Mutex<Vec<WriteData>>,
+    /// Names of the threads that ran `getattr` and `lookup`.
+    threads: Mutex<Vec<String>>,
+}
+
+impl Stuck {
+    fn note_thread(&self, what: &str) {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(format!("{what} {name}"));
+    }
 }
 
 /// Counts the handler futures that were dropped before finishing.
@@ -41,12 +50,19 @@ fn attr(ino: u64) -> FileAttr {
 
 impl AsyncFilesystem for Stuck {
     async fn lookup(&self, _: RequestInfo, _: NodeId, name: OsString) -> FsResult<Entry> {
-        if name != "stuck" {
-            return Err(Errno::ENOENT);
+        match name.to_str() {
+            Some("stuck") => Ok(Entry { ino: NodeId(2), generation: 0, attr: attr(2) }),
+            // Not ready at the first poll: finishes as a runtime task.
+            Some("later") => {
+                tokio::task::yield_now().await;
+                self.note_thread("lookup");
+                Ok(Entry { ino: NodeId(3), generation: 0, attr: attr(3) })
+            }
+            _ => Err(Errno::ENOENT),
         }
-        Ok(Entry { ino: NodeId(2), generation: 0, attr: attr(2) })
     }
     async fn getattr(&self, _: RequestInfo, ino: NodeId, _: Option<FileHandle>) -> FsResult<FileAttr> {
+        self.note_thread("getattr");
         Ok(attr(ino.0))
     }
     async fn open(&self, _: RequestInfo, _: NodeId, _: i32) -> FsResult<Opened> {
@@ -94,6 +110,24 @@ fn an_interrupted_request_cancels_its_async_handler() {
     );
     // The daemon keeps serving.
     assert_eq!(std::fs::metadata(m.path("stuck")).unwrap().len(), 4096);
+}
+
+#[test]
+fn a_ready_handler_is_answered_on_the_worker_and_a_waiting_one_on_the_runtime() {
+    let fs = AsyncAdapter::new(Stuck::default(), Default::default()).expect("runtime");
+    let inner = fs.inner().clone();
+    let Some(m) = TestMount::new(Arc::new(fs), "attr_timeout=0,entry_timeout=0") else { return };
+    assert_eq!(std::fs::metadata(m.path("stuck")).unwrap().len(), 4096);
+    assert_eq!(std::fs::metadata(m.path("later")).unwrap().len(), 4096);
+    let threads = inner.threads.lock().unwrap().clone();
+    // A GETATTR that is ready at once never wakes a runtime thread: the worker that read it
+    // answers it.
+    let getattrs: Vec<_> = threads.iter().filter(|t| t.starts_with("getattr")).collect();
+    assert!(!getattrs.is_empty(), "{threads:?}");
+    assert!(getattrs.iter().all(|t| !t.contains("fusebox-async")), "{threads:?}");
+    // A LOOKUP that waits finishes on the runtime, and its answer still arrives.
+    let lookups: Vec<_> = threads.iter().filter(|t| t.starts_with("lookup")).collect();
+    assert!(!lookups.is_empty() && lookups.iter().all(|t| t.contains("fusebox-async")), "{threads:?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use crate::fs::reply::Reply;
 use crate::fs::types::*;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{Notify, Semaphore};
 
@@ -85,8 +86,12 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
         &self.fs
     }
 
-    /// Run `work` as a task and answer `reply` with its result. If the kernel interrupts the
-    /// request first, the task's future is dropped (cancelled) and the answer is EINTR.
+    /// Run `work` and answer `reply` with its result. A synchronous request's future is polled
+    /// once on the calling worker thread first: one that answers without waiting (a cached or
+    /// local lookup) is answered there, without waking a runtime thread, which on a busy
+    /// machine is a wake-up the caller would wait for. Otherwise (and for background requests)
+    /// it runs as a task; if the kernel interrupts the request first, the task's future is
+    /// dropped (cancelled) and the answer is EINTR.
     pub(crate) fn spawn<R, T, W>(
         &self,
         background: bool,
@@ -98,7 +103,20 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
         T: Send + 'static,
         W: Future<Output = FsResult<T>> + Send + 'static,
     {
-        let fut = work(self.fs.clone());
+        let mut fut = Box::pin(work(self.fs.clone()));
+        if !background {
+            // Inside the runtime's context, so the future may spawn and use timers; a noop
+            // waker, because a future that is not ready is polled again by its task below,
+            // which registers the task's own waker.
+            let _runtime = self.handle.enter();
+            if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                match r {
+                    Ok(v) => ok(reply, v),
+                    Err(e) => reply.fail(e),
+                }
+                return;
+            }
+        }
         let gate = background.then(|| self.background.clone());
         let cancelled = Arc::new(Notify::new());
         let wake = cancelled.clone();
