@@ -93,19 +93,45 @@ if [ "$(id -u)" = 0 ] && [ -w "$uring_param" ]; then
     echo Y > "$uring_param"
 fi
 
+# fsx with 100,000 operations on fusebox-dfs (SQLite + a block directory, PostgreSQL + S3 on
+# servers the test starts), write-back on: minutes of waiting for commits, so they run in the
+# background beside the conformance phase instead of in two of the test runner's slots.
+step "fsx, 100,000 operations, on fusebox-dfs (in the background)"
+dfs_mount_tests="$(cargo test -p fusebox-dfs --test mount --no-run --quiet --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "mount":
+        print(m["executable"])')"
+fsx_log="$(mktemp /tmp/fusebox-fsx100k.XXXXXX)"
+timeout 2700 "$dfs_mount_tests" --ignored --exact fsx_100k_dfs_writeback fsx_100k_dfs_postgres_s3_writeback \
+    --test-threads 2 >"$fsx_log" 2>&1 &
+fsx_pid=$!
+# Stopped (by pid) if this script ends before it does.
+trap 'kill "$fsx_pid" 2>/dev/null || true; if [ -n "${uring_before:-}" ]; then echo "$uring_before" >"$uring_param"; fi' EXIT
+
 step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the binary"
 # A failure here is reported at the end, after the tests have run too.
 conformance=0
 bash scripts/conformance.sh || conformance=$?
 
-# The test runner's summary is the last thing printed.
+# The test runner's summary is the last thing printed, but for the fsx runs started above.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi
+step "fsx, 100,000 operations, on fusebox-dfs (started before the conformance phase)"
+fsx_status=0
+wait "$fsx_pid" || fsx_status=$?
+cat "$fsx_log"
+rm -f "$fsx_log"
 if [ "$conformance" != 0 ]; then
     echo "conformance/stress failed (see its output above)" >&2
+    exit 1
+fi
+if [ "$fsx_status" != 0 ]; then
+    echo "fsx on fusebox-dfs failed (exit $fsx_status, 124 = timed out; see its output above)" >&2
     exit 1
 fi

@@ -18,16 +18,9 @@ SIZE_MIB="${SIZE_MIB:-1024}"
 COPY_MIB="${COPY_MIB:-4096}"
 FILES="${FILES:-2000}"
 PAIRS="${PAIRS:-sqlite-file pg-s3}"
-[ -x "$BIN" ] || { echo "no fusebox binary at $BIN (cargo build --release)" >&2; exit 1; }
-command -v fio >/dev/null || { echo "fio is missing (apt-get install fio)" >&2; exit 1; }
-
-die() { printf 'dfs-bench: %s\n' "$*" >&2; exit 1; }
-work="$(mktemp -d /var/tmp/fusebox-dfs-bench.XXXXXX)" # on disk, not tmpfs
-mkdir -p "$work/logs"
-mnt=""
-# shellcheck source=../../../scripts/lib/dfs-services.sh
-. scripts/lib/dfs-services.sh
 . crates/fusebox-bench/scripts/lib.sh
+dfs_bench_start dfs-bench
+mnt=""
 cleanup() {
     if [ -n "$mnt" ] && mountpoint -q "$mnt"; then "$BIN" umount "$mnt" || umount -l "$mnt" || true; fi
     if mountpoint -q "$work/memfs"; then "$BIN" umount "$work/memfs" || umount -l "$work/memfs" || true; fi
@@ -61,6 +54,15 @@ print(f"{n / (time.perf_counter() - t):.0f}")
 PY
 }
 probe() { stat_probe "$@"; } # FILE SECONDS [PID] -> "p50_us p99_us max_us samples"
+# probe_during_copy FILE: probe FILE while dd writes $COPY_MIB MiB into the mount (then removed).
+probe_during_copy() {
+    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
+    local dd_pid=$!
+    sleep 1
+    probe "$1" 600 "$dd_pid"
+    wait "$dd_pid"
+    rm -f "$mnt/copy"
+}
 
 case " $PAIRS " in *" pg-s3 "*) start_dfs_services ;; esac
 printf '| pair | write %s MiB (MB/s) | cold read (MB/s) | %s small files (files/s) | stat p50/p99 idle (µs) | stat p50/p99 during the %s MiB copy (µs) | p99 ratio | control: stat p50/p99 outside the mount during a copy (µs) | control: stat p50/p99 on a memfs mount during a copy (µs) |\n' \
@@ -88,29 +90,15 @@ for pair in $PAIRS; do
     mount_fs "$meta" "$dir/cache3" attr_timeout=0,entry_timeout=0
     echo x >"$mnt/probe"
     read -r ip50 ip99 _ _ < <(probe "$mnt/probe" 5)
-    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
-    dd_pid=$!
-    sleep 1
-    read -r fp50 fp99 _ _ < <(probe "$mnt/probe" 600 "$dd_pid")
-    wait "$dd_pid"
-    rm -f "$mnt/copy"
+    read -r fp50 fp99 _ _ < <(probe_during_copy "$mnt/probe")
     # The control: the same copy, a file outside the mount probed.
     echo x >"$dir/outside-probe"
-    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
-    dd_pid=$!
-    sleep 1
-    read -r cp50 cp99 _ _ < <(probe "$dir/outside-probe" 600 "$dd_pid")
-    wait "$dd_pid"
-    rm -f "$mnt/copy"
+    read -r cp50 cp99 _ _ < <(probe_during_copy "$dir/outside-probe")
     # The second control: a memfs mount, its own idle daemon, probed during a third copy.
     mkdir -p "$work/memfs"
     "$BIN" mount memfs "$work/memfs" -o attr_timeout=0,entry_timeout=0
     echo x >"$work/memfs/probe"
-    dd if=/dev/zero of="$mnt/copy" bs=1M count="$COPY_MIB" conv=fsync status=none &
-    dd_pid=$!
-    sleep 1
-    read -r mp50 mp99 _ _ < <(probe "$work/memfs/probe" 600 "$dd_pid")
-    wait "$dd_pid"
+    read -r mp50 mp99 _ _ < <(probe_during_copy "$work/memfs/probe")
     "$BIN" umount "$work/memfs"
     umount_fs
     ratio="$(python3 -c "print(f'{$fp99 / max($ip99, 1):.2f}')")"

@@ -25,3 +25,17 @@ fio_mbps() {
         --end_fsync=1 --output-format=json 2>/dev/null |
         python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
 }
+
+# dfs_bench_start NAME: how the fusebox-dfs benchmark scripts begin: the fusebox binary and fio
+# checked, die() naming NAME, a work directory on disk (not tmpfs) in $work with $work/logs,
+# and the PostgreSQL/SeaweedFS helpers of scripts/lib/dfs-services.sh loaded.
+dfs_bench_start() {
+    BENCH_NAME="$1"
+    [ -x "$BIN" ] || { echo "no fusebox binary at $BIN (cargo build --release)" >&2; exit 1; }
+    command -v fio >/dev/null || { echo "fio is missing (apt-get install fio)" >&2; exit 1; }
+    work="$(mktemp -d "/var/tmp/fusebox-$1.XXXXXX")"
+    mkdir -p "$work/logs"
+    # shellcheck source=../../../scripts/lib/dfs-services.sh
+    . "$REPO_ROOT/scripts/lib/dfs-services.sh"
+}
+die() { printf '%s: %s\n' "${BENCH_NAME:-bench}" "$*" >&2; exit 1; }

@@ -17,17 +17,10 @@ SIZE_MIB="${SIZE_MIB:-1024}"
 FILES="${FILES:-2000}"
 ROUNDS="${ROUNDS:-1000}"
 SYSTEMS="${SYSTEMS:-dfs-sqlite-file dfs-pg-s3 weed weed-writeback}"
-[ -x "$BIN" ] || { echo "no fusebox binary at $BIN (cargo build --release)" >&2; exit 1; }
-command -v fio >/dev/null || { echo "fio is missing (apt-get install fio)" >&2; exit 1; }
-
-die() { printf 'many-mounts-bench: %s\n' "$*" >&2; exit 1; }
-work="$(mktemp -d /var/tmp/fusebox-many-mounts.XXXXXX)"
-mkdir -p "$work/logs"
+. crates/fusebox-bench/scripts/lib.sh
+dfs_bench_start many-mounts
 MOUNTS=()
 WEED_PIDS=()
-# shellcheck source=../../../scripts/lib/dfs-services.sh
-. scripts/lib/dfs-services.sh
-. crates/fusebox-bench/scripts/lib.sh
 unmount_all() {
     local m p
     for m in "${MOUNTS[@]}"; do

@@ -144,14 +144,18 @@ impl DfsFs {
         &self.engines.meta
     }
 
-    /// A short metadata read (a lookup, a getattr): on the runtime thread itself when the
-    /// engine is local (SQLite: tens of microseconds from memory, less than the wakeup of a
-    /// blocking-pool thread), on the blocking pool when it goes over the network.
+    /// A short metadata read (a lookup, a getattr), run on the calling thread when that costs
+    /// no runtime thread: always when the engine is local (SQLite: tens of microseconds from
+    /// memory, less than the wakeup of a blocking-pool thread), and for a network engine when
+    /// the request is being polled on the session worker that read it, outside any task (the
+    /// async adapter's first poll): that worker may block like any synchronous handler, and
+    /// the hops to a blocking-pool thread and back to a runtime thread are two wake-ups the
+    /// caller would wait for. Otherwise (inside a runtime task) on the blocking pool.
     async fn m_read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
-        if self.engines.meta.reads_are_local() {
+        if self.engines.meta.reads_are_local() || tokio::task::try_id().is_none() {
             return f(&*self.engines.meta).map_err(|e| e.errno());
         }
         self.m(f).await

@@ -26,7 +26,7 @@ use crate::url::redact;
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Config, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -143,48 +143,56 @@ fn cell(row: &postgres::Row, i: usize) -> MetaResult<Cell> {
     Ok(cell.unwrap_or(Cell::Null))
 }
 
-impl Tx for Transaction<'_> {
-    fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
-        Ok(self.execute_typed(sql, &typed_params(params))?)
-    }
+/// [`Tx`] for a transaction and for a bare connection (a single statement, see
+/// [`Engine::read_one`]): the same calls on both.
+macro_rules! postgres_tx {
+    ($($client:ty),*) => {$(
+        impl Tx for $client {
+            fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
+                Ok(self.execute_typed(sql, &typed_params(params))?)
+            }
 
-    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
-        let rows = self.query_typed(sql, &typed_params(params))?;
-        rows.iter().map(|r| Ok(Row((0..r.len()).map(|i| cell(r, i)).collect::<MetaResult<_>>()?))).collect()
-    }
+            fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
+                let rows = self.query_typed(sql, &typed_params(params))?;
+                rows.iter().map(|r| Ok(Row((0..r.len()).map(|i| cell(r, i)).collect::<MetaResult<_>>()?))).collect()
+            }
 
-    fn batch(&mut self, sql: &str) -> MetaResult<()> {
-        Ok(self.batch_execute(sql)?)
-    }
+            fn batch(&mut self, sql: &str) -> MetaResult<()> {
+                Ok(self.batch_execute(sql)?)
+            }
 
-    fn table_names(&mut self) -> MetaResult<Vec<String>> {
-        let rows = Tx::query(
-            self,
-            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
-            &[],
-        )?;
-        rows.iter().map(|r| r.text(0)).collect()
-    }
+            fn table_names(&mut self) -> MetaResult<Vec<String>> {
+                let rows = Tx::query(
+                    self,
+                    "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
+                    &[],
+                )?;
+                rows.iter().map(|r| r.text(0)).collect()
+            }
 
-    /// `SELECT … FOR UPDATE`, in inode order so that two transactions locking the same set
-    /// never wait for each other in a circle (other orders end in a detected deadlock, which
-    /// is retried like a conflict).
-    fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()> {
-        let mut sorted = inos.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for ino in sorted {
-            Tx::query(self, "SELECT 1 FROM inodes WHERE ino = $1 FOR UPDATE", &[Value::from(ino)])?;
+            /// `SELECT … FOR UPDATE`, in inode order so that two transactions locking the same set
+            /// never wait for each other in a circle (other orders end in a detected deadlock, which
+            /// is retried like a conflict).
+            fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()> {
+                let mut sorted = inos.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                for ino in sorted {
+                    Tx::query(self, "SELECT 1 FROM inodes WHERE ino = $1 FOR UPDATE", &[Value::from(ino)])?;
+                }
+                Ok(())
+            }
+
+            /// A transaction-scoped advisory lock with a fixed key.
+            fn lock_renames(&mut self) -> MetaResult<()> {
+                Tx::query(self, "SELECT 1 FROM pg_advisory_xact_lock($1)", &[Value::Int(RENAME_LOCK_KEY)])?;
+                Ok(())
+            }
         }
-        Ok(())
-    }
-
-    /// A transaction-scoped advisory lock with a fixed key.
-    fn lock_renames(&mut self) -> MetaResult<()> {
-        Tx::query(self, "SELECT 1 FROM pg_advisory_xact_lock($1)", &[Value::Int(RENAME_LOCK_KEY)])?;
-        Ok(())
-    }
+    )*};
 }
+
+postgres_tx!(Transaction<'_>, Client);
 
 /// Key of the advisory lock cross-directory renames hold ("fbrename" in ASCII).
 const RENAME_LOCK_KEY: i64 = 0x6662_7265_6e61_6d65;
@@ -293,6 +301,23 @@ impl Engine for Postgres {
 
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         self.run(false, f)
+    }
+
+    /// On a pooled connection without BEGIN and COMMIT. A connection the server closed (a
+    /// restart) fails the statement before anything ran: once, it runs again on another.
+    fn read_one<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        let mut retried = false;
+        loop {
+            let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
+            match f(&mut *conn) {
+                Err(e) if !retried && conn.is_closed() => {
+                    tracing::debug!(error = %e, "read on a closed connection, running it again");
+                    retried = true;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Wait on a connection that `LISTEN`s on [`NOTIFY_CHANNEL`] (made on first use and again

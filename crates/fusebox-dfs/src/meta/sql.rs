@@ -96,6 +96,11 @@ impl Row {
         }
     }
 
+    /// True when column `i` is NULL (an outer join found nothing).
+    pub fn is_null(&self, i: usize) -> MetaResult<bool> {
+        Ok(matches!(self.cell(i)?, Cell::Null))
+    }
+
     /// Column `i` as a non-negative integer.
     pub fn uint(&self, i: usize) -> MetaResult<u64> {
         let v = self.int(i)?;
@@ -201,6 +206,13 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Run `f` in a read-only transaction (one consistent snapshot).
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
+
+    /// Run `f`, which issues one read statement: a single statement sees one snapshot on its
+    /// own, so an engine whose BEGIN and COMMIT are round trips to a server runs it without
+    /// them (a getattr: one round trip instead of three).
+    fn read_one<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.read(f)
+    }
 
     /// Block until another client may have published changes, or `timeout` passed. Without a
     /// way to be told (SQLite), a sleep: the caller polls the change log.

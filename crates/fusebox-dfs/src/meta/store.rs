@@ -511,15 +511,28 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         if name.len() > NAME_MAX {
             return Err(errno(libc::ENAMETOOLONG));
         }
-        self.read(|c| {
-            dir_attr(c, parent)?;
-            let (ino, _) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
-            get_attr(c, ino).map_err(|e| match e {
-                MetaError::Fs(_) => {
-                    MetaError::Corrupt(format!("entry in {parent} names missing inode {ino}"))
-                }
-                e => e,
-            })
+        // One statement (one round trip on a server): the parent, its entry and the inode.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let cols: Vec<String> = ATTR_COLS.split(", ").map(|c| format!("i.{c}")).collect();
+            format!(
+                "SELECT p.mode, d.ino, {} FROM inodes p LEFT JOIN dentries d ON d.parent = p.ino AND d.name = $2
+                 LEFT JOIN inodes i ON i.ino = d.ino WHERE p.ino = $1",
+                cols.join(", ")
+            )
+        });
+        self.engine.read_one(&mut |c| {
+            let row = c.query_opt(&SQL, params![parent, name])?.ok_or(errno(libc::ENOENT))?;
+            if row.uint(0)? as u32 & libc::S_IFMT != libc::S_IFDIR {
+                return Err(errno(libc::ENOTDIR));
+            }
+            if row.is_null(1)? {
+                return Err(errno(libc::ENOENT));
+            }
+            if row.is_null(2)? {
+                let ino = row.uint(1)?;
+                return Err(MetaError::Corrupt(format!("entry in {parent} names missing inode {ino}")));
+            }
+            attr_from_row(&row, 2)
         })
     }
 
@@ -531,7 +544,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn getattr(&self, ino: u64) -> MetaResult<Attr> {
-        self.read(|c| get_attr(c, ino))
+        self.engine.read_one(&mut |c| get_attr(c, ino))
     }
 
     fn update(&self, ino: u64, f: &mut dyn FnMut(&mut Inode) -> Result<(), Errno>) -> MetaResult<Attr> {

@@ -183,6 +183,9 @@ fn create_lookup_readdir_and_name_checks(db: &Db) {
     }
     assert_eq!(errno_of(m.lookup(ROOT_INO, b"nope")), libc::ENOENT);
     assert_eq!(errno_of(m.lookup(f.ino, b"x")), libc::ENOTDIR);
+    assert_eq!(errno_of(m.lookup(999_999, b"x")), libc::ENOENT, "a parent that does not exist");
+    assert_eq!(m.getattr(f.ino).unwrap(), m.lookup(ROOT_INO, b"a").unwrap());
+    assert_eq!(errno_of(m.getattr(999_999)), libc::ENOENT);
     // Cookies are stable and increasing: a listing can continue after any entry.
     for i in 0..10 {
         mkfile(m, ROOT_INO, &format!("f{i}"));
