@@ -115,18 +115,20 @@ step "POSIX conformance (pjdfstest) and stress (stress-ng) on mounts made by the
 conformance=0
 bash scripts/conformance.sh || conformance=$?
 
-# The test runner's summary is the last thing printed, but for the fsx runs started above.
+step "fsx, 100,000 operations, on fusebox-dfs (started before the conformance phase)"
+fsx_status=0
+wait "$fsx_pid" || fsx_status=$?
+cat "$fsx_log"
+rm -f "$fsx_log"
+
+# The test runner's summary is the last thing printed. It starts after the fsx runs ended:
+# tests that count requests exactly must not share the machine with them.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi
-step "fsx, 100,000 operations, on fusebox-dfs (started before the conformance phase)"
-fsx_status=0
-wait "$fsx_pid" || fsx_status=$?
-cat "$fsx_log"
-rm -f "$fsx_log"
 if [ "$conformance" != 0 ]; then
     echo "conformance/stress failed (see its output above)" >&2
     exit 1

@@ -303,17 +303,19 @@ impl Engine for Postgres {
         self.run(false, f)
     }
 
-    /// On a pooled connection without BEGIN and COMMIT. A connection the server closed (a
-    /// restart) fails the statement before anything ran: once, it runs again on another.
+    /// On a pooled connection without BEGIN and COMMIT. After a server restart every idle
+    /// connection in the pool is closed ("terminating connection due to administrator
+    /// command"); a read changes nothing, so it runs again on the next connection (the pool
+    /// drops the broken ones) until one works, at most once per pooled connection.
     fn read_one<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
-        let mut retried = false;
+        let mut attempt = 0;
         loop {
             let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
             match f(&mut *conn) {
-                Err(e) if !retried && conn.is_closed() => {
-                    tracing::debug!(error = %e, "read on a closed connection, running it again");
-                    retried = true;
+                Err(e @ (MetaError::Engine(_) | MetaError::Conflict(_))) if attempt <= POOL_SIZE => {
+                    tracing::debug!(error = %e, attempt, "single-statement read failed, running it again");
+                    attempt += 1;
                 }
                 other => return other,
             }
