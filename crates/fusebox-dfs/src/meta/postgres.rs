@@ -306,14 +306,20 @@ impl Engine for Postgres {
     /// On a pooled connection without BEGIN and COMMIT. After a server restart every idle
     /// connection in the pool is closed ("terminating connection due to administrator
     /// command"); a read changes nothing, so it runs again on the next connection (the pool
-    /// drops the broken ones) until one works, at most once per pooled connection.
+    /// drops the broken ones) until one works, at most once per pooled connection. Only
+    /// failures that come back within [`CONNECT_TIMEOUT`] of the first attempt are run again
+    /// (a closed connection fails at once): a statement that timed out on a server that hangs
+    /// is not repeated, so the operation fails with EIO after one timeout, not sixteen.
     fn read_one<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
             match f(&mut *conn) {
-                Err(e @ (MetaError::Engine(_) | MetaError::Conflict(_))) if attempt <= POOL_SIZE => {
+                Err(e @ (MetaError::Engine(_) | MetaError::Conflict(_)))
+                    if attempt <= POOL_SIZE && started.elapsed() < CONNECT_TIMEOUT =>
+                {
                     tracing::debug!(error = %e, attempt, "single-statement read failed, running it again");
                     attempt += 1;
                 }

@@ -62,6 +62,11 @@ fn check_name(name: &[u8]) -> MetaResult<()> {
     Ok(())
 }
 
+/// [`ATTR_COLS`] of the table named `alias` in a join (`i.ino, i.mode, …`).
+fn attr_cols_of(alias: &str) -> String {
+    ATTR_COLS.split(", ").map(|col| format!("{alias}.{col}")).collect::<Vec<_>>().join(", ")
+}
+
 /// The attributes in columns `at..at + 12` of `r` (`ATTR_COLS` order).
 fn attr_from_row(r: &Row, at: usize) -> MetaResult<Attr> {
     Ok(Attr {
@@ -513,11 +518,10 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         }
         // One statement (one round trip on a server): the parent, its entry and the inode.
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let cols: Vec<String> = ATTR_COLS.split(", ").map(|c| format!("i.{c}")).collect();
             format!(
                 "SELECT p.mode, d.ino, {} FROM inodes p LEFT JOIN dentries d ON d.parent = p.ino AND d.name = $2
                  LEFT JOIN inodes i ON i.ino = d.ino WHERE p.ino = $1",
-                cols.join(", ")
+                attr_cols_of("i")
             )
         });
         self.engine.read_one(&mut |c| {
@@ -820,7 +824,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     fn readdir(&self, ino: u64, after: u64, limit: usize) -> MetaResult<Vec<DirItem>> {
         self.read(|c| {
             dir_attr(c, ino)?;
-            let cols = ATTR_COLS.split(", ").map(|col| format!("i.{col}")).collect::<Vec<_>>().join(", ");
+            let cols = attr_cols_of("i");
             let rows = c.query(
                 &format!(
                     "SELECT {cols}, d.cookie, d.name FROM dentries d JOIN inodes i ON i.ino = d.ino
