@@ -15,7 +15,7 @@ use fusebox::sys::{self, KernelFileHandle};
 use fusebox::{Errno, NodeId};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// One backing inode the kernel knows by a node id.
 pub(crate) struct Inode {
@@ -48,6 +48,9 @@ struct Table {
     /// not handed out again until it is, or the old node's cleanup would hit the new one.
     releasing: std::collections::HashSet<u64>,
 }
+
+/// How long a revival of a node id waits for a FORGET of that id still being processed.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many forgotten nodes are remembered for file handles (about 100 bytes each).
 const FORGOTTEN_MAX: usize = 65536;
@@ -122,6 +125,8 @@ pub(crate) struct Inodes {
     /// still send requests for it (e.g. a write-back ctime flush right after UNLINK). Dropped
     /// at FORGET.
     unlinked: Mutex<HashMap<u64, Arc<OwnedFd>>>,
+    /// Signalled when a forgotten node's state is dropped (an id leaves `releasing`).
+    released: Condvar,
 }
 
 impl Inodes {
@@ -158,6 +163,7 @@ impl Inodes {
             mount_fds: Mutex::new(mount_fds),
             ids,
             unlinked: Mutex::default(),
+            released: Condvar::new(),
         }
     }
 
@@ -332,6 +338,7 @@ impl Inodes {
         drop(removed);
         cleanup();
         self.table.lock().unwrap_or_else(|e| e.into_inner()).releasing.remove(&id.0);
+        self.released.notify_all();
         true
     }
 
@@ -342,18 +349,25 @@ impl Inodes {
     /// another id. (One step under the table lock for a live node: a FORGET racing with it
     /// cannot remove the node in between.)
     pub(crate) fn add_lookup_or_revive(&self, id: NodeId) -> Result<u64, Errno> {
-        let remembered = {
-            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = t.nodes.get_mut(&id.0) {
-                n.nlookup += 1;
-                return Ok(n.inode.generation);
-            }
-            if t.releasing.contains(&id.0) {
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        // A FORGET of this id may still be dropping the old node's state on another worker
+        // (the kernel evicted the inode and asks for it again at once): wait for it to finish,
+        // then revive the node. Answering ESTALE here failed a valid file handle.
+        while t.releasing.contains(&id.0) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return Err(Errno(libc::ESTALE));
             }
-            t.forgotten.recall(id.0)
-        };
-        let (inode, fd) = match remembered {
+            t = self.released.wait_timeout(t, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        if let Some(n) = t.nodes.get_mut(&id.0) {
+            n.nlookup += 1;
+            return Ok(n.inode.generation);
+        }
+        // Reopened under the table lock (a rare path: file handles), so that two revivals of
+        // one id cannot both miss the node and one of them answer ESTALE.
+        let (inode, fd) = match t.forgotten.recall(id.0) {
             Some(inode) => {
                 let handle = inode.handle.as_ref().ok_or(Errno(libc::ESTALE))?;
                 let fd = self.open_handle(handle, libc::O_PATH).map_err(|_| Errno(libc::ESTALE))?;
@@ -361,11 +375,11 @@ impl Inodes {
             }
             None => self.decode(id).ok_or(Errno(libc::ESTALE))?,
         };
-        let generation = inode.generation;
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if t.by_key.contains_key(&inode.key) || t.nodes.contains_key(&id.0) || t.releasing.contains(&id.0) {
+        // The file is known again under another id: this one names nothing any more.
+        if t.by_key.contains_key(&inode.key) {
             return Err(Errno(libc::ESTALE));
         }
+        let generation = inode.generation;
         t.by_key.insert(inode.key, id.0);
         t.nodes.insert(id.0, Node { inode, nlookup: 1 });
         drop(t);
@@ -425,6 +439,59 @@ mod tests {
     fn inode(ino: u64) -> Arc<Inode> {
         let handle = KernelFileHandle { handle_type: 1, bytes: vec![0; 8], mount_id: 1 };
         Arc::new(Inode { key: (1, ino), handle: Some(handle), pinned: None, generation: 0 })
+    }
+
+    /// A table on a fresh directory (file handles as the passthrough uses them) and the
+    /// directory.
+    fn table_on_tempdir() -> (Inodes, tempfile::TempDir) {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let path = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(dir.path(), path, Mode::empty()).unwrap();
+        let mount_fd =
+            rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let st = rustix::fs::fstat(&fd).unwrap();
+        let handle = sys::name_to_handle_at(fd.as_fd(), std::ffi::OsStr::new("")).ok();
+        #[allow(clippy::unnecessary_cast)]
+        let key = (st.st_dev as u64, st.st_ino as u64);
+        (Inodes::new(fd, key, handle, mount_fd, 16), dir)
+    }
+
+    /// The kernel evicts an inode (FORGET) and resolves a file handle of it at once (LOOKUP
+    /// "." on the same id), on two workers: the revival waits for the FORGET to finish instead
+    /// of answering ESTALE (it did, in about one run in ten of the file handle test).
+    #[test]
+    fn a_revival_racing_with_the_forget_of_its_id_waits_for_it() {
+        use rustix::fs::{Mode, OFlags};
+        let (inodes, dir) = table_on_tempdir();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let fd =
+            rustix::fs::open(dir.path().join("f"), OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let st = rustix::fs::fstat(&fd).unwrap();
+        let handle = sys::name_to_handle_at(fd.as_fd(), std::ffi::OsStr::new("")).ok();
+        if handle.is_none() {
+            eprintln!("skipped: the temporary directory's file system makes no file handles");
+            return;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        let (id, generation) = inodes.lookup(fd, (st.st_dev as u64, st.st_ino as u64), handle);
+        let (cleaning, may_finish) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            let forget = s.spawn(|| {
+                inodes.forget(id, 1, || {
+                    cleaning.wait();
+                    may_finish.wait();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                })
+            });
+            cleaning.wait();
+            // The FORGET is between dropping the node and finishing its cleanup.
+            let revive = s.spawn(|| inodes.add_lookup_or_revive(id));
+            may_finish.wait();
+            assert!(forget.join().unwrap(), "the node went at its last forget");
+            assert_eq!(revive.join().unwrap(), Ok(generation));
+        });
+        assert!(inodes.fd(id).is_ok(), "the revived node has its descriptor");
     }
 
     #[test]
