@@ -199,11 +199,7 @@ fn run_meta(v: &Variant, o: &BenchOptions, stop: &AtomicBool, s: &mut Samples) -
 
 /// Mount the built-in `b` (not native) at `mnt`; returns the variant.
 fn mount_builtin(
-    guard: &mut Guard,
-    b: Builtin,
-    backing: &Path,
-    mnt: &Path,
-    o: &BenchOptions,
+    guard: &mut Guard, b: Builtin, backing: &Path, mnt: &Path, o: &BenchOptions,
 ) -> Result<(Variant, String)> {
     let pid = std::process::id();
     let uring = if b.uses_uring() { ",io_uring" } else { "" };

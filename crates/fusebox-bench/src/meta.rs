@@ -19,10 +19,7 @@ pub const DIR_NAME: &str = "e-files";
 /// and after the last one (k = 3), outside the timed sections (for counter snapshots).
 /// Returns each phase's duration, seconds.
 pub fn run(
-    parent: &Path,
-    files: usize,
-    stop: &AtomicBool,
-    mut boundary: impl FnMut(usize) -> Result<()>,
+    parent: &Path, files: usize, stop: &AtomicBool, mut boundary: impl FnMut(usize) -> Result<()>,
 ) -> Result<[f64; 3]> {
     let dir = parent.join(DIR_NAME);
     let _ = std::fs::remove_dir_all(&dir);
@@ -34,10 +31,7 @@ pub fn run(
 }
 
 fn phases(
-    dir: &Path,
-    files: usize,
-    stop: &AtomicBool,
-    boundary: &mut impl FnMut(usize) -> Result<()>,
+    dir: &Path, files: usize, stop: &AtomicBool, boundary: &mut impl FnMut(usize) -> Result<()>,
 ) -> Result<[f64; 3]> {
     let paths: Vec<PathBuf> = (0..files).map(|i| dir.join(format!("f{i:07}"))).collect();
     let mut secs = [0.0; 3];

@@ -440,10 +440,7 @@ fn image_size(v: &str) -> Result<u64> {
 /// A comma-separated list parsed item by item (plus `always`), in the order of `order`,
 /// without repeats.
 fn list<T: PartialEq>(
-    v: &str,
-    parse: fn(&str) -> Result<T>,
-    order: &[T],
-    always: Option<T>,
+    v: &str, parse: fn(&str) -> Result<T>, order: &[T], always: Option<T>,
 ) -> Result<Vec<T>> {
     let mut items: Vec<T> = v.split(',').map(str::trim).map(parse).collect::<Result<_>>()?;
     items.extend(always);

@@ -111,11 +111,7 @@ impl Guard {
 
     /// Start `fusebox mount ARGS MNT -o OPTS -f` from our own executable and wait for the mount.
     pub fn mount_fusebox(
-        &mut self,
-        name: &str,
-        fs_args: &[&str],
-        mountpoint: &Path,
-        opts: &str,
+        &mut self, name: &str, fs_args: &[&str], mountpoint: &Path, opts: &str,
     ) -> Result<&Daemon> {
         let exe = std::env::current_exe().context("locating the fusebox executable")?;
         let mut cmd = Command::new(exe);
@@ -127,11 +123,7 @@ impl Guard {
     /// Start a peer: `sh -c 'exec COMMAND'` with `{SRC}` and `{MNT}` filled in (shell-quoted),
     /// and wait for the mount.
     pub fn mount_peer(
-        &mut self,
-        name: &str,
-        command: &str,
-        src: &Path,
-        mountpoint: &Path,
+        &mut self, name: &str, command: &str, src: &Path, mountpoint: &Path,
     ) -> Result<&Daemon> {
         let line = peer_command_line(command, src, mountpoint);
         let mut cmd = Command::new("sh");

@@ -263,10 +263,7 @@ fn kernel_passthrough(opts: &MountOptions) -> Result<bool> {
 }
 
 fn serve(
-    fs: Arc<dyn Filesystem>,
-    mountpoint: &Path,
-    options: MountOptions,
-    ttl: fusebox::Ttl,
+    fs: Arc<dyn Filesystem>, mountpoint: &Path, options: MountOptions, ttl: fusebox::Ttl,
     metrics: Option<metrics::MetricsListener>,
 ) -> Result<()> {
     let mut config = Config { options, default_ttl: ttl, ..Default::default() };

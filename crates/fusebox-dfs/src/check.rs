@@ -105,10 +105,7 @@ pub struct GcReport {
 /// Delete block objects nothing references that were last modified more than `grace_secs`
 /// before `now_secs`.
 pub async fn gc(
-    meta: &Arc<dyn MetaStore>,
-    blobs: &dyn BlobStore,
-    grace_secs: u64,
-    now_secs: i64,
+    meta: &Arc<dyn MetaStore>, blobs: &dyn BlobStore, grace_secs: u64, now_secs: i64,
 ) -> Result<GcReport, CheckError> {
     // Objects first, then metadata: see the module doc.
     let (objects, _) = classify(blobs.list(BLOCK_PREFIX.into()).await?);

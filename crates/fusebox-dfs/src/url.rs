@@ -94,10 +94,7 @@ pub fn open_meta(url: &str) -> Result<Arc<dyn MetaStore>, OpenError> {
 
 /// Format the metadata store at `url` for blocks at `storage_url`, root owned by `root`.
 pub fn format_meta(
-    url: &str,
-    storage_url: &str,
-    force: bool,
-    root: Caller,
+    url: &str, storage_url: &str, force: bool, root: Caller,
 ) -> Result<Arc<dyn MetaStore>, OpenError> {
     match parse_meta_url(url)? {
         MetaUrl::Sqlite(path) => {

@@ -142,8 +142,7 @@ fn passthrough_inode_flags_reach_the_backing_file() {
 /// renameat2 with RENAME_EXCHANGE swaps two names atomically and RENAME_WHITEOUT (when
 /// `whiteout`) leaves a whiteout (a 0:0 character device) behind, on the backing directory too.
 fn rename_flags(
-    mnt: &dyn Fn(&str) -> std::path::PathBuf,
-    backing: Option<&dyn Fn(&str) -> std::path::PathBuf>,
+    mnt: &dyn Fn(&str) -> std::path::PathBuf, backing: Option<&dyn Fn(&str) -> std::path::PathBuf>,
     whiteout: bool,
 ) {
     use rustix::fs::{renameat_with, RenameFlags, CWD};

@@ -59,8 +59,7 @@ pub(crate) struct Engines {
 impl Engines {
     /// Run a metadata operation on the blocking pool.
     pub(crate) async fn m<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
+        &self, f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
         let meta = self.meta.clone();
         match tokio::task::spawn_blocking(move || f(&*meta)).await {
@@ -158,11 +157,7 @@ impl DfsFs {
     /// Buffer a WRITE; full blocks (and everything, when the buffers are over their limits)
     /// are uploaded at once.
     pub(super) async fn do_write(
-        &self,
-        ino: u64,
-        offset: u64,
-        data: &[u8],
-        writeback: bool,
+        &self, ino: u64, offset: u64, data: &[u8], writeback: bool,
     ) -> Result<(), Errno> {
         offset.checked_add(data.len() as u64).filter(|e| *e <= i64::MAX as u64).ok_or(Errno::EFBIG)?;
         let w = self.writer_or_new(ino);

@@ -113,10 +113,7 @@ fn file_attr(a: &Attr) -> FileAttr {
 impl DfsFs {
     /// A file system on `meta` and `blobs`, caching blocks in `cache` if given.
     pub fn new(
-        meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        cache: Option<BlockCache>,
-        opts: DfsOptions,
+        meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, cache: Option<BlockCache>, opts: DfsOptions,
     ) -> DfsFs {
         let lookups = coherence::Lookups::default();
         DfsFs {
@@ -152,8 +149,7 @@ impl DfsFs {
     /// the hops to a blocking-pool thread and back to a runtime thread are two wake-ups the
     /// caller would wait for. Otherwise (inside a runtime task) on the blocking pool.
     async fn m_read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
+        &self, f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
         if self.engines.meta.reads_are_local() || tokio::task::try_id().is_none() {
             return f(&*self.engines.meta).map_err(|e| e.errno());
@@ -163,8 +159,7 @@ impl DfsFs {
 
     /// Run a metadata operation on the blocking pool.
     async fn m<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
+        &self, f: impl FnOnce(&dyn MetaStore) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Errno> {
         self.engines.m(f).await
     }

@@ -51,12 +51,7 @@ fn time_ns(t: TimeOrNow) -> i64 {
 
 impl DfsFs {
     async fn make(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        mode: u32,
-        rdev: u32,
+        &self, req: RequestInfo, parent: NodeId, name: OsString, mode: u32, rdev: u32,
         target: Option<Vec<u8>>,
     ) -> FsResult<Entry> {
         let name = name.into_vec();
@@ -235,11 +230,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn symlink(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        target: OsString,
+        &self, req: RequestInfo, parent: NodeId, name: OsString, target: OsString,
     ) -> FsResult<Entry> {
         if target.len() >= 4096 {
             return Err(Errno::ENAMETOOLONG);
@@ -248,12 +239,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn mknod(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        mode: u32,
-        rdev: u32,
+        &self, req: RequestInfo, parent: NodeId, name: OsString, mode: u32, rdev: u32,
     ) -> FsResult<Entry> {
         match mode & libc::S_IFMT {
             libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => {}
@@ -281,12 +267,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn rename(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        newparent: NodeId,
-        newname: OsString,
+        &self, req: RequestInfo, parent: NodeId, name: OsString, newparent: NodeId, newname: OsString,
         flags: u32,
     ) -> FsResult<()> {
         let (name, newname) = (name.into_vec(), newname.into_vec());
@@ -300,11 +281,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn link(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        newparent: NodeId,
-        newname: OsString,
+        &self, _req: RequestInfo, ino: NodeId, newparent: NodeId, newname: OsString,
     ) -> FsResult<Entry> {
         let newname = newname.into_vec();
         let commits = self.commit_count();
@@ -373,11 +350,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn setlk(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        args: LockArgs,
-        _interrupt: Interrupt,
+        &self, _req: RequestInfo, ino: NodeId, args: LockArgs, _interrupt: Interrupt,
     ) -> FsResult<()> {
         self.do_setlk(ino.0, args).await
     }
@@ -432,10 +405,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn readdirplus(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        args: ReaddirArgs,
+        &self, _req: RequestInfo, ino: NodeId, args: ReaddirArgs,
     ) -> FsResult<Vec<DirEntryPlus>> {
         let (offset, max_bytes) = (args.offset, args.max_bytes);
         let limit = max_bytes / dirent_plus_size(8) + 1;
@@ -482,11 +452,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn fsyncdir(
-        &self,
-        _req: RequestInfo,
-        _ino: NodeId,
-        _fh: FileHandle,
-        _datasync: bool,
+        &self, _req: RequestInfo, _ino: NodeId, _fh: FileHandle, _datasync: bool,
     ) -> FsResult<()> {
         // Every namespace change is a committed (synchronous) transaction already.
         Ok(())
@@ -510,12 +476,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn setxattr(
-        &self,
-        _req: RequestInfo,
-        ino: NodeId,
-        name: OsString,
-        value: Vec<u8>,
-        flags: i32,
+        &self, _req: RequestInfo, ino: NodeId, name: OsString, value: Vec<u8>, flags: i32,
     ) -> FsResult<()> {
         if name.is_empty() || name.len() > 255 {
             return Err(Errno::ERANGE);
@@ -580,11 +541,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn create(
-        &self,
-        req: RequestInfo,
-        parent: NodeId,
-        name: OsString,
-        args: CreateArgs,
+        &self, req: RequestInfo, parent: NodeId, name: OsString, args: CreateArgs,
     ) -> FsResult<(Entry, Opened)> {
         let e = self.make(req, parent, name, libc::S_IFREG | (args.mode & 0o7777), 0, None).await?;
         Ok((e, self.new_handle()))

@@ -130,10 +130,7 @@ pub trait Coordination {
 
 /// Publish `changes` of a transaction made by session `sid`, in that transaction.
 pub(super) fn publish(
-    c: &mut dyn Tx,
-    dialect: Dialect,
-    sid: u64,
-    mut changes: Vec<Change>,
+    c: &mut dyn Tx, dialect: Dialect, sid: u64, mut changes: Vec<Change>,
 ) -> MetaResult<()> {
     let mut seen = std::collections::HashSet::new();
     changes.retain(|ch| seen.insert(ch.clone()));

@@ -195,10 +195,7 @@ pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     /// Create `name` in `parent` as `f` describes it, given the parent inode (for setgid and
     /// default-ACL inheritance). EEXIST if the name exists.
     fn create(
-        &self,
-        parent: u64,
-        name: &[u8],
-        f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
+        &self, parent: u64, name: &[u8], f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
     ) -> MetaResult<Attr>;
     /// Add the name `newname` in `newparent` for the non-directory `ino`.
     fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr>;
@@ -210,13 +207,7 @@ pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     /// Rename with RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT semantics; returns the
     /// replaced inode, if a name was replaced (its nlink as afterwards).
     fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: u32,
-        caller: Caller,
+        &self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32, caller: Caller,
     ) -> MetaResult<Option<Attr>>;
     /// The target of symlink `ino`.
     fn readlink(&self, ino: u64) -> MetaResult<Vec<u8>>;

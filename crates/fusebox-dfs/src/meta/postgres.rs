@@ -92,9 +92,7 @@ impl Drop for Postgres {
 
 impl ToSql for Value<'_> {
     fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
+        &self, ty: &Type, out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match *self {
             Value::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),

@@ -137,9 +137,7 @@ impl Sqlite {
     }
 
     fn run<T>(
-        &self,
-        conn: &Mutex<Connection>,
-        behavior: TransactionBehavior,
+        &self, conn: &Mutex<Connection>, behavior: TransactionBehavior,
         f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>,
     ) -> MetaResult<T> {
         let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());

@@ -577,10 +577,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn create(
-        &self,
-        parent: u64,
-        name: &[u8],
-        f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
+        &self, parent: u64, name: &[u8], f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
     ) -> MetaResult<Attr> {
         check_name(name)?;
         self.write(|c| {
@@ -682,13 +679,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: u32,
-        caller: Caller,
+        &self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32, caller: Caller,
     ) -> MetaResult<Option<Attr>> {
         let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;

@@ -496,10 +496,7 @@ fn lock(typ: i32, start: u64, end: u64) -> fusebox::fs::FileLock {
 
 /// A lock request of `owner` (`flock` or a record lock) through handle `fh`.
 fn held(
-    owner: u64,
-    flock: bool,
-    lock: fusebox::fs::FileLock,
-    fh: u64,
+    owner: u64, flock: bool, lock: fusebox::fs::FileLock, fh: u64,
 ) -> fusebox::fs::lockrange::HeldLock<u64> {
     fusebox::fs::lockrange::HeldLock { owner, flock, lock, fh }
 }

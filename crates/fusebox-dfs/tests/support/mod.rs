@@ -104,11 +104,7 @@ pub fn daemon_mount(store: &Store, mnt: &Path, opts: &str) -> Option<ChildMount>
 
 /// [`daemon_mount`] with its own block cache directory and session timeout.
 pub fn daemon_mount_with(
-    store: &Store,
-    mnt: &Path,
-    opts: &str,
-    cache: &str,
-    session_timeout: Duration,
+    store: &Store, mnt: &Path, opts: &str, cache: &str, session_timeout: Duration,
 ) -> Option<ChildMount> {
     if !common::can_mount() {
         return None;

@@ -205,12 +205,7 @@ impl MemFs {
 
     /// Create a node named `name` in `parent`; counts one lookup.
     fn create_node(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        mode: u32,
-        make: impl FnOnce(u64) -> Content,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, make: impl FnOnce(u64) -> Content,
     ) -> Result<Entry, Errno> {
         check_name(name)?;
         let mut table = self.table_mut();
@@ -384,12 +379,7 @@ impl MemFs {
     }
 
     fn do_rename(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        newparent: NodeId,
-        newname: &OsStr,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, newparent: NodeId, newname: &OsStr,
         flags: u32,
     ) -> Result<(), Errno> {
         check_name(newname)?;
@@ -556,11 +546,7 @@ impl MemFs {
     }
 
     fn do_link(
-        &self,
-        req: &RequestInfo,
-        ino: NodeId,
-        newparent: NodeId,
-        newname: &OsStr,
+        &self, req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr,
     ) -> Result<Entry, Errno> {
         check_name(newname)?;
         let table = self.table_mut();
@@ -671,9 +657,7 @@ impl MemFs {
 /// directory also as its own default ACL) and the umask does not apply; otherwise the umask
 /// does. Symlinks get neither.
 fn new_node_mode(
-    parent_xattrs: &xattrs::Xattrs,
-    mode: u32,
-    umask: u32,
+    parent_xattrs: &xattrs::Xattrs, mode: u32, umask: u32,
 ) -> (u32, Vec<(std::ffi::OsString, Vec<u8>)>) {
     if mode & libc::S_IFMT == libc::S_IFLNK {
         return (mode, Vec::new());
@@ -729,11 +713,7 @@ impl MemFs {
     }
 
     fn do_symlink(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        target: &OsStr,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, target: &OsStr,
     ) -> Result<Entry, Errno> {
         if target.len() >= 4096 {
             return Err(Errno::ENAMETOOLONG);
@@ -743,12 +723,7 @@ impl MemFs {
     }
 
     fn do_mknod(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        mode: u32,
-        rdev: u32,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, rdev: u32,
     ) -> Result<Entry, Errno> {
         let content = match mode & libc::S_IFMT {
             libc::S_IFREG => Content::File(Default::default()),
@@ -791,10 +766,7 @@ impl MemFs {
 
     /// Feed the entries after cookie `offset` to `add` until it reports the reply full.
     fn do_readdir(
-        &self,
-        ino: NodeId,
-        offset: u64,
-        mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
+        &self, ino: NodeId, offset: u64, mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
     ) -> Result<(), Errno> {
         let table = self.table();
         let dref = table.get(&ino.0).ok_or(Errno::ENOENT)?;
@@ -817,10 +789,7 @@ impl MemFs {
 
     /// Like [`MemFs::do_readdir`] with attributes; counts a lookup for every entry `add` took.
     fn do_readdirplus(
-        &self,
-        ino: NodeId,
-        offset: u64,
-        mut add: impl FnMut(&Entry, u64, &OsStr) -> bool,
+        &self, ino: NodeId, offset: u64, mut add: impl FnMut(&Entry, u64, &OsStr) -> bool,
     ) -> Result<(), Errno> {
         let table = self.table();
         let dref = table.get(&ino.0).ok_or(Errno::ENOENT)?;
@@ -872,12 +841,7 @@ impl MemFs {
     }
 
     fn do_setxattr(
-        &self,
-        req: &RequestInfo,
-        ino: NodeId,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
+        &self, req: &RequestInfo, ino: NodeId, name: &OsStr, value: &[u8], flags: i32,
     ) -> Result<(), Errno> {
         let n = self.get(ino)?;
         let mut n = write(&n);
@@ -963,11 +927,7 @@ impl MemFs {
     }
 
     fn do_create(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        args: &CreateArgs,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs,
     ) -> Result<Entry, Errno> {
         let mode = libc::S_IFREG | (args.mode & 0o7777);
         self.create_node(req, parent, name, mode, |_| Content::File(Default::default()))
@@ -1010,10 +970,7 @@ impl MemFs {
     }
 
     fn do_copy_file_range(
-        &self,
-        req: &RequestInfo,
-        ino_in: NodeId,
-        args: &CopyRangeArgs,
+        &self, req: &RequestInfo, ino_in: NodeId, args: &CopyRangeArgs,
     ) -> Result<u64, Errno> {
         let src = self.get(ino_in)?;
         let bytes = {

@@ -50,13 +50,7 @@ impl Filesystem for MemFs {
     }
 
     fn mknod(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        mode: u32,
-        rdev: u32,
-        reply: ReplyEntry,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, rdev: u32, reply: ReplyEntry,
     ) {
         reply.result(self.do_mknod(req, parent, name, mode, rdev), |r, e| r.entry(&e))
     }
@@ -74,14 +68,8 @@ impl Filesystem for MemFs {
     }
 
     fn rename(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        newparent: NodeId,
-        newname: &OsStr,
-        flags: u32,
-        reply: ReplyEmpty,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, newparent: NodeId, newname: &OsStr,
+        flags: u32, reply: ReplyEmpty,
     ) {
         reply.result(self.do_rename(req, parent, name, newparent, newname, flags), |r, ()| r.ok())
     }
@@ -157,11 +145,7 @@ impl Filesystem for MemFs {
     }
 
     fn readdirplus(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        args: &ReaddirArgs,
-        mut reply: ReplyDirectoryPlus,
+        &self, _req: &RequestInfo, ino: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectoryPlus,
     ) {
         let r = self.do_readdirplus(ino, args.offset, |e, cookie, name| reply.add(e, cookie, name));
         reply.result(r, |r, ()| r.ok())
@@ -176,13 +160,7 @@ impl Filesystem for MemFs {
     }
 
     fn setxattr(
-        &self,
-        req: &RequestInfo,
-        ino: NodeId,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-        reply: ReplyEmpty,
+        &self, req: &RequestInfo, ino: NodeId, name: &OsStr, value: &[u8], flags: i32, reply: ReplyEmpty,
     ) {
         reply.result(self.do_setxattr(req, ino, name, value, flags), |r, ()| r.ok())
     }
@@ -212,13 +190,7 @@ impl Filesystem for MemFs {
     }
 
     fn lseek(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        _fh: FileHandle,
-        offset: u64,
-        whence: i32,
-        reply: ReplyLseek,
+        &self, _req: &RequestInfo, ino: NodeId, _fh: FileHandle, offset: u64, whence: i32, reply: ReplyLseek,
     ) {
         reply.result(self.do_lseek(ino, offset, whence), |r, off| r.offset(off))
     }

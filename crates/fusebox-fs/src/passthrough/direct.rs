@@ -66,10 +66,7 @@ fn all(len: usize, mut op: impl FnMut(usize) -> Result<usize, E>) -> Result<usiz
 
 /// Write all of `data` at `offset`; returns the bytes written.
 pub(crate) fn write_at(
-    fd: &OwnedFd,
-    data: &[u8],
-    offset: u64,
-    bounce: &mut AlignedBuf,
+    fd: &OwnedFd, data: &[u8], offset: u64, bounce: &mut AlignedBuf,
 ) -> Result<usize, Errno> {
     let direct = |fd: &OwnedFd, data: &[u8]| {
         all(data.len(), |d| rustix::io::pwrite(fd, &data[d..], offset + d as u64))

@@ -134,11 +134,7 @@ impl Inodes {
     /// `mount_fd` is a real (not O_PATH) descriptor of the root's mount, for
     /// `open_by_handle_at`.
     pub(crate) fn new(
-        root_fd: OwnedFd,
-        key: (u64, u64),
-        handle: Option<KernelFileHandle>,
-        mount_fd: OwnedFd,
-        cache: usize,
+        root_fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>, mount_fd: OwnedFd, cache: usize,
     ) -> Inodes {
         let root_fd = Arc::new(root_fd);
         let ids = handle.as_ref().and_then(HandleIds::for_root);
@@ -230,10 +226,7 @@ impl Inodes {
     /// (by a retired node of the same file, or one whose generation differs only in the bit
     /// the id leaves out); then from the counter.
     pub(crate) fn lookup(
-        &self,
-        fd: OwnedFd,
-        key: (u64, u64),
-        handle: Option<KernelFileHandle>,
+        &self, fd: OwnedFd, key: (u64, u64), handle: Option<KernelFileHandle>,
     ) -> (NodeId, u64) {
         let fd = Arc::new(fd);
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());

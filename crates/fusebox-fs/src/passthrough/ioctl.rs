@@ -19,8 +19,7 @@ type Outcome = Result<(i32, Vec<u8>), Errno>;
 /// Serve one IOCTL on an open file or directory.
 /// `file` gives an open file's descriptor (reopening a parked one).
 pub(crate) fn serve(
-    handles: &Handles,
-    file: &dyn Fn(fusebox::FileHandle) -> Result<Arc<OwnedFd>, Errno>,
+    handles: &Handles, file: &dyn Fn(fusebox::FileHandle) -> Result<Arc<OwnedFd>, Errno>,
     args: &IoctlArgs<'_>,
 ) -> Outcome {
     let Some(cmd) = FileattrCmd::parse(args) else { return Err(Errno(libc::ENOTTY)) };

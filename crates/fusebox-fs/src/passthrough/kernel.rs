@@ -84,11 +84,7 @@ impl KernelPassthrough {
     /// answer with (passthrough), or `None` to answer a plain open (daemon mode). Every open
     /// of an active mount comes here, and its RELEASE goes to [`KernelPassthrough::release`].
     pub(crate) fn attach(
-        &self,
-        ino: NodeId,
-        fh: FileHandle,
-        fd: BorrowedFd<'_>,
-        writable: bool,
+        &self, ino: NodeId, fh: FileHandle, fd: BorrowedFd<'_>, writable: bool,
     ) -> Option<Arc<BackingId>> {
         let backing = self.backing.get()?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

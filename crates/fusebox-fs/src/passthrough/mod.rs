@@ -312,11 +312,7 @@ impl Passthrough {
     /// After creating `name` in `dir` as the daemon with `mode`: give it to the caller and
     /// look it up.
     fn finish_new(
-        &self,
-        req: &RequestInfo,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        mode: u32,
+        &self, req: &RequestInfo, dir: BorrowedFd<'_>, name: &OsStr, mode: u32,
     ) -> Result<Entry, Errno> {
         let fd =
             rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
@@ -330,11 +326,7 @@ impl Passthrough {
     /// set-id bits it was created with stay: the kernel already dropped S_ISGID where the
     /// caller may not have it, and chown(2) would clear them.
     fn set_owner(
-        &self,
-        req: &RequestInfo,
-        dir: BorrowedFd<'_>,
-        fd: BorrowedFd<'_>,
-        mode: u32,
+        &self, req: &RequestInfo, dir: BorrowedFd<'_>, fd: BorrowedFd<'_>, mode: u32,
     ) -> Result<(), Errno> {
         if req.uid == self.euid && req.gid == self.egid {
             return Ok(());

@@ -247,11 +247,7 @@ impl Passthrough {
     }
 
     fn do_create(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        args: &CreateArgs,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, args: &CreateArgs,
     ) -> Result<(Entry, FileHandle, u32), Errno> {
         check_name(name)?;
         let dir = self.inodes.fd(parent)?;
@@ -292,10 +288,7 @@ impl Passthrough {
     }
 
     fn do_tmpfile(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        args: &CreateArgs,
+        &self, req: &RequestInfo, parent: NodeId, args: &CreateArgs,
     ) -> Result<(Entry, FileHandle), Errno> {
         let dir = self.inodes.fd(parent)?;
         let mut flags = self.open_flags(args.flags) & !libc::O_TMPFILE;
@@ -331,10 +324,7 @@ impl Passthrough {
     /// The backing id to answer the open `fh` of `ino` with, when it goes through kernel
     /// passthrough (kernel.rs).
     fn passthrough_id(
-        &self,
-        ino: NodeId,
-        fh: FileHandle,
-        flags: i32,
+        &self, ino: NodeId, fh: FileHandle, flags: i32,
     ) -> Option<std::sync::Arc<fusebox::session::BackingId>> {
         if !self.kernel.active() {
             return None;
@@ -370,11 +360,7 @@ impl Passthrough {
 
     /// Answer a CREATE or TMPFILE: through kernel passthrough when it is on.
     fn reply_created(
-        &self,
-        r: Result<(Entry, FileHandle), Errno>,
-        flags: i32,
-        open_flags: u32,
-        reply: ReplyCreate,
+        &self, r: Result<(Entry, FileHandle), Errno>, flags: i32, open_flags: u32, reply: ReplyCreate,
     ) {
         match r {
             Err(e) => reply.error(e),
@@ -471,9 +457,7 @@ impl Passthrough {
     /// number, type, directory fd)` for each entry until it returns `Ok(true)` (stop) or an
     /// error, with the handle's lock held so that concurrent readers do not move its offset.
     fn walk_dir(
-        &self,
-        fh: FileHandle,
-        offset: u64,
+        &self, fh: FileHandle, offset: u64,
         mut visit: impl FnMut(&OsStr, u64, u64, FileType, BorrowedFd<'_>) -> Result<bool, Errno>,
     ) -> Result<(), Errno> {
         let dh = self.handles.dir(fh)?;
@@ -497,10 +481,7 @@ impl Passthrough {
     }
 
     fn do_readdirplus(
-        &self,
-        fh: FileHandle,
-        offset: u64,
-        reply: &mut ReplyDirectoryPlus,
+        &self, fh: FileHandle, offset: u64, reply: &mut ReplyDirectoryPlus,
     ) -> Result<(), Errno> {
         let mut added = 0usize;
         self.walk_dir(fh, offset, |name, cookie, ino, kind, dir| {
@@ -689,13 +670,7 @@ impl Filesystem for Passthrough {
     }
 
     fn mknod(
-        &self,
-        req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        mode: u32,
-        rdev: u32,
-        reply: ReplyEntry,
+        &self, req: &RequestInfo, parent: NodeId, name: &OsStr, mode: u32, rdev: u32, reply: ReplyEntry,
     ) {
         let r = check_name(name).and_then(|_| {
             let dir = self.inodes.fd(parent)?;
@@ -735,14 +710,8 @@ impl Filesystem for Passthrough {
     }
 
     fn rename(
-        &self,
-        _req: &RequestInfo,
-        parent: NodeId,
-        name: &OsStr,
-        newparent: NodeId,
-        newname: &OsStr,
-        flags: u32,
-        reply: ReplyEmpty,
+        &self, _req: &RequestInfo, parent: NodeId, name: &OsStr, newparent: NodeId, newname: &OsStr,
+        flags: u32, reply: ReplyEmpty,
     ) {
         let r = check_name(name).and_then(|_| check_name(newname)).and_then(|_| {
             let from = self.inodes.fd(parent)?;
@@ -896,11 +865,7 @@ impl Filesystem for Passthrough {
     }
 
     fn readdirplus(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        args: &ReaddirArgs,
-        mut reply: ReplyDirectoryPlus,
+        &self, _req: &RequestInfo, _ino: NodeId, args: &ReaddirArgs, mut reply: ReplyDirectoryPlus,
     ) {
         match self.do_readdirplus(args.fh, args.offset, &mut reply) {
             Ok(()) => reply.ok(),
@@ -925,13 +890,7 @@ impl Filesystem for Passthrough {
     }
 
     fn setxattr(
-        &self,
-        _req: &RequestInfo,
-        ino: NodeId,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-        reply: ReplyEmpty,
+        &self, _req: &RequestInfo, ino: NodeId, name: &OsStr, value: &[u8], flags: i32, reply: ReplyEmpty,
     ) {
         let r = self.inodes.fd(ino).and_then(|fd| {
             rustix::fs::setxattr(proc_path(&*fd), name, value, XattrFlags::from_bits_retain(flags as _))
@@ -981,13 +940,7 @@ impl Filesystem for Passthrough {
     }
 
     fn lseek(
-        &self,
-        _req: &RequestInfo,
-        _ino: NodeId,
-        fh: FileHandle,
-        offset: u64,
-        whence: i32,
-        reply: ReplyLseek,
+        &self, _req: &RequestInfo, _ino: NodeId, fh: FileHandle, offset: u64, whence: i32, reply: ReplyLseek,
     ) {
         let r = self.file(fh).and_then(|fd| {
             let pos = match whence {
@@ -1030,9 +983,7 @@ impl Filesystem for Passthrough {
 /// write reaches it as the caller wrote it (written-back pages would come from their page
 /// start, and the descriptor would append them whole again).
 fn open_appending(
-    kernel_flags: i32,
-    flags: i32,
-    open: impl Fn(i32) -> Result<OwnedFd, Errno>,
+    kernel_flags: i32, flags: i32, open: impl Fn(i32) -> Result<OwnedFd, Errno>,
 ) -> Result<(OwnedFd, i32, u32), Errno> {
     match open(flags) {
         Err(e) if e == Errno::EPERM && kernel_flags & O_APPEND_CACHED != 0 => {

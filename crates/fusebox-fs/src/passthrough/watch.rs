@@ -114,10 +114,7 @@ impl Watch {
 
     /// Start the thread that turns events into notifications.
     pub(crate) fn spawn(
-        self: &Arc<Self>,
-        inodes: Arc<Inodes>,
-        coherence: Arc<Coherence>,
-        notifier: Notifier,
+        self: &Arc<Self>, inodes: Arc<Inodes>, coherence: Arc<Coherence>, notifier: Notifier,
     ) {
         let me = self.clone();
         let r = std::thread::Builder::new()

@@ -56,9 +56,7 @@ impl PtMount {
     }
 
     fn serve(
-        make: fn(&Path) -> Result<Passthrough, PassthroughError>,
-        src: &Path,
-        opts: &str,
+        make: fn(&Path) -> Result<Passthrough, PassthroughError>, src: &Path, opts: &str,
     ) -> Option<(Arc<Passthrough>, TestMount)> {
         let kernel = opts.split(',').any(|o| o == "kernel_passthrough");
         let async_api = opts.split(',').any(|o| o == "async_api");

@@ -32,10 +32,7 @@ impl<O: PartialEq> HeldLock<O> {
 
 /// The first lock in `held` that keeps `owner` from taking `want`.
 pub fn first_conflict<'a, O: PartialEq>(
-    held: &'a [HeldLock<O>],
-    owner: &O,
-    flock: bool,
-    want: &FileLock,
+    held: &'a [HeldLock<O>], owner: &O, flock: bool, want: &FileLock,
 ) -> Option<&'a HeldLock<O>> {
     held.iter().find(|h| h.conflicts(owner, flock, want))
 }
@@ -44,11 +41,7 @@ pub fn first_conflict<'a, O: PartialEq>(
 /// in that range; `F_UNLCK` removes the range. Conflicts are not checked: see
 /// [`first_conflict`].
 pub fn grant<O: PartialEq + Clone>(
-    held: &mut Vec<HeldLock<O>>,
-    owner: &O,
-    flock: bool,
-    lock: FileLock,
-    fh: u64,
+    held: &mut Vec<HeldLock<O>>, owner: &O, flock: bool, lock: FileLock, fh: u64,
 ) {
     remove_range(held, owner, flock, &lock);
     if lock.typ != libc::F_UNLCK {

@@ -182,10 +182,7 @@ impl ReplyData {
     /// token back (`Err`) when splicing is off or not possible for this file or range, so the
     /// caller answers the ordinary way; nothing has been sent then.
     pub fn splice_from_file(
-        mut self,
-        file: BorrowedFd<'_>,
-        offset: u64,
-        len: usize,
+        mut self, file: BorrowedFd<'_>, offset: u64, len: usize,
     ) -> Result<(), ReplyData> {
         if self.0.splice_from_file(file, offset, len) {
             Ok(())

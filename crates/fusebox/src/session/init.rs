@@ -228,9 +228,7 @@ pub fn kernel_max_pages_limit() -> u32 {
 
 /// Compute the INIT reply for the kernel's `init` given our capabilities.
 pub fn negotiate(
-    init: &abi::fuse_init_in,
-    caps: &Capabilities,
-    max_pages_limit: u32,
+    init: &abi::fuse_init_in, caps: &Capabilities, max_pages_limit: u32,
 ) -> Result<(abi::fuse_init_out, Negotiated), InitError> {
     if init.major != abi::FUSE_KERNEL_VERSION {
         return Err(InitError::Major(init.major, init.minor));

@@ -183,10 +183,7 @@ fn count(key: &str, value: &str, max: usize) -> Result<usize, OptionError> {
 
 /// A number from 0 to `max`, or a Malformed error with `reason`.
 fn at_most<T: std::str::FromStr + PartialOrd>(
-    key: &str,
-    value: &str,
-    max: T,
-    reason: &'static str,
+    key: &str, value: &str, max: T, reason: &'static str,
 ) -> Result<T, OptionError> {
     value.parse::<T>().ok().filter(|n| *n <= max).ok_or(OptionError::Malformed {
         key: key.into(),

@@ -57,8 +57,7 @@ impl ReplyShared {
     /// request that came over another transport (an io_uring entry) must not carry them: its
     /// channel takes exactly one reply.
     pub(crate) fn notify_channel<'a>(
-        &'a self,
-        fallback: &'a Arc<dyn ReplyChannel>,
+        &'a self, fallback: &'a Arc<dyn ReplyChannel>,
     ) -> &'a Arc<dyn ReplyChannel> {
         self.notify_chan.get().unwrap_or(fallback)
     }
@@ -66,11 +65,7 @@ impl ReplyShared {
 
 impl Responder {
     pub(crate) fn new(
-        chan: Arc<dyn ReplyChannel>,
-        shared: Arc<ReplyShared>,
-        unique: u64,
-        opcode: u32,
-        class: RequestClass,
+        chan: Arc<dyn ReplyChannel>, shared: Arc<ReplyShared>, unique: u64, opcode: u32, class: RequestClass,
     ) -> Self {
         Responder {
             chan,

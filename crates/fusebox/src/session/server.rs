@@ -147,10 +147,7 @@ impl Server {
     /// [`Server::handle`] for a caller that has already classified `buf` with
     /// [`peek_class`] (the worker pool does, to route background requests).
     pub(crate) fn handle_classified(
-        &self,
-        frame: Frame<'_>,
-        chan: &Arc<dyn ReplyChannel>,
-        class: RequestClass,
+        &self, frame: Frame<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass,
     ) -> Handled {
         let buf = frame.bytes;
         let opts = ParseOptions { setxattr_ext: false };
@@ -208,11 +205,7 @@ impl Server {
     /// Answer what the session owns (DESTROY, INTERRUPT, NOTIFY_REPLY); hand the rest to the
     /// handler.
     fn dispatch(
-        &self,
-        req: Request<'_>,
-        source: PayloadSource<'_>,
-        chan: &Arc<dyn ReplyChannel>,
-        class: RequestClass,
+        &self, req: Request<'_>, source: PayloadSource<'_>, chan: &Arc<dyn ReplyChannel>, class: RequestClass,
     ) {
         let h = req.header;
         let stats = &self.shared.stats;
@@ -240,10 +233,7 @@ impl Server {
 
     /// A reply token's plumbing for the request with header `h`, registered for interrupts.
     pub(crate) fn responder(
-        &self,
-        chan: &Arc<dyn ReplyChannel>,
-        h: &abi::fuse_in_header,
-        class: RequestClass,
+        &self, chan: &Arc<dyn ReplyChannel>, h: &abi::fuse_in_header, class: RequestClass,
     ) -> Responder {
         let intr = self.interrupts.begin(h.unique);
         let reg = Registration { registry: self.interrupts.clone(), unique: h.unique };

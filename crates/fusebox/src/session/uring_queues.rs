@@ -46,10 +46,7 @@ fn payload_size(neg: &Negotiated) -> usize {
 /// Start the io_uring queues if they were asked for. Returns None (after saying why, once)
 /// when the session stays on `/dev/fuse`.
 pub(crate) fn start(
-    server: &Arc<Server>,
-    dev: &Arc<DevFuse>,
-    neg: &Negotiated,
-    opts: &UringOptions,
+    server: &Arc<Server>, dev: &Arc<DevFuse>, neg: &Negotiated, opts: &UringOptions,
 ) -> Option<UringRuntime> {
     if !opts.enabled {
         return None;
@@ -80,10 +77,7 @@ pub(crate) fn start(
 }
 
 fn start_queues(
-    server: &Arc<Server>,
-    dev: &Arc<DevFuse>,
-    neg: &Negotiated,
-    opts: &UringOptions,
+    server: &Arc<Server>, dev: &Arc<DevFuse>, neg: &Negotiated, opts: &UringOptions,
 ) -> io::Result<UringRuntime> {
     let payload = payload_size(neg);
     let queues = possible_cpus();
@@ -144,11 +138,7 @@ fn collect_and_stop(mut rt: UringRuntime, rx: mpsc::Receiver<io::Result<QueueWak
 }
 
 fn queue_thread(
-    server: Arc<Server>,
-    dev: Arc<DevFuse>,
-    qid: usize,
-    payload: usize,
-    opts: UringOptions,
+    server: Arc<Server>, dev: Arc<DevFuse>, qid: usize, payload: usize, opts: UringOptions,
     ready: mpsc::Sender<io::Result<QueueWaker>>,
 ) {
     if opts.pin {

@@ -55,9 +55,7 @@ pub fn name_to_handle_at(dirfd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Kern
 
 /// `open_by_handle_at(mount_fd, handle, flags)`. Needs CAP_DAC_READ_SEARCH.
 pub fn open_by_handle_at(
-    mount_fd: BorrowedFd<'_>,
-    handle: &KernelFileHandle,
-    flags: i32,
+    mount_fd: BorrowedFd<'_>, handle: &KernelFileHandle, flags: i32,
 ) -> io::Result<OwnedFd> {
     let mut raw = RawFileHandle {
         handle_bytes: handle.bytes.len().min(MAX_HANDLE_SZ) as u32,

@@ -158,8 +158,7 @@ impl Canceller {
 /// `register` (called before `op` starts). `op` is retried when it fails with EINTR without a
 /// cancel; after a cancel the result is EINTR unless `op` already succeeded.
 pub fn run_cancellable<T>(
-    register: impl FnOnce(Canceller),
-    mut op: impl FnMut() -> io::Result<T>,
+    register: impl FnOnce(Canceller), mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
     install_wake_handler();
     let c = Canceller::default();

@@ -108,11 +108,7 @@ fn available(file: BorrowedFd, offset: u64, len: usize) -> io::Result<usize> {
 /// caller must still answer); an `Err` means the reply went to the device and was refused
 /// (the request is gone, as when a plain write of the reply fails).
 pub fn reply_from_file(
-    dev: BorrowedFd,
-    unique: u64,
-    file: BorrowedFd,
-    offset: u64,
-    len: usize,
+    dev: BorrowedFd, unique: u64, file: BorrowedFd, offset: u64, len: usize,
 ) -> io::Result<Spliced> {
     let header_len = std::mem::size_of::<abi::fuse_out_header>();
     let len = match available(file, offset, len) {

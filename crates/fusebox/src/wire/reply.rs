@@ -78,12 +78,7 @@ pub fn push_dirent(buf: &mut Vec<u8>, max: usize, ino: u64, off: u64, typ: u32, 
 
 /// Append one `fuse_direntplus` to `buf` if it fits in `max` bytes. Returns false when full.
 pub fn push_direntplus(
-    buf: &mut Vec<u8>,
-    max: usize,
-    entry: &abi::fuse_entry_out,
-    off: u64,
-    typ: u32,
-    name: &[u8],
+    buf: &mut Vec<u8>, max: usize, entry: &abi::fuse_entry_out, off: u64, typ: u32, name: &[u8],
 ) -> bool {
     let entlen = abi::FUSE_NAME_OFFSET_DIRENTPLUS + name.len();
     let padded = abi::fuse_dirent_align(entlen);

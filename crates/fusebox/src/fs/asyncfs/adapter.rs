@@ -93,10 +93,7 @@ impl<F: AsyncFilesystem> AsyncAdapter<F> {
     /// it runs as a task; if the kernel interrupts the request first, the task's future is
     /// dropped (cancelled) and the answer is EINTR.
     pub(crate) fn spawn<R, T, W>(
-        &self,
-        background: bool,
-        reply: R,
-        work: impl FnOnce(Arc<F>) -> W,
+        &self, background: bool, reply: R, work: impl FnOnce(Arc<F>) -> W,
         ok: impl FnOnce(R, T) + Send + 'static,
     ) where
         R: Reply,
