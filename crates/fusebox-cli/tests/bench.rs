@@ -47,9 +47,7 @@ fn f(v: &Value) -> f64 {
 
 #[test]
 fn bench_reports_every_workload_variant_and_peer() {
-    if !can_run() {
-        return;
-    }
+    fusebox_testkit::skip_unless!(can_run());
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // On ext4 (/var/tmp), not tmpfs: the native variant is real storage.
     let dir = tempfile::Builder::new().prefix("fusebox-bench-test-").tempdir_in("/var/tmp").unwrap();
@@ -210,9 +208,7 @@ fn bench_reports_every_workload_variant_and_peer() {
 
 #[test]
 fn failing_peer_shows_its_stderr_and_cleans_up() {
-    if !can_run() {
-        return;
-    }
+    fusebox_testkit::skip_unless!(can_run());
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::Builder::new().prefix("fusebox-bench-test-").tempdir_in("/var/tmp").unwrap();
     let uring_before = std::fs::read_to_string(URING_PARAM).ok();

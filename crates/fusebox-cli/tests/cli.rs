@@ -67,9 +67,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn background_mount_is_usable_at_once_and_umount_ends_daemon() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let fx = Fixture::new();
     let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt).args(["-o", "size=64M"]));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -86,9 +84,7 @@ fn background_mount_is_usable_at_once_and_umount_ends_daemon() {
 
 #[test]
 fn foreground_mount_unmounts_cleanly_on_sigterm_and_sigint() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     for sig in ["-TERM", "-INT"] {
         let mut fx = Fixture::new();
         let child =
@@ -110,9 +106,7 @@ fn foreground_mount_unmounts_cleanly_on_sigterm_and_sigint() {
 
 #[test]
 fn killed_daemon_gives_enotconn_and_umount_removes_the_dead_mount() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let mut fx = Fixture::new();
     let child =
         fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").stdin(Stdio::null()).spawn().unwrap();
@@ -270,9 +264,7 @@ fn dev_fuse_unavailable_is_reported() {
 
 #[test]
 fn not_permitted_is_reported() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let fx = Fixture::new();
     // The temp dir is root's and 0700: user nobody may not mount there.
     let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt).arg("-f").uid(65534).gid(65534));
@@ -313,9 +305,7 @@ fn source_errors() {
 
 #[test]
 fn passthrough_sync_close_and_watch_mount() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let fx = Fixture::new();
     let src = fx.dir.path().join("src");
     fs::create_dir(&src).unwrap();
@@ -337,9 +327,7 @@ fn passthrough_sync_close_and_watch_mount() {
 
 #[test]
 fn stats_reports_counters_and_init_parameters() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let fx = Fixture::new();
     let out = run(fusebox().args(["mount", "memfs"]).arg(&fx.mnt));
     assert!(out.status.success(), "{}", stderr(&out));

@@ -25,9 +25,7 @@ fn open_until_emfile(dir: &Path, files: usize) -> Vec<fs::File> {
 
 #[test]
 fn a_process_opens_as_many_files_through_the_mount_as_natively() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let limit =
         rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024) as usize;
     // The daemon's own data path (write-back) and kernel passthrough.

@@ -49,9 +49,7 @@ impl Daemon {
 
 #[test]
 fn opens_use_kernel_passthrough_and_data_bypasses_the_daemon() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let d = Daemon::start("passthrough", "kernel_passthrough");
     let flags = d.status().init.flags;
     assert!(flags.iter().any(|f| f == "PASSTHROUGH"), "PASSTHROUGH not negotiated: {flags:?}");
@@ -89,9 +87,7 @@ fn opens_use_kernel_passthrough_and_data_bypasses_the_daemon() {
 
 #[test]
 fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let d = Daemon::start("passthrough", "kernel_passthrough");
     const FILES: usize = 16;
     for i in 0..FILES {
@@ -130,9 +126,7 @@ fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
 
 #[test]
 fn open_files_hold_no_daemon_descriptors() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     // A small cache of O_PATH descriptors (bounded by fd_cache, not by open files).
     let d = Daemon::start("passthrough", "kernel_passthrough,fd_cache=16");
     const FILES: usize = 3000;
@@ -172,9 +166,7 @@ fn as_nobody(cmd: &mut std::process::Command, home: &Path) {
 
 #[test]
 fn without_cap_sys_admin_falls_back_with_one_log_line() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     if !Path::new("/usr/bin/fusermount3").exists() && !Path::new("/bin/fusermount3").exists() {
         panic!("fusermount3 missing: scripts/test.sh installs fuse3");
     }

@@ -29,9 +29,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn metrics_are_served_over_http_and_printed_by_stats() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let port = free_port();
     let d = Daemon::start("memfs", &format!("size=64M,metrics=127.0.0.1:{port}"));
     for i in 0..10 {

@@ -5,8 +5,6 @@
 
 mod support;
 
-use support::*;
-
 use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -105,9 +103,7 @@ fn mapped_write_moves_times(fs_kind: &str, wb: &str) {
 
 #[test]
 fn memfs_mapped_writes_move_mtime_and_ctime() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     for wb in ["writeback", "no_writeback"] {
         mapped_write_moves_times("memfs", wb);
     }
@@ -115,9 +111,7 @@ fn memfs_mapped_writes_move_mtime_and_ctime() {
 
 #[test]
 fn passthrough_mapped_writes_move_mtime_and_ctime() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     // The CLI's default for passthrough without `writeback` is kernel passthrough, where the
     // mapping is the backing file's; `kernel_passthrough=off` keeps the daemon's data path.
     for wb in ["writeback", "no_writeback,kernel_passthrough=off", "kernel_passthrough"] {

@@ -88,9 +88,7 @@ fn umount8_ends_daemon(mnt: &Path) {
 
 #[test]
 fn mount8_and_fstab() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let _helper = HelperLink::install();
     let m = Mounts::new(&["memfs", "pt", "src", "fstab-memfs", "fstab-pt"]);
     let [mem, pt, src, fmem, fpt] = &m.points[..] else { unreachable!() };
@@ -155,9 +153,7 @@ fn mount8_and_fstab() {
 
 #[test]
 fn umount_abort_ends_a_hung_daemon() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let m = Mounts::new(&["mnt"]);
     let mnt = &m.points[0];
     let mut daemon = Reap(

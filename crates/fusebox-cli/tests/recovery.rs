@@ -160,9 +160,7 @@ fn killed_daemon_with_kernel_passthrough_fails_callers_and_keeps_fsynced_data() 
 }
 
 fn killed_daemon(opts: &'static str) {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let mut fx = Fixture::new();
     fx.opts = opts;
     fx.mount();

@@ -153,9 +153,7 @@ fn check_birth_time_budget(fs: &str, opts: &str) {
 
 #[test]
 fn statx_asking_for_the_birth_time_costs_one_request_per_refresh() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     check_birth_time_budget("memfs", "writeback");
     check_birth_time_budget("memfs", "no_writeback");
     check_birth_time_budget("passthrough", "writeback,attr_timeout=30,entry_timeout=30");
@@ -163,18 +161,14 @@ fn statx_asking_for_the_birth_time_costs_one_request_per_refresh() {
 
 #[test]
 fn memfs_metadata_requests_stay_within_budget() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     check_metadata_budget("memfs", "writeback", true);
     check_metadata_budget("memfs", "no_writeback", false);
 }
 
 #[test]
 fn passthrough_metadata_requests_stay_within_budget() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     // Timeouts long enough that a slow CI machine does not see cached names expire between
     // two steps (the default is one second without `watch`).
     check_metadata_budget("passthrough", "writeback,attr_timeout=30,entry_timeout=30", true);
@@ -191,9 +185,7 @@ fn passthrough_metadata_requests_stay_within_budget() {
 
 #[test]
 fn sequential_read_uses_full_size_reads() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let d = Daemon::start("passthrough", "writeback");
     // Written in SOURCE, so the mount's page cache has none of it.
     let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();

@@ -34,9 +34,7 @@ fn nobody_cat(path: &Path) -> Result<(), String> {
 
 #[test]
 fn a_chmod_in_source_reaches_the_mount_within_its_bound() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     // With watch: at once (inotify delivers the change in well under 500 ms). Without it: once
     // the 1 s attribute timeout has run out.
     let watched = Duration::from_millis(500);

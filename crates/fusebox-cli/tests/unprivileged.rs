@@ -126,9 +126,7 @@ fn fusermount3() -> &'static str {
 
 #[test]
 fn a_normal_user_mounts_uses_and_unmounts() {
-    if !can_mount() {
-        return;
-    }
+    fusebox_testkit::skip_unless!();
     let user = TestUser::get(USER);
     let _dev = DevFuseOpenToUsers::set();
     let conf = FuseConf::save();

@@ -79,13 +79,6 @@ fn c2o_rounds(mode: &str) {
     );
 }
 
-#[test]
-fn names_created_renamed_deleted_on_a_show_on_b() {
-    for mode in MODES {
-        names_on_b(mode);
-    }
-}
-
 fn names_on_b(mode: &str) {
     let Some(a) = PtMount::with(watching, &format!("{LONG},{mode}")) else { return };
     let Some(b) = mount_b(&a, true, mode) else { return };
@@ -120,13 +113,6 @@ fn names_on_b(mode: &str) {
     std::fs::remove_file(a.mnt("d/f")).unwrap();
     assert!(wait_until(Duration::from_secs(1), || !b.path("d/f").exists()));
     assert!(b.path("d").exists());
-}
-
-#[test]
-fn direct_change_in_source_shows_on_mount_within_1s_despite_60s_timeouts() {
-    for mode in MODES {
-        direct_change(mode);
-    }
 }
 
 fn direct_change(mode: &str) {
@@ -165,17 +151,6 @@ fn direct_change(mode: &str) {
     assert!(m.fs.watched_directories() >= 1);
 }
 
-/// A file deleted and recreated directly in SOURCE, without `watch` and with 60 s timeouts:
-/// the kernel still maps the name to the old node, whose backing file is gone. Every open
-/// must open the new file (never ESTALE, never the deleted file's old bytes); a name deleted
-/// in SOURCE and not recreated gives ENOENT.
-#[test]
-fn file_replaced_in_source_opens_the_new_file_never_estale() {
-    for mode in MODES {
-        replaced_in_source(mode);
-    }
-}
-
 fn replaced_in_source(mode: &str) {
     let Some(m) = PtMount::new(&format!("{LONG},{mode}")) else { return };
     std::fs::write(m.src("f"), b"first").unwrap();
@@ -206,4 +181,14 @@ fn replaced_in_source(mode: &str) {
     std::fs::remove_file(m.mnt("g")).unwrap();
     let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
     assert_eq!(std::fs::read(fd_path).unwrap(), b"kept", "{mode}");
+}
+
+fusebox_testkit::tests_over! { MODES;
+    names_created_renamed_deleted_on_a_show_on_b => names_on_b,
+    direct_change_in_source_shows_on_mount_within_1s_despite_60s_timeouts => direct_change,
+    /// A file deleted and recreated directly in SOURCE, without `watch` and with 60 s timeouts:
+    /// the kernel still maps the name to the old node, whose backing file is gone. Every open
+    /// must open the new file (never ESTALE, never the deleted file's old bytes); a name deleted
+    /// in SOURCE and not recreated gives ENOENT.
+    file_replaced_in_source_opens_the_new_file_never_estale => replaced_in_source,
 }

@@ -10,7 +10,6 @@ use fusebox::sched::OpStats;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
 use std::ffi::OsStr;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,14 +25,7 @@ fn count(m: &TestMount, name: &str) -> u64 {
 fn vectored_direct_io_is_one_request_per_syscall() {
     let Some(m) = TestMount::new(Arc::new(MemFs::new(MemFsOptions::default())), "") else { return };
     let path = m.path("v");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .unwrap();
+    let f = fusebox_testkit::open_direct(&path, true).unwrap();
     let bufs: Vec<Aligned> = (0..32).map(|i| Aligned::new(4096, i as u8)).collect();
     let (writes, reads) = (count(&m, "WRITE"), count(&m, "READ"));
     for round in 0..4u64 {
@@ -110,12 +102,7 @@ fn big_direct_io(opts: &str) -> Option<(u64, u64)> {
     let m = TestMount::new(fs, opts)?;
     let path = m.path("file");
     within(Duration::from_secs(60), move || {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .unwrap();
+        let f = fusebox_testkit::open_direct(&path, false).unwrap();
         let mut buf = Aligned::new(SIZE, 0x5a);
         assert_eq!(rustix::io::pwrite(&f, buf.as_ref(), 0).unwrap(), SIZE);
         buf.as_mut().fill(0);

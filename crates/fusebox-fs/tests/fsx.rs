@@ -135,38 +135,25 @@ fn fsx_daemon() {
     session.run().expect("serve");
 }
 
-fn default_run(backend: Backend, writeback: bool) {
-    run(backend, writeback, Config::from_env(DEFAULT_OPS), Duration::from_secs(1200));
+/// One test per configuration: `name: (backend, write-back, io_uring)`, each the default
+/// number of operations (FSX_OPS overrides it).
+macro_rules! fsx_tests {
+    ($($name:ident: ($backend:ident, $writeback:expr, $uring:expr)),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let cfg = Config::from_env(DEFAULT_OPS);
+            run_on(Backend::$backend, $writeback, $uring, cfg, Duration::from_secs(1200));
+        }
+    )*};
 }
 
-#[test]
-fn fsx_memfs_writeback() {
-    default_run(Backend::MemFs, true);
-}
-
-#[test]
-fn fsx_memfs_writethrough() {
-    default_run(Backend::MemFs, false);
-}
-
-#[test]
-fn fsx_passthrough_writeback() {
-    default_run(Backend::Passthrough, true);
-}
-
-#[test]
-fn fsx_passthrough_writethrough() {
-    default_run(Backend::Passthrough, false);
-}
-
-#[test]
-fn fsx_memfs_writeback_io_uring() {
-    run_on(Backend::MemFs, true, true, Config::from_env(DEFAULT_OPS), Duration::from_secs(1200));
-}
-
-#[test]
-fn fsx_passthrough_writeback_io_uring() {
-    run_on(Backend::Passthrough, true, true, Config::from_env(DEFAULT_OPS), Duration::from_secs(1200));
+fsx_tests! {
+    fsx_memfs_writeback: (MemFs, true, false),
+    fsx_memfs_writethrough: (MemFs, false, false),
+    fsx_passthrough_writeback: (Passthrough, true, false),
+    fsx_passthrough_writethrough: (Passthrough, false, false),
+    fsx_memfs_writeback_io_uring: (MemFs, true, true),
+    fsx_passthrough_writeback_io_uring: (Passthrough, true, true),
 }
 
 /// The 1,000,000-op soak, all four modes in turn with one seed (FSX_OPS overrides the count).

@@ -119,13 +119,6 @@ fn second_mount(a: &PtMount) -> Option<TestMount> {
     TestMount::new(Arc::new(Passthrough::new(&a.src).unwrap().with_kernel_passthrough(kernel)), OPTS)
 }
 
-#[test]
-fn passthrough_posix_lock_is_seen_through_other_mount_and_source_and_drops_at_close() {
-    for opts in PT_CONFIGS {
-        posix_lock_across_mounts(opts);
-    }
-}
-
 fn posix_lock_across_mounts(opts: &str) {
     let Some(a) = PtMount::new(opts) else { return };
     let Some(b) = second_mount(&a) else { return };
@@ -166,13 +159,6 @@ fn posix_lock_across_mounts(opts: &str) {
     assert_eq!(a.fs.posix_lock_descriptors(), 0);
 }
 
-#[test]
-fn passthrough_flock_is_shared_with_source_and_other_mount() {
-    for opts in PT_CONFIGS {
-        flock_across_mounts(opts);
-    }
-}
-
 fn flock_across_mounts(opts: &str) {
     let Some(a) = PtMount::new(opts) else { return };
     let Some(b) = second_mount(&a) else { return };
@@ -197,13 +183,6 @@ fn flock_across_mounts(opts: &str) {
     );
 }
 
-#[test]
-fn passthrough_blocked_setlkw_interrupted_by_signal_is_eintr_and_daemon_keeps_serving() {
-    for opts in PT_CONFIGS {
-        interrupted_setlkw(opts);
-    }
-}
-
 fn interrupted_setlkw(opts: &str) {
     let Some(a) = PtMount::new(opts) else { return };
     std::fs::write(a.src("f"), b"x").unwrap();
@@ -221,4 +200,10 @@ fn interrupted_setlkw(opts: &str) {
     assert!(!waiter.is_finished());
     drop(holder);
     within(Duration::from_secs(10), move || waiter.join().unwrap()).unwrap();
+}
+
+fusebox_testkit::tests_over! { PT_CONFIGS;
+    passthrough_posix_lock_is_seen_through_other_mount_and_source_and_drops_at_close => posix_lock_across_mounts,
+    passthrough_flock_is_shared_with_source_and_other_mount => flock_across_mounts,
+    passthrough_blocked_setlkw_interrupted_by_signal_is_eintr_and_daemon_keeps_serving => interrupted_setlkw,
 }

@@ -18,6 +18,15 @@ fn memfs(opts: &str) -> Option<common::TestMount> {
     common::TestMount::new(std::sync::Arc::new(fs), opts)
 }
 
+/// Run `check` on a memfs mount and then on a passthrough mount; returns the passthrough
+/// mount for checks of its backing files (None when mounting is not possible here).
+fn on_memfs_and_passthrough(check: fn(&common::TestMount)) -> Option<PtMount> {
+    check(&memfs(OPTS)?);
+    let pt = PtMount::new(OPTS)?;
+    check(&pt.m);
+    Some(pt)
+}
+
 /// A file that is open but unlinked can no longer be reopened by its file handle
 /// (open_by_handle_at says ESTALE). Operations that carry the open file (fchmod, ftruncate,
 /// futimens, fstat) must use it, also after the cached O_PATH descriptor was evicted.
@@ -275,15 +284,8 @@ fn umask_applied(m: &common::TestMount) {
 }
 
 #[test]
-fn memfs_new_nodes_honour_the_callers_umask() {
-    let Some(m) = memfs(OPTS) else { return };
-    umask_applied(&m);
-}
-
-#[test]
-fn passthrough_new_nodes_honour_the_callers_umask() {
-    let Some(pt) = PtMount::new(OPTS) else { return };
-    umask_applied(&pt.m);
+fn new_nodes_honour_the_callers_umask() {
+    let Some(pt) = on_memfs_and_passthrough(umask_applied) else { return };
     assert_eq!(perms(&pt.src("f")), 0o640);
     assert_eq!(perms(&pt.src("d")), 0o750);
 }
@@ -331,15 +333,8 @@ fn default_acl_inherited_and_enforced(m: &common::TestMount) {
 }
 
 #[test]
-fn memfs_default_acl_is_inherited_and_enforced() {
-    let Some(m) = memfs(OPTS) else { return };
-    default_acl_inherited_and_enforced(&m);
-}
-
-#[test]
-fn passthrough_default_acl_is_inherited_and_enforced() {
-    let Some(pt) = PtMount::new(OPTS) else { return };
-    default_acl_inherited_and_enforced(&pt.m);
+fn default_acl_is_inherited_and_enforced() {
+    let Some(pt) = on_memfs_and_passthrough(default_acl_inherited_and_enforced) else { return };
     // The ACLs live on the backing files.
     assert_eq!(perms(&pt.src("shared/d")), 0o777);
     let out =

@@ -43,6 +43,36 @@ pub fn can_mount() -> bool {
     needs(mount_unavailable())
 }
 
+/// Return from the calling test unless `cond` holds (default: [`can_mount`], which says why
+/// it does not, or fails the test under FUSEBOX_REQUIRE_MOUNT=1).
+#[macro_export]
+macro_rules! skip_unless {
+    () => {
+        $crate::skip_unless!($crate::can_mount())
+    };
+    ($cond:expr) => {
+        if !$cond {
+            return;
+        }
+    };
+}
+
+/// One test per `name => check`: each runs `check` on every item of `items` in turn (the
+/// configurations a behaviour must hold on). Doc comments and attributes before a name go on
+/// its test.
+#[macro_export]
+macro_rules! tests_over {
+    ($items:expr; $($(#[$meta:meta])* $name:ident => $check:path),* $(,)?) => {$(
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            for item in $items {
+                $check(item);
+            }
+        }
+    )*};
+}
+
 /// A live mount served by threads of this test process.
 pub struct TestMount {
     /// Temp dir holding the mountpoint (and anything else the test wants).
@@ -187,6 +217,17 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Open `path` for reading and writing with O_DIRECT, created (and truncated) when `create`.
+pub fn open_direct(path: &std::path::Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).custom_flags(libc::O_DIRECT);
+    if create {
+        o.create(true).truncate(true);
+    }
+    o.open(path)
 }
 
 /// Run `script` with `sh -c` as user and group nobody (65534, no capabilities) and panic

@@ -11,6 +11,7 @@ pub fn fusebox() -> Command {
     c
 }
 
+#[allow(unused_imports)] // not every test file uses both
 pub use fusebox_testkit::{can_mount, wait_until};
 
 /// A foreground `fusebox mount FS` daemon on its own temp directories (`src` is SOURCE for

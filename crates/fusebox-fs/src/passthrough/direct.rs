@@ -100,18 +100,11 @@ pub(crate) fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::OpenOptionsExt;
 
     fn direct_file() -> Option<(tempfile::TempDir, OwnedFd)> {
         let dir = tempfile::Builder::new().prefix("fusebox-direct-").tempdir_in("/var/tmp").ok()?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(dir.path().join("f"))
-            .ok()?; // tmpfs and some others refuse O_DIRECT: nothing to test then.
+        // tmpfs and some others refuse O_DIRECT: nothing to test then.
+        let f = fusebox_testkit::open_direct(&dir.path().join("f"), true).ok()?;
         Some((dir, f.into()))
     }
 

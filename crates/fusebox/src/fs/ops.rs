@@ -265,13 +265,7 @@ filesystem_operations! {
         /// Take or release a lock. With `args.sleep`, wait for conflicting locks; `interrupt`
         /// fires when the caller gives up (the adapter then also drops this future and answers
         /// EINTR), for waits that happen outside the future (e.g. on a blocking thread).
-        fn setlk(
-            &self,
-            req: RequestInfo,
-            ino: NodeId,
-            args: LockArgs,
-            interrupt: Interrupt,
-        ) -> impl Future<Output = FsResult<()>> + Send {
+        fn setlk(&self, req: RequestInfo, ino: NodeId, args: LockArgs, interrupt: Interrupt) -> impl Future<Output = FsResult<()>> + Send {
             async { Err(Errno::ENOSYS) }
         }
         /// ioctl(2) on an open file: the ioctl's result and output bytes.
@@ -396,13 +390,7 @@ filesystem_operations! {
             self.fs.listxattr(&req, ino, XATTR_SIZE_MAX, reply);
             answer.value::<Vec<u8>>()
         }
-        fn setlk(
-            &self,
-            req: RequestInfo,
-            ino: NodeId,
-            args: LockArgs,
-            interrupt: Interrupt,
-        ) -> impl Future<Output = FsResult<()>> + Send {
+        fn setlk(&self, req: RequestInfo, ino: NodeId, args: LockArgs, interrupt: Interrupt) -> impl Future<Output = FsResult<()>> + Send {
             let (reply, answer) = self.capture::<ReplyEmpty>(Some(interrupt));
             self.fs.setlk(&req, ino, &args, reply);
             answer.value::<()>()
