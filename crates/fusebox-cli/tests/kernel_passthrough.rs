@@ -85,15 +85,20 @@ fn opens_use_kernel_passthrough_and_data_bypasses_the_daemon() {
     assert_eq!(r.stats.backing_ids_live, 0, "backing ids still registered after every close");
 }
 
+/// Files f0 .. f{n-1} in `dir`, each holding `content`.
+fn write_files(dir: &std::path::Path, n: usize, content: &[u8]) {
+    for i in 0..n {
+        fs::write(dir.join(format!("f{i}")), content).unwrap();
+    }
+}
+
 #[test]
 fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
     fusebox_testkit::skip_unless!();
     let d = Daemon::start("passthrough", "kernel_passthrough");
-    const FILES: usize = 16;
-    for i in 0..FILES {
-        fs::write(d.mnt.join(format!("f{i}")), b"x").unwrap();
-    }
     let fds_before = d.daemon_fds();
+    const FILES: usize = 16;
+    write_files(&d.mnt, FILES, b"x");
     // Two threads, so opens of one inode overlap with releases of it: the id is shared
     // while any open file holds it and registered afresh after the last release.
     let threads: Vec<_> = (0..2)
@@ -130,9 +135,7 @@ fn open_files_hold_no_daemon_descriptors() {
     // A small cache of O_PATH descriptors (bounded by fd_cache, not by open files).
     let d = Daemon::start("passthrough", "kernel_passthrough,fd_cache=16");
     const FILES: usize = 3000;
-    for i in 0..FILES {
-        fs::write(d.src.join(format!("f{i}")), b"data").unwrap();
-    }
+    write_files(&d.src, FILES, b"data");
     let before = d.daemon_fds();
     // Held open at once, for reading and for writing: the kernel holds the backing files.
     let held: Vec<fs::File> = (0..FILES)

@@ -51,10 +51,6 @@ fn postgres_user() -> Option<(u32, u32)> {
     })
 }
 
-fn required() -> bool {
-    std::env::var("FUSEBOX_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -63,11 +59,8 @@ impl PgServer {
     /// Start a new cluster; `None` (with a note on stderr) when PostgreSQL is not installed
     /// and not required.
     pub fn start() -> Option<PgServer> {
-        let Some(bin) = bin_dir() else {
-            assert!(!required(), "FUSEBOX_REQUIRE_POSTGRES=1 but no /usr/lib/postgresql/*/bin/initdb");
-            eprintln!("PostgreSQL not installed (apt-get install postgresql): test skipped");
-            return None;
-        };
+        let what = "PostgreSQL (/usr/lib/postgresql/*/bin/initdb; apt-get install postgresql)";
+        let bin = super::installed(bin_dir(), "FUSEBOX_REQUIRE_POSTGRES", what)?;
         let run_as = if is_root() {
             Some(postgres_user().expect("running as root needs the `postgres` user (package postgresql)"))
         } else {

