@@ -230,3 +230,34 @@ fn permissions_are_enforced_for_other_users(mount: Mounter) {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// Malformed requests the kernel never sends still get an answer: a LINK of a directory into
+/// itself (old node id = new parent) deadlocked the worker on the directory's lock (found by
+/// the `server` fuzz target); it is EPERM.
+#[test]
+fn a_directory_linked_into_itself_is_eperm_not_a_deadlock() {
+    use fusebox::abi;
+    use fusebox::session::{Capabilities, IntoHandler, Server};
+    use fusebox::transport::{mem::MemChannel, ReplyChannel};
+    use zerocopy::{FromBytes, IntoBytes};
+    let reply = within(Duration::from_secs(20), || {
+        let fs = Arc::new(MemFs::new(MemFsOptions::default()));
+        let server = Server::new(fs.into_handler(), Capabilities::default(), Default::default(), false);
+        let chan = Arc::new(MemChannel::new());
+        let dyn_chan: Arc<dyn ReplyChannel> = chan.clone();
+        let frame = |opcode, unique, nodeid, body: &[u8]| {
+            let len = (std::mem::size_of::<abi::fuse_in_header>() + body.len()) as u32;
+            let h = abi::fuse_in_header { len, opcode, unique, nodeid, ..Default::default() };
+            [h.as_bytes(), body].concat()
+        };
+        let init = abi::fuse_init_in { major: 7, minor: 45, max_readahead: 1 << 20, ..Default::default() };
+        server.handle(&frame(abi::opcode::FUSE_INIT, 1, 0, init.as_bytes()), &dyn_chan);
+        chan.next_reply(Duration::from_secs(5)).expect("INIT answered");
+        let link = abi::fuse_link_in { oldnodeid: abi::FUSE_ROOT_ID };
+        let body = [link.as_bytes(), b"again\0"].concat();
+        server.handle(&frame(abi::opcode::FUSE_LINK, 2, abi::FUSE_ROOT_ID, &body), &dyn_chan);
+        chan.next_reply(Duration::from_secs(5)).expect("LINK answered")
+    });
+    let (out, _) = abi::fuse_out_header::read_from_prefix(&reply).expect("a reply header");
+    assert_eq!((out.unique, out.error), (2, -libc::EPERM));
+}

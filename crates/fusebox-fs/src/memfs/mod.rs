@@ -549,6 +549,11 @@ impl MemFs {
         &self, req: &RequestInfo, ino: NodeId, newparent: NodeId, newname: &OsStr,
     ) -> Result<Entry, Errno> {
         check_name(newname)?;
+        // A directory linked into itself: refused before its lock is taken twice (a malformed
+        // LINK deadlocked the worker here; the kernel never sends one, the fuzzer did).
+        if ino == newparent {
+            return Err(Errno::EPERM);
+        }
         let table = self.table_mut();
         let pref = table.get(&newparent.0).cloned().ok_or(Errno::ENOENT)?;
         let cref = table.get(&ino.0).cloned().ok_or(Errno::ENOENT)?;
