@@ -41,6 +41,10 @@ fn memfs_full_writeback_fails_at_close_and_what_fit_is_intact() {
     assert!((intact * CHUNK) as u64 <= SIZE, "more than the capacity was stored");
     // The file system keeps working: after freeing space, a write commits cleanly.
     std::fs::remove_file(m.path("big")).unwrap();
+    // memfs frees a deleted file's data when the kernel forgets the inode, which follows the
+    // unlink asynchronously: wait for the space to come back (it failed with ENOSPC once).
+    let free = || rustix::fs::statvfs(&m.mnt).map(|s| s.f_bavail * s.f_frsize).unwrap_or(0);
+    assert!(common::wait_until(std::time::Duration::from_secs(5), || free() >= 200_000), "space not freed");
     let mut g = std::fs::File::create(m.path("small")).unwrap();
     g.write_all(&data[..100_000]).unwrap();
     fusebox::sys::close(OwnedFd::from(g)).unwrap();
