@@ -50,6 +50,8 @@ dfs options:
   cache_dir=DIR        block cache directory
   cache_size=BYTES     block cache size (default 1G; 0 = off, the default for file://)
   buffer_size=BYTES    write buffers of all files (default 256M)
+  inline_max=BYTES     pieces of a commit up to this size are kept in the metadata database,
+                       not uploaded as block objects (default 64K; 0 = never)
 META_URL: sqlite:///path/meta.db or postgres://user@host:port/database";
 
 /// `fusebox`: mount memfs, passthrough or dfs; unmount; stats; benchmarks.

@@ -186,7 +186,7 @@ fn status_table(sessions: &[fusebox_dfs::meta::coord::Session], now_ns: i64) -> 
 }
 
 /// The `-o` keys dfs understands.
-pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size", "session_timeout"];
+pub const OPTION_KEYS: &[&str] = &["cache_dir", "cache_size", "buffer_size", "inline_max", "session_timeout"];
 
 /// Cache lifetimes dfs asks for by default: a minute for names, absent names and attributes.
 /// Other mounts' changes do not wait for them: each mount turns the change log into
@@ -221,6 +221,10 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         }
     };
     let buffer_size = size("buffer_size", 256 << 20)?;
+    let inline_max = size("inline_max", DfsOptions::default().inline_max)?;
+    if inline_max > 4 << 20 {
+        bail!("inline_max={inline_max}: at most 4M (one block; larger pieces are uploaded as blocks)");
+    }
     let session_timeout = match opts.fs_options.get("session_timeout") {
         None => DfsOptions::default().session_timeout,
         Some(None) => return Err(OptionError::MissingValue("session_timeout".into()).into()),
@@ -250,6 +254,7 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         buffer_limit: buffer_size,
         file_buffer_limit: (buffer_size / 4).max(4 << 20),
         session_timeout,
+        inline_max,
         ..Default::default()
     };
     let blobs: Arc<dyn BlobStore> = Arc::new(blobs);

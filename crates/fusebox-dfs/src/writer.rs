@@ -252,7 +252,7 @@ mod tests {
                 model[off as usize..off as usize + len].copy_from_slice(&data);
                 if spill {
                     for p in w.take_all() {
-                        spilled.push((NewSlice { chunk: p.chunk, pos: p.pos, slice_id: 0, len: p.data.len() as u64 }, p.data.to_vec()));
+                        spilled.push((NewSlice { chunk: p.chunk, pos: p.pos, slice_id: 0, len: p.data.len() as u64, data: None }, p.data.to_vec()));
                     }
                 }
                 prop_assert_eq!(render(&w, &spilled, 4000), model.clone());

@@ -105,9 +105,14 @@ impl Engines {
             let r = &old[p.source];
             check_slice(ino, chunk, r)?;
             let mut bytes = BytesMut::with_capacity(p.len as usize);
-            for (index, from, n) in block_segments(p.off, p.len) {
-                let block = self.block(r.slice_id, index, block_len(r.slice_size, index)).await?;
-                bytes.extend_from_slice(&block[from..from + n]);
+            match &r.data {
+                Some(d) => bytes.extend_from_slice(&d[p.off as usize..(p.off + p.len) as usize]),
+                None => {
+                    for (index, from, n) in block_segments(p.off, p.len) {
+                        let block = self.block(r.slice_id, index, block_len(r.slice_size, index)).await?;
+                        bytes.extend_from_slice(&block[from..from + n]);
+                    }
+                }
             }
             match runs.last_mut() {
                 Some((pos, data)) if *pos + data.len() as u64 == p.pos => data.extend_from_slice(&bytes),

@@ -27,8 +27,18 @@ use std::sync::Arc;
 enum Source {
     /// Block objects of a slice holding `size` bytes.
     Stored { slice_id: u64, size: u64 },
-    /// The write buffer.
+    /// The write buffer, or a slice's bytes kept in the metadata.
     Memory(Bytes),
+}
+
+impl Source {
+    /// Where the bytes of slice `slice_id` (`size` bytes; `data` when kept in the metadata) are.
+    fn of(slice_id: u64, size: u64, data: Option<Bytes>) -> Source {
+        match data {
+            Some(d) => Source::Memory(d),
+            None => Source::Stored { slice_id, size },
+        }
+    }
 }
 
 /// Stored metadata is input too: a slice reaching past its data or its chunk would make a copy
@@ -36,6 +46,7 @@ enum Source {
 pub(super) fn check_slice(ino: u64, chunk: u64, r: &SliceRef) -> Result<(), Errno> {
     if r.off.checked_add(r.len).is_none_or(|e| e > r.slice_size)
         || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
+        || r.data.as_ref().is_some_and(|d| d.len() as u64 != r.slice_size)
     {
         tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
         return Err(Errno::EIO);
@@ -54,6 +65,8 @@ pub(crate) struct Engines {
     pub cache: Option<Arc<BlockCache>>,
     /// Block uploads running at once.
     pub upload_parallelism: usize,
+    /// Pieces of a commit up to this many bytes are kept in the metadata, not uploaded.
+    pub inline_max: u64,
 }
 
 impl Engines {
@@ -73,18 +86,30 @@ impl Engines {
 
     /// Upload `pending` as new slices (one slice id each; all blocks in parallel, also into
     /// the block cache). Returns the slices to commit.
+    /// A piece of at most [`Engines::inline_max`] bytes is not uploaded: its bytes go into
+    /// the metadata with the commit.
     pub(crate) async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
         let mut slices = Vec::with_capacity(pending.len());
         let mut jobs = Vec::new();
         for p in pending {
             let slice_id = self.m(|m| m.new_slice_id()).await?;
             let len = p.data.len() as u64;
+            if len <= self.inline_max {
+                slices.push(NewSlice {
+                    chunk: p.chunk,
+                    pos: p.pos,
+                    slice_id,
+                    len,
+                    data: Some(p.data.clone()),
+                });
+                continue;
+            }
             for index in 0..len.div_ceil(BLOCK_SIZE) {
                 let at = (index * BLOCK_SIZE) as usize;
                 let data = p.data.slice(at..at + block_len(len, index) as usize);
                 jobs.push((block_key(slice_id, index), data));
             }
-            slices.push(NewSlice { chunk: p.chunk, pos: p.pos, slice_id, len });
+            slices.push(NewSlice { chunk: p.chunk, pos: p.pos, slice_id, len, data: None });
         }
         futures::stream::iter(jobs)
             .map(|(key, data)| async move {
@@ -213,7 +238,7 @@ impl DfsFs {
             }
         };
         self.release_buffered(bytes);
-        uploaded.iter().for_each(|s| w.add_spilled(*s));
+        uploaded.into_iter().for_each(|s| w.add_spilled(s));
         let slices = w.spilled().to_vec();
         let (end, mtime) = (w.end(), w.mtime_ns());
         let n = slices.len();
@@ -277,12 +302,12 @@ impl DfsFs {
             for r in refs {
                 check_slice(ino, chunk, &r)?;
                 layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
-                sources.push(Source::Stored { slice_id: r.slice_id, size: r.slice_size });
+                sources.push(Source::of(r.slice_id, r.slice_size, r.data));
             }
             if let Some(w) = &guard {
                 for sp in w.spilled().iter().filter(|sp| sp.chunk == chunk) {
                     layers.push(Layer { pos: sp.pos, len: sp.len, off: 0, source: sources.len() });
-                    sources.push(Source::Stored { slice_id: sp.slice_id, size: sp.len });
+                    sources.push(Source::of(sp.slice_id, sp.len, sp.data.clone()));
                 }
                 for (pos, bytes) in w.overlay(chunk, s, e) {
                     layers.push(Layer { pos, len: bytes.len() as u64, off: 0, source: sources.len() });

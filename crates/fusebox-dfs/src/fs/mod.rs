@@ -35,6 +35,10 @@ pub struct DfsOptions {
     /// A commit that leaves a chunk with this many slices or more has the chunk merged in the
     /// background (default 16; 0 = never).
     pub compact_slices: u64,
+    /// A commit keeps pieces of at most this many bytes in the metadata instead of uploading
+    /// them as block objects (default 64 KiB; 0 = never): a small file's close(2) is then one
+    /// metadata transaction, no object PUT.
+    pub inline_max: u64,
     /// A mount whose heartbeat stopped this long ago is expired by the others: its locks are
     /// released (default 30 s; it beats every quarter of this).
     pub session_timeout: std::time::Duration,
@@ -47,6 +51,7 @@ impl Default for DfsOptions {
             buffer_limit: 256 << 20,
             upload_parallelism: 8,
             compact_slices: 16,
+            inline_max: 64 << 10,
             session_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -126,6 +131,7 @@ impl DfsFs {
                 blobs,
                 cache: cache.map(Arc::new),
                 upload_parallelism: opts.upload_parallelism,
+                inline_max: opts.inline_max,
             },
             opts,
             writers: Mutex::new(HashMap::new()),

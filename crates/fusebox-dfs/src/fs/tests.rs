@@ -117,7 +117,7 @@ proptest! {
     #[test]
     fn reads_match_a_byte_vector_model(ops in proptest::collection::vec(op(), 1..40)) {
         let env = Env::new();
-        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4, compact_slices: 3, ..Default::default() };
+        let opts = DfsOptions { file_buffer_limit: 100_000, buffer_limit: 1 << 30, upload_parallelism: 4, compact_slices: 3, inline_max: 300, ..Default::default() };
         rt().block_on(async {
             let mut fs = env.mount(opts.clone());
             let ino = create(&fs, "f").await;
@@ -170,7 +170,7 @@ fn slice_count(fs: &DfsFs, ino: u64) -> usize {
 fn compaction_merges_a_chunk_keeps_its_bytes_and_holes() {
     let env = Env::new();
     rt().block_on(async {
-        let fs = env.mount(DfsOptions { compact_slices: 0, ..Default::default() });
+        let fs = env.mount(DfsOptions { compact_slices: 0, inline_max: 0, ..Default::default() });
         let ino = create(&fs, "f").await;
         // Twenty commits of 1000 bytes each, overlapping, then one beyond a hole.
         for i in 0..20u64 {
@@ -210,9 +210,14 @@ fn compaction_that_races_a_commit_changes_nothing() {
         // A commit lands between compaction's read of the list and its swap.
         write(&fs, ino, 5, b"NEW".to_vec()).await;
         flush(&fs, ino).await.unwrap();
-        let merged =
-            crate::meta::NewSlice { chunk: 0, pos: 0, slice_id: fs.meta().new_slice_id().unwrap(), len: 30 };
-        assert!(!fs.meta().replace_slices(ino, 0, &old, &[merged]).unwrap());
+        let merged = crate::meta::NewSlice {
+            chunk: 0,
+            pos: 0,
+            slice_id: fs.meta().new_slice_id().unwrap(),
+            len: 30,
+            data: None,
+        };
+        assert!(!fs.meta().replace_slices(ino, 0, &old, std::slice::from_ref(&merged)).unwrap());
         assert_eq!(slice_count(&fs, ino), 4);
         assert_eq!(read(&fs, ino, 0, 100).await, b"aaaaaNEWaabbbbbbbbbbcccccccccc");
         // A truncation changes the list too.
@@ -281,7 +286,8 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
 fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
     let env = Env::new();
     rt().block_on(async {
-        let fs = env.mount(DfsOptions::default());
+        // inline_max 0: these small pieces are uploaded, not kept in the metadata.
+        let fs = env.mount(DfsOptions { inline_max: 0, ..Default::default() });
         let ino = create(&fs, "f").await;
         write(&fs, ino, 0, b"committed".to_vec()).await;
         flush(&fs, ino).await.unwrap();
@@ -308,7 +314,8 @@ fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
 fn unlinked_open_files_live_until_forget() {
     let env = Env::new();
     rt().block_on(async {
-        let fs = env.mount(DfsOptions::default());
+        // inline_max 0: the bytes become a block object, garbage after the forget.
+        let fs = env.mount(DfsOptions { inline_max: 0, ..Default::default() });
         let ino = create(&fs, "f").await;
         write(&fs, ino, 0, b"still here".to_vec()).await;
         flush(&fs, ino).await.unwrap();
@@ -366,5 +373,42 @@ fn release_keeps_a_write_buffer_another_write_holds() {
         // Nobody holds it now: a clean buffer goes.
         fs.drop_writer_if_clean(ino);
         assert!(fs.writer(ino).is_none());
+    });
+}
+
+/// A commit of small pieces keeps their bytes in the metadata: no object is uploaded (the
+/// close succeeds while the store refuses every upload), another mount reads them, a large
+/// write still goes to the store, and small overwrites over its blocks read right.
+#[test]
+fn small_commits_keep_their_bytes_in_the_metadata() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let inline_max = DfsOptions::default().inline_max;
+        let ino = create(&fs, "small").await;
+        env.blobs.fail.store(true, Ordering::SeqCst);
+        write(&fs, ino, 0, b"a small file".to_vec()).await;
+        flush(&fs, ino).await.expect("nothing to upload");
+        write(&fs, ino, 2, vec![b'X'; inline_max as usize + 1]).await;
+        assert_eq!(flush(&fs, ino).await, Err(Errno::EIO), "a larger piece is uploaded");
+        env.blobs.fail.store(false, Ordering::SeqCst);
+        flush(&fs, ino).await.unwrap();
+        let objects = env.blobs.list(String::new()).await.unwrap().len();
+        assert_eq!(objects, 1, "one block object, for the large piece only");
+        // Small overwrites over the uploaded block, then a read from another mount.
+        write(&fs, ino, 5, b"12345".to_vec()).await;
+        flush(&fs, ino).await.unwrap();
+        let mut want = b"a ".to_vec();
+        want.extend(vec![b'X'; inline_max as usize + 1]);
+        want[5..10].copy_from_slice(b"12345");
+        let other = env.mount(DfsOptions::default());
+        assert_eq!(read(&other, ino, 0, want.len() as u32 + 10).await, want);
+        assert_eq!(env.blobs.list(String::new()).await.unwrap().len(), 1);
+        // Compaction merges the kept and the stored slices into one stored slice.
+        let r = fs.compact_all(2).await.unwrap();
+        assert_eq!((r.chunks, r.slices_after), (1, 1), "{r:?}");
+        assert_eq!(read(&other, ino, 0, want.len() as u32).await, want);
+        let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
     });
 }

@@ -14,6 +14,7 @@ pub mod sqlite;
 pub mod store;
 
 use crate::error::MetaError;
+use bytes::Bytes;
 use fusebox::Errno;
 
 /// Result of a metadata operation.
@@ -106,8 +107,9 @@ pub struct DirItem {
 }
 
 /// One slice of a chunk as stored: `len` bytes at `pos` in the chunk, taken from offset `off`
-/// of the data of slice `slice_id` (whose blocks hold `slice_size` bytes in all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// of the data of slice `slice_id` (`slice_size` bytes in all: in its block objects, or in
+/// `data` for a small slice kept in the metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceRef {
     /// Commit order: a higher `seq` was written later and wins where slices overlap.
     pub seq: u64,
@@ -115,16 +117,19 @@ pub struct SliceRef {
     pub pos: u64,
     /// The slice's data (its block objects).
     pub slice_id: u64,
-    /// Bytes of data the slice's blocks hold.
+    /// Bytes of data the slice holds.
     pub slice_size: u64,
     /// Offset into the slice's data.
     pub off: u64,
     /// Length used.
     pub len: u64,
+    /// The slice's bytes when they are kept in the metadata (no block objects).
+    pub data: Option<Bytes>,
 }
 
-/// A slice to add with [`MetaStore::commit`]; its blocks must already be in the block store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A slice to add with [`MetaStore::commit`]: its blocks must already be in the block store,
+/// or its bytes are in `data` (kept in the metadata row).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSlice {
     /// Chunk index in the file.
     pub chunk: u64,
@@ -134,6 +139,8 @@ pub struct NewSlice {
     pub slice_id: u64,
     /// Bytes of data (the whole slice is used).
     pub len: u64,
+    /// The bytes themselves, for a slice kept in the metadata (then `len` is their length).
+    pub data: Option<Bytes>,
 }
 
 /// A block object referenced by metadata, as fsck and gc see it.

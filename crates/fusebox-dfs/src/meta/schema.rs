@@ -6,7 +6,7 @@
 //! auto-increment columns, so both engines hand them out the same way and never reuse one.
 
 /// Schema version written by `fusebox dfs format` and required at mount.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Marker value of the `format` key: tells our database from a foreign one.
 pub const FORMAT_MAGIC: &str = "fusebox-dfs";
@@ -125,6 +125,12 @@ CREATE TABLE sustained (
 );
 ";
 
+/// Added by format version 3: the bytes of a small slice kept in its row (`data`, NULL for a
+/// slice stored as block objects), so a small file's commit is one transaction, no object PUT.
+const DDL_V3: &str = "
+ALTER TABLE chunk_slices ADD COLUMN data {BYTES};
+";
+
 /// Upgrades of an older format, in order: (the version they upgrade, the statements).
 pub fn migrations(dialect: Dialect) -> Vec<(u32, String)> {
     let v2 = format!(
@@ -133,7 +139,7 @@ pub fn migrations(dialect: Dialect) -> Vec<(u32, String)> {
          INSERT INTO counters (name, value) VALUES ('next_sid', 1);",
         bytes_type(DDL_V2, dialect)
     );
-    vec![(1, v2)]
+    vec![(1, v2), (2, bytes_type(DDL_V3, dialect))]
 }
 
 fn bytes_type(ddl: &str, dialect: Dialect) -> String {
@@ -146,7 +152,7 @@ fn bytes_type(ddl: &str, dialect: Dialect) -> String {
 
 /// The statements that create the schema in `dialect`.
 pub fn ddl(dialect: Dialect) -> String {
-    bytes_type(&format!("{DDL}{DDL_V2}"), dialect)
+    bytes_type(&format!("{DDL}{DDL_V2}{DDL_V3}"), dialect)
 }
 
 /// Counters and their first values: inode 1 is the root, cookies 1 and 2 are "." and "..".

@@ -127,8 +127,9 @@ fn format_value(c: &mut dyn Tx, key: &str) -> MetaResult<Option<String>> {
     c.query_opt("SELECT value FROM fb_format WHERE key = $1", params![key])?.map(|r| r.text(0)).transpose()
 }
 
-/// A row `seq, pos, slice_id, slice_size, off, len` of chunk_slices.
+/// A row `seq, pos, slice_id, slice_size, off, len, data` of chunk_slices.
 fn slice_ref(r: &Row) -> MetaResult<SliceRef> {
+    let data = if r.is_null(6)? { None } else { Some(Bytes::from(r.bytes(6)?)) };
     Ok(SliceRef {
         seq: r.uint(0)?,
         pos: r.uint(1)?,
@@ -136,13 +137,14 @@ fn slice_ref(r: &Row) -> MetaResult<SliceRef> {
         slice_size: r.uint(3)?,
         off: r.uint(4)?,
         len: r.uint(5)?,
+        data,
     })
 }
 
 /// The slices of chunk `chunk` of `ino`, oldest first.
 fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
     let rows = c.query(
-        "SELECT seq, pos, slice_id, slice_size, off, len FROM chunk_slices
+        "SELECT seq, pos, slice_id, slice_size, off, len, data FROM chunk_slices
          WHERE ino = $1 AND chunk = $2 ORDER BY seq",
         params![ino, chunk],
     )?;
@@ -150,17 +152,29 @@ fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef
 }
 
 /// Add slice `s` of `ino` after every slice stored so far (the next sequence number); a slice
-/// that is empty or reaches past its chunk is refused (the caller's transaction then rolls back).
+/// that is empty, reaches past its chunk, or whose kept bytes are not `len` long is refused
+/// (the caller's transaction then rolls back).
 fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
-    if s.pos + s.len > CHUNK_SIZE || s.len == 0 {
-        return Err(MetaError::Corrupt(format!("slice {s:?} does not fit its chunk")));
+    let kept_len_wrong = s.data.as_ref().is_some_and(|d| d.len() as u64 != s.len);
+    if s.pos + s.len > CHUNK_SIZE || s.len == 0 || kept_len_wrong {
+        let (chunk, pos, len) = (s.chunk, s.pos, s.len);
+        return Err(MetaError::Corrupt(format!(
+            "slice of {len} bytes at {pos} of chunk {chunk} does not fit"
+        )));
     }
     let seq = next(c, "next_seq")?;
-    c.exec(
-        "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-        params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
-    )?;
+    match &s.data {
+        None => c.exec(
+            "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+            params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
+        )?,
+        Some(data) => c.exec(
+            "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len, data)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $6, $7)",
+            params![seq, ino, s.chunk, s.pos, s.slice_id, s.len, &data[..]],
+        )?,
+    };
     Ok(())
 }
 
@@ -978,7 +992,11 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn referenced_blocks(&self) -> MetaResult<Vec<BlockRef>> {
         self.read(|c| {
-            let rows = c.query("SELECT slice_id, slice_size, off, len FROM chunk_slices", params![])?;
+            // Slices kept in the metadata have no objects.
+            let rows = c.query(
+                "SELECT slice_id, slice_size, off, len FROM chunk_slices WHERE data IS NULL",
+                params![],
+            )?;
             let mut set = BTreeSet::new();
             for r in &rows {
                 let (slice_id, size, off, len) = (r.uint(0)?, r.uint(1)?, r.uint(2)?, r.uint(3)?);
@@ -1003,7 +1021,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn replace_slices(&self, ino: u64, chunk: u64, old: &[SliceRef], new: &[NewSlice]) -> MetaResult<bool> {
         if let Some(s) = new.iter().find(|s| s.chunk != chunk) {
-            return Err(MetaError::Corrupt(format!("slice {s:?} is not of chunk {chunk}")));
+            return Err(MetaError::Corrupt(format!("a slice of chunk {} is not of chunk {chunk}", s.chunk)));
         }
         self.write(|c| {
             c.lock_inodes(&[ino])?;

@@ -103,6 +103,7 @@ fn sqlite_format_and_open_report_clear_errors() {
         .unwrap()
         .execute_batch(
             "DROP TABLE changes; DROP TABLE sustained; ALTER TABLE locks DROP COLUMN fh;
+             ALTER TABLE chunk_slices DROP COLUMN data;
              DELETE FROM counters WHERE name IN ('next_change', 'next_sid');
              UPDATE fb_format SET value = '1' WHERE key = 'version';",
         )
@@ -113,6 +114,11 @@ fn sqlite_format_and_open_report_clear_errors() {
     let before = m.last_notice().unwrap();
     mkfile(&m, ROOT_INO, "new");
     assert!(m.last_notice().unwrap() > before, "the upgraded database logs changes");
+    let old = m.lookup(ROOT_INO, b"old").unwrap().ino;
+    let kept =
+        NewSlice { chunk: 0, pos: 0, slice_id: 1, len: 2, data: Some(bytes::Bytes::from_static(b"hi")) };
+    m.commit(old, &[kept], 2, None).unwrap();
+    assert_eq!(m.slices(old, 0).unwrap()[0].data.as_deref(), Some(&b"hi"[..]), "upgraded: slices keep bytes");
     drop(m);
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
@@ -261,7 +267,7 @@ fn hard_links_unlink_and_orphans(db: &Db) {
     assert_eq!(m.unlink(d.ino, b"g").unwrap().nlink, 0);
     assert_eq!(errno_of(m.unlink(d.ino, b"g")), libc::ENOENT);
     // An unlinked inode stays until removed (open files), then goes with its data.
-    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 7, len: 10 }], 10, None).unwrap();
+    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 7, len: 10, data: None }], 10, None).unwrap();
     m.set_xattr(f.ino, b"user.a", b"1", 0).unwrap();
     assert_eq!(m.getattr(f.ino).unwrap().size, 10);
     assert!(m.remove_if_orphan(f.ino).unwrap());
@@ -362,7 +368,7 @@ fn xattrs_and_their_flags(db: &Db) {
 fn update_cuts_slices_and_a_refused_update_changes_nothing(db: &Db) {
     let m = &*db.meta;
     let f = mkfile(m, ROOT_INO, "f");
-    let s = |chunk, pos, slice_id, len| NewSlice { chunk, pos, slice_id, len };
+    let s = |chunk, pos, slice_id, len| NewSlice { chunk, pos, slice_id, len, data: None };
     let a = m
         .commit(f.ino, &[s(0, 0, 1, 100), s(0, 50, 2, 100), s(1, 0, 3, 10)], CHUNK_SIZE + 10, Some(42))
         .unwrap();
@@ -418,6 +424,46 @@ fn update_cuts_slices_and_a_refused_update_changes_nothing(db: &Db) {
     assert!(m.list_xattr(f.ino).unwrap().is_empty());
 }
 
+/// A small slice's bytes live in its row: they come back with the slice list, it has no block
+/// objects for fsck and gc, and bytes of the wrong length are refused.
+fn slices_kept_in_the_metadata(db: &Db) {
+    let m = &*db.meta;
+    let f = mkfile(m, ROOT_INO, "small");
+    let kept = |pos: u64, data: &'static [u8]| NewSlice {
+        chunk: 0,
+        pos,
+        slice_id: m.new_slice_id().unwrap(),
+        len: data.len() as u64,
+        data: Some(bytes::Bytes::from_static(data)),
+    };
+    let stored = NewSlice { chunk: 0, pos: 100, slice_id: m.new_slice_id().unwrap(), len: 50, data: None };
+    let a = m.commit(f.ino, &[kept(0, b"hello"), stored.clone(), kept(3, b"\0\x01\xff")], 150, None).unwrap();
+    assert_eq!(a.size, 150);
+    let got = m.slices(f.ino, 0).unwrap();
+    let data: Vec<Option<&[u8]>> = got.iter().map(|r| r.data.as_deref()).collect();
+    assert_eq!(data, [Some(&b"hello"[..]), None, Some(&b"\0\x01\xff"[..])]);
+    assert_eq!((got[2].pos, got[2].slice_size, got[2].len), (3, 3, 3));
+    let blocks = m.referenced_blocks().unwrap();
+    assert_eq!(
+        blocks.iter().map(|b| b.slice_id).collect::<Vec<_>>(),
+        [stored.slice_id],
+        "objects only for stored slices"
+    );
+    // A truncate keeps the bytes and shortens the slice.
+    m.update(f.ino, &mut |i| {
+        i.attr.size = 4;
+        Ok(())
+    })
+    .unwrap();
+    let got = m.slices(f.ino, 0).unwrap();
+    assert_eq!(got.iter().map(|r| (r.pos, r.len)).collect::<Vec<_>>(), [(0, 4), (3, 1)]);
+    assert_eq!(got[0].data.as_deref(), Some(&b"hello"[..]));
+    let mut wrong = kept(0, b"abc");
+    wrong.len = 4;
+    assert!(matches!(m.commit(f.ino, &[wrong], 4, None), Err(MetaError::Corrupt(_))));
+    assert_eq!(m.slices(f.ino, 0).unwrap().len(), 2, "a refused commit adds nothing");
+}
+
 fn failed_operations_do_not_consume_ids_and_ids_never_repeat(db: &Db) {
     let m = &*db.meta;
     let a = mkfile(m, ROOT_INO, "a");
@@ -435,7 +481,7 @@ fn failed_operations_do_not_consume_ids_and_ids_never_repeat(db: &Db) {
 fn a_second_connection_sees_committed_transactions(db: &Db) {
     let m = &*db.meta;
     let f = mkfile(m, ROOT_INO, "f");
-    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 5, len: 3 }], 3, None).unwrap();
+    m.commit(f.ino, &[NewSlice { chunk: 0, pos: 0, slice_id: 5, len: 3, data: None }], 3, None).unwrap();
     let other = (db.reopen)();
     assert_eq!(other.lookup(ROOT_INO, b"f").unwrap().size, 3);
     assert_eq!(other.slices(f.ino, 0).unwrap().len(), 1);
@@ -662,6 +708,7 @@ on_every_engine!(
     rename_noreplace_exchange_and_whiteout,
     xattrs_and_their_flags,
     update_cuts_slices_and_a_refused_update_changes_nothing,
+    slices_kept_in_the_metadata,
     failed_operations_do_not_consume_ids_and_ids_never_repeat,
     a_second_connection_sees_committed_transactions,
     concurrent_clients_keep_the_namespace_consistent,
