@@ -17,6 +17,7 @@ pub mod error;
 pub mod fs;
 pub mod layout;
 pub mod meta;
+pub mod recent;
 #[cfg(test)]
 pub mod testing;
 pub mod url;

@@ -14,6 +14,7 @@ use crate::layout::{
 use crate::meta::store::now_ns;
 use crate::meta::MetaStore;
 use crate::meta::{NewSlice, SliceRef};
+use crate::recent::RecentBlocks;
 use crate::writer::{FileWriter, PendingData};
 use crate::{BlobStore, MetaError};
 use bytes::Bytes;
@@ -41,6 +42,9 @@ impl Source {
     }
 }
 
+/// How many inodes' last read end is remembered for read-ahead of blocks.
+const READ_ENDS_KEPT: usize = 1024;
+
 /// Stored metadata is input too: a slice reaching past its data or its chunk would make a copy
 /// out of its blocks index out of bounds. EIO (and a log line) for such a slice.
 pub(super) fn check_slice(ino: u64, chunk: u64, r: &SliceRef) -> Result<(), Errno> {
@@ -67,6 +71,8 @@ pub(crate) struct Engines {
     pub upload_parallelism: usize,
     /// Pieces of a commit up to this many bytes are kept in the metadata, not uploaded.
     pub inline_max: u64,
+    /// Blocks read lately, in memory.
+    pub recent: Arc<RecentBlocks>,
 }
 
 impl Engines {
@@ -131,9 +137,15 @@ impl Engines {
         Ok(slices)
     }
 
-    /// One block, from the cache or the store (then cached).
+    /// One block: kept in memory from a recent read, else from the disk cache or the store
+    /// (then cached), fetched once for all concurrent asks.
     pub(crate) async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
         let key = block_key(slice_id, index);
+        self.recent.get_or_fetch(&key, || self.fetch_block(key.clone(), len)).await
+    }
+
+    /// One block from the disk cache or the store (then cached).
+    async fn fetch_block(&self, key: String, len: u64) -> Result<Bytes, Errno> {
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(&key).await {
                 if b.len() as u64 == len {
@@ -270,6 +282,16 @@ impl DfsFs {
         self.engines.block(slice_id, index, len).await
     }
 
+    /// True when a read of `[offset, end)` of `ino` starts where the last read of it ended
+    /// (a sequential reader); remembers `end`. Kept for the most recent inodes only.
+    fn read_follows_the_last(&self, ino: u64, offset: u64, end: u64) -> bool {
+        let mut ends = lock(&self.read_ends);
+        if ends.len() >= READ_ENDS_KEPT && !ends.contains_key(&ino) {
+            ends.clear();
+        }
+        ends.insert(ino, end) == Some(offset)
+    }
+
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with
     /// pending ones and the write buffer; holes read as zeros.
     pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
@@ -317,6 +339,7 @@ impl DfsFs {
             plan.push((base, visible(&layers, s, e), sources));
         }
         drop(guard);
+        let sequential = self.read_follows_the_last(ino, offset, end);
         let mut out = vec![0u8; (end - offset) as usize];
         for (base, pieces, sources) in plan {
             // Fetch the blocks this chunk needs, in parallel.
@@ -325,6 +348,15 @@ impl DfsFs {
                 if let Source::Stored { slice_id, size } = sources[p.source] {
                     for index in blocks_covering(p.off, p.len) {
                         needed.insert((slice_id, index), block_len(size, index));
+                    }
+                    // A sequential reader wants the slice's next block soon: fetch it now, in
+                    // the background, so that it is in memory by then (one fetch, shared).
+                    let next = blocks_covering(p.off, p.len).end;
+                    if sequential && next * BLOCK_SIZE < size {
+                        let engines = self.engines.clone();
+                        tokio::spawn(
+                            async move { engines.block(slice_id, next, block_len(size, next)).await },
+                        );
                     }
                 }
             }

@@ -39,6 +39,9 @@ pub struct DfsOptions {
     /// them as block objects (default 64 KiB; 0 = never): a small file's close(2) is then one
     /// metadata transaction, no object PUT.
     pub inline_max: u64,
+    /// Bytes of recently read blocks kept in memory, so that the reads of one block's pieces
+    /// fetch it once (default 64 MiB; 0 = none).
+    pub recent_blocks: u64,
     /// A mount whose heartbeat stopped this long ago is expired by the others: its locks are
     /// released (default 30 s; it beats every quarter of this).
     pub session_timeout: std::time::Duration,
@@ -52,6 +55,7 @@ impl Default for DfsOptions {
             upload_parallelism: 8,
             compact_slices: 16,
             inline_max: 64 << 10,
+            recent_blocks: crate::recent::DEFAULT_RECENT_BYTES,
             session_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -82,6 +86,9 @@ pub struct DfsFs {
     commits: AtomicU64,
     /// Background compaction of fragmented chunks.
     compaction: Arc<compact::Background>,
+    /// Where the last READ of each recently read inode ended (sequential readers get the
+    /// next block fetched ahead).
+    read_ends: Mutex<HashMap<u64, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -132,12 +139,14 @@ impl DfsFs {
                 cache: cache.map(Arc::new),
                 upload_parallelism: opts.upload_parallelism,
                 inline_max: opts.inline_max,
+                recent: Arc::new(crate::recent::RecentBlocks::new(opts.recent_blocks)),
             },
             opts,
             writers: Mutex::new(HashMap::new()),
             unlinked: Mutex::new(HashSet::new()),
             buffered: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            read_ends: Mutex::new(HashMap::new()),
             compaction: compact::Background::new(),
         }
     }

@@ -412,3 +412,33 @@ fn small_commits_keep_their_bytes_in_the_metadata() {
         assert!(report.is_ok(), "{report:?}");
     });
 }
+
+/// The pieces of one block are fetched once (kept in memory), and a sequential reader gets
+/// the slice's next block fetched ahead; a random reader does not.
+#[test]
+fn sequential_reads_fetch_each_block_once_and_the_next_ahead() {
+    let env = Env::new();
+    rt().block_on(async {
+        let fs = env.mount(DfsOptions::default());
+        let ino = create(&fs, "big").await;
+        let data: Vec<u8> = (0..3 * BLOCK_SIZE as usize).map(|i| (i / 7) as u8).collect();
+        write(&fs, ino, 0, data.clone()).await;
+        flush(&fs, ino).await.unwrap();
+        let reader = env.mount(DfsOptions::default());
+        let recent = &reader.engines().recent;
+        const MIB: u64 = 1 << 20;
+        // A first read is not known to be sequential: its block only.
+        assert_eq!(read(&reader, ino, 0, MIB as u32).await, data[..MIB as usize]);
+        assert_eq!(recent.bytes(), BLOCK_SIZE);
+        // The next piece follows it: block 1 comes ahead.
+        assert_eq!(read(&reader, ino, MIB, MIB as u32).await, data[MIB as usize..2 * MIB as usize]);
+        let ahead = fusebox_testkit::wait_until(std::time::Duration::from_secs(5), || {
+            recent.bytes() == 2 * BLOCK_SIZE
+        });
+        assert!(ahead, "the next block was not fetched ahead: {} bytes kept", recent.bytes());
+        // A jump back is not sequential: nothing more is fetched.
+        assert_eq!(read(&reader, ino, 0, 4096).await, data[..4096]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(recent.bytes(), 2 * BLOCK_SIZE);
+    });
+}
