@@ -92,12 +92,14 @@ fn write_files(dir: &std::path::Path, n: usize, content: &[u8]) {
     }
 }
 
+/// Files the open/close cycles go round.
+const CYCLED_FILES: usize = 16;
+
 #[test]
 fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
     fusebox_testkit::skip_unless!();
     let d = Daemon::start("passthrough", "kernel_passthrough");
-    const FILES: usize = 16;
-    write_files(&d.mnt, FILES, b"x");
+    write_files(&d.mnt, CYCLED_FILES, b"x");
     // Counted after the files were made: the daemon caches a descriptor of each.
     let fds_before = d.daemon_fds();
     // Two threads, so opens of one inode overlap with releases of it: the id is shared
@@ -107,7 +109,7 @@ fn hundred_thousand_open_close_cycles_leak_no_backing_ids() {
             let mnt = d.mnt.clone();
             std::thread::spawn(move || {
                 for n in 0..50_000usize {
-                    let p = mnt.join(format!("f{}", (n * 7 + t) % FILES));
+                    let p = mnt.join(format!("f{}", (n * 7 + t) % CYCLED_FILES));
                     let f = if n % 2 == 0 {
                         fs::File::open(&p).unwrap()
                     } else {

@@ -38,6 +38,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a transaction that lost a serialization conflict is tried again.
 const CONFLICT_RETRIES: u32 = 20;
+
+/// How a failed BEGIN's conflict reason starts.
+const BEGIN_FAILED: &str = "BEGIN failed";
+
+/// Whether a transaction that ended in conflict `why` after `took`, on try `attempt`, runs
+/// again: a serialization failure or deadlock always (up to [`CONFLICT_RETRIES`]); a failed
+/// BEGIN only when it failed fast (a connection a server restart closed fails at once), not
+/// after a timeout on a server that hangs, so such an operation fails after one timeout
+/// instead of twenty.
+fn worth_retrying(why: &str, took: Duration, attempt: u32) -> bool {
+    attempt < CONFLICT_RETRIES && (!why.starts_with(BEGIN_FAILED) || took < CONNECT_TIMEOUT)
+}
 /// Connections kept per mount (metadata operations run on tokio's blocking pool).
 const POOL_SIZE: u32 = 16;
 
@@ -247,8 +259,9 @@ impl Postgres {
     fn run<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let mut attempt = 0;
         loop {
+            let tried = std::time::Instant::now();
             match self.try_once(write, f) {
-                Err(MetaError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
+                Err(MetaError::Conflict(why)) if worth_retrying(&why, tried.elapsed(), attempt) => {
                     attempt += 1;
                     tracing::debug!(attempt, why, "transaction conflict, running it again");
                     // Back off a little, differently per thread, so two losers do not collide again.
@@ -276,7 +289,7 @@ impl Postgres {
         // transaction runs again on another connection (r2d2 drops the broken one). A server
         // that is down fails in `pool.get` above instead, after CONNECT_TIMEOUT.
         let mut tx = match started {
-            Err(e) => return Err(MetaError::Conflict(format!("BEGIN failed: {}", reason(&e)))),
+            Err(e) => return Err(MetaError::Conflict(format!("{BEGIN_FAILED}: {}", reason(&e)))),
             Ok(tx) => tx,
         };
         let v = f(&mut tx)?;
@@ -416,6 +429,17 @@ mod tests {
             let e = Postgres::connect(url).err().expect(url).to_string();
             assert!(e.contains(why) && !e.contains("pw@"), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn only_fast_begin_failures_and_real_conflicts_run_again() {
+        let fast = Duration::from_millis(2);
+        let slow = CONNECT_TIMEOUT * 2;
+        let begin = format!("{BEGIN_FAILED}: connection closed");
+        assert!(worth_retrying(&begin, fast, 0), "a closed pooled connection");
+        assert!(!worth_retrying(&begin, slow, 0), "a BEGIN that timed out on a hung server");
+        assert!(worth_retrying("deadlock detected", slow, 0), "a real conflict, however long it took");
+        assert!(!worth_retrying("deadlock detected", fast, CONFLICT_RETRIES), "the bound holds");
     }
 
     #[test]
