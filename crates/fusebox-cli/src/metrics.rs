@@ -54,13 +54,13 @@ pub fn render(report: &StatusReport) -> String {
         &[("mountpoint", &mnt), ("protocol", &i.protocol), ("pid", &report.pid.to_string())],
         1,
     );
-    e.single("fusebox_max_write_bytes", "gauge", "Negotiated max_write.", i.max_write.into());
-    e.single("fusebox_max_background", "gauge", "Negotiated max_background.", i.max_background.into());
+    e.single("fusebox_max_write_bytes", "gauge", "Negotiated max_write.", i.limits.max_write.into());
+    e.single("fusebox_max_background", "gauge", "Negotiated max_background.", i.limits.max_background.into());
     e.single(
         "fusebox_congestion_threshold",
         "gauge",
         "Negotiated congestion_threshold.",
-        i.congestion_threshold.into(),
+        i.limits.congestion_threshold.into(),
     );
 
     let ops = &report.stats.ops;
@@ -207,7 +207,11 @@ mod tests {
         StatusReport {
             mountpoint: "/mnt/a \"b\"".into(),
             pid: 42,
-            init: InitReport { protocol: "7.45".into(), max_write: 1 << 20, ..Default::default() },
+            init: InitReport {
+                protocol: "7.45".into(),
+                limits: fusebox::session::Limits { max_write: 1 << 20, ..Default::default() },
+                ..Default::default()
+            },
             stats: StatsSnapshot { ops: vec![op], in_flight_sync: 1, ..Default::default() },
             sched: SchedReport { mode: "classes".into(), workers: 3, ..Default::default() },
         }

@@ -72,12 +72,12 @@ pub fn render(r: &StatusReport) -> String {
         s,
         "init      FUSE {}  max_write {}  max_pages {}  max_readahead {}  max_background {}  congestion_threshold {}  time_gran {}ns",
         i.protocol,
-        bytes(i.max_write as u64),
-        i.max_pages,
-        bytes(i.max_readahead as u64),
-        i.max_background,
-        i.congestion_threshold,
-        i.time_gran
+        bytes(i.limits.max_write as u64),
+        i.limits.max_pages,
+        bytes(i.limits.max_readahead as u64),
+        i.limits.max_background,
+        i.limits.congestion_threshold,
+        i.limits.time_gran
     );
     let _ = writeln!(s, "flags     {}", i.flags.join(" "));
     let _ = writeln!(s, "(1-file: most READs/WRITEs of one file in flight at once)");

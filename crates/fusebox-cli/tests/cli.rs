@@ -336,8 +336,8 @@ fn stats_reports_counters_and_init_parameters() {
     let out = run(fusebox().arg("stats").arg(&fx.mnt).arg("--json"));
     assert!(out.status.success(), "{}", stderr(&out));
     let report: fusebox::session::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report.init.max_pages, 256);
-    assert_eq!(report.init.max_write, 1 << 20);
+    assert_eq!(report.init.limits.max_pages, 256);
+    assert_eq!(report.init.limits.max_write, 1 << 20);
     for flag in ["WRITEBACK_CACHE", "ASYNC_DIO", "PARALLEL_DIROPS", "HANDLE_KILLPRIV_V2", "DO_READDIRPLUS"] {
         assert!(report.init.flags.iter().any(|f| f == flag), "{flag} missing: {:?}", report.init.flags);
     }

@@ -6,7 +6,7 @@
 //! mountpoint (unix socket paths are limited to 108 bytes, mountpoints are not). A client
 //! connects and reads one JSON [`StatusReport`]; the server closes the connection after it.
 
-use super::init::Negotiated;
+use super::init::{Limits, Negotiated};
 use super::server::Server;
 use crate::session::sched::StatsSnapshot;
 use std::io::{self, Write};
@@ -49,15 +49,13 @@ pub struct SchedReport {
 
 /// The negotiated INIT parameters, for display.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[allow(missing_docs)]
 pub struct InitReport {
+    /// Protocol version in use ("7.45").
     pub protocol: String,
-    pub max_write: u32,
-    pub max_pages: u32,
-    pub max_readahead: u32,
-    pub max_background: u16,
-    pub congestion_threshold: u16,
-    pub time_gran: u32,
+    /// Request sizes and queue limits.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Names of the granted flags.
     pub flags: Vec<String>,
 }
 
@@ -65,12 +63,7 @@ impl From<&Negotiated> for InitReport {
     fn from(n: &Negotiated) -> Self {
         InitReport {
             protocol: format!("7.{}", n.minor),
-            max_write: n.max_write,
-            max_pages: n.max_pages,
-            max_readahead: n.max_readahead,
-            max_background: n.max_background,
-            congestion_threshold: n.congestion_threshold,
-            time_gran: n.time_gran,
+            limits: n.limits,
             flags: n.flag_names().into_iter().map(String::from).collect(),
         }
     }

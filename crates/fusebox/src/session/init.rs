@@ -150,6 +150,14 @@ pub struct Negotiated {
     pub kernel_flags: u64,
     /// Flags granted: offered ∩ wanted.
     pub flags: u64,
+    /// Request sizes and queue limits.
+    pub limits: Limits,
+}
+
+/// The request sizes and queue limits INIT settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Limits {
     /// Largest WRITE payload.
     pub max_write: u32,
     /// Pages per request.
@@ -171,7 +179,7 @@ impl Negotiated {
     }
     /// Size of the read buffer a worker needs: max_write plus one page for the headers.
     pub fn buffer_size(&self) -> usize {
-        (self.max_write as usize + 4096).max(abi::FUSE_MIN_READ_BUFFER)
+        (self.limits.max_write as usize + 4096).max(abi::FUSE_MIN_READ_BUFFER)
     }
     /// Names of the granted flags, for logs and stats.
     pub fn flag_names(&self) -> Vec<&'static str> {
@@ -251,23 +259,26 @@ pub fn negotiate(
         minor: init.minor.min(abi::FUSE_KERNEL_MINOR_VERSION),
         kernel_flags,
         flags,
-        max_write,
-        max_pages,
-        max_readahead: caps.max_readahead.min(init.max_readahead),
-        max_background: caps.max_background,
-        congestion_threshold: caps.congestion_threshold.min(caps.max_background),
-        time_gran: caps.time_gran.clamp(1, 1_000_000_000),
+        limits: Limits {
+            max_write,
+            max_pages,
+            max_readahead: caps.max_readahead.min(init.max_readahead),
+            max_background: caps.max_background,
+            congestion_threshold: caps.congestion_threshold.min(caps.max_background),
+            time_gran: caps.time_gran.clamp(1, 1_000_000_000),
+        },
     };
+    let l = &neg.limits;
     let out = abi::fuse_init_out {
         major: abi::FUSE_KERNEL_VERSION,
         minor: abi::FUSE_KERNEL_MINOR_VERSION,
-        max_readahead: neg.max_readahead,
+        max_readahead: l.max_readahead,
         flags: flags as u32,
-        max_background: neg.max_background,
-        congestion_threshold: neg.congestion_threshold,
-        max_write: neg.max_write,
-        time_gran: neg.time_gran,
-        max_pages: neg.max_pages as u16,
+        max_background: l.max_background,
+        congestion_threshold: l.congestion_threshold,
+        max_write: l.max_write,
+        time_gran: l.time_gran,
+        max_pages: l.max_pages as u16,
         flags2: (flags >> 32) as u32,
         max_stack_depth: if flags & FUSE_PASSTHROUGH != 0 { caps.max_stack_depth.clamp(1, 2) } else { 0 },
         ..Default::default()

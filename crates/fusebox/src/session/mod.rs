@@ -26,7 +26,7 @@ pub use control::{
     StatusReport,
 };
 pub use handler::{Dispatch, Handler, IntoHandler, O_APPEND_CACHED};
-pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Negotiated, FLAG_NAMES};
+pub use init::{kernel_max_pages_limit, negotiate, Capabilities, InitError, Limits, Negotiated, FLAG_NAMES};
 pub use interrupt::{Interrupt, PENDING_EXPIRY};
 pub(crate) use interrupt::{InterruptRegistry, Registration};
 pub use mount::{

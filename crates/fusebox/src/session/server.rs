@@ -279,12 +279,7 @@ impl Server {
                 let _ = send_reply(&**chan, unique, 0, &[out.as_bytes()]);
                 tracing::debug!(
                     minor = neg.minor,
-                    max_write = neg.max_write,
-                    max_pages = neg.max_pages,
-                    max_readahead = neg.max_readahead,
-                    max_background = neg.max_background,
-                    congestion_threshold = neg.congestion_threshold,
-                    time_gran = neg.time_gran,
+                    limits = ?neg.limits,
                     flags = ?neg.flag_names(),
                     "INIT negotiated"
                 );

@@ -40,7 +40,8 @@ impl UringRuntime {
 
 /// Payload buffer size the kernel requires: max(8 KiB, max_write, max_pages pages).
 fn payload_size(neg: &Negotiated) -> usize {
-    (abi::FUSE_MIN_READ_BUFFER).max(neg.max_write as usize).max(neg.max_pages as usize * sys::page_size())
+    let l = &neg.limits;
+    (abi::FUSE_MIN_READ_BUFFER).max(l.max_write as usize).max(l.max_pages as usize * sys::page_size())
 }
 
 /// Start the io_uring queues if they were asked for. Returns None (after saying why, once)
