@@ -356,7 +356,9 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn fsync(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, _datasync: bool) -> FsResult<()> {
-        self.commit(ino.0).await
+        self.commit(ino.0).await?;
+        // Also what changed without a data commit (a rename, a chmod): on stable storage.
+        self.m(|m| m.sync()).await
     }
 
     async fn opendir(&self, _req: RequestInfo, ino: NodeId, _flags: i32) -> FsResult<Opened> {
@@ -454,8 +456,8 @@ impl AsyncFilesystem for DfsFs {
     async fn fsyncdir(
         &self, _req: RequestInfo, _ino: NodeId, _fh: FileHandle, _datasync: bool,
     ) -> FsResult<()> {
-        // Every namespace change is a committed (synchronous) transaction already.
-        Ok(())
+        // Namespace changes are committed already; this puts them on stable storage.
+        self.m(|m| m.sync()).await
     }
 
     async fn statfs(&self, _req: RequestInfo, _ino: NodeId) -> FsResult<Statfs> {

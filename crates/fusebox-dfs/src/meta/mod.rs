@@ -190,6 +190,9 @@ pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     /// instead of handing it to the blocking pool (a thread hop that costs a wakeup, and under
     /// load milliseconds).
     fn reads_are_local(&self) -> bool;
+    /// Put every committed change on stable storage (fsync(2), fsyncdir). A commit of file data
+    /// ([`Self::commit`]) is durable by itself, with every change before it.
+    fn sync(&self) -> MetaResult<()>;
     /// The inode `name` in directory `parent` names (no "." or ".."; see [`Self::parent_of`]).
     fn lookup(&self, parent: u64, name: &[u8]) -> MetaResult<Attr>;
     /// The directory holding directory `ino` (the root is its own parent).

@@ -204,6 +204,19 @@ pub trait Engine: Send + Sync + 'static {
     /// An engine may run `f` again when the transaction conflicted with another client's.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
 
+    /// Like [`Engine::write`], and the transaction (with every one committed before it) is on
+    /// stable storage when this returns. [`Engine::write`] may leave that to the next durable
+    /// write or [`Engine::sync`] (SQLite); a server engine's commits are as durable as its
+    /// configuration makes them.
+    fn write_durable<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.write(f)
+    }
+
+    /// Put every committed transaction on stable storage.
+    fn sync(&self) -> MetaResult<()> {
+        Ok(())
+    }
+
     /// Run `f` in a read-only transaction (one consistent snapshot).
     fn read<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T>;
 

@@ -459,6 +459,18 @@ impl<E: Engine> SqlMeta<E> {
         })
     }
 
+    /// [`SqlMeta::write`] whose transaction is on stable storage when it returns (data commits).
+    pub(super) fn write_durable<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let sid = self.sid();
+        self.engine.write_durable(&mut |c| {
+            let mut noting = Noting { tx: &mut *c, changes: Vec::new() };
+            let v = f(&mut noting)?;
+            let changes = std::mem::take(&mut noting.changes);
+            super::coord::publish(c, E::DIALECT, sid, changes)?;
+            Ok(v)
+        })
+    }
+
     /// `a` lost its last name in this transaction: while this mount's session lives, no other
     /// mount's orphan reclaim deletes it (its kernel may still have it open).
     fn sustain_if_orphan(&self, c: &mut dyn Tx, a: &Attr) -> MetaResult<()> {
@@ -490,6 +502,10 @@ impl<E: Engine> SqlMeta<E> {
 impl<E: Engine> MetaStore for SqlMeta<E> {
     fn reads_are_local(&self) -> bool {
         E::LOCAL
+    }
+
+    fn sync(&self) -> MetaResult<()> {
+        self.engine.sync()
     }
 
     fn info(&self) -> MetaResult<FormatInfo> {
@@ -911,7 +927,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr> {
-        self.write(|c| {
+        self.write_durable(|c| {
             c.lock_inodes(&[ino])?;
             let mut a = get_attr(c, ino)?;
             if !a.is_file() {
