@@ -448,27 +448,29 @@ impl<E: Engine> SqlMeta<E> {
 
     /// Run `f` in a write transaction, publishing the changes it notes (see [`super::coord`])
     /// in the same transaction.
-    pub(super) fn write<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
-        let sid = self.sid();
-        self.engine.write(&mut |c| {
-            let mut noting = Noting { tx: &mut *c, changes: Vec::new() };
-            let v = f(&mut noting)?;
-            let changes = std::mem::take(&mut noting.changes);
-            super::coord::publish(c, E::DIALECT, sid, changes)?;
-            Ok(v)
-        })
+    pub(super) fn write<T>(&self, f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.publishing(false, f)
     }
 
     /// [`SqlMeta::write`] whose transaction is on stable storage when it returns (data commits).
-    pub(super) fn write_durable<T>(&self, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+    pub(super) fn write_durable<T>(&self, f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        self.publishing(true, f)
+    }
+
+    fn publishing<T>(&self, durable: bool, mut f: impl FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let sid = self.sid();
-        self.engine.write_durable(&mut |c| {
+        let mut run = |c: &mut dyn Tx| {
             let mut noting = Noting { tx: &mut *c, changes: Vec::new() };
             let v = f(&mut noting)?;
             let changes = std::mem::take(&mut noting.changes);
             super::coord::publish(c, E::DIALECT, sid, changes)?;
             Ok(v)
-        })
+        };
+        if durable {
+            self.engine.write_durable(&mut run)
+        } else {
+            self.engine.write(&mut run)
+        }
     }
 
     /// `a` lost its last name in this transaction: while this mount's session lives, no other
