@@ -52,7 +52,8 @@ pub(super) fn check_slice(ino: u64, chunk: u64, r: &SliceRef) -> Result<(), Errn
         || r.pos.checked_add(r.len).is_none_or(|e| e > CHUNK_SIZE)
         || r.data.as_ref().is_some_and(|d| d.len() as u64 != r.slice_size)
     {
-        tracing::error!(ino, chunk, slice = ?r, "corrupt slice in the metadata");
+        let (id, pos, off, len, size) = (r.slice_id, r.pos, r.off, r.len, r.slice_size);
+        tracing::error!(ino, chunk, id, pos, off, len, size, kept = ?r.data.as_ref().map(|d| d.len()), "corrupt slice in the metadata");
         return Err(Errno::EIO);
     }
     Ok(())
