@@ -356,9 +356,15 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn fsync(&self, _req: RequestInfo, ino: NodeId, _fh: FileHandle, _datasync: bool) -> FsResult<()> {
+        let before = self.commit_count();
         self.commit(ino.0).await?;
-        // Also what changed without a data commit (a rename, a chmod): on stable storage.
-        self.m(|m| m.sync()).await
+        // A data commit that finished after this call began is durable with every change
+        // before it (MetaStore::commit); without one, what changed without data (a rename, a
+        // chmod) still has to reach stable storage.
+        if self.commit_count() == before {
+            self.m(|m| m.sync()).await?;
+        }
+        Ok(())
     }
 
     async fn opendir(&self, _req: RequestInfo, ino: NodeId, _flags: i32) -> FsResult<Opened> {

@@ -148,12 +148,18 @@ impl Sqlite {
         &self, conn: &Mutex<Connection>, behavior: TransactionBehavior,
         f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>,
     ) -> MetaResult<T> {
-        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tx = conn.transaction_with_behavior(behavior)?;
-        let v = f(&mut tx)?;
-        tx.commit()?;
-        Ok(v)
+        transact(&mut conn.lock().unwrap_or_else(|e| e.into_inner()), behavior, f)
     }
+}
+
+/// Run `f` in a transaction on `conn`: committed when `f` succeeds, rolled back otherwise.
+fn transact<T>(
+    conn: &mut Connection, behavior: TransactionBehavior, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>,
+) -> MetaResult<T> {
+    let mut tx = conn.transaction_with_behavior(behavior)?;
+    let v = f(&mut tx)?;
+    tx.commit()?;
+    Ok(v)
 }
 
 impl Engine for Sqlite {
@@ -171,12 +177,7 @@ impl Engine for Sqlite {
     fn write_durable<T>(&self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
-        let result = (|| {
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let v = f(&mut tx)?;
-            tx.commit()?;
-            Ok(v)
-        })();
+        let result = transact(&mut conn, TransactionBehavior::Immediate, f);
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         result
     }
