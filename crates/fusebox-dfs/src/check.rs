@@ -19,11 +19,11 @@ pub const BLOCK_PREFIX: &str = "blocks";
 /// An error of fsck or gc.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// Reading the metadata failed.
-    #[error(transparent)]
+    /// Reading or repairing the metadata failed.
+    #[error("checking the metadata")]
     Meta(#[from] MetaError),
-    /// Listing or deleting objects failed.
-    #[error(transparent)]
+    /// Listing, reading or deleting objects failed.
+    #[error("checking the objects")]
     Blob(#[from] BlobError),
 }
 

@@ -223,12 +223,28 @@ mod tests {
         }
     }
 
+    /// Takes (or with `F_UNLCK` gives up) `owner`'s POSIX lock on `start..=end` of `ino`, which
+    /// must not conflict.
+    fn grant(t: &Arc<LockTable>, ino: u64, owner: u64, typ: i32, start: u64, end: u64) {
+        t.set(ino, &args(owner, typ, start, end, false, false), &Interrupt::never()).unwrap();
+    }
+
+    /// Starts the waiting request `a` on `ino` on a thread of its own and checks that it is
+    /// still blocked 50 ms later.
+    fn blocked_set(t: &Arc<LockTable>, ino: u64, a: LockArgs) -> std::thread::JoinHandle<Result<(), Errno>> {
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || t2.set(ino, &a, &Interrupt::never()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the request must wait");
+        waiter
+    }
+
     #[test]
     fn a_wait_whose_request_was_already_interrupted_returns_eintr_and_the_table_stays_usable() {
         // The interrupt callback runs at registration then; it used to take the state lock
         // this thread already held (a deadlock that stress-ng's lock stressors hit).
         let t = LockTable::new();
-        t.set(1, &args(1, libc::F_WRLCK, 0, u64::MAX, false, false), &Interrupt::never()).unwrap();
+        grant(&t, 1, 1, libc::F_WRLCK, 0, u64::MAX);
         let (tx, rx) = std::sync::mpsc::channel();
         let t2 = t.clone();
         std::thread::spawn(move || {
@@ -244,12 +260,12 @@ mod tests {
     fn posix_ranges_conflict_split_and_release() {
         let t = LockTable::new();
         let never = Interrupt::never();
-        t.set(1, &args(1, libc::F_WRLCK, 0, 99, false, false), &never).unwrap();
+        grant(&t, 1, 1, libc::F_WRLCK, 0, 99);
         assert_eq!(t.set(1, &args(2, libc::F_RDLCK, 50, 50, false, false), &never), Err(Errno::EAGAIN));
         // Owner 1 unlocks the middle: two pieces remain, the hole is free.
-        t.set(1, &args(1, libc::F_UNLCK, 40, 59, false, false), &never).unwrap();
+        grant(&t, 1, 1, libc::F_UNLCK, 40, 59);
         assert_eq!(t.held(1), 2);
-        t.set(1, &args(2, libc::F_RDLCK, 50, 50, false, false), &never).unwrap();
+        grant(&t, 1, 2, libc::F_RDLCK, 50, 50);
         let probe = t.test(1, &args(2, libc::F_WRLCK, 0, u64::MAX, false, false));
         assert_eq!((probe.typ, probe.start, probe.end), (libc::F_WRLCK, 0, 39));
         // flock locks live apart from POSIX locks.
@@ -264,26 +280,20 @@ mod tests {
     #[test]
     fn own_locks_merge_and_upgrade() {
         let t = LockTable::new();
-        let never = Interrupt::never();
-        t.set(7, &args(1, libc::F_RDLCK, 0, 9, false, false), &never).unwrap();
-        t.set(7, &args(1, libc::F_RDLCK, 10, 19, false, false), &never).unwrap();
+        grant(&t, 7, 1, libc::F_RDLCK, 0, 9);
+        grant(&t, 7, 1, libc::F_RDLCK, 10, 19);
         assert_eq!(t.held(7), 1);
-        t.set(7, &args(1, libc::F_WRLCK, 5, 14, false, false), &never).unwrap();
+        grant(&t, 7, 1, libc::F_WRLCK, 5, 14);
         assert_eq!(t.held(7), 3);
-        assert_eq!(t.set(7, &args(1, libc::F_WRLCK, 9, 8, false, false), &never), Err(Errno::EINVAL));
+        let backwards = args(1, libc::F_WRLCK, 9, 8, false, false);
+        assert_eq!(t.set(7, &backwards, &Interrupt::never()), Err(Errno::EINVAL));
     }
 
     #[test]
     fn blocked_waiter_is_granted_on_unlock() {
         let t = LockTable::new();
-        let never = Interrupt::never();
-        t.set(1, &args(1, libc::F_WRLCK, 0, u64::MAX, false, false), &never).unwrap();
-        let t2 = t.clone();
-        let waiter = std::thread::spawn(move || {
-            t2.set(1, &args(2, libc::F_WRLCK, 0, 0, false, true), &Interrupt::never())
-        });
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished());
+        grant(&t, 1, 1, libc::F_WRLCK, 0, u64::MAX);
+        let waiter = blocked_set(&t, 1, args(2, libc::F_WRLCK, 0, 0, false, true));
         t.release_posix(1, 1);
         assert_eq!(waiter.join().unwrap(), Ok(()));
     }
@@ -299,13 +309,8 @@ mod tests {
         // A process lock taken through another handle stays when handle 5 goes.
         let other = LockArgs { fh: FileHandle(6), ..args(300, libc::F_RDLCK, 0, 0, false, false) };
         assert_eq!(t.set(1, &other, &intr), Err(Errno::EAGAIN));
-        let t2 = t.clone();
-        let waiter = std::thread::spawn(move || {
-            let w = LockArgs { fh: FileHandle(7), ..args(200, libc::F_WRLCK, 10, 20, false, true) };
-            t2.set(1, &w, &Interrupt::never())
-        });
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished());
+        let w = LockArgs { fh: FileHandle(7), ..args(200, libc::F_WRLCK, 10, 20, false, true) };
+        let waiter = blocked_set(&t, 1, w);
         t.release_description(1, 6);
         assert_eq!(t.held(1), 1, "another handle's release must not drop the lock");
         t.release_description(1, 5);
@@ -317,8 +322,8 @@ mod tests {
     fn a_wait_that_closes_a_cycle_is_edeadlk() {
         let t = LockTable::new();
         let never = Interrupt::never();
-        t.set(1, &args(1, libc::F_WRLCK, 0, 9, false, false), &never).unwrap();
-        t.set(1, &args(2, libc::F_WRLCK, 10, 19, false, false), &never).unwrap();
+        grant(&t, 1, 1, libc::F_WRLCK, 0, 9);
+        grant(&t, 1, 2, libc::F_WRLCK, 10, 19);
         // Owner 1 waits for owner 2's range.
         let t2 = t.clone();
         let first = std::thread::spawn(move || {
@@ -329,7 +334,7 @@ mod tests {
         // Owner 2 asking for owner 1's range would wait for a waiter of its own: EDEADLK.
         assert_eq!(t.set(1, &args(2, libc::F_WRLCK, 0, 9, false, true), &never), Err(Errno(libc::EDEADLK)));
         // Owner 2 gives up its lock: owner 1 gets it.
-        t.set(1, &args(2, libc::F_UNLCK, 10, 19, false, false), &never).unwrap();
+        grant(&t, 1, 2, libc::F_UNLCK, 10, 19);
         assert_eq!(first.join().unwrap(), Ok(()));
         assert!(t.lock_state().waiting.is_empty());
     }

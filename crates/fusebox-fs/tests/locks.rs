@@ -24,7 +24,7 @@ fn rw(p: &Path) -> File {
 }
 
 fn whole(typ: i32) -> OfdLock {
-    OfdLock { typ, start: 0, end: u64::MAX, pid: 0 }
+    OfdLock::new(typ, 0, u64::MAX)
 }
 
 fn errno(r: std::io::Result<()>) -> i32 {
@@ -81,14 +81,13 @@ fn memfs_flock_and_ofd_locks_conflict_and_interrupted_wait_is_eintr() {
     // Record locks (OFD, owned by the open file): ranges conflict, GETLK reports the holder.
     let c = rw(&p);
     let d = rw(&p);
-    sys::ofd_setlk(c.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 10, end: 19, pid: 0 }, false).unwrap();
-    let r = sys::ofd_setlk(d.as_fd(), &OfdLock { typ: libc::F_RDLCK, start: 15, end: 15, pid: 0 }, false);
+    sys::ofd_setlk(c.as_fd(), &OfdLock::new(libc::F_WRLCK, 10, 19), false).unwrap();
+    let r = sys::ofd_setlk(d.as_fd(), &OfdLock::new(libc::F_RDLCK, 15, 15), false);
     assert_eq!(errno(r), libc::EAGAIN);
-    sys::ofd_setlk(d.as_fd(), &OfdLock { typ: libc::F_RDLCK, start: 20, end: 30, pid: 0 }, false).unwrap();
+    sys::ofd_setlk(d.as_fd(), &OfdLock::new(libc::F_RDLCK, 20, 30), false).unwrap();
     let seen = sys::ofd_getlk(d.as_fd(), &whole(libc::F_WRLCK)).unwrap().expect("a conflict");
     assert_eq!((seen.typ, seen.start, seen.end), (libc::F_WRLCK, 10, 19));
-    sys::ofd_setlk(c.as_fd(), &OfdLock { typ: libc::F_UNLCK, start: 0, end: u64::MAX, pid: 0 }, false)
-        .unwrap();
+    sys::ofd_setlk(c.as_fd(), &OfdLock::new(libc::F_UNLCK, 0, u64::MAX), false).unwrap();
     assert_eq!(sys::ofd_getlk(d.as_fd(), &whole(libc::F_WRLCK)).unwrap(), None);
 }
 
@@ -124,23 +123,22 @@ fn posix_lock_across_mounts(opts: &str) {
     let Some(b) = second_mount(&a) else { return };
     std::fs::write(a.src("f"), b"0123456789").unwrap();
     let fa = rw(&a.mnt("f"));
-    sys::process_setlk(fa.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 4, pid: 0 }, false).unwrap();
+    sys::process_setlk(fa.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 4), false).unwrap();
     let fb = rw(&b.path("f"));
-    let r = sys::process_setlk(fb.as_fd(), &OfdLock { typ: libc::F_RDLCK, start: 2, end: 2, pid: 0 }, false);
+    let r = sys::process_setlk(fb.as_fd(), &OfdLock::new(libc::F_RDLCK, 2, 2), false);
     assert_eq!(errno(r), libc::EAGAIN, "mount B must see mount A's lock");
     // The range after it is free.
-    sys::process_setlk(fb.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 5, end: 9, pid: 0 }, false).unwrap();
+    sys::process_setlk(fb.as_fd(), &OfdLock::new(libc::F_WRLCK, 5, 9), false).unwrap();
     let seen = sys::process_getlk(fb.as_fd(), &whole(libc::F_WRLCK)).unwrap().expect("conflict");
     assert_eq!((seen.start, seen.end), (0, 4));
     // A direct user of the source sees it too (an OFD lock is its own owner).
     let direct = rw(&a.src("f"));
-    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 0, pid: 0 }, false);
+    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 0), false);
     assert_eq!(errno(r), libc::EAGAIN, "the source must see mount A's lock");
     // A blocking request through mount B waits for A's lock.
     let fb2 = rw(&b.path("f"));
     let waiter = std::thread::spawn(move || {
-        let r =
-            sys::process_setlk(fb2.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 4, pid: 0 }, true);
+        let r = sys::process_setlk(fb2.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 4), true);
         (r.is_ok(), fb2)
     });
     std::thread::sleep(Duration::from_millis(150));
@@ -150,7 +148,7 @@ fn posix_lock_across_mounts(opts: &str) {
     let (granted, fb2) = within(Duration::from_secs(10), move || waiter.join().unwrap());
     assert!(granted);
     // Mount B now holds 0..9 for this process; the source sees it.
-    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock { typ: libc::F_WRLCK, start: 0, end: 0, pid: 0 }, false);
+    let r = sys::ofd_setlk(direct.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 0), false);
     assert_eq!(errno(r), libc::EAGAIN, "mount B's locks must be seen in the source");
     // POSIX: closing any descriptor of the file drops all of the process's locks on it.
     drop(fb2);

@@ -26,7 +26,7 @@ fn rw(p: &Path) -> File {
 
 /// A lock of the whole file, as the kernel writes it (to OFFSET_MAX).
 fn whole(typ: i32) -> OfdLock {
-    OfdLock { typ, start: 0, end: i64::MAX as u64, pid: 0 }
+    OfdLock::new(typ, 0, i64::MAX as u64)
 }
 
 fn errno(r: std::io::Result<()>) -> Option<i32> {

@@ -63,6 +63,19 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// Runs `$body` on a runtime with `$env` (a fresh database and store), `$fs` mounted on it
+/// with `$opts` and `$ino`, a new file `$name` in the root.
+macro_rules! on_a_new_file {
+    ($opts:expr, $name:literal, |$env:ident, $fs:ident, $ino:ident| $body:block) => {{
+        let $env = Env::new();
+        rt().block_on(async {
+            let $fs = $env.mount($opts);
+            let $ino = create(&$fs, $name).await;
+            $body
+        })
+    }};
+}
+
 async fn create(fs: &DfsFs, name: &str) -> u64 {
     let args = CreateArgs { mode: 0o644, umask: 0, flags: libc::O_RDWR };
     fs.create(REQ, NodeId(ROOT_INO), name.into(), args).await.unwrap().0.ino.0
@@ -168,40 +181,38 @@ fn slice_count(fs: &DfsFs, ino: u64) -> usize {
 
 #[test]
 fn compaction_merges_a_chunk_keeps_its_bytes_and_holes() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions { compact_slices: 0, inline_max: 0, ..Default::default() });
-        let ino = create(&fs, "f").await;
-        // Twenty commits of 1000 bytes each, overlapping, then one beyond a hole.
-        for i in 0..20u64 {
-            write(&fs, ino, i * 900, vec![i as u8 + 1; 1000]).await;
+    on_a_new_file!(
+        DfsOptions { compact_slices: 0, inline_max: 0, ..Default::default() },
+        "f",
+        |env, fs, ino| {
+            // Twenty commits of 1000 bytes each, overlapping, then one beyond a hole.
+            for i in 0..20u64 {
+                write(&fs, ino, i * 900, vec![i as u8 + 1; 1000]).await;
+                flush(&fs, ino).await.unwrap();
+            }
+            write(&fs, ino, 1 << 20, b"after the hole".to_vec()).await;
             flush(&fs, ino).await.unwrap();
+            let before = read(&fs, ino, 0, 2 << 20).await;
+            assert_eq!(slice_count(&fs, ino), 21);
+            let r = fs.compact_all(2).await.unwrap();
+            assert_eq!((r.chunks, r.slices_before, r.slices_after, r.raced), (1, 21, 2, 0));
+            assert_eq!(r.bytes, 19 * 900 + 1000 + 14);
+            assert_eq!(slice_count(&fs, ino), 2, "one slice per extent: the hole stays a hole");
+            assert_eq!(read(&fs, ino, 0, 2 << 20).await, before);
+            // Another mount (no cache) reads the same; nothing more to do.
+            let other = env.mount(DfsOptions::default());
+            assert_eq!(read(&other, ino, 0, 2 << 20).await, before);
+            assert_eq!(fs.compact_all(2).await.unwrap(), CompactReport::default());
+            // The replaced objects are garbage now; fsck says so and finds nothing missing.
+            let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
+            assert!(report.is_ok() && report.garbage.len() >= 21, "{report:?}");
         }
-        write(&fs, ino, 1 << 20, b"after the hole".to_vec()).await;
-        flush(&fs, ino).await.unwrap();
-        let before = read(&fs, ino, 0, 2 << 20).await;
-        assert_eq!(slice_count(&fs, ino), 21);
-        let r = fs.compact_all(2).await.unwrap();
-        assert_eq!((r.chunks, r.slices_before, r.slices_after, r.raced), (1, 21, 2, 0));
-        assert_eq!(r.bytes, 19 * 900 + 1000 + 14);
-        assert_eq!(slice_count(&fs, ino), 2, "one slice per extent: the hole stays a hole");
-        assert_eq!(read(&fs, ino, 0, 2 << 20).await, before);
-        // Another mount (no cache) reads the same; nothing more to do.
-        let other = env.mount(DfsOptions::default());
-        assert_eq!(read(&other, ino, 0, 2 << 20).await, before);
-        assert_eq!(fs.compact_all(2).await.unwrap(), CompactReport::default());
-        // The replaced objects are garbage now; fsck says so and finds nothing missing.
-        let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
-        assert!(report.is_ok() && report.garbage.len() >= 21, "{report:?}");
-    });
+    );
 }
 
 #[test]
 fn compaction_that_races_a_commit_changes_nothing() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions { compact_slices: 0, ..Default::default() });
-        let ino = create(&fs, "f").await;
+    on_a_new_file!(DfsOptions { compact_slices: 0, ..Default::default() }, "f", |env, fs, ino| {
         for i in 0..3u64 {
             write(&fs, ino, i * 10, vec![b'a' + i as u8; 10]).await;
             flush(&fs, ino).await.unwrap();
@@ -230,10 +241,7 @@ fn compaction_that_races_a_commit_changes_nothing() {
 
 #[test]
 fn commits_past_the_threshold_compact_in_the_background() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions { compact_slices: 4, ..Default::default() });
-        let ino = create(&fs, "f").await;
+    on_a_new_file!(DfsOptions { compact_slices: 4, ..Default::default() }, "f", |env, fs, ino| {
         let mut want = Vec::new();
         for i in 0..6u8 {
             let piece = vec![b'0' + i; 100];
@@ -254,10 +262,7 @@ fn commits_past_the_threshold_compact_in_the_background() {
 
 #[test]
 fn large_writes_spill_whole_blocks_and_commit_at_flush() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions::default());
-        let ino = create(&fs, "big").await;
+    on_a_new_file!(DfsOptions::default(), "big", |env, fs, ino| {
         let data: Vec<u8> = (0..9 * BLOCK_SIZE as usize + 123).map(|i| (i / 4096) as u8 ^ i as u8).collect();
         for (n, piece) in data.chunks(1 << 20).enumerate() {
             write(&fs, ino, n as u64 * (1 << 20), piece.to_vec()).await;
@@ -284,11 +289,8 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
 
 #[test]
 fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
-    let env = Env::new();
-    rt().block_on(async {
+    on_a_new_file!(DfsOptions { inline_max: 0, ..Default::default() }, "f", |env, fs, ino| {
         // inline_max 0: these small pieces are uploaded, not kept in the metadata.
-        let fs = env.mount(DfsOptions { inline_max: 0, ..Default::default() });
-        let ino = create(&fs, "f").await;
         write(&fs, ino, 0, b"committed".to_vec()).await;
         flush(&fs, ino).await.unwrap();
         let before = fs.meta().getattr(ino).unwrap();
@@ -312,11 +314,8 @@ fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
 
 #[test]
 fn unlinked_open_files_live_until_forget() {
-    let env = Env::new();
-    rt().block_on(async {
+    on_a_new_file!(DfsOptions { inline_max: 0, ..Default::default() }, "f", |env, fs, ino| {
         // inline_max 0: the bytes become a block object, garbage after the forget.
-        let fs = env.mount(DfsOptions { inline_max: 0, ..Default::default() });
-        let ino = create(&fs, "f").await;
         write(&fs, ino, 0, b"still here".to_vec()).await;
         flush(&fs, ino).await.unwrap();
         fs.unlink(REQ, NodeId(ROOT_INO), "f".into()).await.unwrap();
@@ -335,10 +334,7 @@ fn unlinked_open_files_live_until_forget() {
 
 #[test]
 fn corrupt_slice_metadata_reads_as_eio_not_a_panic() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions::default());
-        let ino = create(&fs, "f").await;
+    on_a_new_file!(DfsOptions::default(), "f", |env, fs, ino| {
         write(&fs, ino, 0, b"0123456789".to_vec()).await;
         flush(&fs, ino).await.unwrap();
         let db = rusqlite::Connection::open(env.dir.path().join("m.db")).unwrap();
@@ -417,10 +413,7 @@ fn small_commits_keep_their_bytes_in_the_metadata() {
 /// the slice's next block fetched ahead; a random reader does not.
 #[test]
 fn sequential_reads_fetch_each_block_once_and_the_next_ahead() {
-    let env = Env::new();
-    rt().block_on(async {
-        let fs = env.mount(DfsOptions::default());
-        let ino = create(&fs, "big").await;
+    on_a_new_file!(DfsOptions::default(), "big", |env, fs, ino| {
         let data: Vec<u8> = (0..3 * BLOCK_SIZE as usize).map(|i| (i / 7) as u8).collect();
         write(&fs, ino, 0, data.clone()).await;
         flush(&fs, ino).await.unwrap();

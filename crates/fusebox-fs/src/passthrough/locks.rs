@@ -76,7 +76,7 @@ impl PosixLockFds {
 }
 
 fn ofd(l: &FileLock) -> OfdLock {
-    OfdLock { typ: l.typ, start: l.start, end: l.end, pid: 0 }
+    OfdLock::new(l.typ, l.start, l.end)
 }
 
 /// Run a blocking lock call so that an interrupt of the request cancels it (EINTR).

@@ -159,7 +159,7 @@ impl<'a> Dispatch<'a> {
 
     /// The responder of a RELEASE: its answer uncounts the release (see order.rs).
     pub(crate) fn release_responder(&self) -> Responder {
-        let guard = ReleaseGuard { order: self.server.releases().clone(), ino: self.header.nodeid };
+        let guard = ReleaseGuard::new(self.server.releases().clone(), self.header.nodeid);
         self.responder().hold_until_answered(Box::new(guard))
     }
 

@@ -12,6 +12,7 @@
 //! request is still waiting, or drops it. Neither INTERRUPT nor FORGET is ever answered
 //! otherwise.
 
+use super::finish::{FinishOnDrop, Finishes};
 use crate::transport::ReplyChannel;
 use crate::wire::reply::send_reply;
 use std::collections::HashMap;
@@ -136,7 +137,7 @@ impl InterruptRegistry {
     }
 
     /// Register request `unique`; returns its handle (already fired if its INTERRUPT came
-    /// first). Pair with [`InterruptRegistry::finish`].
+    /// first). Pair with [`Finishes::finished`].
     pub(crate) fn begin(&self, unique: u64) -> Interrupt {
         let intr = Interrupt::armed();
         let mut shard = self.shard(unique);
@@ -149,11 +150,6 @@ impl InterruptRegistry {
         }
         shard.inflight.insert(unique, intr.clone());
         intr
-    }
-
-    /// Request `unique` was answered.
-    pub(crate) fn finish(&self, unique: u64) {
-        self.shard(unique).inflight.remove(&unique);
     }
 
     /// FUSE_INTERRUPT number `unique` names request `target`, read from `chan`.
@@ -209,17 +205,15 @@ impl InterruptRegistry {
     }
 }
 
-/// Keeps a request registered until its reply token is dropped.
-pub(crate) struct Registration {
-    pub(crate) registry: Arc<InterruptRegistry>,
-    pub(crate) unique: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.registry.finish(self.unique);
+impl Finishes for InterruptRegistry {
+    /// Request `unique` was answered (or its token dropped): it can no longer be interrupted.
+    fn finished(&self, unique: u64) {
+        self.shard(unique).inflight.remove(&unique);
     }
 }
+
+/// Keeps a request registered until its reply token is dropped.
+pub(crate) type Registration = FinishOnDrop<InterruptRegistry>;
 
 #[cfg(test)]
 mod tests {
@@ -254,7 +248,7 @@ mod tests {
             n3.fetch_add(10, Ordering::SeqCst);
         });
         assert_eq!(n.load(Ordering::SeqCst), 11);
-        reg.finish(10);
+        reg.finished(10);
         assert_eq!(reg.inflight(), 0);
         assert_eq!(mem.pending(), 0, "an INTERRUPT is never answered when its request was found");
     }

@@ -4,6 +4,7 @@ mod backing;
 mod bdi;
 #[cfg(feature = "serde")]
 mod control;
+mod finish;
 mod handler;
 mod init;
 mod interrupt;

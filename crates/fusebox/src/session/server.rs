@@ -236,7 +236,7 @@ impl Server {
         &self, chan: &Arc<dyn ReplyChannel>, h: &abi::fuse_in_header, class: RequestClass,
     ) -> Responder {
         let intr = self.interrupts.begin(h.unique);
-        let reg = Registration { registry: self.interrupts.clone(), unique: h.unique };
+        let reg = Registration::new(self.interrupts.clone(), h.unique);
         Responder::new(chan.clone(), self.shared.clone(), h.unique, h.opcode, class).registered(intr, reg)
     }
 

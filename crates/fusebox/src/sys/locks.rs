@@ -29,6 +29,14 @@ pub struct OfdLock {
     pub pid: i32,
 }
 
+impl OfdLock {
+    /// A request for a lock of type `typ` (`F_RDLCK`, `F_WRLCK`, `F_UNLCK`) on the bytes
+    /// `start..=end` (the pid of a request is 0, as the kernel wants it).
+    pub const fn new(typ: i32, start: u64, end: u64) -> OfdLock {
+        OfdLock { typ, start, end, pid: 0 }
+    }
+}
+
 fn to_flock(l: &OfdLock) -> io::Result<libc::flock> {
     if l.start > i64::MAX as u64 || l.end < l.start {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -183,33 +191,29 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn lock(typ: i32, start: u64, end: u64) -> OfdLock {
-        OfdLock { typ, start, end, pid: 0 }
-    }
-
     #[test]
     fn ofd_locks_conflict_between_descriptions_and_wait_is_cancellable() {
         let f = tempfile::tempfile().unwrap();
         let path = format!("/proc/self/fd/{}", f.as_raw_fd());
         let g = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
-        ofd_setlk(f.as_fd(), &lock(libc::F_WRLCK, 0, 9), false).unwrap();
-        let e = ofd_setlk(g.as_fd(), &lock(libc::F_WRLCK, 5, 5), false).unwrap_err();
+        ofd_setlk(f.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 9), false).unwrap();
+        let e = ofd_setlk(g.as_fd(), &OfdLock::new(libc::F_WRLCK, 5, 5), false).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
-        let found = ofd_getlk(g.as_fd(), &lock(libc::F_RDLCK, 0, u64::MAX)).unwrap().unwrap();
+        let found = ofd_getlk(g.as_fd(), &OfdLock::new(libc::F_RDLCK, 0, u64::MAX)).unwrap().unwrap();
         assert_eq!((found.typ, found.start, found.end), (libc::F_WRLCK, 0, 9));
-        assert_eq!(ofd_getlk(g.as_fd(), &lock(libc::F_WRLCK, 10, u64::MAX)).unwrap(), None);
+        assert_eq!(ofd_getlk(g.as_fd(), &OfdLock::new(libc::F_WRLCK, 10, u64::MAX)).unwrap(), None);
         // A blocked wait returns EINTR when cancelled.
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             run_cancellable(
                 |c| tx.send(c).unwrap(),
-                || ofd_setlk(g.as_fd(), &lock(libc::F_WRLCK, 0, 0), true),
+                || ofd_setlk(g.as_fd(), &OfdLock::new(libc::F_WRLCK, 0, 0), true),
             )
         });
         let c = rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         c.cancel();
         assert_eq!(t.join().unwrap().unwrap_err().raw_os_error(), Some(libc::EINTR));
-        ofd_setlk(f.as_fd(), &lock(libc::F_UNLCK, 0, u64::MAX), false).unwrap();
+        ofd_setlk(f.as_fd(), &OfdLock::new(libc::F_UNLCK, 0, u64::MAX), false).unwrap();
     }
 }

@@ -7,9 +7,10 @@
 //! inode as soon as a worker has read it, and an OPEN of that inode waits until every counted
 //! RELEASE has been answered.
 
+use crate::session::finish::{FinishOnDrop, Finishes};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 
 const SHARDS: usize = 16;
 
@@ -65,21 +66,20 @@ impl ReleaseOrder {
     }
 }
 
-/// Marks a RELEASE answered when the reply token that carries it goes away.
-pub(crate) struct ReleaseGuard {
-    pub(crate) order: Arc<ReleaseOrder>,
-    pub(crate) ino: u64,
-}
-
-impl Drop for ReleaseGuard {
-    fn drop(&mut self) {
-        self.order.released(self.ino);
+impl Finishes for ReleaseOrder {
+    /// A RELEASE of `ino` was answered (its reply token went away).
+    fn finished(&self, ino: u64) {
+        self.released(ino);
     }
 }
+
+/// Marks a RELEASE answered when the reply token that carries it goes away.
+pub(crate) type ReleaseGuard = FinishOnDrop<ReleaseOrder>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
@@ -92,7 +92,7 @@ mod tests {
         let t = std::thread::spawn(move || o2.wait(5));
         std::thread::sleep(Duration::from_millis(30));
         assert!(!t.is_finished());
-        drop(ReleaseGuard { order: o.clone(), ino: 5 });
+        drop(ReleaseGuard::new(o.clone(), 5));
         t.join().unwrap();
         assert_eq!(o.total.load(Ordering::SeqCst), 0);
     }
