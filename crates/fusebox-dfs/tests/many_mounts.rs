@@ -101,6 +101,14 @@ fn names_show_on_other_mounts(store: Store) {
                 .collect()
         };
         assert_eq!(names(), ["y"]);
+        // B made "z" and knows it has no extended attributes (it answers that itself); an
+        // attribute A sets shows on B all the same.
+        std::fs::write(b.path("z"), b"z").unwrap();
+        let user_k = |p: &Path| rustix::fs::getxattr(p, "user.k", &mut [0u8; 16][..]);
+        assert_eq!(user_k(&b.path("z")).unwrap_err(), rustix::io::Errno::NODATA);
+        rustix::fs::setxattr(a.path("z"), "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
+        shows_within_a_second("setxattr", || user_k(&b.path("z")) == Ok(1));
+        std::fs::remove_file(a.path("z")).unwrap();
         std::fs::remove_file(a.path("d/y")).unwrap();
         shows_within_a_second("delete", || std::fs::metadata(b.path("d/y")).is_err() && names().is_empty());
         std::fs::remove_dir(a.path("d")).unwrap();

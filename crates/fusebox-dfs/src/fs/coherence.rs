@@ -15,6 +15,12 @@
 //!   zero bytes, and a shrunk size cannot be pushed at all (the ESTALE below covers OPEN);
 //! - lock changes wake this mount's lock waiters.
 //!
+//! Files this mount created are known to have no extended attributes until this mount sets
+//! one or another mount's change to the inode is applied: their GETXATTR (the kernel asks for
+//! `security.capability` before the first write to every file) and LISTXATTR are answered here,
+//! without a metadata query. Like every cache fed by the change log, this one may lag another
+//! mount's change by the time the log takes to arrive (see [`LOCAL_POLL`], [`REMOTE_POLL`]).
+//!
 //! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
 //! after another mount's close(2) never misses a commit the thread has not seen yet. An
 //! inode still marked stale then (the opener walked a cached name before the invalidation)
@@ -69,6 +75,9 @@ pub(crate) struct Coherence {
     data_epoch: std::sync::atomic::AtomicU64,
     /// Cached inodes whose size another mount changed, to refresh with a `store`.
     resize: Mutex<HashSet<u64>>,
+    /// Inodes this mount created that have no extended attributes (see the module doc); an
+    /// inode leaves with its FORGET, so the kernel's inode cache bounds the set.
+    no_xattrs: Mutex<HashSet<u64>>,
     /// (inode, thread) whose OPEN got ESTALE, and when (the retry goes through).
     estale_given: Mutex<HashMap<(u64, u32), Instant>>,
     /// Woken when locks may have been released (here or elsewhere).
@@ -89,6 +98,7 @@ impl Coherence {
             applied: Mutex::new(0),
             stale: Mutex::new(HashSet::new()),
             resize: Mutex::new(HashSet::new()),
+            no_xattrs: Mutex::new(HashSet::new()),
             data_epoch: std::sync::atomic::AtomicU64::new(0),
             estale_given: Mutex::new(HashMap::new()),
             lock_changed: tokio::sync::Notify::new(),
@@ -235,6 +245,9 @@ impl Coherence {
     }
 
     fn apply(&self, change: Change) {
+        if let Change::Attr(ino) | Change::Data(ino) = change {
+            self.xattrs_may_change(ino);
+        }
         let Some(notifier) = self.notifier.get() else { return };
         // ENOENT from the kernel (it does not have the inode or name cached) is the common case.
         let quiet = |r: Result<(), fusebox::session::NotifyError>| {
@@ -302,6 +315,23 @@ impl Coherence {
     pub(crate) fn forgotten(&self, ino: u64) {
         lock(&self.stale).remove(&ino);
         lock(&self.resize).remove(&ino);
+        self.xattrs_may_change(ino);
+    }
+
+    /// This mount just created `ino` without extended attributes.
+    pub(crate) fn created_without_xattrs(&self, ino: u64) {
+        lock(&self.no_xattrs).insert(ino);
+    }
+
+    /// True when `ino` is known to have no extended attributes.
+    pub(crate) fn has_no_xattrs(&self, ino: u64) -> bool {
+        lock(&self.no_xattrs).contains(&ino)
+    }
+
+    /// `ino`'s extended attributes are about to change (here) or may have (elsewhere): ask the
+    /// metadata from now on.
+    pub(crate) fn xattrs_may_change(&self, ino: u64) {
+        lock(&self.no_xattrs).remove(&ino);
     }
 
     /// A counter of applied data changes: a LOOKUP reads it before and after reading the

@@ -55,16 +55,22 @@ impl DfsFs {
         target: Option<Vec<u8>>,
     ) -> FsResult<Entry> {
         let name = name.into_vec();
-        let a = self
+        let (a, plain) = self
             .m(move |m| {
-                m.create(parent.0, &name, &mut |p| {
+                let mut plain = true;
+                let a = m.create(parent.0, &name, &mut |p| {
                     let mut n = new_node(p, &req, mode)?;
                     n.rdev = rdev;
                     n.symlink = target.clone();
+                    plain = n.xattrs.is_empty();
                     Ok(n)
-                })
+                })?;
+                Ok((a, plain))
             })
             .await?;
+        if plain {
+            self.coherence.created_without_xattrs(a.ino);
+        }
         Ok(self.entry(&a))
     }
 
@@ -492,6 +498,7 @@ impl AsyncFilesystem for DfsFs {
         if value.len() > 65536 {
             return Err(Errno(libc::E2BIG));
         }
+        self.coherence.xattrs_may_change(ino.0);
         if name == acl::ACCESS || name == acl::DEFAULT {
             let parsed = acl::Acl::parse(&value)?;
             let access = name == acl::ACCESS;
@@ -528,11 +535,17 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn getxattr(&self, _req: RequestInfo, ino: NodeId, name: OsString) -> FsResult<Vec<u8>> {
+        if self.coherence.has_no_xattrs(ino.0) {
+            return Err(Errno::ENODATA);
+        }
         let name = name.into_vec();
         self.m(move |m| m.get_xattr(ino.0, &name)).await
     }
 
     async fn listxattr(&self, _req: RequestInfo, ino: NodeId) -> FsResult<Vec<u8>> {
+        if self.coherence.has_no_xattrs(ino.0) {
+            return Ok(Vec::new());
+        }
         let names = self.m(move |m| m.list_xattr(ino.0)).await?;
         Ok(names
             .into_iter()

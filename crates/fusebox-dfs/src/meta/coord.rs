@@ -138,39 +138,42 @@ pub(super) fn publish(
         return Ok(());
     }
     let n = changes.len() as u64;
-    let first = c
-        .query_one(
-            "UPDATE counters SET value = value + $1 WHERE name = 'next_change' RETURNING value - $1",
-            params![n],
-        )?
-        .uint(0)?;
-    // One statement for all rows: a round trip per row showed in every create's latency.
     let now = now_ns();
-    let mut sql = String::from("INSERT INTO changes (seq, sid, kind, ino, name, at_ns) VALUES ");
-    let mut values = Vec::with_capacity(changes.len() * 4);
+    let mut rows = Vec::with_capacity(changes.len());
+    // $1 is the count of changes, and for SQLite's INSERT the first sequence number.
+    let mut values = vec![Value::from(n), Value::from(sid), Value::Int(now)];
     for (i, ch) in changes.iter().enumerate() {
         let (kind, ino, name) = ch.encode();
-        let at = values.len() + 3;
-        sql += &format!(
-            "{}(${}, $1, ${}, ${}, ${}, $2)",
-            if i > 0 { ", " } else { "" },
-            at,
-            at + 1,
-            at + 2,
-            at + 3
-        );
-        values.extend([
-            Value::from(first + i as u64),
-            Value::Int(kind),
-            Value::from(ino),
-            Value::Bytes(name),
-        ]);
+        let at = values.len() + 1;
+        rows.push(format!("(${at}, ${}, ${}, ${})", at + 1, at + 2, at + 3));
+        values.extend([Value::from(i as u64), Value::Int(kind), Value::from(ino), Value::Bytes(name)]);
     }
-    let mut all = vec![Value::from(sid), Value::Int(now)];
-    all.extend(values);
-    c.exec(&sql, &all)?;
+    let rows = rows.join(", ");
+    const TAKE_SEQS: &str =
+        "UPDATE counters SET value = value + $1 WHERE name = 'next_change' RETURNING value - $1 AS first";
     if dialect == Dialect::Postgres {
-        c.exec(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"), params![])?;
+        // One statement, one round trip: take the sequence numbers, insert the rows, notify
+        // the listening mounts (delivered at commit).
+        c.exec(
+            &format!(
+                "WITH s AS ({TAKE_SEQS}),
+                 i AS (INSERT INTO changes (seq, sid, kind, ino, name, at_ns)
+                       SELECT s.first + v.i, $2, v.kind, v.ino, v.name, $3
+                       FROM s, (VALUES {rows}) AS v (i, kind, ino, name))
+                 SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM s"
+            ),
+            &values,
+        )?;
+    } else {
+        // SQLite takes no UPDATE in a WITH; its statements cost no round trip.
+        values[0] = Value::from(c.query_one(TAKE_SEQS, &values[..1])?.uint(0)?);
+        c.exec(
+            &format!(
+                "INSERT INTO changes (seq, sid, kind, ino, name, at_ns)
+                 SELECT $1 + v.column1, $2, v.column2, v.column3, v.column4, $3 FROM (VALUES {rows}) AS v"
+            ),
+            &values,
+        )?;
     }
     Ok(())
 }

@@ -193,6 +193,10 @@ macro_rules! postgres_tx {
                 Ok(())
             }
 
+            fn row_lock_clause(&self) -> &'static str {
+                " FOR UPDATE"
+            }
+
             /// A transaction-scoped advisory lock with a fixed key.
             fn lock_renames(&mut self) -> MetaResult<()> {
                 Tx::query(self, "SELECT 1 FROM pg_advisory_xact_lock($1)", &[Value::Int(RENAME_LOCK_KEY)])?;

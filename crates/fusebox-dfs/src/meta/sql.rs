@@ -139,6 +139,12 @@ pub trait Tx {
     fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()>;
     /// Take the lock that moves between directories hold until their transaction ends.
     fn lock_renames(&mut self) -> MetaResult<()>;
+    /// What a `SELECT` of inode rows ends with to lock them as [`Tx::lock_inodes`] does, so
+    /// that locking and reading are one statement: ` FOR UPDATE` on a server; empty where a
+    /// write transaction holds the whole database (SQLite).
+    fn row_lock_clause(&self) -> &'static str {
+        ""
+    }
     /// Record that this transaction changes something other mounts may have cached; the
     /// store publishes the changes with the transaction ([`super::coord`]). Engines' own
     /// transactions ignore it.
@@ -171,6 +177,9 @@ impl Tx for Noting<'_> {
     }
     fn lock_renames(&mut self) -> MetaResult<()> {
         self.tx.lock_renames()
+    }
+    fn row_lock_clause(&self) -> &'static str {
+        self.tx.row_lock_clause()
     }
     fn note(&mut self, change: super::coord::Change) {
         self.changes.push(change)

@@ -8,7 +8,7 @@
 //! an attribute change a read-modify-write that no other client interleaves with.
 
 use super::coord::Change;
-use super::schema::{self, COUNTERS, FORMAT_MAGIC, FORMAT_VERSION};
+use super::schema::{self, Dialect, COUNTERS, FORMAT_MAGIC, FORMAT_VERSION};
 use super::sql::{params, Engine, Noting, Row, Tx};
 use super::*;
 use crate::layout::{block_len, blocks_covering, CHUNK_SIZE};
@@ -23,8 +23,12 @@ const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 /// A metadata store on engine `E`.
 pub struct SqlMeta<E: Engine> {
     engine: E,
-    /// Slice ids reserved in the database and not handed out yet: `next..end`.
-    slice_ids: std::sync::Mutex<std::ops::Range<u64>>,
+    /// Slice ids reserved in the database and not handed out yet.
+    slice_ids: Reserved,
+    /// Inode numbers reserved for creates.
+    inos: Reserved,
+    /// Directory entry cookies reserved for creates.
+    cookies: Reserved,
     /// This mount's session ([`super::coord::Coordination::open_session`]); 0 before one is
     /// open. Changes are logged under it, so the mount can skip its own.
     sid: std::sync::atomic::AtomicU64,
@@ -33,6 +37,37 @@ pub struct SqlMeta<E: Engine> {
 /// Slice ids reserved per transaction: a write of 4 GiB spills a thousand 4 MiB slices, and a
 /// transaction per id would queue them (and their fsyncs) in front of every metadata request.
 const SLICE_IDS_PER_RESERVATION: u64 = 64;
+/// Inode numbers and entry cookies reserved per transaction: a create takes them without a
+/// round trip. Numbers a mount reserved and did not use (it stopped, or crashed) are never
+/// used; cookies only order a directory's entries for READDIR, and an entry added while a
+/// listing runs may or may not show in it (POSIX), so mounts need not take them in order.
+const NAMES_PER_RESERVATION: u64 = 256;
+
+/// Values of counter `counter` this mount reserved in the database and has not handed out.
+struct Reserved {
+    counter: &'static str,
+    per_reservation: u64,
+    ids: std::sync::Mutex<std::ops::Range<u64>>,
+}
+
+impl Reserved {
+    fn new(counter: &'static str, per_reservation: u64) -> Reserved {
+        Reserved { counter, per_reservation, ids: Default::default() }
+    }
+
+    fn pop(&self) -> Option<u64> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (!ids.is_empty()).then_some(ids.start)?;
+        ids.start += 1;
+        Some(id)
+    }
+
+    /// One value, inside transaction `c`: a reserved one, or (when other threads took them
+    /// all since [`SqlMeta::reserve`]) the counter's next.
+    fn take(&self, c: &mut dyn Tx) -> MetaResult<u64> {
+        self.pop().map_or_else(|| next(c, self.counter), Ok)
+    }
+}
 
 impl<E: Engine> std::fmt::Debug for SqlMeta<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +122,16 @@ fn attr_from_row(r: &Row, at: usize) -> MetaResult<Attr> {
 
 fn get_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
     match c.query_opt(&format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1"), params![ino])? {
+        Some(r) => attr_from_row(&r, 0),
+        None => Err(errno(libc::ENOENT)),
+    }
+}
+
+/// Lock `ino` as [`Tx::lock_inodes`] does and read its attributes, in one statement (a round
+/// trip fewer on a server than locking, then reading).
+fn locked_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
+    let sql = format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1{}", c.row_lock_clause());
+    match c.query_opt(&sql, params![ino])? {
         Some(r) => attr_from_row(&r, 0),
         None => Err(errno(libc::ENOENT)),
     }
@@ -154,7 +199,7 @@ fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef
 /// Add slice `s` of `ino` after every slice stored so far (the next sequence number); a slice
 /// that is empty, reaches past its chunk, or whose kept bytes are not `len` long is refused
 /// (the caller's transaction then rolls back).
-fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
+fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> MetaResult<()> {
     let kept_len_wrong = s.data.as_ref().is_some_and(|d| d.len() as u64 != s.len);
     if s.pos + s.len > CHUNK_SIZE || s.len == 0 || kept_len_wrong {
         let (chunk, pos, len) = (s.chunk, s.pos, s.len);
@@ -162,19 +207,30 @@ fn insert_slice(c: &mut dyn Tx, ino: u64, s: &NewSlice) -> MetaResult<()> {
             "slice of {len} bytes at {pos} of chunk {chunk} does not fit"
         )));
     }
-    let seq = next(c, "next_seq")?;
-    match &s.data {
-        None => c.exec(
-            "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-            params![seq, ino, s.chunk, s.pos, s.slice_id, s.len],
-        )?,
-        Some(data) => c.exec(
-            "INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len, data)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $6, $7)",
-            params![seq, ino, s.chunk, s.pos, s.slice_id, s.len, &data[..]],
-        )?,
+    // The sequence number orders a chunk's slices (a later one covers an earlier): it comes
+    // from the counter, whose row lock makes it follow the order of the commits. Columns
+    // $2.. are the slice's; $1 is the sequence number where it is taken before the insert.
+    let (cols, vals) = if s.data.is_some() { (", data", ", $7") } else { ("", "") };
+    let insert =
+        format!("INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len{cols})");
+    let row = format!("$2, $3, $4, $5, $6, 0, $6{vals}");
+    let data = s.data.as_deref().unwrap_or_default();
+    let seq = if dialect == Dialect::Postgres {
+        0 // unused: taken in the statement, one round trip.
+    } else {
+        next(c, "next_seq")?
     };
+    let p = params![seq, ino, s.chunk, s.pos, s.slice_id, s.len, data];
+    let p = if s.data.is_some() { p } else { &p[..6] };
+    let sql = if dialect == Dialect::Postgres {
+        format!(
+            "WITH s AS (UPDATE counters SET value = value + 1 WHERE name = 'next_seq' RETURNING value - 1 AS seq)
+             {insert} SELECT s.seq, {row} FROM s"
+        )
+    } else {
+        format!("{insert} VALUES ($1, {row})")
+    };
+    c.exec(&sql, p)?;
     Ok(())
 }
 
@@ -214,8 +270,8 @@ fn dentry(c: &mut dyn Tx, parent: u64, name: &[u8]) -> MetaResult<Option<(u64, u
     }
 }
 
-fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64) -> MetaResult<()> {
-    let cookie = next(c, "next_cookie")?;
+/// Add entry `name` in `parent` for `ino`, ordered in READDIR by `cookie`.
+fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64, cookie: u64) -> MetaResult<()> {
     c.exec(
         "INSERT INTO dentries (cookie, parent, name, ino) VALUES ($1, $2, $3, $4)",
         params![cookie, parent, name, ino],
@@ -255,22 +311,22 @@ fn set_or_remove_xattr(c: &mut dyn Tx, ino: u64, name: &[u8], value: Option<&[u8
     Ok(())
 }
 
-fn load_inode(c: &mut dyn Tx, ino: u64) -> MetaResult<Inode> {
-    let attr = get_attr(c, ino)?;
-    let mut node = Inode { attr, acl_access: None, acl_default: None };
-    // Both ACLs in one query (a round trip each showed in every create).
-    let rows = c.query(
-        "SELECT name, value FROM xattrs WHERE ino = $1 AND name IN ($2, $3)",
-        params![ino, ACL_ACCESS, ACL_DEFAULT],
+/// Lock `ino` and load it with its ACLs; with a non-empty `entry` (a directory about to get
+/// one), also the inode its entry `entry` names. Two statements: the lock and the attributes,
+/// then the rest, read after the lock was granted so that it sees what the transaction that
+/// held the lock committed (a round trip each showed in every create).
+fn load_inode(c: &mut dyn Tx, ino: u64, entry: &[u8]) -> MetaResult<(Inode, Option<u64>)> {
+    let attr = locked_attr(c, ino)?;
+    let r = c.query_one(
+        "SELECT (SELECT value FROM xattrs WHERE ino = $1 AND name = $2),
+                (SELECT value FROM xattrs WHERE ino = $1 AND name = $3),
+                (SELECT ino FROM dentries WHERE parent = $1 AND name = $4)",
+        params![ino, ACL_ACCESS, ACL_DEFAULT, entry],
     )?;
-    for r in &rows {
-        let value = Some(r.bytes(1)?);
-        match &r.bytes(0)?[..] {
-            ACL_ACCESS => node.acl_access = value,
-            _ => node.acl_default = value,
-        }
-    }
-    Ok(node)
+    let bytes = |i| if r.is_null(i)? { Ok(None) } else { r.bytes(i).map(Some) };
+    let node = Inode { attr, acl_access: bytes(0)?, acl_default: bytes(1)? };
+    let entry_ino = if r.is_null(2)? { None } else { Some(r.uint(2)?) };
+    Ok((node, entry_ino))
 }
 
 /// Change a directory's link count by `delta` and set its mtime and ctime (an entry was added
@@ -393,13 +449,13 @@ impl<E: Engine> SqlMeta<E> {
             store_attr(c, &a, true)
         })?;
         tracing::info!(db, storage_url, "formatted");
-        Ok(SqlMeta { engine, slice_ids: Default::default(), sid: Default::default() })
+        Ok(SqlMeta::with_engine(engine))
     }
 
     /// Open a formatted database; an unformatted or foreign database, or an unsupported
     /// format version, is a [`MetaError::Format`] saying which.
     pub fn open_engine(engine: E) -> MetaResult<SqlMeta<E>> {
-        let meta = SqlMeta { engine, slice_ids: Default::default(), sid: Default::default() };
+        let meta = SqlMeta::with_engine(engine);
         meta.upgrade()?;
         meta.info()?;
         Ok(meta)
@@ -437,6 +493,38 @@ impl<E: Engine> SqlMeta<E> {
             if done {
                 tracing::info!(db, from, to = from + 1, "upgraded the metadata format");
             }
+        }
+        Ok(())
+    }
+
+    fn with_engine(engine: E) -> SqlMeta<E> {
+        SqlMeta {
+            engine,
+            slice_ids: Reserved::new("next_slice", SLICE_IDS_PER_RESERVATION),
+            inos: Reserved::new("next_ino", NAMES_PER_RESERVATION),
+            cookies: Reserved::new("next_cookie", NAMES_PER_RESERVATION),
+            sid: Default::default(),
+        }
+    }
+
+    /// Reserve values of `r`'s counter, in a transaction of their own, unless some are left.
+    /// (Not inside another transaction: SQLite has one writer.)
+    fn reserve(&self, r: &Reserved) -> MetaResult<()> {
+        if !r.ids.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return Ok(());
+        }
+        let n = r.per_reservation;
+        let first = self.engine.write(&mut |c| {
+            c.query_one(
+                "UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value - $2",
+                params![r.counter, n],
+            )?
+            .uint(0)
+        })?;
+        let mut ids = r.ids.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have reserved meanwhile: keep one range, the rest are skipped.
+        if ids.is_empty() {
+            *ids = first..first + n;
         }
         Ok(())
     }
@@ -585,8 +673,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn update(&self, ino: u64, f: &mut dyn FnMut(&mut Inode) -> Result<(), Errno>) -> MetaResult<Attr> {
         self.write(|c| {
-            c.lock_inodes(&[ino])?;
-            let before = load_inode(c, ino)?;
+            let (before, _) = load_inode(c, ino, b"")?;
             let mut node = before.clone();
             f(&mut node)?;
             node.attr.ino = ino;
@@ -612,16 +699,23 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         &self, parent: u64, name: &[u8], f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
     ) -> MetaResult<Attr> {
         check_name(name)?;
+        self.reserve(&self.inos)?;
+        self.reserve(&self.cookies)?;
         self.write(|c| {
-            c.lock_inodes(&[parent])?;
-            live_dir(c, parent)?;
-            if dentry(c, parent, name)?.is_some() {
+            let (p, existing) = load_inode(c, parent, name)?;
+            if !p.attr.is_dir() {
+                return Err(errno(libc::ENOTDIR));
+            }
+            // Removed, though another mount's kernel may still hold it (see live_dir).
+            if p.attr.nlink == 0 {
+                return Err(errno(libc::ENOENT));
+            }
+            if existing.is_some() {
                 return Err(errno(libc::EEXIST));
             }
-            let p = load_inode(c, parent)?;
             let n = f(&p)?;
             let now = now_ns();
-            let ino = next(c, "next_ino")?;
+            let ino = self.inos.take(c)?;
             let mut attr = new_attr(ino, n.mode, n.uid, n.gid, now);
             attr.rdev = n.rdev;
             attr.size = n.symlink.as_ref().map_or(0, |t| t.len() as u64);
@@ -632,7 +726,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             for (k, v) in &n.xattrs {
                 set_or_remove_xattr(c, ino, k, Some(v))?;
             }
-            add_dentry(c, parent, name, ino)?;
+            let cookie = self.cookies.take(c)?;
+            add_dentry(c, parent, name, ino, cookie)?;
             touch_dir(c, parent, if attr.is_dir() { 1 } else { 0 }, now)?;
             Ok(attr)
         })
@@ -640,19 +735,21 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr> {
         check_name(newname)?;
+        self.reserve(&self.cookies)?;
         self.write(|c| {
             // Directory first, then the inode, as unlink does.
             c.lock_inodes(&[newparent])?;
-            c.lock_inodes(&[ino])?;
+            let a = locked_attr(c, ino)?;
             live_dir(c, newparent)?;
-            if get_attr(c, ino)?.is_dir() {
+            if a.is_dir() {
                 return Err(errno(libc::EPERM));
             }
             if dentry(c, newparent, newname)?.is_some() {
                 return Err(errno(libc::EEXIST));
             }
             let now = now_ns();
-            add_dentry(c, newparent, newname, ino)?;
+            let cookie = self.cookies.take(c)?;
+            add_dentry(c, newparent, newname, ino, cookie)?;
             touch_node(c, ino, 1, now)?;
             touch_dir(c, newparent, 0, now)?;
             get_attr(c, ino)
@@ -664,8 +761,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             c.lock_inodes(&[parent])?;
             dir_attr(c, parent)?;
             let (ino, cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
-            c.lock_inodes(&[ino])?;
-            if get_attr(c, ino)?.is_dir() {
+            if locked_attr(c, ino)?.is_dir() {
                 return Err(errno(libc::EISDIR));
             }
             let now = now_ns();
@@ -690,8 +786,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             dir_attr(c, parent)?;
             let (ino, cookie) = dentry(c, parent, name)?.ok_or(errno(libc::ENOENT))?;
             // Locked before the emptiness check: a create inside it locks it too.
-            c.lock_inodes(&[ino])?;
-            let mut a = get_attr(c, ino)?;
+            let mut a = locked_attr(c, ino)?;
             if !a.is_dir() {
                 return Err(errno(libc::ENOTDIR));
             }
@@ -828,7 +923,8 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 // The old name now holds a whiteout: a 0:0 character device owned by the caller.
                 let w = new_attr(w_ino, libc::S_IFCHR, caller.uid, caller.gid, now);
                 store_attr(c, &w, true)?;
-                add_dentry(c, parent, name, w.ino)?;
+                let cookie = next(c, "next_cookie")?;
+                add_dentry(c, parent, name, w.ino, cookie)?;
             }
             Ok(replaced)
         })
@@ -878,8 +974,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> MetaResult<()> {
         self.write(|c| {
-            c.lock_inodes(&[ino])?;
-            get_attr(c, ino)?;
+            locked_attr(c, ino)?;
             let exists = xattr(c, ino, name)?.is_some();
             if flags & libc::XATTR_CREATE != 0 && exists {
                 return Err(errno(libc::EEXIST));
@@ -894,8 +989,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn remove_xattr(&self, ino: u64, name: &[u8]) -> MetaResult<()> {
         self.write(|c| {
-            c.lock_inodes(&[ino])?;
-            get_attr(c, ino)?;
+            locked_attr(c, ino)?;
             if xattr(c, ino, name)?.is_none() {
                 return Err(errno(libc::ENODATA));
             }
@@ -907,21 +1001,12 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     /// From a range reserved in one transaction; ids of a range a crashed daemon did not use
     /// are never handed out again.
     fn new_slice_id(&self) -> MetaResult<u64> {
-        let mut ids = self.slice_ids.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.is_empty() {
-            let n = SLICE_IDS_PER_RESERVATION;
-            let first = self.write(|c| {
-                c.query_one(
-                    "UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value - $2",
-                    params!["next_slice", n],
-                )?
-                .uint(0)
-            })?;
-            *ids = first..first + n;
+        loop {
+            if let Some(id) = self.slice_ids.pop() {
+                return Ok(id);
+            }
+            self.reserve(&self.slice_ids)?;
         }
-        let id = ids.start;
-        ids.start += 1;
-        Ok(id)
     }
 
     fn slices(&self, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
@@ -930,13 +1015,12 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
 
     fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr> {
         self.write_durable(|c| {
-            c.lock_inodes(&[ino])?;
-            let mut a = get_attr(c, ino)?;
+            let mut a = locked_attr(c, ino)?;
             if !a.is_file() {
                 return Err(errno(libc::EINVAL));
             }
             for s in slices {
-                insert_slice(c, ino, s)?;
+                insert_slice(c, E::DIALECT, ino, s)?;
             }
             a.size = a.size.max(end);
             if let Some(t) = mtime_ns {
@@ -955,8 +1039,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             return Ok(false);
         }
         self.write(|c| {
-            c.lock_inodes(&[ino])?;
-            match get_attr(c, ino) {
+            match locked_attr(c, ino) {
                 Ok(_) => {}
                 Err(MetaError::Fs(_)) => return Ok(false),
                 Err(e) => return Err(e),
@@ -1048,7 +1131,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             }
             c.exec("DELETE FROM chunk_slices WHERE ino = $1 AND chunk = $2", params![ino, chunk])?;
             for s in new {
-                insert_slice(c, ino, s)?;
+                insert_slice(c, E::DIALECT, ino, s)?;
             }
             Ok(true)
         })
