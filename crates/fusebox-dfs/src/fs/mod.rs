@@ -104,6 +104,16 @@ fn ns(t: Timespec) -> i64 {
     t.sec.saturating_mul(1_000_000_000).saturating_add(t.nsec as i64)
 }
 
+/// `a` (as committed) with what `w` buffers on top: a larger size, a newer mtime.
+fn with_buffered(mut a: Attr, w: &FileWriter) -> Attr {
+    a.size = a.size.max(w.end());
+    if let Some(t) = w.mtime_ns() {
+        a.mtime_ns = t;
+        a.ctime_ns = t;
+    }
+    a
+}
+
 /// The attributes the kernel sees.
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
@@ -217,13 +227,8 @@ impl DfsFs {
             return self.m_read(move |m| m.getattr(ino)).await;
         };
         let w = w.lock().await;
-        let mut a = self.m(move |m| m.getattr(ino)).await?;
-        a.size = a.size.max(w.end());
-        if let Some(t) = w.mtime_ns() {
-            a.mtime_ns = t;
-            a.ctime_ns = t;
-        }
-        Ok(a)
+        let a = self.m(move |m| m.getattr(ino)).await?;
+        Ok(with_buffered(a, &w))
     }
 
     /// `ino` lost a name and now has `nlink`: delete it now if nobody knows it, or at FORGET.

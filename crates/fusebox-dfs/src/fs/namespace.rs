@@ -1,7 +1,7 @@
 //! [`AsyncFilesystem`] for [`DfsFs`]: namespace, attributes and xattrs as one metadata
 //! transaction each; data operations delegate to `data.rs`.
 
-use super::{file_attr, lock, ns, DfsFs};
+use super::{file_attr, lock, ns, with_buffered, DfsFs};
 use crate::meta::coord::LockRelease;
 use crate::meta::{Caller, Inode, NewNode, ROOT_INO};
 use fusebox::fs::acl;
@@ -91,17 +91,14 @@ impl DfsFs {
         let (true, Some(TimeOrNow::Time(t)), Some(w)) = (only_times, s.mtime, self.writer(ino)) else {
             return Ok(None);
         };
-        {
-            let mut w = w.lock().await;
-            if w.is_clean() {
-                return Ok(None);
-            }
-            w.set_mtime(ns(t));
+        let mut w = w.lock().await;
+        if w.is_clean() {
+            return Ok(None);
         }
-        drop(w);
-        let commits = self.commit_count();
+        w.set_mtime(ns(t));
+        // Read under the buffer's lock, so no commit of it falls between the read and the merge.
         let a = self.m_read(move |m| m.getattr(ino)).await?;
-        Ok(Some(file_attr(&self.with_pending(a, commits).await?)))
+        Ok(Some(file_attr(&with_buffered(a, &w))))
     }
 
     async fn do_setattr(&self, req: RequestInfo, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
