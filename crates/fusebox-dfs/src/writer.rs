@@ -3,14 +3,28 @@
 //!
 //! Bytes not yet uploaded are kept as disjoint *extents* (a later write overwrites an earlier
 //! one in memory, adjacent writes merge), each inside one chunk. Extents that reach a full
-//! block are split off as *spilled* slices, uploaded at once and remembered until the commit;
-//! later writes over a spilled range go to the extents, which commit after the spilled slices
-//! and so stay on top.
+//! block are split off as *spilled* slices, uploaded in the background and remembered until
+//! the commit; later writes over a spilled range go to the extents, which commit after the
+//! spilled slices and so stay on top. A spilled slice keeps its bytes until its upload is
+//! confirmed (reads find them there), and a commit waits for every upload first.
 
 use crate::layout::{BLOCK_SIZE, CHUNK_SIZE};
 use crate::meta::NewSlice;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use fusebox::fs::Errno;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The background upload of a spilled slice's blocks.
+pub type Upload = tokio::task::JoinHandle<Result<(), Errno>>;
+
+/// A spilled slice whose upload is not confirmed yet.
+#[derive(Debug)]
+struct Unconfirmed {
+    slice_id: u64,
+    len: u64,
+    /// `None`: the upload failed; it is tried again.
+    upload: Option<Upload>,
+}
 
 /// Data waiting for upload: `data` goes at byte `pos` of chunk `chunk`.
 #[derive(Debug, Clone)]
@@ -30,6 +44,8 @@ pub struct FileWriter {
     extents: BTreeMap<u64, Vec<u8>>,
     /// Uploaded slices not yet committed, in upload order.
     spilled: Vec<NewSlice>,
+    /// Spilled slices still uploading (or to upload again), oldest first.
+    uploading: VecDeque<Unconfirmed>,
     /// End of the furthest pending write (0 when clean).
     end: u64,
     /// mtime to commit (writes without the write-back cache; with it the kernel sends times).
@@ -42,9 +58,10 @@ impl FileWriter {
         self.extents.is_empty() && self.spilled.is_empty() && self.mtime_ns.is_none()
     }
 
-    /// Bytes held in memory.
+    /// Bytes held in memory: the extents, and spilled slices not yet confirmed uploaded.
     pub fn buffered(&self) -> u64 {
-        self.extents.values().map(|v| v.len() as u64).sum()
+        self.extents.values().map(|v| v.len() as u64).sum::<u64>()
+            + self.uploading.iter().map(|u| u.len).sum::<u64>()
     }
 
     /// End of the furthest pending write.
@@ -150,6 +167,48 @@ impl FileWriter {
     /// Remember an uploaded slice until the commit.
     pub fn add_spilled(&mut self, s: NewSlice) {
         self.spilled.push(s);
+    }
+
+    /// Remember spilled slice `s` (holding its bytes) whose blocks `upload` is uploading.
+    pub fn add_uploading(&mut self, s: NewSlice, upload: Upload) {
+        self.uploading.push_back(Unconfirmed { slice_id: s.slice_id, len: s.len, upload: Some(upload) });
+        self.spilled.push(s);
+    }
+
+    /// Spilled slices whose upload is not confirmed yet.
+    pub fn uploads(&self) -> usize {
+        self.uploading.len()
+    }
+
+    /// The oldest unconfirmed slice: its id and its upload (`None`: failed before, upload it
+    /// again). Pair with [`Self::confirm_upload`] or [`Self::upload_failed`].
+    /// The slice stays first in the queue (and counted in [`Self::buffered`]) until then.
+    pub fn take_oldest_upload(&mut self) -> Option<(u64, Option<Upload>)> {
+        let u = self.uploading.front_mut()?;
+        Some((u.slice_id, u.upload.take()))
+    }
+
+    /// The slice spilled with id `slice_id`, if uncommitted.
+    pub fn spilled_slice(&self, slice_id: u64) -> Option<&NewSlice> {
+        self.spilled.iter().find(|s| s.slice_id == slice_id)
+    }
+
+    /// The oldest unconfirmed slice's blocks are stored: it drops its bytes. Returns how many
+    /// bytes that freed.
+    pub fn confirm_upload(&mut self) -> u64 {
+        let Some(u) = self.uploading.pop_front() else { return 0 };
+        if let Some(s) = self.spilled.iter_mut().find(|s| s.slice_id == u.slice_id) {
+            s.data = None;
+        }
+        u.len
+    }
+
+    /// The oldest unconfirmed slice's upload failed: it goes to the back of the queue, to be
+    /// uploaded again (by the next WRITE that waits for uploads, or the next commit).
+    pub fn upload_failed(&mut self) {
+        if let Some(u) = self.uploading.pop_front() {
+            self.uploading.push_back(u);
+        }
     }
 
     /// The uploaded, uncommitted slices, in order.

@@ -91,32 +91,36 @@ impl Engines {
         }
     }
 
-    /// Upload `pending` as new slices (one slice id each; all blocks in parallel, also into
-    /// the block cache). Returns the slices to commit.
-    /// A piece of at most [`Engines::inline_max`] bytes is not uploaded: its bytes go into
-    /// the metadata with the commit.
-    pub(crate) async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
+    /// New slices for `pending`, a slice id each, every one holding its bytes.
+    pub(crate) async fn plan(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
         let mut slices = Vec::with_capacity(pending.len());
-        let mut jobs = Vec::new();
         for p in pending {
             let slice_id = self.m(|m| m.new_slice_id()).await?;
             let len = p.data.len() as u64;
-            if len <= self.inline_max {
-                slices.push(NewSlice {
-                    chunk: p.chunk,
-                    pos: p.pos,
-                    slice_id,
-                    len,
-                    data: Some(p.data.clone()),
-                });
-                continue;
-            }
-            for index in 0..len.div_ceil(BLOCK_SIZE) {
+            slices.push(NewSlice { chunk: p.chunk, pos: p.pos, slice_id, len, data: Some(p.data.clone()) });
+        }
+        Ok(slices)
+    }
+
+    /// True for a slice whose bytes go into the metadata with the commit (at most
+    /// [`Engines::inline_max`] bytes), not into block objects.
+    pub(crate) fn kept_inline(&self, s: &NewSlice) -> bool {
+        s.len <= self.inline_max
+    }
+
+    /// Store the blocks of `slices` (those holding their bytes), all in parallel, also into
+    /// the block cache.
+    pub(crate) async fn put_slices(&self, slices: &[NewSlice]) -> Result<(), Errno> {
+        let mut jobs = Vec::new();
+        for s in slices {
+            let Some(data) = &s.data else { continue };
+            for index in 0..s.len.div_ceil(BLOCK_SIZE) {
                 let at = (index * BLOCK_SIZE) as usize;
-                let data = p.data.slice(at..at + block_len(len, index) as usize);
-                jobs.push((block_key(slice_id, index), data));
+                jobs.push((
+                    block_key(s.slice_id, index),
+                    data.slice(at..at + block_len(s.len, index) as usize),
+                ));
             }
-            slices.push(NewSlice { chunk: p.chunk, pos: p.pos, slice_id, len, data: None });
         }
         futures::stream::iter(jobs)
             .map(|(key, data)| async move {
@@ -135,6 +139,21 @@ impl Engines {
             .buffer_unordered(self.upload_parallelism.max(1))
             .try_collect::<Vec<()>>()
             .await?;
+        Ok(())
+    }
+
+    /// Upload `pending` as new slices (one slice id each; all blocks in parallel, also into
+    /// the block cache). Returns the slices to commit: a piece of at most
+    /// [`Engines::inline_max`] bytes is not uploaded, its bytes go into the metadata.
+    pub(crate) async fn upload(&self, pending: &[PendingData]) -> Result<Vec<NewSlice>, Errno> {
+        let mut slices = self.plan(pending).await?;
+        let stored: Vec<NewSlice> = slices.iter().filter(|s| !self.kept_inline(s)).cloned().collect();
+        self.put_slices(&stored).await?;
+        for s in &mut slices {
+            if !self.kept_inline(s) {
+                s.data = None;
+            }
+        }
         Ok(slices)
     }
 
@@ -205,26 +224,59 @@ impl DfsFs {
         w.write(offset, data, (!writeback).then(now_ns));
         self.account(before, w.buffered());
         let mut spill = w.take_full_blocks();
-        if w.buffered() > self.opts.file_buffer_limit
-            || self.buffered.load(Ordering::Relaxed) > self.opts.buffer_limit
-        {
+        let over_limit = w.buffered() > self.opts.file_buffer_limit
+            || self.buffered.load(Ordering::Relaxed) > self.opts.buffer_limit;
+        if over_limit {
             spill.extend(w.take_all());
         }
-        if spill.is_empty() {
-            return Ok(());
-        }
-        let bytes: u64 = spill.iter().map(|p| p.data.len() as u64).sum();
-        match self.upload(&spill).await {
-            Ok(slices) => {
-                slices.into_iter().for_each(|s| w.add_spilled(s));
-                self.release_buffered(bytes);
-                Ok(())
+        if !spill.is_empty() {
+            let slices = match self.engines.plan(&spill).await {
+                Ok(s) => s,
+                Err(e) => {
+                    w.restore(spill);
+                    return Err(e);
+                }
+            };
+            for s in slices {
+                if self.engines.kept_inline(&s) {
+                    self.release_buffered(s.len);
+                    w.add_spilled(s);
+                    continue;
+                }
+                // Uploaded in the background: this WRITE (and the next ones) need not wait.
+                let (engines, slice) = (self.engines.clone(), s.clone());
+                let upload =
+                    tokio::spawn(async move { engines.put_slices(std::slice::from_ref(&slice)).await });
+                w.add_uploading(s, upload);
             }
-            Err(e) => {
-                w.restore(spill);
-                Err(e)
+        }
+        // At most `upload_parallelism` slices of a file in flight; none above the memory limits.
+        let in_flight = if over_limit { 0 } else { self.opts.upload_parallelism.max(1) };
+        while w.uploads() > in_flight {
+            self.finish_oldest_upload(&mut w).await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest background upload of `w` and confirm it; a failed one is tried once
+    /// more here. When that fails too, the slice stays (with its bytes) for the next try and
+    /// the request that waited gets the error: nothing written is lost.
+    async fn finish_oldest_upload(&self, w: &mut FileWriter) -> Result<(), Errno> {
+        let Some((slice_id, upload)) = w.take_oldest_upload() else { return Ok(()) };
+        let stored = match upload {
+            Some(task) => task.await.unwrap_or(Err(Errno::EIO)).is_ok(),
+            None => false,
+        };
+        if !stored {
+            let slice = w.spilled_slice(slice_id).cloned();
+            if let Err(e) = self.engines.put_slices(slice.as_slice()).await {
+                w.upload_failed();
+                return Err(e);
             }
         }
+        let freed = w.confirm_upload();
+        self.release_buffered(freed);
+        Ok(())
     }
 
     /// Commit the write buffer of `ino`, if it has one (FLUSH, FSYNC, RELEASE).
@@ -240,6 +292,9 @@ impl DfsFs {
     pub(super) async fn commit_locked(&self, ino: u64, w: &mut FileWriter) -> Result<(), Errno> {
         if w.is_clean() {
             return Ok(());
+        }
+        while w.uploads() > 0 {
+            self.finish_oldest_upload(w).await?;
         }
         let pending = w.take_all();
         let bytes: u64 = pending.iter().map(|p| p.data.len() as u64).sum();

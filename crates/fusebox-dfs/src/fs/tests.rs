@@ -288,6 +288,32 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
 }
 
 #[test]
+fn blocks_upload_in_the_background_and_a_failed_upload_is_tried_again_at_the_flush() {
+    on_a_new_file!(DfsOptions::default(), "big", |env, fs, ino| {
+        let data: Vec<u8> = (0..3 * BLOCK_SIZE as usize + 5).map(|i| (i / 7) as u8).collect();
+        env.blobs.fail.store(true, Ordering::SeqCst);
+        // The WRITEs that fill blocks do not wait for the blocks' uploads (failing here).
+        for (n, piece) in data.chunks(1 << 20).enumerate() {
+            write(&fs, ino, n as u64 * (1 << 20), piece.to_vec()).await;
+        }
+        let at = BLOCK_SIZE as usize - 10;
+        assert_eq!(read(&fs, ino, at as u64, 100).await, data[at..][..100], "unconfirmed blocks serve reads");
+        assert_eq!(flush(&fs, ino).await, Err(Errno::EIO));
+        assert_eq!(fs.meta().getattr(ino).unwrap().size, 0, "no metadata without its objects");
+        env.blobs.fail.store(false, Ordering::SeqCst);
+        flush(&fs, ino).await.unwrap();
+        let other = env.mount(DfsOptions::default());
+        let mut back = Vec::new();
+        while back.len() < data.len() {
+            back.extend(read(&other, ino, back.len() as u64, 1 << 20).await);
+        }
+        assert!(back == data);
+        let report = crate::check::fsck(other.meta(), &*env.blobs).await.unwrap();
+        assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+    });
+}
+
+#[test]
 fn a_failed_upload_fails_the_flush_keeps_the_data_and_leaves_metadata_alone() {
     on_a_new_file!(DfsOptions { inline_max: 0, ..Default::default() }, "f", |env, fs, ino| {
         // inline_max 0: these small pieces are uploaded, not kept in the metadata.
