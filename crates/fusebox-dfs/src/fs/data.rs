@@ -9,7 +9,7 @@
 use super::{lock, DfsFs, Writer};
 use crate::cache::BlockCache;
 use crate::layout::{
-    block_key, block_len, block_segments, blocks_covering, visible, Layer, BLOCK_SIZE, CHUNK_SIZE,
+    block_key, block_len, block_segments, blocks_covering, visible, Layer, Piece, BLOCK_SIZE, CHUNK_SIZE,
 };
 use crate::meta::store::now_ns;
 use crate::meta::MetaStore;
@@ -41,6 +41,9 @@ impl Source {
         }
     }
 }
+
+/// How far ahead of a sequential reader its blocks are fetched.
+const READ_AHEAD: u64 = 4 * BLOCK_SIZE;
 
 /// How many inodes' last read end is remembered for read-ahead of blocks.
 const READ_ENDS_KEPT: usize = 1024;
@@ -348,6 +351,62 @@ impl DfsFs {
         ends.insert(ino, end) == Some(offset)
     }
 
+    /// Which bytes of `[offset, end)` of `ino` come from where: per chunk, its start, the visible
+    /// pieces and their sources (committed slices, then `w`'s spilled slices and buffer).
+    async fn plan_read(
+        &self, ino: u64, offset: u64, end: u64, w: Option<&FileWriter>,
+    ) -> Result<Vec<(u64, Vec<Piece>, Vec<Source>)>, Errno> {
+        let mut plan = Vec::new();
+        for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
+            let base = chunk * CHUNK_SIZE;
+            let (s, e) = (offset.max(base) - base, end.min(base + CHUNK_SIZE) - base);
+            let refs = self.m(move |m| m.slices(ino, chunk)).await?;
+            let mut sources = Vec::new();
+            let mut layers = Vec::new();
+            for r in refs {
+                check_slice(ino, chunk, &r)?;
+                layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
+                sources.push(Source::of(r.slice_id, r.slice_size, r.data));
+            }
+            if let Some(w) = w {
+                for sp in w.spilled().iter().filter(|sp| sp.chunk == chunk) {
+                    layers.push(Layer { pos: sp.pos, len: sp.len, off: 0, source: sources.len() });
+                    sources.push(Source::of(sp.slice_id, sp.len, sp.data.clone()));
+                }
+                for (pos, bytes) in w.overlay(chunk, s, e) {
+                    layers.push(Layer { pos, len: bytes.len() as u64, off: 0, source: sources.len() });
+                    sources.push(Source::Memory(bytes));
+                }
+            }
+            plan.push((base, visible(&layers, s, e), sources));
+        }
+        Ok(plan)
+    }
+
+    /// A sequential reader of `ino` reached `from`: fetch the stored blocks of the next
+    /// [`READ_AHEAD`] bytes in the background, so that they are in memory when it gets there
+    /// (one fetch per block, shared with the READs that want it). Slices are planned anew
+    /// (they may be one block each: a file written in 1 MiB pieces spills block by block).
+    async fn read_ahead(&self, ino: u64, from: u64, file_size: u64) {
+        let to = from.saturating_add(READ_AHEAD).min(file_size);
+        if from >= to {
+            return;
+        }
+        let Ok(plan) = self.plan_read(ino, from, to, None).await else { return };
+        for (_, pieces, sources) in plan {
+            for p in pieces {
+                if let Source::Stored { slice_id, size } = sources[p.source] {
+                    for index in blocks_covering(p.off, p.len) {
+                        let engines = self.engines.clone();
+                        tokio::spawn(
+                            async move { engines.block(slice_id, index, block_len(size, index)).await },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with
     /// pending ones and the write buffer; holes read as zeros.
     pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
@@ -370,32 +429,11 @@ impl DfsFs {
         }
         // Plan every chunk while holding the writer (a consistent view), fetch afterwards:
         // stored blocks are immutable.
-        let mut plan = Vec::new();
-        for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
-            let base = chunk * CHUNK_SIZE;
-            let (s, e) = (offset.max(base) - base, end.min(base + CHUNK_SIZE) - base);
-            let refs = self.m(move |m| m.slices(ino, chunk)).await?;
-            let mut sources = Vec::new();
-            let mut layers = Vec::new();
-            for r in refs {
-                check_slice(ino, chunk, &r)?;
-                layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
-                sources.push(Source::of(r.slice_id, r.slice_size, r.data));
-            }
-            if let Some(w) = &guard {
-                for sp in w.spilled().iter().filter(|sp| sp.chunk == chunk) {
-                    layers.push(Layer { pos: sp.pos, len: sp.len, off: 0, source: sources.len() });
-                    sources.push(Source::of(sp.slice_id, sp.len, sp.data.clone()));
-                }
-                for (pos, bytes) in w.overlay(chunk, s, e) {
-                    layers.push(Layer { pos, len: bytes.len() as u64, off: 0, source: sources.len() });
-                    sources.push(Source::Memory(bytes));
-                }
-            }
-            plan.push((base, visible(&layers, s, e), sources));
-        }
+        let plan = self.plan_read(ino, offset, end, guard.as_deref()).await?;
         drop(guard);
-        let sequential = self.read_follows_the_last(ino, offset, end);
+        if self.read_follows_the_last(ino, offset, end) {
+            self.read_ahead(ino, end, file_size).await;
+        }
         let mut out = vec![0u8; (end - offset) as usize];
         for (base, pieces, sources) in plan {
             // Fetch the blocks this chunk needs, in parallel.
@@ -404,15 +442,6 @@ impl DfsFs {
                 if let Source::Stored { slice_id, size } = sources[p.source] {
                     for index in blocks_covering(p.off, p.len) {
                         needed.insert((slice_id, index), block_len(size, index));
-                    }
-                    // A sequential reader wants the slice's next block soon: fetch it now, in
-                    // the background, so that it is in memory by then (one fetch, shared).
-                    let next = blocks_covering(p.off, p.len).end;
-                    if sequential && next * BLOCK_SIZE < size {
-                        let engines = self.engines.clone();
-                        tokio::spawn(
-                            async move { engines.block(slice_id, next, block_len(size, next)).await },
-                        );
                     }
                 }
             }

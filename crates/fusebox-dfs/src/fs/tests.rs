@@ -436,28 +436,32 @@ fn small_commits_keep_their_bytes_in_the_metadata() {
 }
 
 /// The pieces of one block are fetched once (kept in memory), and a sequential reader gets
-/// the slice's next block fetched ahead; a random reader does not.
+/// the next READ_AHEAD bytes' blocks fetched ahead, across slices (a file written in 1 MiB
+/// pieces spills one slice per block); a random reader does not.
 #[test]
-fn sequential_reads_fetch_each_block_once_and_the_next_ahead() {
+fn sequential_reads_fetch_each_block_once_and_the_next_ones_ahead() {
     on_a_new_file!(DfsOptions::default(), "big", |env, fs, ino| {
-        let data: Vec<u8> = (0..3 * BLOCK_SIZE as usize).map(|i| (i / 7) as u8).collect();
-        write(&fs, ino, 0, data.clone()).await;
+        const MIB: u64 = 1 << 20;
+        let data: Vec<u8> = (0..6 * BLOCK_SIZE as usize).map(|i| (i / 7) as u8).collect();
+        for (n, piece) in data.chunks(MIB as usize).enumerate() {
+            write(&fs, ino, n as u64 * MIB, piece.to_vec()).await;
+        }
         flush(&fs, ino).await.unwrap();
         let reader = env.mount(DfsOptions::default());
         let recent = &reader.engines().recent;
-        const MIB: u64 = 1 << 20;
         // A first read is not known to be sequential: its block only.
         assert_eq!(read(&reader, ino, 0, MIB as u32).await, data[..MIB as usize]);
         assert_eq!(recent.bytes(), BLOCK_SIZE);
-        // The next piece follows it: block 1 comes ahead.
+        // The next piece follows it: the blocks of the next 16 MiB (2..18 MiB: blocks 0-4)
+        // come ahead, block 5 not.
         assert_eq!(read(&reader, ino, MIB, MIB as u32).await, data[MIB as usize..2 * MIB as usize]);
         let ahead = fusebox_testkit::wait_until(std::time::Duration::from_secs(5), || {
-            recent.bytes() == 2 * BLOCK_SIZE
+            recent.bytes() == 5 * BLOCK_SIZE
         });
-        assert!(ahead, "the next block was not fetched ahead: {} bytes kept", recent.bytes());
+        assert!(ahead, "the next blocks were not fetched ahead: {} bytes kept", recent.bytes());
         // A jump back is not sequential: nothing more is fetched.
         assert_eq!(read(&reader, ino, 0, 4096).await, data[..4096]);
         std::thread::sleep(std::time::Duration::from_millis(200));
-        assert_eq!(recent.bytes(), 2 * BLOCK_SIZE);
+        assert_eq!(recent.bytes(), 5 * BLOCK_SIZE);
     });
 }
