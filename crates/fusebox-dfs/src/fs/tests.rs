@@ -63,6 +63,18 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// `fs` (a mount other than the writer's) reads `want` back from `ino` in 1 MiB READs, and
+/// fsck finds every referenced block and no garbage.
+async fn reads_back_whole_and_clean(env: &Env, fs: &DfsFs, ino: u64, want: &[u8]) {
+    let mut back = Vec::new();
+    while back.len() < want.len() {
+        back.extend(read(fs, ino, back.len() as u64, 1 << 20).await);
+    }
+    assert!(back == want);
+    let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
+    assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+}
+
 /// Runs `$body` on a runtime with `$env` (a fresh database and store), `$fs` mounted on it
 /// with `$opts` and `$ino`, a new file `$name` in the root.
 macro_rules! on_a_new_file {
@@ -277,13 +289,7 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
         flush(&fs, ino).await.unwrap();
         let other = env.mount(DfsOptions::default());
         assert_eq!(other.meta().getattr(ino).unwrap().size, data.len() as u64);
-        let mut back = Vec::new();
-        while back.len() < data.len() {
-            back.extend(read(&other, ino, back.len() as u64, 1 << 20).await);
-        }
-        assert!(back == data);
-        let report = crate::check::fsck(other.meta(), &*env.blobs).await.unwrap();
-        assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+        reads_back_whole_and_clean(&env, &other, ino, &data).await;
     });
 }
 
@@ -303,13 +309,7 @@ fn blocks_upload_in_the_background_and_a_failed_upload_is_tried_again_at_the_flu
         env.blobs.fail.store(false, Ordering::SeqCst);
         flush(&fs, ino).await.unwrap();
         let other = env.mount(DfsOptions::default());
-        let mut back = Vec::new();
-        while back.len() < data.len() {
-            back.extend(read(&other, ino, back.len() as u64, 1 << 20).await);
-        }
-        assert!(back == data);
-        let report = crate::check::fsck(other.meta(), &*env.blobs).await.unwrap();
-        assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+        reads_back_whole_and_clean(&env, &other, ino, &data).await;
     });
 }
 
