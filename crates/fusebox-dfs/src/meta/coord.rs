@@ -154,7 +154,7 @@ pub(super) fn publish(
     if dialect == Dialect::Postgres {
         // One statement, one round trip: take the sequence numbers, insert the rows, notify
         // the listening mounts (delivered at commit).
-        c.exec(
+        c.exec_later(
             &format!(
                 "WITH s AS ({TAKE_SEQS}),
                  i AS (INSERT INTO changes (seq, sid, kind, ino, name, at_ns)

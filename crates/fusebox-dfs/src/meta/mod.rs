@@ -7,6 +7,7 @@
 //! it from tokio's blocking pool (`docs/ARCHITECTURE.md`, "fusebox-dfs").
 
 pub mod coord;
+mod pg_batch;
 pub mod postgres;
 pub mod schema;
 pub mod sql;

@@ -17,6 +17,7 @@
 //! password never appears in messages ([`crate::url::redact`]).
 
 use super::coord::NOTIFY_CHANNEL;
+use super::pg_batch::Batching;
 use super::schema::Dialect;
 use super::sql::{Cell, Engine, Row, Tx, Value};
 use super::store::SqlMeta;
@@ -241,7 +242,12 @@ impl Postgres {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .application_name("fusebox-dfs")
-            .options(&format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis()));
+            // Batched statements carry their parameters as literals (pg_batch.rs), quoted for
+            // standard-conforming strings.
+            .options(&format!(
+                "-c statement_timeout={} -c standard_conforming_strings=on",
+                STATEMENT_TIMEOUT.as_millis()
+            ));
         // One direct attempt first: a missing database or a refused login is reported at once,
         // with the server's reason, instead of after the pool's timeout.
         let probe = config
@@ -282,23 +288,43 @@ impl Postgres {
     fn try_once<T>(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
         let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
-        let started = if write {
-            conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()
-        } else {
-            conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()
-        };
         // Connections are not tested when taken from the pool (that cost a round trip per
         // transaction): one the server closed (a restart: "terminating connection due to
-        // administrator command", or just closed) fails here, before anything ran, so the
+        // administrator command", or just closed) fails at BEGIN, before anything ran, so the
         // transaction runs again on another connection (r2d2 drops the broken one). A server
         // that is down fails in `pool.get` above instead, after CONNECT_TIMEOUT.
-        let mut tx = match started {
-            Err(e) => return Err(MetaError::Conflict(format!("{BEGIN_FAILED}: {}", reason(&e)))),
-            Ok(tx) => tx,
-        };
-        let v = f(&mut tx)?;
-        tx.commit()?;
-        Ok(v)
+        let begin_failed =
+            |e: postgres::Error| MetaError::Conflict(format!("{BEGIN_FAILED}: {}", reason(&e)));
+        if write {
+            conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").map_err(begin_failed)?;
+            let mut tx = Batching::new(&mut conn);
+            let result = f(&mut tx);
+            match result {
+                Ok(v) => match tx.commit() {
+                    Ok(()) => Ok(v),
+                    Err(e) => {
+                        // The commit failed: the transaction is over on the server already,
+                        // and a ROLLBACK (a no-op then) leaves the connection clean for sure.
+                        let _ = conn.batch_execute("ROLLBACK");
+                        Err(e)
+                    }
+                },
+                Err(e) => {
+                    tx.abandon();
+                    Err(e)
+                }
+            }
+        } else {
+            let mut tx = conn
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(begin_failed)?;
+            let v = f(&mut tx)?;
+            tx.commit()?;
+            Ok(v)
+        }
     }
 }
 

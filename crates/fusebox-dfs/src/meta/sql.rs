@@ -128,6 +128,12 @@ impl Row {
 pub trait Tx {
     /// Run a statement that returns no rows; the number of rows it changed.
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64>;
+    /// Run a statement whose result nobody reads before the commit (an insert, an update):
+    /// an engine may send it later, with the next statement that returns something or with
+    /// the commit, and its error then fails that statement or the commit.
+    fn exec_later(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<()> {
+        self.exec(sql, params).map(drop)
+    }
     /// Run a query; all its rows.
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>>;
     /// Run several statements without parameters (the schema).
@@ -162,6 +168,9 @@ pub struct Noting<'a> {
 impl Tx for Noting<'_> {
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
         self.tx.exec(sql, params)
+    }
+    fn exec_later(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<()> {
+        self.tx.exec_later(sql, params)
     }
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
         self.tx.query(sql, params)

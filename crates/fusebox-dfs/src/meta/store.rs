@@ -160,7 +160,7 @@ fn store_attr(c: &mut dyn Tx, a: &Attr, insert: bool) -> MetaResult<()> {
         a.version,
         a.generation,
     ];
-    c.exec(&sql, p)?;
+    c.exec_later(&sql, p)?;
     if !insert {
         c.note(Change::Attr(a.ino));
     }
@@ -230,7 +230,7 @@ fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> Met
     } else {
         format!("{insert} VALUES ($1, {row})")
     };
-    c.exec(&sql, p)?;
+    c.exec_later(&sql, p)?;
     Ok(())
 }
 
@@ -272,7 +272,7 @@ fn dentry(c: &mut dyn Tx, parent: u64, name: &[u8]) -> MetaResult<Option<(u64, u
 
 /// Add entry `name` in `parent` for `ino`, ordered in READDIR by `cookie`.
 fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64, cookie: u64) -> MetaResult<()> {
-    c.exec(
+    c.exec_later(
         "INSERT INTO dentries (cookie, parent, name, ino) VALUES ($1, $2, $3, $4)",
         params![cookie, parent, name, ino],
     )?;
@@ -282,7 +282,7 @@ fn add_dentry(c: &mut dyn Tx, parent: u64, name: &[u8], ino: u64, cookie: u64) -
 
 /// Delete the entry with `cookie` (`name` in `parent`).
 fn remove_dentry(c: &mut dyn Tx, cookie: u64, parent: u64, name: &[u8]) -> MetaResult<()> {
-    c.exec("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
+    c.exec_later("DELETE FROM dentries WHERE cookie = $1", params![cookie])?;
     c.note(Change::Entry(parent, name.to_vec()));
     Ok(())
 }
@@ -300,12 +300,12 @@ fn xattr(c: &mut dyn Tx, ino: u64, name: &[u8]) -> MetaResult<Option<Vec<u8>>> {
 
 fn set_or_remove_xattr(c: &mut dyn Tx, ino: u64, name: &[u8], value: Option<&[u8]>) -> MetaResult<()> {
     match value {
-        Some(v) => c.exec(
+        Some(v) => c.exec_later(
             "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3)
              ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value",
             params![ino, name, v],
         )?,
-        None => c.exec("DELETE FROM xattrs WHERE ino = $1 AND name = $2", params![ino, name])?,
+        None => c.exec_later("DELETE FROM xattrs WHERE ino = $1 AND name = $2", params![ino, name])?,
     };
     c.note(Change::Attr(ino));
     Ok(())
@@ -332,7 +332,7 @@ fn load_inode(c: &mut dyn Tx, ino: u64, entry: &[u8]) -> MetaResult<(Inode, Opti
 /// Change a directory's link count by `delta` and set its mtime and ctime (an entry was added
 /// or removed).
 fn touch_dir(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult<()> {
-    c.exec(
+    c.exec_later(
         "UPDATE inodes SET nlink = nlink + $2, mtime_ns = $3, ctime_ns = $3, version = version + 1 WHERE ino = $1",
         params![ino, nlink_delta, now],
     )?;
@@ -342,7 +342,7 @@ fn touch_dir(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult
 
 /// Change an inode's link count by `delta` (never below 0) and set its ctime.
 fn touch_node(c: &mut dyn Tx, ino: u64, nlink_delta: i64, now: i64) -> MetaResult<()> {
-    c.exec(
+    c.exec_later(
         "UPDATE inodes SET nlink = CASE WHEN nlink + $2 < 0 THEN 0 ELSE nlink + $2 END, ctime_ns = $3,
          version = version + 1 WHERE ino = $1",
         params![ino, nlink_delta, now],
@@ -721,7 +721,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
             attr.size = n.symlink.as_ref().map_or(0, |t| t.len() as u64);
             store_attr(c, &attr, true)?;
             if let Some(t) = &n.symlink {
-                c.exec("INSERT INTO symlinks (ino, target) VALUES ($1, $2)", params![ino, t])?;
+                c.exec_later("INSERT INTO symlinks (ino, target) VALUES ($1, $2)", params![ino, t])?;
             }
             for (k, v) in &n.xattrs {
                 set_or_remove_xattr(c, ino, k, Some(v))?;
