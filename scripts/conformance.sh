@@ -207,20 +207,26 @@ fi
 
 # pjdfstest's ETXTBSY cases spawn a copy of sleep(1) from the mount and open it for writing
 # right away: ETXTBSY is only right once the child has exec'd, which under load (the exec
-# reads the binary through FUSE) it sometimes has not. When those are the only failures of a
-# run, each gets one rerun, and the log says so.
+# reads the binary through FUSE; in test.sh fsx runs on dfs meanwhile) it sometimes has not.
+# When those are the only failures of a run, each gets up to three reruns a second apart (one
+# was not always enough under test.sh's load), and the log says how many it took.
 rerun_exec_races() { # LOG CONF
-    local log="$1" conf="$2" cases c
+    local log="$1" conf="$2" cases c try
     cases="$(grep 'FAILED' "$log" | awk '{print $1}')"
     [ -n "$cases" ] || return 1
     for c in $cases; do
         case "$c" in *::etxtbsy) ;; *) return 1 ;; esac
     done
     for c in $cases; do
-        (cd "$work" && NO_COLOR=1 timeout 120 pjdfstest -c "$conf" -p "$mnt" "$c") >"$log.rerun" 2>&1
-        grep -q '^Summary: 0 failed, 0 skipped, 1 passed' "$log.rerun" || return 1
+        for try in 1 2 3; do
+            sleep 1
+            (cd "$work" && NO_COLOR=1 timeout 120 pjdfstest -c "$conf" -p "$mnt" "$c") >"$log.rerun" 2>&1
+            grep -q '^Summary: 0 failed, 0 skipped, 1 passed' "$log.rerun" && break
+            [ "$try" -lt 3 ] || return 1
+        done
+        echo "$c passed at rerun $try (it races the exec of its child)" >>"$log"
     done
-    echo "Summary: 0 failed after one rerun of $(echo $cases) (they race the exec of their child)" >>"$log"
+    echo "Summary: 0 failed after reruns of $(echo $cases) (they race the exec of their child)" >>"$log"
 }
 
 run_pjdfstest() {
