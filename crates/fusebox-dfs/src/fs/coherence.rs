@@ -21,6 +21,13 @@
 //! without a metadata query. Like every cache fed by the change log, this one may lag another
 //! mount's change by the time the log takes to arrive (see [`LOCAL_POLL`], [`REMOTE_POLL`]).
 //!
+//! A create makes the kernel drop its directory's attributes and ask for them (GETATTR) at the
+//! next path walk. The create's own transaction knows them (it locked the directory, read it
+//! and changed it in known ways), so the mount keeps them and answers that GETATTR itself, until
+//! anything else that may change a directory happens: any other namespace or attribute change
+//! here, any change from another mount applied from the log (all kept attributes go then), or
+//! the kernel forgetting the directory.
+//!
 //! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
 //! after another mount's close(2) never misses a commit the thread has not seen yet. An
 //! inode still marked stale then (the opener walked a cached name before the invalidation)
@@ -29,13 +36,13 @@
 //! applied before the grant is answered.
 
 use crate::meta::coord::Change;
-use crate::meta::MetaStore;
+use crate::meta::{Attr, MetaStore};
 use fusebox::fs::{Errno, NodeId};
 use fusebox::session::Notifier;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -78,6 +85,11 @@ pub(crate) struct Coherence {
     /// Inodes this mount created that have no extended attributes (see the module doc); an
     /// inode leaves with its FORGET, so the kernel's inode cache bounds the set.
     no_xattrs: Mutex<HashSet<u64>>,
+    /// Directories' attributes as this mount's last create in each left them (module doc).
+    dir_attrs: Mutex<HashMap<u64, Attr>>,
+    /// Bumped (under `dir_attrs`' lock) whenever the kept directory attributes are dropped: a
+    /// create keeps its directory's attributes only if nothing dropped them while it ran.
+    dir_attrs_gen: AtomicU64,
     /// (inode, thread) whose OPEN got ESTALE, and when (the retry goes through).
     estale_given: Mutex<HashMap<(u64, u32), Instant>>,
     /// Woken when locks may have been released (here or elsewhere).
@@ -99,6 +111,8 @@ impl Coherence {
             stale: Mutex::new(HashSet::new()),
             resize: Mutex::new(HashSet::new()),
             no_xattrs: Mutex::new(HashSet::new()),
+            dir_attrs: Mutex::new(HashMap::new()),
+            dir_attrs_gen: AtomicU64::new(0),
             data_epoch: std::sync::atomic::AtomicU64::new(0),
             estale_given: Mutex::new(HashMap::new()),
             lock_changed: tokio::sync::Notify::new(),
@@ -248,6 +262,9 @@ impl Coherence {
         if let Change::Attr(ino) | Change::Data(ino) = change {
             self.xattrs_may_change(ino);
         }
+        if !matches!(change, Change::Lock(_)) {
+            self.drop_dir_attrs();
+        }
         let Some(notifier) = self.notifier.get() else { return };
         // ENOENT from the kernel (it does not have the inode or name cached) is the common case.
         let quiet = |r: Result<(), fusebox::session::NotifyError>| {
@@ -316,6 +333,46 @@ impl Coherence {
         lock(&self.stale).remove(&ino);
         lock(&self.resize).remove(&ino);
         self.xattrs_may_change(ino);
+        lock(&self.dir_attrs).remove(&ino);
+    }
+
+    /// The generation of the kept directory attributes; pass it to [`Coherence::keep_dir_attr`].
+    pub(crate) fn dir_attrs_gen(&self) -> u64 {
+        self.dir_attrs_gen.load(Ordering::SeqCst)
+    }
+
+    /// Keep `a`, a directory's attributes as a create of this mount left them, unless the kept
+    /// attributes were dropped since `gen` was read (before the create began) or a later
+    /// create's are kept already.
+    pub(crate) fn keep_dir_attr(&self, a: Attr, gen: u64) {
+        let mut kept = lock(&self.dir_attrs);
+        if self.dir_attrs_gen.load(Ordering::SeqCst) != gen {
+            return;
+        }
+        if kept.get(&a.ino).is_none_or(|k| k.version < a.version) {
+            kept.insert(a.ino, a);
+        }
+    }
+
+    /// The kept attributes of directory `ino`, if any.
+    pub(crate) fn kept_dir_attr(&self, ino: u64) -> Option<Attr> {
+        lock(&self.dir_attrs).get(&ino).cloned()
+    }
+
+    /// Something may have changed a directory: drop every kept attribute.
+    pub(crate) fn drop_dir_attrs(&self) {
+        let mut kept = lock(&self.dir_attrs);
+        self.dir_attrs_gen.fetch_add(1, Ordering::SeqCst);
+        kept.clear();
+    }
+
+    /// `ino`'s own attributes changed (SETATTR, an xattr): drop what is kept of it, if it is a
+    /// directory (a file's change leaves every directory as it was). The generation moves in
+    /// any case: a create in `ino` that read it before the change must not keep its reading.
+    pub(crate) fn drop_dir_attr(&self, ino: u64) {
+        let mut kept = lock(&self.dir_attrs);
+        self.dir_attrs_gen.fetch_add(1, Ordering::SeqCst);
+        kept.remove(&ino);
     }
 
     /// This mount just created `ino` without extended attributes.

@@ -55,21 +55,32 @@ impl DfsFs {
         target: Option<Vec<u8>>,
     ) -> FsResult<Entry> {
         let name = name.into_vec();
-        let (a, plain) = self
+        let gen = self.coherence.dir_attrs_gen();
+        let (a, plain, dir) = self
             .m(move |m| {
-                let mut plain = true;
+                let (mut plain, mut dir) = (true, None);
                 let a = m.create(parent.0, &name, &mut |p| {
                     let mut n = new_node(p, &req, mode)?;
                     n.rdev = rdev;
                     n.symlink = target.clone();
                     plain = n.xattrs.is_empty();
+                    dir = Some(p.attr.clone());
                     Ok(n)
                 })?;
-                Ok((a, plain))
+                Ok((a, plain, dir))
             })
             .await?;
         if plain {
             self.coherence.created_without_xattrs(a.ino);
+        }
+        if let Some(mut d) = dir {
+            // What the create did to its directory (MetaStore::create): one more link for a
+            // new subdirectory, mtime and ctime of the new inode's birth, the next version.
+            d.nlink += u32::from(a.is_dir());
+            d.mtime_ns = a.ctime_ns;
+            d.ctime_ns = a.ctime_ns;
+            d.version += 1;
+            self.coherence.keep_dir_attr(d, gen);
         }
         Ok(self.entry(&a))
     }
@@ -99,6 +110,49 @@ impl DfsFs {
         // Read under the buffer's lock, so no commit of it falls between the read and the merge.
         let a = self.m_read(move |m| m.getattr(ino)).await?;
         Ok(Some(file_attr(&with_buffered(a, &w))))
+    }
+
+    async fn do_setxattr(&self, ino: NodeId, name: OsString, value: Vec<u8>, flags: i32) -> FsResult<()> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(Errno::ERANGE);
+        }
+        if value.len() > 65536 {
+            return Err(Errno(libc::E2BIG));
+        }
+        self.coherence.xattrs_may_change(ino.0);
+        if name == acl::ACCESS || name == acl::DEFAULT {
+            let parsed = acl::Acl::parse(&value)?;
+            let access = name == acl::ACCESS;
+            let now = crate::meta::store::now_ns();
+            self.m(move |m| {
+                m.update(ino.0, &mut |n: &mut Inode| {
+                    let exists = if access { n.acl_access.is_some() } else { n.acl_default.is_some() };
+                    if flags & libc::XATTR_CREATE != 0 && exists {
+                        return Err(Errno::EEXIST);
+                    }
+                    if flags & libc::XATTR_REPLACE != 0 && !exists {
+                        return Err(Errno::ENODATA);
+                    }
+                    if access {
+                        // The access ACL and the mode bits are one thing: the mode takes the
+                        // ACL's owner/mask/other bits, and an ACL saying no more is not stored.
+                        n.attr.mode = (n.attr.mode & !0o777) | parsed.mode_bits();
+                        n.acl_access = (!parsed.is_minimal()).then(|| parsed.to_bytes());
+                    } else {
+                        if !n.attr.is_dir() {
+                            return Err(Errno::EACCES);
+                        }
+                        n.acl_default = Some(parsed.to_bytes());
+                    }
+                    n.attr.ctime_ns = now;
+                    Ok(())
+                })
+            })
+            .await?;
+            return Ok(());
+        }
+        let name = name.into_vec();
+        self.m(move |m| m.set_xattr(ino.0, &name, &value, flags)).await
     }
 
     async fn do_setattr(&self, req: RequestInfo, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
@@ -219,13 +273,18 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn getattr(&self, _req: RequestInfo, ino: NodeId, _fh: Option<FileHandle>) -> FsResult<FileAttr> {
+        if let Some(a) = self.coherence.kept_dir_attr(ino.0) {
+            return Ok(file_attr(&a));
+        }
         let commits = self.commit_count();
         let a = self.m_read(move |m| m.getattr(ino.0)).await?;
         Ok(file_attr(&self.with_pending(a, commits).await?))
     }
 
     async fn setattr(&self, req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
-        self.do_setattr(req, ino.0, attr).await
+        let r = self.do_setattr(req, ino.0, attr).await;
+        self.coherence.drop_dir_attr(ino.0);
+        r
     }
 
     async fn readlink(&self, _req: RequestInfo, ino: NodeId) -> FsResult<Vec<u8>> {
@@ -257,14 +316,18 @@ impl AsyncFilesystem for DfsFs {
 
     async fn unlink(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
-        let a = self.m(move |m| m.unlink(parent.0, &name)).await?;
+        let a = self.m(move |m| m.unlink(parent.0, &name)).await;
+        self.coherence.drop_dir_attrs();
+        let a = a?;
         self.after_unlink(a.ino, a.nlink).await;
         Ok(())
     }
 
     async fn rmdir(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
-        let a = self.m(move |m| m.rmdir(parent.0, &name)).await?;
+        let a = self.m(move |m| m.rmdir(parent.0, &name)).await;
+        self.coherence.drop_dir_attrs();
+        let a = a?;
         self.after_unlink(a.ino, 0).await;
         Ok(())
     }
@@ -275,8 +338,9 @@ impl AsyncFilesystem for DfsFs {
     ) -> FsResult<()> {
         let (name, newname) = (name.into_vec(), newname.into_vec());
         let caller = Caller { uid: req.uid, gid: req.gid };
-        let replaced =
-            self.m(move |m| m.rename(parent.0, &name, newparent.0, &newname, flags, caller)).await?;
+        let replaced = self.m(move |m| m.rename(parent.0, &name, newparent.0, &newname, flags, caller)).await;
+        self.coherence.drop_dir_attrs();
+        let replaced = replaced?;
         if let Some(r) = replaced {
             self.after_unlink(r.ino, r.nlink).await;
         }
@@ -288,7 +352,9 @@ impl AsyncFilesystem for DfsFs {
     ) -> FsResult<Entry> {
         let newname = newname.into_vec();
         let commits = self.commit_count();
-        let a = self.m(move |m| m.link(ino.0, newparent.0, &newname)).await?;
+        let a = self.m(move |m| m.link(ino.0, newparent.0, &newname)).await;
+        self.coherence.drop_dir_attrs();
+        let a = a?;
         lock(&self.unlinked).remove(&a.ino);
         let a = self.with_pending(a, commits).await?;
         Ok(self.entry(&a))
@@ -489,46 +555,9 @@ impl AsyncFilesystem for DfsFs {
     async fn setxattr(
         &self, _req: RequestInfo, ino: NodeId, name: OsString, value: Vec<u8>, flags: i32,
     ) -> FsResult<()> {
-        if name.is_empty() || name.len() > 255 {
-            return Err(Errno::ERANGE);
-        }
-        if value.len() > 65536 {
-            return Err(Errno(libc::E2BIG));
-        }
-        self.coherence.xattrs_may_change(ino.0);
-        if name == acl::ACCESS || name == acl::DEFAULT {
-            let parsed = acl::Acl::parse(&value)?;
-            let access = name == acl::ACCESS;
-            let now = crate::meta::store::now_ns();
-            self.m(move |m| {
-                m.update(ino.0, &mut |n: &mut Inode| {
-                    let exists = if access { n.acl_access.is_some() } else { n.acl_default.is_some() };
-                    if flags & libc::XATTR_CREATE != 0 && exists {
-                        return Err(Errno::EEXIST);
-                    }
-                    if flags & libc::XATTR_REPLACE != 0 && !exists {
-                        return Err(Errno::ENODATA);
-                    }
-                    if access {
-                        // The access ACL and the mode bits are one thing: the mode takes the
-                        // ACL's owner/mask/other bits, and an ACL saying no more is not stored.
-                        n.attr.mode = (n.attr.mode & !0o777) | parsed.mode_bits();
-                        n.acl_access = (!parsed.is_minimal()).then(|| parsed.to_bytes());
-                    } else {
-                        if !n.attr.is_dir() {
-                            return Err(Errno::EACCES);
-                        }
-                        n.acl_default = Some(parsed.to_bytes());
-                    }
-                    n.attr.ctime_ns = now;
-                    Ok(())
-                })
-            })
-            .await?;
-            return Ok(());
-        }
-        let name = name.into_vec();
-        self.m(move |m| m.set_xattr(ino.0, &name, &value, flags)).await
+        let r = self.do_setxattr(ino, name, value, flags).await;
+        self.coherence.drop_dir_attr(ino.0);
+        r
     }
 
     async fn getxattr(&self, _req: RequestInfo, ino: NodeId, name: OsString) -> FsResult<Vec<u8>> {
@@ -555,7 +584,9 @@ impl AsyncFilesystem for DfsFs {
 
     async fn removexattr(&self, _req: RequestInfo, ino: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
-        self.m(move |m| m.remove_xattr(ino.0, &name)).await
+        let r = self.m(move |m| m.remove_xattr(ino.0, &name)).await;
+        self.coherence.drop_dir_attr(ino.0);
+        r
     }
 
     async fn create(

@@ -293,6 +293,23 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
     });
 }
 
+/// The directory attributes a create keeps (and answers GETATTR with) are the database's, and
+/// other changes drop them.
+#[test]
+fn a_directory_answers_getattr_after_a_create_as_the_database_has_it() {
+    on_a_new_file!(DfsOptions::default(), "f", |env, fs, ino| {
+        let dir = |fs: &DfsFs| file_attr(&fs.meta().getattr(ROOT_INO).unwrap());
+        assert!(fs.coherence.kept_dir_attr(ROOT_INO).is_some(), "the create kept its directory's attributes");
+        assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs));
+        fs.mkdir(REQ, NodeId(ROOT_INO), "d".into(), 0o755).await.unwrap();
+        assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs), "mkdir: one more link");
+        fs.unlink(REQ, NodeId(ROOT_INO), "f".into()).await.unwrap();
+        assert!(fs.coherence.kept_dir_attr(ROOT_INO).is_none(), "an unlink drops them");
+        assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs));
+        let _ = (env, ino);
+    });
+}
+
 #[test]
 fn blocks_upload_in_the_background_and_a_failed_upload_is_tried_again_at_the_flush() {
     on_a_new_file!(DfsOptions::default(), "big", |env, fs, ino| {
