@@ -42,6 +42,19 @@ impl Source {
     }
 }
 
+/// The stored blocks `pieces` read, once each: (slice id, block index) and the block's length.
+fn stored_blocks(pieces: &[Piece], sources: &[Source]) -> HashMap<(u64, u64), u64> {
+    let mut blocks = HashMap::new();
+    for p in pieces {
+        if let Source::Stored { slice_id, size } = sources[p.source] {
+            for index in blocks_covering(p.off, p.len) {
+                blocks.insert((slice_id, index), block_len(size, index));
+            }
+        }
+    }
+    blocks
+}
+
 /// How far ahead of a sequential reader its blocks are fetched.
 const READ_AHEAD: u64 = 4 * BLOCK_SIZE;
 
@@ -394,15 +407,9 @@ impl DfsFs {
         }
         let Ok(plan) = self.plan_read(ino, from, to, None).await else { return };
         for (_, pieces, sources) in plan {
-            for p in pieces {
-                if let Source::Stored { slice_id, size } = sources[p.source] {
-                    for index in blocks_covering(p.off, p.len) {
-                        let engines = self.engines.clone();
-                        tokio::spawn(
-                            async move { engines.block(slice_id, index, block_len(size, index)).await },
-                        );
-                    }
-                }
+            for ((slice_id, index), len) in stored_blocks(&pieces, &sources) {
+                let engines = self.engines.clone();
+                tokio::spawn(async move { engines.block(slice_id, index, len).await });
             }
         }
     }
@@ -437,15 +444,7 @@ impl DfsFs {
         let mut out = vec![0u8; (end - offset) as usize];
         for (base, pieces, sources) in plan {
             // Fetch the blocks this chunk needs, in parallel.
-            let mut needed = HashMap::new();
-            for p in &pieces {
-                if let Source::Stored { slice_id, size } = sources[p.source] {
-                    for index in blocks_covering(p.off, p.len) {
-                        needed.insert((slice_id, index), block_len(size, index));
-                    }
-                }
-            }
-            let blocks: HashMap<(u64, u64), Bytes> = futures::stream::iter(needed)
+            let blocks: HashMap<(u64, u64), Bytes> = futures::stream::iter(stored_blocks(&pieces, &sources))
                 .map(|((id, index), len)| async move {
                     self.block(id, index, len).await.map(|b| ((id, index), b))
                 })

@@ -39,7 +39,7 @@ impl<'a> Batching<'a> {
 
     /// COMMIT, with what waits in the same round trip. An error of a waiting statement fails
     /// the commit (the transaction is then rolled back by [`Batching::abandon`]).
-    pub(super) fn commit(mut self) -> MetaResult<()> {
+    pub(super) fn commit(&mut self) -> MetaResult<()> {
         self.later.push_str("COMMIT");
         let sql = std::mem::take(&mut self.later);
         Ok(self.client.batch_execute(&sql)?)
@@ -47,7 +47,7 @@ impl<'a> Batching<'a> {
 
     /// Roll back after an error (also after a failed COMMIT, where it is a no-op). A connection
     /// that cannot even do this is broken, and the pool drops it.
-    pub(super) fn abandon(self) {
+    pub(super) fn abandon(&mut self) {
         if let Err(e) = self.client.batch_execute("ROLLBACK") {
             tracing::debug!("ROLLBACK failed: {e}");
         }

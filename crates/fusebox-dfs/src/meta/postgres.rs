@@ -298,22 +298,13 @@ impl Postgres {
         if write {
             conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").map_err(begin_failed)?;
             let mut tx = Batching::new(&mut conn);
-            let result = f(&mut tx);
-            match result {
-                Ok(v) => match tx.commit() {
-                    Ok(()) => Ok(v),
-                    Err(e) => {
-                        // The commit failed: the transaction is over on the server already,
-                        // and a ROLLBACK (a no-op then) leaves the connection clean for sure.
-                        let _ = conn.batch_execute("ROLLBACK");
-                        Err(e)
-                    }
-                },
-                Err(e) => {
-                    tx.abandon();
-                    Err(e)
-                }
+            let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
+            if result.is_err() {
+                // Also after a failed COMMIT, where the server ended the transaction already:
+                // the ROLLBACK is a no-op then and leaves the connection clean for sure.
+                tx.abandon();
             }
+            result
         } else {
             let mut tx = conn
                 .build_transaction()

@@ -252,11 +252,20 @@ fn dir_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
 /// a directory this one removed (nlink 0, kept until forgotten); an entry added there would
 /// be unreachable and never reclaimed.
 fn live_dir(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
-    let a = dir_attr(c, ino)?;
+    let a = get_attr(c, ino)?;
+    check_live_dir(&a)?;
+    Ok(a)
+}
+
+/// [`live_dir`]'s check on attributes read already: a directory, not removed.
+fn check_live_dir(a: &Attr) -> MetaResult<()> {
+    if !a.is_dir() {
+        return Err(errno(libc::ENOTDIR));
+    }
     if a.nlink == 0 {
         return Err(errno(libc::ENOENT));
     }
-    Ok(a)
+    Ok(())
 }
 
 /// The inode and cookie of entry `name` in `parent`.
@@ -703,13 +712,7 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
         self.reserve(&self.cookies)?;
         self.write(|c| {
             let (p, existing) = load_inode(c, parent, name)?;
-            if !p.attr.is_dir() {
-                return Err(errno(libc::ENOTDIR));
-            }
-            // Removed, though another mount's kernel may still hold it (see live_dir).
-            if p.attr.nlink == 0 {
-                return Err(errno(libc::ENOENT));
-            }
+            check_live_dir(&p.attr)?;
             if existing.is_some() {
                 return Err(errno(libc::EEXIST));
             }
