@@ -68,7 +68,13 @@ impl Filesystem for GatedFs {
 fn slow_request_does_not_block_fast_one_and_pool_grows_then_shrinks() {
     let fs = Arc::new(GatedFs::default());
     let Some(m) = TestMount::new(fs.clone(), "threads=2,max_threads=8") else { return };
-    assert!(m.server().workers() >= 2);
+    // The pool starts its workers one after another while the first may already have answered
+    // INIT (the mount is live then): under load the second can take a moment to count.
+    assert!(
+        wait_until(Duration::from_secs(5), || m.server().workers() >= 2),
+        "the two initial workers did not start: {}",
+        m.server().workers()
+    );
     // Four readers block inside the file system: more than the two initial workers.
     let readers: Vec<_> = (0..4)
         .map(|_| {
