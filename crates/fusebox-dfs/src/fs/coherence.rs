@@ -26,7 +26,9 @@
 //! and changed it in known ways), so the mount keeps them and answers that GETATTR itself, until
 //! anything else that may change a directory happens: any other namespace or attribute change
 //! here, any change from another mount applied from the log (all kept attributes go then), or
-//! the kernel forgetting the directory.
+//! the kernel forgetting the directory. The new file's own attributes are kept the same way
+//! (and also dropped by a commit of its data here): the SETATTR of mtime the kernel sends before
+//! the first close's flush is answered from them with what the write buffer adds.
 //!
 //! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
 //! after another mount's close(2) never misses a commit the thread has not seen yet. An
@@ -85,11 +87,12 @@ pub(crate) struct Coherence {
     /// Inodes this mount created that have no extended attributes (see the module doc); an
     /// inode leaves with its FORGET, so the kernel's inode cache bounds the set.
     no_xattrs: Mutex<HashSet<u64>>,
-    /// Directories' attributes as this mount's last create in each left them (module doc).
-    dir_attrs: Mutex<HashMap<u64, Attr>>,
-    /// Bumped (under `dir_attrs`' lock) whenever the kept directory attributes are dropped: a
-    /// create keeps its directory's attributes only if nothing dropped them while it ran.
-    dir_attrs_gen: AtomicU64,
+    /// Attributes as this mount's last create left them: of the directory it created in and
+    /// of the new inode (module doc).
+    kept_attrs: Mutex<HashMap<u64, Attr>>,
+    /// Bumped (under `kept_attrs`' lock) whenever kept attributes are dropped: a create keeps
+    /// its attributes only if nothing dropped them while it ran.
+    kept_attrs_gen: AtomicU64,
     /// (inode, thread) whose OPEN got ESTALE, and when (the retry goes through).
     estale_given: Mutex<HashMap<(u64, u32), Instant>>,
     /// Woken when locks may have been released (here or elsewhere).
@@ -111,8 +114,8 @@ impl Coherence {
             stale: Mutex::new(HashSet::new()),
             resize: Mutex::new(HashSet::new()),
             no_xattrs: Mutex::new(HashSet::new()),
-            dir_attrs: Mutex::new(HashMap::new()),
-            dir_attrs_gen: AtomicU64::new(0),
+            kept_attrs: Mutex::new(HashMap::new()),
+            kept_attrs_gen: AtomicU64::new(0),
             data_epoch: std::sync::atomic::AtomicU64::new(0),
             estale_given: Mutex::new(HashMap::new()),
             lock_changed: tokio::sync::Notify::new(),
@@ -263,7 +266,7 @@ impl Coherence {
             self.xattrs_may_change(ino);
         }
         if !matches!(change, Change::Lock(_)) {
-            self.drop_dir_attrs();
+            self.drop_kept_attrs();
         }
         let Some(notifier) = self.notifier.get() else { return };
         // ENOENT from the kernel (it does not have the inode or name cached) is the common case.
@@ -333,20 +336,20 @@ impl Coherence {
         lock(&self.stale).remove(&ino);
         lock(&self.resize).remove(&ino);
         self.xattrs_may_change(ino);
-        lock(&self.dir_attrs).remove(&ino);
+        lock(&self.kept_attrs).remove(&ino);
     }
 
-    /// The generation of the kept directory attributes; pass it to [`Coherence::keep_dir_attr`].
-    pub(crate) fn dir_attrs_gen(&self) -> u64 {
-        self.dir_attrs_gen.load(Ordering::SeqCst)
+    /// The generation of the kept attributes; pass it to [`Coherence::keep_attr`].
+    pub(crate) fn kept_attrs_gen(&self) -> u64 {
+        self.kept_attrs_gen.load(Ordering::SeqCst)
     }
 
-    /// Keep `a`, a directory's attributes as a create of this mount left them, unless the kept
+    /// Keep `a`, attributes as a create of this mount left them, unless the kept
     /// attributes were dropped since `gen` was read (before the create began) or a later
     /// create's are kept already.
-    pub(crate) fn keep_dir_attr(&self, a: Attr, gen: u64) {
-        let mut kept = lock(&self.dir_attrs);
-        if self.dir_attrs_gen.load(Ordering::SeqCst) != gen {
+    pub(crate) fn keep_attr(&self, a: Attr, gen: u64) {
+        let mut kept = lock(&self.kept_attrs);
+        if self.kept_attrs_gen.load(Ordering::SeqCst) != gen {
             return;
         }
         if kept.get(&a.ino).is_none_or(|k| k.version < a.version) {
@@ -354,24 +357,24 @@ impl Coherence {
         }
     }
 
-    /// The kept attributes of directory `ino`, if any.
-    pub(crate) fn kept_dir_attr(&self, ino: u64) -> Option<Attr> {
-        lock(&self.dir_attrs).get(&ino).cloned()
+    /// The kept attributes of `ino`, if any.
+    pub(crate) fn kept_attr(&self, ino: u64) -> Option<Attr> {
+        lock(&self.kept_attrs).get(&ino).cloned()
     }
 
-    /// Something may have changed a directory: drop every kept attribute.
-    pub(crate) fn drop_dir_attrs(&self) {
-        let mut kept = lock(&self.dir_attrs);
-        self.dir_attrs_gen.fetch_add(1, Ordering::SeqCst);
+    /// Something may have changed a directory or a link count: drop every kept attribute.
+    pub(crate) fn drop_kept_attrs(&self) {
+        let mut kept = lock(&self.kept_attrs);
+        self.kept_attrs_gen.fetch_add(1, Ordering::SeqCst);
         kept.clear();
     }
 
-    /// `ino`'s own attributes changed (SETATTR, an xattr): drop what is kept of it, if it is a
-    /// directory (a file's change leaves every directory as it was). The generation moves in
+    /// `ino`'s own attributes changed (SETATTR, an xattr, a commit of its data): drop what is
+    /// kept of it (a file's change leaves every directory as it was). The generation moves in
     /// any case: a create in `ino` that read it before the change must not keep its reading.
-    pub(crate) fn drop_dir_attr(&self, ino: u64) {
-        let mut kept = lock(&self.dir_attrs);
-        self.dir_attrs_gen.fetch_add(1, Ordering::SeqCst);
+    pub(crate) fn drop_kept_attr(&self, ino: u64) {
+        let mut kept = lock(&self.kept_attrs);
+        self.kept_attrs_gen.fetch_add(1, Ordering::SeqCst);
         kept.remove(&ino);
     }
 

@@ -328,7 +328,9 @@ impl DfsFs {
         let n = slices.len();
         let mut chunks: Vec<u64> = slices.iter().map(|s| s.chunk).collect();
         chunks.dedup();
-        self.m(move |m| m.commit(ino, &slices, end, mtime)).await?;
+        let committed = self.m(move |m| m.commit(ino, &slices, end, mtime)).await;
+        self.coherence.drop_kept_attr(ino);
+        committed?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(ino, slices = n, end, "committed");
         w.committed();

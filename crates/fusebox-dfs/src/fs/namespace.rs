@@ -3,7 +3,7 @@
 
 use super::{file_attr, lock, ns, with_buffered, DfsFs};
 use crate::meta::coord::LockRelease;
-use crate::meta::{Caller, Inode, NewNode, ROOT_INO};
+use crate::meta::{Attr, Caller, Inode, NewNode, ROOT_INO};
 use fusebox::fs::acl;
 use fusebox::fs::asyncfs::{
     dirent_plus_size, dirent_size, AsyncFilesystem, DirEntry, DirEntryPlus, FsResult, Opened, WriteData,
@@ -55,7 +55,7 @@ impl DfsFs {
         target: Option<Vec<u8>>,
     ) -> FsResult<Entry> {
         let name = name.into_vec();
-        let gen = self.coherence.dir_attrs_gen();
+        let gen = self.coherence.kept_attrs_gen();
         let (a, plain, dir) = self
             .m(move |m| {
                 let (mut plain, mut dir) = (true, None);
@@ -80,8 +80,9 @@ impl DfsFs {
             d.mtime_ns = a.ctime_ns;
             d.ctime_ns = a.ctime_ns;
             d.version += 1;
-            self.coherence.keep_dir_attr(d, gen);
+            self.coherence.keep_attr(d, gen);
         }
+        self.coherence.keep_attr(a.clone(), gen);
         Ok(self.entry(&a))
     }
 
@@ -107,8 +108,12 @@ impl DfsFs {
             return Ok(None);
         }
         w.set_mtime(ns(t));
-        // Read under the buffer's lock, so no commit of it falls between the read and the merge.
-        let a = self.m_read(move |m| m.getattr(ino)).await?;
+        // Read under the buffer's lock, so no commit of it falls between the read and the merge
+        // (a commit drops the kept attributes).
+        let a = match self.coherence.kept_attr(ino) {
+            Some(a) => a,
+            None => self.m_read(move |m| m.getattr(ino)).await?,
+        };
         Ok(Some(file_attr(&with_buffered(a, &w))))
     }
 
@@ -273,7 +278,8 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn getattr(&self, _req: RequestInfo, ino: NodeId, _fh: Option<FileHandle>) -> FsResult<FileAttr> {
-        if let Some(a) = self.coherence.kept_dir_attr(ino.0) {
+        // A file's kept attributes lack what its write buffer adds: read as below.
+        if let Some(a) = self.coherence.kept_attr(ino.0).filter(Attr::is_dir) {
             return Ok(file_attr(&a));
         }
         let commits = self.commit_count();
@@ -283,7 +289,7 @@ impl AsyncFilesystem for DfsFs {
 
     async fn setattr(&self, req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
         let r = self.do_setattr(req, ino.0, attr).await;
-        self.coherence.drop_dir_attr(ino.0);
+        self.coherence.drop_kept_attr(ino.0);
         r
     }
 
@@ -317,7 +323,7 @@ impl AsyncFilesystem for DfsFs {
     async fn unlink(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
         let a = self.m(move |m| m.unlink(parent.0, &name)).await;
-        self.coherence.drop_dir_attrs();
+        self.coherence.drop_kept_attrs();
         let a = a?;
         self.after_unlink(a.ino, a.nlink).await;
         Ok(())
@@ -326,7 +332,7 @@ impl AsyncFilesystem for DfsFs {
     async fn rmdir(&self, _req: RequestInfo, parent: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
         let a = self.m(move |m| m.rmdir(parent.0, &name)).await;
-        self.coherence.drop_dir_attrs();
+        self.coherence.drop_kept_attrs();
         let a = a?;
         self.after_unlink(a.ino, 0).await;
         Ok(())
@@ -339,7 +345,7 @@ impl AsyncFilesystem for DfsFs {
         let (name, newname) = (name.into_vec(), newname.into_vec());
         let caller = Caller { uid: req.uid, gid: req.gid };
         let replaced = self.m(move |m| m.rename(parent.0, &name, newparent.0, &newname, flags, caller)).await;
-        self.coherence.drop_dir_attrs();
+        self.coherence.drop_kept_attrs();
         let replaced = replaced?;
         if let Some(r) = replaced {
             self.after_unlink(r.ino, r.nlink).await;
@@ -353,7 +359,7 @@ impl AsyncFilesystem for DfsFs {
         let newname = newname.into_vec();
         let commits = self.commit_count();
         let a = self.m(move |m| m.link(ino.0, newparent.0, &newname)).await;
-        self.coherence.drop_dir_attrs();
+        self.coherence.drop_kept_attrs();
         let a = a?;
         lock(&self.unlinked).remove(&a.ino);
         let a = self.with_pending(a, commits).await?;
@@ -388,6 +394,7 @@ impl AsyncFilesystem for DfsFs {
                 })
             })
             .await?;
+            self.coherence.drop_kept_attr(ino.0);
         }
         Ok(args.data.len() as u32)
     }
@@ -556,7 +563,7 @@ impl AsyncFilesystem for DfsFs {
         &self, _req: RequestInfo, ino: NodeId, name: OsString, value: Vec<u8>, flags: i32,
     ) -> FsResult<()> {
         let r = self.do_setxattr(ino, name, value, flags).await;
-        self.coherence.drop_dir_attr(ino.0);
+        self.coherence.drop_kept_attr(ino.0);
         r
     }
 
@@ -585,7 +592,7 @@ impl AsyncFilesystem for DfsFs {
     async fn removexattr(&self, _req: RequestInfo, ino: NodeId, name: OsString) -> FsResult<()> {
         let name = name.into_vec();
         let r = self.m(move |m| m.remove_xattr(ino.0, &name)).await;
-        self.coherence.drop_dir_attr(ino.0);
+        self.coherence.drop_kept_attr(ino.0);
         r
     }
 

@@ -9,7 +9,7 @@ use crate::meta::sqlite::SqliteMeta;
 use crate::meta::{Caller, ROOT_INO};
 use bytes::Bytes;
 use fusebox::fs::asyncfs::{AsyncFilesystem, WriteData};
-use fusebox::fs::{CreateArgs, FileHandle, ReadArgs, ReleaseArgs, RequestInfo, SetAttr};
+use fusebox::fs::{CreateArgs, FileHandle, ReadArgs, ReleaseArgs, RequestInfo, SetAttr, TimeOrNow};
 use futures::future::BoxFuture;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -299,14 +299,33 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
 fn a_directory_answers_getattr_after_a_create_as_the_database_has_it() {
     on_a_new_file!(DfsOptions::default(), "f", |env, fs, ino| {
         let dir = |fs: &DfsFs| file_attr(&fs.meta().getattr(ROOT_INO).unwrap());
-        assert!(fs.coherence.kept_dir_attr(ROOT_INO).is_some(), "the create kept its directory's attributes");
+        assert!(fs.coherence.kept_attr(ROOT_INO).is_some(), "the create kept its directory's attributes");
         assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs));
         fs.mkdir(REQ, NodeId(ROOT_INO), "d".into(), 0o755).await.unwrap();
         assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs), "mkdir: one more link");
         fs.unlink(REQ, NodeId(ROOT_INO), "f".into()).await.unwrap();
-        assert!(fs.coherence.kept_dir_attr(ROOT_INO).is_none(), "an unlink drops them");
+        assert!(fs.coherence.kept_attr(ROOT_INO).is_none(), "an unlink drops them");
         assert_eq!(fs.getattr(REQ, NodeId(ROOT_INO), None).await.unwrap(), dir(&fs));
         let _ = (env, ino);
+    });
+}
+
+/// A new file's attributes are kept from its create: the write-back SETATTR of its times is
+/// answered from them with what the buffer adds, and the commit drops them.
+#[test]
+fn a_new_file_answers_the_setattr_of_its_times_from_its_create() {
+    on_a_new_file!(DfsOptions::default(), "f", |env, fs, ino| {
+        assert!(fs.coherence.kept_attr(ino).is_some(), "the create kept the file's attributes");
+        write(&fs, ino, 0, vec![7; 100]).await;
+        let t = fusebox::fs::Timespec { sec: 1_000, nsec: 5 };
+        let times = SetAttr { mtime: Some(TimeOrNow::Time(t)), ctime: Some(t), ..Default::default() };
+        let a = fs.setattr(REQ, NodeId(ino), times).await.unwrap();
+        assert_eq!((a.size, a.mtime), (100, t), "the buffer's size and the new time");
+        flush(&fs, ino).await.unwrap();
+        assert!(fs.coherence.kept_attr(ino).is_none(), "the commit drops them");
+        let stored = fs.meta().getattr(ino).unwrap();
+        assert_eq!((stored.size, stored.mtime_ns), (100, 1_000_000_000_005));
+        let _ = env;
     });
 }
 

@@ -302,7 +302,7 @@ impl<E: Engine> Coordination for SqlMeta<E> {
     }
 
     fn sessions(&self) -> MetaResult<Vec<Session>> {
-        self.read(|c| {
+        self.engine().read_one(&mut |c| {
             let rows = c.query(
                 "SELECT s.sid, s.info, s.heartbeat_ns,
                    (SELECT COUNT(*) FROM locks l WHERE l.sid = s.sid),
@@ -325,7 +325,7 @@ impl<E: Engine> Coordination for SqlMeta<E> {
     }
 
     fn notices_after(&self, seq: u64, limit: usize) -> MetaResult<Vec<Notice>> {
-        self.read(|c| {
+        self.engine().read_one(&mut |c| {
             let rows = c.query(
                 "SELECT seq, sid, kind, ino, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
                 params![seq, limit as u64],
@@ -343,7 +343,7 @@ impl<E: Engine> Coordination for SqlMeta<E> {
     }
 
     fn last_notice(&self) -> MetaResult<u64> {
-        self.read(|c| {
+        self.engine().read_one(&mut |c| {
             let next = c.query_one("SELECT value FROM counters WHERE name = 'next_change'", params![])?;
             Ok(next.uint(0)?.saturating_sub(1))
         })
@@ -358,7 +358,7 @@ impl<E: Engine> Coordination for SqlMeta<E> {
     }
 
     fn names_of(&self, ino: u64) -> MetaResult<Vec<(u64, Vec<u8>)>> {
-        self.read(|c| {
+        self.engine().read_one(&mut |c| {
             let rows = c.query("SELECT parent, name FROM dentries WHERE ino = $1", params![ino])?;
             rows.iter().map(|r| Ok((r.uint(0)?, r.bytes(1)?))).collect()
         })

@@ -236,9 +236,11 @@ pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     fn new_slice_id(&self) -> MetaResult<u64>;
     /// The slices of chunk `chunk` of `ino`, oldest first.
     fn slices(&self, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>>;
-    /// Commit a write session: add `slices` (after everything already stored), set the size to
-    /// at least `end`, set mtime/ctime to `mtime_ns` if given, bump the version.
-    fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr>;
+    /// Commit a write session of regular file `ino`: add `slices` (after everything already
+    /// stored), set the size to at least `end`, set mtime/ctime to `mtime_ns` if given, bump
+    /// the version. A file deleted meanwhile (by another mount) is left alone: its writes go
+    /// nowhere, as writes to an unlinked file do.
+    fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<()>;
     /// Delete `ino` with its xattrs, symlink target and slices if it has no name left;
     /// true if it was deleted. Its block objects become garbage for `fusebox dfs gc`.
     fn remove_if_orphan(&self, ino: u64) -> MetaResult<bool>;

@@ -1,63 +1,125 @@
-//! PostgreSQL write transactions that send the statements whose results nobody reads
+//! PostgreSQL transactions that send the statements whose results nobody reads
 //! ([`Tx::exec_later`]: inserts, updates, the change log) together, in one round trip with the
-//! next statement that returns something, or with the COMMIT. A small file's create went from
-//! eight round trips to four this way, its commit from six to three: on a server each round trip
-//! costs more than the statement.
+//! next statement that returns something, or with the COMMIT; the BEGIN goes with the first
+//! statement, and [`Tx::query_pair`]'s two statements go together. A small file's create went
+//! from eight round trips to two this way, its commit from six to two: on a server each round
+//! trip costs more than the statement.
 //!
-//! A batch is one simple query (several statements, no parameters), so the parameters are
+//! A batch is one simple query (several statements, no parameters; results come as text, read
+//! as [`Cell::Literal`]), so the parameters are
 //! written into the text as literals ([`inline_params`]): integers as numbers, bytes as hex
 //! `bytea`, text quoted with `''` (the connection sets `standard_conforming_strings`, so a
 //! backslash is an ordinary character). No value can end a literal early.
 
-use super::sql::{Row, Tx, Value};
+use super::postgres::first_round_trip_failed;
+use super::sql::{Cell, Row, Tx, Value};
 use super::MetaResult;
 use crate::error::MetaError;
-use postgres::Client;
+use postgres::{Client, SimpleQueryMessage};
 use std::fmt::Write;
 
-/// A write transaction (BEGIN sent already) on `client`.
+/// How a write transaction begins.
+pub(super) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// How a read transaction begins: one snapshot for all its statements.
+pub(super) const BEGIN_READ: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// A transaction on `client` whose BEGIN waits to go with its first statement.
 pub(super) struct Batching<'a> {
     client: &'a mut Client,
-    /// Statements waiting, each ending with `;`.
+    /// Statements waiting (the BEGIN first, until something was sent), each ending with `;`.
     later: String,
+    /// Something was sent: the server may be inside the transaction.
+    sent: bool,
+    /// The length of the BEGIN at the start of `later`.
+    begin_len: usize,
 }
 
+/// What one statement of a simple query returned: its rows and the number of rows it
+/// returned or changed.
+type Outcome = (Vec<Row>, u64);
+
 impl<'a> Batching<'a> {
-    /// A transaction begun on `client`.
-    pub(super) fn new(client: &'a mut Client) -> Batching<'a> {
-        Batching { client, later: String::new() }
+    /// A transaction on `client` that begins with `begin` ([`BEGIN_WRITE`], [`BEGIN_READ`]).
+    pub(super) fn new(client: &'a mut Client, begin: &str) -> Batching<'a> {
+        let later = format!("{begin};\n");
+        Batching { client, begin_len: later.len(), later, sent: false }
     }
 
-    /// Send what waits, before a statement whose result is wanted (it may depend on them).
+    /// Send what waits, then the statements `tail` (parameters written in), as one simple
+    /// query; what each statement of `tail` returned. A first round trip that failed because
+    /// the connection was lost ran nothing: see [`first_round_trip_failed`].
+    fn round_trip(&mut self, tail: &[String]) -> MetaResult<Vec<Outcome>> {
+        let mut sql = std::mem::take(&mut self.later);
+        for t in tail {
+            sql.push_str(t);
+            sql.push_str(";\n");
+        }
+        let first = !std::mem::replace(&mut self.sent, true);
+        let messages = self.client.simple_query(&sql).map_err(|e| first_round_trip_failed(e, first))?;
+        let mut done = Vec::new();
+        let mut rows = Vec::new();
+        for m in messages {
+            match m {
+                SimpleQueryMessage::Row(r) => rows.push(Row((0..r.len())
+                    .map(|i| r.get(i).map_or(Cell::Null, |v| Cell::Literal(v.to_owned())))
+                    .collect())),
+                SimpleQueryMessage::CommandComplete(n) => done.push((std::mem::take(&mut rows), n)),
+                _ => {}
+            }
+        }
+        let at = done
+            .len()
+            .checked_sub(tail.len())
+            .ok_or_else(|| MetaError::Engine(format!("fewer results than statements from: {sql}")))?;
+        Ok(done.split_off(at))
+    }
+
+    /// Send what waits, before a statement that cannot go with it.
     fn flush(&mut self) -> MetaResult<()> {
         if !self.later.is_empty() {
-            let sql = std::mem::take(&mut self.later);
-            self.client.batch_execute(&sql)?;
+            self.round_trip(&[])?;
         }
         Ok(())
     }
 
-    /// COMMIT, with what waits in the same round trip. An error of a waiting statement fails
-    /// the commit (the transaction is then rolled back by [`Batching::abandon`]).
+    /// COMMIT, with what waits in the same round trip (nothing at all when nothing ran). An
+    /// error of a waiting statement fails the commit (the transaction is then rolled back by
+    /// [`Batching::abandon`]).
     pub(super) fn commit(&mut self) -> MetaResult<()> {
+        if !self.sent && self.later.len() == self.begin_len {
+            self.later.clear();
+            return Ok(());
+        }
         self.later.push_str("COMMIT");
         let sql = std::mem::take(&mut self.later);
-        Ok(self.client.batch_execute(&sql)?)
+        let first = !std::mem::replace(&mut self.sent, true);
+        self.client.batch_execute(&sql).map_err(|e| first_round_trip_failed(e, first))
     }
 
     /// Roll back after an error (also after a failed COMMIT, where it is a no-op). A connection
     /// that cannot even do this is broken, and the pool drops it.
     pub(super) fn abandon(&mut self) {
-        if let Err(e) = self.client.batch_execute("ROLLBACK") {
-            tracing::debug!("ROLLBACK failed: {e}");
+        self.later.clear();
+        if self.sent {
+            if let Err(e) = self.client.batch_execute("ROLLBACK") {
+                tracing::debug!("ROLLBACK failed: {e}");
+            }
         }
+    }
+
+    /// The one outcome of a round trip with one statement.
+    fn one(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Outcome> {
+        let mut out = self.round_trip(&[inline_params(sql, params)?])?;
+        out.pop().ok_or_else(|| MetaError::Engine(format!("no result from: {sql}")))
     }
 }
 
 impl Tx for Batching<'_> {
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
-        self.flush()?;
-        Tx::exec(self.client, sql, params)
+        if self.later.is_empty() {
+            return Tx::exec(self.client, sql, params);
+        }
+        Ok(self.one(sql, params)?.1)
     }
 
     fn exec_later(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<()> {
@@ -67,8 +129,21 @@ impl Tx for Batching<'_> {
     }
 
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
-        self.flush()?;
-        Tx::query(self.client, sql, params)
+        if self.later.is_empty() {
+            return Tx::query(self.client, sql, params);
+        }
+        Ok(self.one(sql, params)?.0)
+    }
+
+    fn query_pair(
+        &mut self, first: (&str, &[Value<'_>]), second: (&str, &[Value<'_>]),
+    ) -> MetaResult<(Vec<Row>, Vec<Row>)> {
+        let tail = [inline_params(first.0, first.1)?, inline_params(second.0, second.1)?];
+        let mut out = self.round_trip(&tail)?.into_iter().map(|(rows, _)| rows);
+        match (out.next(), out.next()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(MetaError::Engine(format!("no result from: {}", first.0))),
+        }
     }
 
     fn batch(&mut self, sql: &str) -> MetaResult<()> {

@@ -17,7 +17,7 @@
 //! password never appears in messages ([`crate::url::redact`]).
 
 use super::coord::NOTIFY_CHANNEL;
-use super::pg_batch::Batching;
+use super::pg_batch::{Batching, BEGIN_READ, BEGIN_WRITE};
 use super::schema::Dialect;
 use super::sql::{Cell, Engine, Row, Tx, Value};
 use super::store::SqlMeta;
@@ -27,7 +27,7 @@ use crate::url::redact;
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, Config, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -290,32 +290,34 @@ impl Postgres {
         let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
         // Connections are not tested when taken from the pool (that cost a round trip per
         // transaction): one the server closed (a restart: "terminating connection due to
-        // administrator command", or just closed) fails at BEGIN, before anything ran, so the
-        // transaction runs again on another connection (r2d2 drops the broken one). A server
-        // that is down fails in `pool.get` above instead, after CONNECT_TIMEOUT.
-        let begin_failed =
-            |e: postgres::Error| MetaError::Conflict(format!("{BEGIN_FAILED}: {}", reason(&e)));
-        if write {
-            conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").map_err(begin_failed)?;
-            let mut tx = Batching::new(&mut conn);
-            let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
-            if result.is_err() {
-                // Also after a failed COMMIT, where the server ended the transaction already:
-                // the ROLLBACK is a no-op then and leaves the connection clean for sure.
-                tx.abandon();
-            }
-            result
-        } else {
-            let mut tx = conn
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(begin_failed)?;
-            let v = f(&mut tx)?;
-            tx.commit()?;
-            Ok(v)
+        // administrator command", or just closed) fails in the first round trip, before
+        // anything ran, so the transaction runs again on another connection (r2d2 drops the
+        // broken one). A server that is down fails in `pool.get` above instead, after
+        // CONNECT_TIMEOUT.
+        let mut tx = Batching::new(&mut conn, if write { BEGIN_WRITE } else { BEGIN_READ });
+        let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
+        if result.is_err() {
+            // Also after a failed COMMIT, where the server ended the transaction already:
+            // the ROLLBACK is a no-op then and leaves the connection clean for sure.
+            tx.abandon();
         }
+        result
+    }
+}
+
+/// The error of a transaction's first round trip (its BEGIN went with it): a lost connection
+/// (closed, refused, terminated by the server) ran nothing, so it is a conflict worth running
+/// again (when it failed fast, see [`worth_retrying`]); other errors are what they are.
+pub(super) fn first_round_trip_failed(e: postgres::Error, first: bool) -> MetaError {
+    let lost = match e.as_db_error() {
+        None => true,
+        // Connection exceptions (08) and operator intervention (57: shutdown, termination).
+        Some(db) => ["08", "57"].iter().any(|class| db.code().code().starts_with(class)),
+    };
+    if first && lost {
+        MetaError::Conflict(format!("{BEGIN_FAILED}: {}", reason(&e)))
+    } else {
+        e.into()
     }
 }
 

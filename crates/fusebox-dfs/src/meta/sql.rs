@@ -77,6 +77,19 @@ pub enum Cell {
     Bytes(Vec<u8>),
     /// A string.
     Text(String),
+    /// A value in PostgreSQL's text output form (a simple-query result carries no types):
+    /// read as the type the caller asks for.
+    Literal(String),
+}
+
+/// `\x`-prefixed hexadecimal (PostgreSQL's `bytea` output) as bytes.
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let hex = s.strip_prefix("\\x")?.as_bytes();
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16);
+    hex.chunks(2).map(|p| Some((digit(p[0])? * 16 + digit(p[1])?) as u8)).collect()
 }
 
 /// One result row.
@@ -90,10 +103,17 @@ impl Row {
 
     /// Column `i` as an integer.
     pub fn int(&self, i: usize) -> MetaResult<i64> {
-        match self.cell(i)? {
-            Cell::Int(v) => Ok(*v),
-            other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected an integer"))),
-        }
+        let cell = self.cell(i)?;
+        let v = match cell {
+            Cell::Int(v) => Some(*v),
+            Cell::Literal(t) => match t.as_str() {
+                "t" => Some(1),
+                "f" => Some(0),
+                t => t.parse().ok(),
+            },
+            _ => None,
+        };
+        v.ok_or_else(|| MetaError::Corrupt(format!("column {i} is {cell:?}, expected an integer")))
     }
 
     /// True when column `i` is NULL (an outer join found nothing).
@@ -109,16 +129,19 @@ impl Row {
 
     /// Column `i` as a byte string.
     pub fn bytes(&self, i: usize) -> MetaResult<Vec<u8>> {
-        match self.cell(i)? {
-            Cell::Bytes(v) => Ok(v.clone()),
-            other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected bytes"))),
-        }
+        let cell = self.cell(i)?;
+        let v = match cell {
+            Cell::Bytes(v) => Some(v.clone()),
+            Cell::Literal(t) => hex_bytes(t),
+            _ => None,
+        };
+        v.ok_or_else(|| MetaError::Corrupt(format!("column {i} is {cell:?}, expected bytes")))
     }
 
     /// Column `i` as a string.
     pub fn text(&self, i: usize) -> MetaResult<String> {
         match self.cell(i)? {
-            Cell::Text(v) => Ok(v.clone()),
+            Cell::Text(v) | Cell::Literal(v) => Ok(v.clone()),
             other => Err(MetaError::Corrupt(format!("column {i} is {other:?}, expected text"))),
         }
     }
@@ -136,6 +159,15 @@ pub trait Tx {
     }
     /// Run a query; all its rows.
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>>;
+    /// Run query `first`, then query `second`; the rows of each. An engine may send both in
+    /// one round trip; `second` still reads what was committed before `first` finished (in a
+    /// READ COMMITTED transaction every statement reads the newest commits), so `first` can
+    /// take a lock and `second` read what the lock's previous holder wrote.
+    fn query_pair(
+        &mut self, first: (&str, &[Value<'_>]), second: (&str, &[Value<'_>]),
+    ) -> MetaResult<(Vec<Row>, Vec<Row>)> {
+        Ok((self.query(first.0, first.1)?, self.query(second.0, second.1)?))
+    }
     /// Run several statements without parameters (the schema).
     fn batch(&mut self, sql: &str) -> MetaResult<()>;
     /// Names of the tables in the database (its current schema), in any order.
@@ -174,6 +206,11 @@ impl Tx for Noting<'_> {
     }
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
         self.tx.query(sql, params)
+    }
+    fn query_pair(
+        &mut self, first: (&str, &[Value<'_>]), second: (&str, &[Value<'_>]),
+    ) -> MetaResult<(Vec<Row>, Vec<Row>)> {
+        self.tx.query_pair(first, second)
     }
     fn batch(&mut self, sql: &str) -> MetaResult<()> {
         self.tx.batch(sql)
@@ -269,6 +306,18 @@ pub fn question_marks(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_results_read_as_the_type_asked_for() {
+        let lit = |s: &str| Cell::Literal(s.into());
+        let r = Row(vec![lit("-42"), lit("t"), lit("\\x00ff41"), lit("name"), Cell::Null, lit("\\x0")]);
+        assert_eq!((r.int(0).unwrap(), r.int(1).unwrap()), (-42, 1));
+        assert_eq!(r.bytes(2).unwrap(), b"\0\xffA");
+        assert_eq!(r.text(3).unwrap(), "name");
+        assert!(r.is_null(4).unwrap() && !r.is_null(3).unwrap());
+        assert!(r.int(3).is_err() && r.bytes(3).is_err(), "not a number, not bytes");
+        assert!(r.bytes(5).is_err(), "odd hex");
+    }
 
     #[test]
     fn placeholders_keep_their_numbers() {

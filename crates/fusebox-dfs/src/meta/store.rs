@@ -120,21 +120,24 @@ fn attr_from_row(r: &Row, at: usize) -> MetaResult<Attr> {
     })
 }
 
+/// The attributes in the first row of `rows`; ENOENT when there is none.
+fn first_attr(rows: &[Row]) -> MetaResult<Attr> {
+    rows.first().map_or(Err(errno(libc::ENOENT)), |r| attr_from_row(r, 0))
+}
+
 fn get_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
-    match c.query_opt(&format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1"), params![ino])? {
-        Some(r) => attr_from_row(&r, 0),
-        None => Err(errno(libc::ENOENT)),
-    }
+    first_attr(&c.query(&format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1"), params![ino])?)
+}
+
+/// The statement that locks inode `$1` as [`Tx::lock_inodes`] does and reads its attributes.
+fn lock_attr_sql(c: &dyn Tx) -> String {
+    format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1{}", c.row_lock_clause())
 }
 
 /// Lock `ino` as [`Tx::lock_inodes`] does and read its attributes, in one statement (a round
 /// trip fewer on a server than locking, then reading).
 fn locked_attr(c: &mut dyn Tx, ino: u64) -> MetaResult<Attr> {
-    let sql = format!("SELECT {ATTR_COLS} FROM inodes WHERE ino = $1{}", c.row_lock_clause());
-    match c.query_opt(&sql, params![ino])? {
-        Some(r) => attr_from_row(&r, 0),
-        None => Err(errno(libc::ENOENT)),
-    }
+    first_attr(&c.query(&lock_attr_sql(c), params![ino])?)
 }
 
 /// Write all of `a`'s columns (`insert`: as a new row).
@@ -196,7 +199,8 @@ fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef
     rows.iter().map(slice_ref).collect()
 }
 
-/// Add slice `s` of `ino` after every slice stored so far (the next sequence number); a slice
+/// Add slice `s` of `ino`, if it still exists, after every slice stored so far (the next
+/// sequence number); a slice
 /// that is empty, reaches past its chunk, or whose kept bytes are not `len` long is refused
 /// (the caller's transaction then rolls back).
 fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> MetaResult<()> {
@@ -214,6 +218,9 @@ fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> Met
     let insert =
         format!("INSERT INTO chunk_slices (seq, ino, chunk, pos, slice_id, slice_size, off, len{cols})");
     let row = format!("$2, $3, $4, $5, $6, 0, $6{vals}");
+    // An inode another mount deleted meanwhile gets no slices (its writes go nowhere, as those
+    // to an unlinked file do).
+    let exists = "EXISTS (SELECT 1 FROM inodes WHERE ino = $2)";
     let data = s.data.as_deref().unwrap_or_default();
     let seq = if dialect == Dialect::Postgres {
         0 // unused: taken in the statement, one round trip.
@@ -225,10 +232,10 @@ fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> Met
     let sql = if dialect == Dialect::Postgres {
         format!(
             "WITH s AS (UPDATE counters SET value = value + 1 WHERE name = 'next_seq' RETURNING value - 1 AS seq)
-             {insert} SELECT s.seq, {row} FROM s"
+             {insert} SELECT s.seq, {row} FROM s WHERE {exists}"
         )
     } else {
-        format!("{insert} VALUES ($1, {row})")
+        format!("{insert} SELECT $1, {row} WHERE {exists}")
     };
     c.exec_later(&sql, p)?;
     Ok(())
@@ -321,17 +328,22 @@ fn set_or_remove_xattr(c: &mut dyn Tx, ino: u64, name: &[u8], value: Option<&[u8
 }
 
 /// Lock `ino` and load it with its ACLs; with a non-empty `entry` (a directory about to get
-/// one), also the inode its entry `entry` names. Two statements: the lock and the attributes,
-/// then the rest, read after the lock was granted so that it sees what the transaction that
-/// held the lock committed (a round trip each showed in every create).
+/// one), also the inode its entry `entry` names. Two statements ([`Tx::query_pair`], one round
+/// trip on a server): the lock and the attributes, then the rest, read after the lock was
+/// granted so that it sees what the transaction that held the lock committed.
 fn load_inode(c: &mut dyn Tx, ino: u64, entry: &[u8]) -> MetaResult<(Inode, Option<u64>)> {
-    let attr = locked_attr(c, ino)?;
-    let r = c.query_one(
-        "SELECT (SELECT value FROM xattrs WHERE ino = $1 AND name = $2),
-                (SELECT value FROM xattrs WHERE ino = $1 AND name = $3),
-                (SELECT ino FROM dentries WHERE parent = $1 AND name = $4)",
-        params![ino, ACL_ACCESS, ACL_DEFAULT, entry],
+    let lock = lock_attr_sql(c);
+    let (locked, rest) = c.query_pair(
+        (&lock, params![ino]),
+        (
+            "SELECT (SELECT value FROM xattrs WHERE ino = $1 AND name = $2),
+                    (SELECT value FROM xattrs WHERE ino = $1 AND name = $3),
+                    (SELECT ino FROM dentries WHERE parent = $1 AND name = $4)",
+            params![ino, ACL_ACCESS, ACL_DEFAULT, entry],
+        ),
     )?;
+    let attr = first_attr(&locked)?;
+    let r = rest.first().ok_or_else(|| MetaError::Engine("no row from the ACL and entry query".into()))?;
     let bytes = |i| if r.is_null(i)? { Ok(None) } else { r.bytes(i).map(Some) };
     let node = Inode { attr, acl_access: bytes(0)?, acl_default: bytes(1)? };
     let entry_ino = if r.is_null(2)? { None } else { Some(r.uint(2)?) };
@@ -1013,27 +1025,28 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
     }
 
     fn slices(&self, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef>> {
-        self.read(|c| chunk_slices(c, ino, chunk))
+        self.engine.read_one(&mut |c| chunk_slices(c, ino, chunk))
     }
 
-    fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<Attr> {
+    fn commit(&self, ino: u64, slices: &[NewSlice], end: u64, mtime_ns: Option<i64>) -> MetaResult<()> {
         self.write_durable(|c| {
-            let mut a = locked_attr(c, ino)?;
-            if !a.is_file() {
-                return Err(errno(libc::EINVAL));
+            // Nothing is read first: the update takes the inode's row lock and computes the new
+            // size itself, the slices follow it (so they queue behind another commit to the
+            // inode), and on a server the whole commit is one round trip.
+            let times = if mtime_ns.is_some() { ", mtime_ns = $3, ctime_ns = $3" } else { "" };
+            let sql = format!(
+                "UPDATE inodes SET size = CASE WHEN size < $2 THEN $2 ELSE size END{times},
+                 version = version + 1 WHERE ino = $1"
+            );
+            match mtime_ns {
+                Some(t) => c.exec_later(&sql, params![ino, end, t])?,
+                None => c.exec_later(&sql, params![ino, end])?,
             }
             for s in slices {
                 insert_slice(c, E::DIALECT, ino, s)?;
             }
-            a.size = a.size.max(end);
-            if let Some(t) = mtime_ns {
-                a.mtime_ns = t;
-                a.ctime_ns = t;
-            }
-            a.version += 1;
-            store_attr(c, &a, false)?;
             c.note(Change::Data(ino));
-            Ok(a)
+            Ok(())
         })
     }
 
