@@ -28,7 +28,10 @@
 //! here, any change from another mount applied from the log (all kept attributes go then), or
 //! the kernel forgetting the directory. The new file's own attributes are kept the same way
 //! (and also dropped by a commit of its data here): the SETATTR of mtime the kernel sends before
-//! the first close's flush is answered from them with what the write buffer adds.
+//! the first close's flush is answered from them with what the write buffer adds. READs keep
+//! what they read (a file's attributes, its chunks' slice lists) under the same rules, so a
+//! sequential reader asks the metadata once per chunk instead of twice per READ; a slice list
+//! is used for [`SLICE_LISTS_KEPT_FOR`] at most.
 //!
 //! OPEN follows the log itself first (one query when nothing changed), so an open(2) right
 //! after another mount's close(2) never misses a commit the thread has not seen yet. An
@@ -38,7 +41,7 @@
 //! applied before the grant is answered.
 
 use crate::meta::coord::Change;
-use crate::meta::{Attr, MetaStore};
+use crate::meta::{Attr, MetaStore, SliceRef};
 use fusebox::fs::{Errno, NodeId};
 use fusebox::session::Notifier;
 use std::collections::{HashMap, HashSet};
@@ -69,6 +72,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The kernel's lookup count per inode (shared with the file system).
 pub(crate) type Lookups = Arc<Mutex<HashMap<u64, u64>>>;
 
+/// How many chunks' slice lists a mount keeps (all are dropped when more would be kept).
+const SLICE_LISTS_KEPT: usize = 4096;
+
+/// How long a kept slice list is used. Another mount's compaction changes a chunk's slices
+/// without a notice (the data stays the same); the old list's blocks outlive it for a while
+/// (`fusebox dfs gc` spares young objects), and a read whose blocks are gone plans again.
+const SLICE_LISTS_KEPT_FOR: Duration = Duration::from_secs(30);
+
+/// A chunk's slice list as a read found it, and when.
+type KeptSlices = (Instant, Arc<Vec<SliceRef>>);
+
+/// What [`Coherence`] keeps of inodes (module doc).
+#[derive(Default)]
+struct Kept {
+    /// Attributes by inode.
+    attrs: HashMap<u64, Attr>,
+    /// Slice lists by inode and chunk, with when they were read.
+    slices: HashMap<u64, HashMap<u64, KeptSlices>>,
+    /// How many chunks `slices` holds.
+    chunks: usize,
+}
+
+impl Kept {
+    fn drop_inode(&mut self, ino: u64) {
+        self.attrs.remove(&ino);
+        if let Some(chunks) = self.slices.remove(&ino) {
+            self.chunks -= chunks.len();
+        }
+    }
+}
+
 /// What the file system and its background thread share.
 pub(crate) struct Coherence {
     meta: Arc<dyn MetaStore>,
@@ -87,9 +121,9 @@ pub(crate) struct Coherence {
     /// Inodes this mount created that have no extended attributes (see the module doc); an
     /// inode leaves with its FORGET, so the kernel's inode cache bounds the set.
     no_xattrs: Mutex<HashSet<u64>>,
-    /// Attributes as this mount's last create left them: of the directory it created in and
-    /// of the new inode (module doc).
-    kept_attrs: Mutex<HashMap<u64, Attr>>,
+    /// Attributes and slice lists this mount's own transactions left or its reads found,
+    /// until something may change them (module doc).
+    kept_attrs: Mutex<Kept>,
     /// Bumped (under `kept_attrs`' lock) whenever kept attributes are dropped: a create keeps
     /// its attributes only if nothing dropped them while it ran.
     kept_attrs_gen: AtomicU64,
@@ -114,7 +148,7 @@ impl Coherence {
             stale: Mutex::new(HashSet::new()),
             resize: Mutex::new(HashSet::new()),
             no_xattrs: Mutex::new(HashSet::new()),
-            kept_attrs: Mutex::new(HashMap::new()),
+            kept_attrs: Mutex::new(Kept::default()),
             kept_attrs_gen: AtomicU64::new(0),
             data_epoch: std::sync::atomic::AtomicU64::new(0),
             estale_given: Mutex::new(HashMap::new()),
@@ -336,7 +370,7 @@ impl Coherence {
         lock(&self.stale).remove(&ino);
         lock(&self.resize).remove(&ino);
         self.xattrs_may_change(ino);
-        lock(&self.kept_attrs).remove(&ino);
+        lock(&self.kept_attrs).drop_inode(ino);
     }
 
     /// The generation of the kept attributes; pass it to [`Coherence::keep_attr`].
@@ -352,21 +386,44 @@ impl Coherence {
         if self.kept_attrs_gen.load(Ordering::SeqCst) != gen {
             return;
         }
-        if kept.get(&a.ino).is_none_or(|k| k.version < a.version) {
-            kept.insert(a.ino, a);
+        if kept.attrs.get(&a.ino).is_none_or(|k| k.version < a.version) {
+            kept.attrs.insert(a.ino, a);
         }
     }
 
     /// The kept attributes of `ino`, if any.
     pub(crate) fn kept_attr(&self, ino: u64) -> Option<Attr> {
-        lock(&self.kept_attrs).get(&ino).cloned()
+        lock(&self.kept_attrs).attrs.get(&ino).cloned()
+    }
+
+    /// Keep the slice list of chunk `chunk` of `ino` as a read found it, unless kept
+    /// attributes were dropped since `gen` was read (before the read began).
+    pub(crate) fn keep_slices(&self, ino: u64, chunk: u64, slices: Arc<Vec<SliceRef>>, gen: u64) {
+        let mut kept = lock(&self.kept_attrs);
+        if self.kept_attrs_gen.load(Ordering::SeqCst) != gen {
+            return;
+        }
+        if kept.chunks >= SLICE_LISTS_KEPT {
+            kept.slices.clear();
+            kept.chunks = 0;
+        }
+        let old = kept.slices.entry(ino).or_default().insert(chunk, (Instant::now(), slices));
+        kept.chunks += usize::from(old.is_none());
+    }
+
+    /// The kept slice list of chunk `chunk` of `ino`, if any and younger than
+    /// [`SLICE_LISTS_KEPT_FOR`].
+    pub(crate) fn kept_slices(&self, ino: u64, chunk: u64) -> Option<Arc<Vec<SliceRef>>> {
+        let kept = lock(&self.kept_attrs);
+        let (at, slices) = kept.slices.get(&ino)?.get(&chunk)?;
+        (at.elapsed() < SLICE_LISTS_KEPT_FOR).then(|| slices.clone())
     }
 
     /// Something may have changed a directory or a link count: drop every kept attribute.
     pub(crate) fn drop_kept_attrs(&self) {
         let mut kept = lock(&self.kept_attrs);
         self.kept_attrs_gen.fetch_add(1, Ordering::SeqCst);
-        kept.clear();
+        *kept = Kept::default();
     }
 
     /// `ino`'s own attributes changed (SETATTR, an xattr, a commit of its data): drop what is
@@ -375,7 +432,7 @@ impl Coherence {
     pub(crate) fn drop_kept_attr(&self, ino: u64) {
         let mut kept = lock(&self.kept_attrs);
         self.kept_attrs_gen.fetch_add(1, Ordering::SeqCst);
-        kept.remove(&ino);
+        kept.drop_inode(ino);
     }
 
     /// This mount just created `ino` without extended attributes.

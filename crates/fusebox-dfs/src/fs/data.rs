@@ -13,7 +13,7 @@ use crate::layout::{
 };
 use crate::meta::store::now_ns;
 use crate::meta::MetaStore;
-use crate::meta::{NewSlice, SliceRef};
+use crate::meta::{Attr, NewSlice, SliceRef};
 use crate::recent::RecentBlocks;
 use crate::writer::{FileWriter, PendingData};
 use crate::{BlobStore, MetaError};
@@ -56,7 +56,11 @@ fn stored_blocks(pieces: &[Piece], sources: &[Source]) -> HashMap<(u64, u64), u6
 }
 
 /// How far ahead of a sequential reader its blocks are fetched.
-const READ_AHEAD: u64 = 4 * BLOCK_SIZE;
+const READ_AHEAD: u64 = 8 * BLOCK_SIZE;
+
+/// How far behind the furthest read of a file a READ may start and still count as part of a
+/// sequential run (the kernel's READs of one run arrive in any order).
+const SEQUENTIAL_WINDOW: u64 = 16 << 20;
 
 /// How many inodes' last read end is remembered for read-ahead of blocks.
 const READ_ENDS_KEPT: usize = 1024;
@@ -197,8 +201,11 @@ impl Engines {
             tracing::error!(key, expected = len, got = b.len(), "block has the wrong size");
             return Err(Errno::EIO);
         }
+        // The local copy is written in the background, as at upload: the READ waiting for
+        // this block does not wait for a disk write too.
         if let Some(c) = &self.cache {
-            c.put(&key, b.clone()).await;
+            let (c, data) = (c.clone(), b.clone());
+            tokio::spawn(async move { c.put(&key, data).await });
         }
         Ok(b)
     }
@@ -356,14 +363,43 @@ impl DfsFs {
         self.engines.block(slice_id, index, len).await
     }
 
-    /// True when a read of `[offset, end)` of `ino` starts where the last read of it ended
-    /// (a sequential reader); remembers `end`. Kept for the most recent inodes only.
-    fn read_follows_the_last(&self, ino: u64, offset: u64, end: u64) -> bool {
+    /// True when a read of `[offset, end)` of `ino` starts near where reads of it reached so
+    /// far (a sequential reader: the kernel has several of its READs in flight, and they may
+    /// come in any order); remembers how far they reached. Kept for the most recent inodes only.
+    fn read_is_sequential(&self, ino: u64, offset: u64, end: u64) -> bool {
         let mut ends = lock(&self.read_ends);
         if ends.len() >= READ_ENDS_KEPT && !ends.contains_key(&ino) {
             ends.clear();
         }
-        ends.insert(ino, end) == Some(offset)
+        let reached = ends.get(&ino).copied();
+        let sequential =
+            reached.is_some_and(|r| offset <= r && r.saturating_sub(offset) <= SEQUENTIAL_WINDOW);
+        ends.insert(ino, if sequential { reached.unwrap_or(end).max(end) } else { end });
+        sequential
+    }
+
+    /// The slice list of chunk `chunk` of `ino`: as kept from an earlier read (see
+    /// [`super::coherence`]), else from the metadata (then kept).
+    async fn slices_of(&self, ino: u64, chunk: u64) -> Result<Arc<Vec<SliceRef>>, Errno> {
+        if let Some(kept) = self.coherence.kept_slices(ino, chunk) {
+            return Ok(kept);
+        }
+        let gen = self.coherence.kept_attrs_gen();
+        let slices = Arc::new(self.m(move |m| m.slices(ino, chunk)).await?);
+        self.coherence.keep_slices(ino, chunk, slices.clone(), gen);
+        Ok(slices)
+    }
+
+    /// The attributes of `ino`: as kept (see [`super::coherence`]), else from the metadata
+    /// (then kept).
+    async fn attr_of(&self, ino: u64) -> Result<Attr, Errno> {
+        if let Some(kept) = self.coherence.kept_attr(ino) {
+            return Ok(kept);
+        }
+        let gen = self.coherence.kept_attrs_gen();
+        let a = self.m(move |m| m.getattr(ino)).await?;
+        self.coherence.keep_attr(a.clone(), gen);
+        Ok(a)
     }
 
     /// Which bytes of `[offset, end)` of `ino` come from where: per chunk, its start, the visible
@@ -375,13 +411,13 @@ impl DfsFs {
         for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
             let base = chunk * CHUNK_SIZE;
             let (s, e) = (offset.max(base) - base, end.min(base + CHUNK_SIZE) - base);
-            let refs = self.m(move |m| m.slices(ino, chunk)).await?;
+            let refs = self.slices_of(ino, chunk).await?;
             let mut sources = Vec::new();
             let mut layers = Vec::new();
-            for r in refs {
-                check_slice(ino, chunk, &r)?;
+            for r in refs.iter() {
+                check_slice(ino, chunk, r)?;
                 layers.push(Layer { pos: r.pos, len: r.len, off: r.off, source: sources.len() });
-                sources.push(Source::of(r.slice_id, r.slice_size, r.data));
+                sources.push(Source::of(r.slice_id, r.slice_size, r.data.clone()));
             }
             if let Some(w) = w {
                 for sp in w.spilled().iter().filter(|sp| sp.chunk == chunk) {
@@ -417,9 +453,24 @@ impl DfsFs {
     }
 
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with
-    /// pending ones and the write buffer; holes read as zeros.
+    /// pending ones and the write buffer; holes read as zeros. Attributes and slice lists are
+    /// kept between READs (see [`super::coherence`]).
     pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
-        let attr = self.m(move |m| m.getattr(ino)).await?;
+        match self.read_planned(ino, offset, size).await {
+            // A kept slice list may name blocks that are gone (another mount compacted the
+            // chunk, and gc ran): plan once more from the metadata.
+            Err(e) if self.coherence.kept_slices(ino, offset / CHUNK_SIZE).is_some() => {
+                tracing::debug!(ino, offset, error = %e, "read with kept slices failed; planning again");
+                self.coherence.drop_kept_attr(ino);
+                self.read_planned(ino, offset, size).await
+            }
+            r => r,
+        }
+    }
+
+    /// [`DfsFs::do_read`], once.
+    async fn read_planned(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
+        let attr = self.attr_of(ino).await?;
         if attr.is_dir() {
             return Err(Errno::EISDIR);
         }
@@ -440,7 +491,7 @@ impl DfsFs {
         // stored blocks are immutable.
         let plan = self.plan_read(ino, offset, end, guard.as_deref()).await?;
         drop(guard);
-        if self.read_follows_the_last(ino, offset, end) {
+        if self.read_is_sequential(ino, offset, end) {
             self.read_ahead(ino, end, file_size).await;
         }
         let mut out = vec![0u8; (end - offset) as usize];

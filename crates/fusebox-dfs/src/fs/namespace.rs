@@ -374,7 +374,9 @@ impl AsyncFilesystem for DfsFs {
         }
         if flags & libc::O_TRUNC != 0 && a.is_file() {
             let s = SetAttr { size: Some(0), ..Default::default() };
-            self.do_setattr(req, ino.0, s).await?;
+            let r = self.do_setattr(req, ino.0, s).await;
+            self.coherence.drop_kept_attr(ino.0);
+            r?;
         }
         Ok(self.new_handle())
     }
