@@ -8,6 +8,7 @@
 
 pub mod coord;
 mod pg_batch;
+mod pg_conn;
 pub mod postgres;
 pub mod schema;
 pub mod sql;

@@ -18,17 +18,15 @@
 
 use super::coord::NOTIFY_CHANNEL;
 use super::pg_batch::{Batching, BEGIN_READ, BEGIN_WRITE};
+use super::pg_conn::Manager;
 use super::schema::Dialect;
-use super::sql::{Cell, Engine, Row, Tx, Value};
+use super::sql::{Engine, Tx};
 use super::store::SqlMeta;
 use super::{Caller, MetaResult};
 use crate::error::MetaError;
 use crate::url::redact;
-use bytes::BytesMut;
 use postgres::error::SqlState;
-use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, Config, NoTls, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Config, NoTls};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,7 +58,7 @@ pub type PostgresMeta = SqlMeta<Postgres>;
 /// A PostgreSQL database, as an [`Engine`].
 pub struct Postgres {
     /// Always `Some` until `drop`, which takes it to close the connections off the runtime.
-    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
+    pool: Option<r2d2::Pool<Manager>>,
     name: String,
     /// How to connect (for the listening connection).
     config: Config,
@@ -103,115 +101,6 @@ impl Drop for Postgres {
     }
 }
 
-impl ToSql for Value<'_> {
-    fn to_sql(
-        &self, ty: &Type, out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match *self {
-            Value::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
-            Value::Int(v) => v.to_sql(ty, out),
-            Value::Bytes(b) => b.to_sql(ty, out),
-            Value::Text(t) => t.to_sql(ty, out),
-        }
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        matches!(*ty, Type::INT8 | Type::INT4 | Type::BYTEA | Type::TEXT | Type::VARCHAR)
-    }
-
-    postgres::types::to_sql_checked!();
-}
-
-/// Parameters with their types, for the statements sent without a separate prepare round trip
-/// (`execute_typed` / `query_typed`: one round trip per statement instead of two).
-fn typed_params<'a>(params: &'a [Value<'a>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
-    params
-        .iter()
-        .map(|p| {
-            let ty = match p {
-                Value::Int(_) => Type::INT8,
-                Value::Bytes(_) => Type::BYTEA,
-                Value::Text(_) => Type::TEXT,
-            };
-            (p as &(dyn ToSql + Sync), ty)
-        })
-        .collect()
-}
-
-fn cell(row: &postgres::Row, i: usize) -> MetaResult<Cell> {
-    let ty = row.columns()[i].type_().clone();
-    let cell = match ty {
-        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Int),
-        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into())),
-        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Int(v.into())),
-        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Cell::Int(v.into())),
-        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Bytes),
-        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
-            row.try_get::<_, Option<String>>(i)?.map(Cell::Text)
-        }
-        other => return Err(MetaError::Engine(format!("column {i} has unexpected type {other}"))),
-    };
-    Ok(cell.unwrap_or(Cell::Null))
-}
-
-/// [`Tx`] for a transaction and for a bare connection (a single statement, see
-/// [`Engine::read_one`]): the same calls on both.
-macro_rules! postgres_tx {
-    ($($client:ty),*) => {$(
-        impl Tx for $client {
-            fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<u64> {
-                Ok(self.execute_typed(sql, &typed_params(params))?)
-            }
-
-            fn query(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<Vec<Row>> {
-                let rows = self.query_typed(sql, &typed_params(params))?;
-                rows.iter().map(|r| Ok(Row((0..r.len()).map(|i| cell(r, i)).collect::<MetaResult<_>>()?))).collect()
-            }
-
-            fn batch(&mut self, sql: &str) -> MetaResult<()> {
-                Ok(self.batch_execute(sql)?)
-            }
-
-            fn table_names(&mut self) -> MetaResult<Vec<String>> {
-                let rows = Tx::query(
-                    self,
-                    "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
-                    &[],
-                )?;
-                rows.iter().map(|r| r.text(0)).collect()
-            }
-
-            /// `SELECT … FOR UPDATE`, in inode order so that two transactions locking the same set
-            /// never wait for each other in a circle (other orders end in a detected deadlock, which
-            /// is retried like a conflict).
-            fn lock_inodes(&mut self, inos: &[u64]) -> MetaResult<()> {
-                let mut sorted = inos.to_vec();
-                sorted.sort_unstable();
-                sorted.dedup();
-                for ino in sorted {
-                    Tx::query(self, "SELECT 1 FROM inodes WHERE ino = $1 FOR UPDATE", &[Value::from(ino)])?;
-                }
-                Ok(())
-            }
-
-            fn row_lock_clause(&self) -> &'static str {
-                " FOR UPDATE"
-            }
-
-            /// A transaction-scoped advisory lock with a fixed key.
-            fn lock_renames(&mut self) -> MetaResult<()> {
-                Tx::query(self, "SELECT 1 FROM pg_advisory_xact_lock($1)", &[Value::Int(RENAME_LOCK_KEY)])?;
-                Ok(())
-            }
-        }
-    )*};
-}
-
-postgres_tx!(Transaction<'_>, Client);
-
-/// Key of the advisory lock cross-directory renames hold ("fbrename" in ASCII).
-const RENAME_LOCK_KEY: i64 = 0x6662_7265_6e61_6d65;
-
 impl Postgres {
     /// Connect to the database at `url` (`postgres://user@host:port/db`); fails within
     /// [`CONNECT_TIMEOUT`] with the reason when the server cannot be reached or refuses us.
@@ -245,7 +134,7 @@ impl Postgres {
             // Batched statements carry their parameters as literals (pg_batch.rs), quoted for
             // standard-conforming strings.
             .options(&format!(
-                "-c statement_timeout={} -c standard_conforming_strings=on",
+                "-c statement_timeout={} -c standard_conforming_strings=on -c plan_cache_mode=force_generic_plan",
                 STATEMENT_TIMEOUT.as_millis()
             ));
         // One direct attempt first: a missing database or a refused login is reported at once,
@@ -254,7 +143,7 @@ impl Postgres {
             .connect(NoTls)
             .map_err(|e| MetaError::Engine(format!("cannot connect to {name}: {}", reason(&e))))?;
         drop(probe);
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = Manager { config: config.clone() };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -294,7 +183,7 @@ impl Postgres {
         // anything ran, so the transaction runs again on another connection (r2d2 drops the
         // broken one). A server that is down fails in `pool.get` above instead, after
         // CONNECT_TIMEOUT.
-        let mut tx = Batching::new(&mut conn, if write { BEGIN_WRITE } else { BEGIN_READ });
+        let mut tx = Batching::transaction(&mut conn, if write { BEGIN_WRITE } else { BEGIN_READ });
         let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
         if result.is_err() {
             // Also after a failed COMMIT, where the server ended the transaction already:
@@ -350,7 +239,12 @@ impl Engine for Postgres {
         let mut attempt = 0;
         loop {
             let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
-            match f(&mut *conn) {
+            let mut tx = Batching::autocommit(&mut conn);
+            let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
+            if result.is_err() {
+                tx.abandon();
+            }
+            match result {
                 Err(e @ (MetaError::Engine(_) | MetaError::Conflict(_)))
                     if attempt <= POOL_SIZE && started.elapsed() < CONNECT_TIMEOUT =>
                 {
