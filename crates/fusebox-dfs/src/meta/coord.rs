@@ -113,8 +113,8 @@ pub trait Coordination {
     fn last_notice(&self) -> MetaResult<u64>;
     /// Delete changes published before `before_ns`; returns how many.
     fn prune_notices(&self, before_ns: i64) -> MetaResult<u64>;
-    /// Block until a change may have been published or `timeout` passed (PostgreSQL: a
-    /// `LISTEN`ing connection; SQLite: a sleep, the caller then polls).
+    /// Block until another session may have published a change or `timeout` passed
+    /// (PostgreSQL: a `LISTEN`ing connection; SQLite: a sleep, the caller then polls).
     fn wait_for_notices(&self, timeout: Duration);
     /// Every (directory, name) naming `ino`.
     fn names_of(&self, ino: u64) -> MetaResult<Vec<(u64, Vec<u8>)>>;
@@ -160,7 +160,7 @@ pub(super) fn publish(
                  i AS (INSERT INTO changes (seq, sid, kind, ino, name, at_ns)
                        SELECT s.first + v.i, $2, v.kind, v.ino, v.name, $3
                        FROM s, (VALUES {rows}) AS v (i, kind, ino, name))
-                 SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM s"
+                 SELECT pg_notify('{NOTIFY_CHANNEL}', $2::text) FROM s"
             ),
             &values,
         )?;
@@ -354,7 +354,7 @@ impl<E: Engine> Coordination for SqlMeta<E> {
     }
 
     fn wait_for_notices(&self, timeout: Duration) {
-        self.engine().wait_for_changes(timeout)
+        self.engine().wait_for_changes(timeout, self.sid())
     }
 
     fn names_of(&self, ino: u64) -> MetaResult<Vec<(u64, Vec<u8>)>> {

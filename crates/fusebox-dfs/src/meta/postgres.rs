@@ -257,8 +257,9 @@ impl Engine for Postgres {
     }
 
     /// Wait on a connection that `LISTEN`s on [`NOTIFY_CHANNEL`] (made on first use and again
-    /// after it broke; while the server is away, a sleep).
-    fn wait_for_changes(&self, timeout: Duration) {
+    /// after it broke; while the server is away, a sleep). A notice's payload is the session
+    /// that published it: this mount's own do not end the wait.
+    fn wait_for_changes(&self, timeout: Duration, own_sid: u64) {
         use postgres::fallible_iterator::FallibleIterator;
         let mut slot = self.listener.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
@@ -275,14 +276,27 @@ impl Engine for Postgres {
             std::thread::sleep(timeout);
             return;
         };
-        let broke = {
+        // Sessionless publishers (maintenance commands) and a sessionless listener: 0.
+        let own = (own_sid != 0).then(|| own_sid.to_string());
+        let until = std::time::Instant::now() + timeout;
+        let broke = loop {
             let mut notes = client.notifications();
-            let first = notes.timeout_iter(timeout).next().map(|n| n.is_some());
-            if let Ok(true) = first {
-                // One wake-up is enough for any number of changes: drop the rest queued.
-                while let Ok(Some(_)) = notes.iter().next() {}
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let first = notes.timeout_iter(left).next();
+            match first {
+                Ok(Some(n)) => {
+                    // One wake-up is enough for any number of changes: take the rest queued.
+                    let mut others = own.as_deref() != Some(n.payload());
+                    while let Ok(Some(n)) = notes.iter().next() {
+                        others |= own.as_deref() != Some(n.payload());
+                    }
+                    if others {
+                        break None;
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
             }
-            first.err()
         };
         if let Some(e) = broke {
             tracing::debug!(db = %self.name, "listening connection broke: {}", reason(&e));

@@ -282,9 +282,10 @@ pub trait Engine: Send + Sync + 'static {
         self.read(f)
     }
 
-    /// Block until another client may have published changes, or `timeout` passed. Without a
-    /// way to be told (SQLite), a sleep: the caller polls the change log.
-    fn wait_for_changes(&self, timeout: std::time::Duration) {
+    /// Block until another client (a session other than `own_sid`) may have published
+    /// changes, or `timeout` passed. Without a way to be told (SQLite), a sleep: the caller
+    /// polls the change log.
+    fn wait_for_changes(&self, timeout: std::time::Duration, _own_sid: u64) {
         std::thread::sleep(timeout)
     }
 }
