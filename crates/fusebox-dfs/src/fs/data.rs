@@ -335,13 +335,18 @@ impl DfsFs {
         let n = slices.len();
         let mut chunks: Vec<u64> = slices.iter().map(|s| s.chunk).collect();
         chunks.dedup();
+        // Kept attributes of size 0 (from the create, or a read, with no commit since): the
+        // file had no slices, so its chunks now have this commit's only.
+        let was_empty = self.coherence.kept_attr(ino).is_some_and(|a| a.size == 0);
         let committed = self.m(move |m| m.commit(ino, &slices, end, mtime)).await;
         self.coherence.drop_kept_attr(ino);
         committed?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(ino, slices = n, end, "committed");
         w.committed();
-        self.compact_later(ino, chunks);
+        if !was_empty || n as u64 >= self.opts.compact_slices {
+            self.compact_later(ino, chunks);
+        }
         Ok(())
     }
 
