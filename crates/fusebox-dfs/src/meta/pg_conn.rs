@@ -122,10 +122,13 @@ pub(super) fn literal(out: &mut String, v: &Value<'_>) {
         Value::Int(i) if *i < 0 => write!(out, "({i})"),
         Value::Int(i) => write!(out, "{i}"),
         Value::Bytes(b) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.reserve(b.len() * 2 + 12);
             out.push_str("'\\x");
-            b.iter().for_each(|byte| {
-                let _ = write!(out, "{byte:02x}");
-            });
+            for byte in b.iter() {
+                out.push(HEX[usize::from(byte >> 4)] as char);
+                out.push(HEX[usize::from(byte & 15)] as char);
+            }
             write!(out, "'::bytea")
         }
         Value::Text(t) => write!(out, "'{}'", t.replace('\'', "''")),
