@@ -21,6 +21,10 @@ pub enum MetaError {
     /// Stored metadata breaks an invariant (a dentry without inode, a negative size, …).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// What an operation assumed of the stored metadata no longer held (another client changed
+    /// it): nothing happened, and the caller takes the way that assumes nothing.
+    #[error("metadata changed since it was last read: {0}")]
+    Changed(String),
 }
 
 impl From<Errno> for MetaError {

@@ -92,11 +92,14 @@ struct Kept {
     slices: HashMap<u64, HashMap<u64, KeptSlices>>,
     /// How many chunks `slices` holds.
     chunks: usize,
+    /// Directories whose kept attributes came from a create that found no default ACL.
+    plain_dirs: HashSet<u64>,
 }
 
 impl Kept {
     fn drop_inode(&mut self, ino: u64) {
         self.attrs.remove(&ino);
+        self.plain_dirs.remove(&ino);
         if let Some(chunks) = self.slices.remove(&ino) {
             self.chunks -= chunks.len();
         }
@@ -389,6 +392,22 @@ impl Coherence {
         if kept.attrs.get(&a.ino).is_none_or(|k| k.version < a.version) {
             kept.attrs.insert(a.ino, a);
         }
+    }
+
+    /// [`Coherence::keep_attr`] of a directory a create found without a default ACL.
+    pub(crate) fn keep_plain_dir(&self, a: Attr, gen: u64) {
+        let ino = a.ino;
+        self.keep_attr(a, gen);
+        let mut kept = lock(&self.kept_attrs);
+        if kept.attrs.contains_key(&ino) && self.kept_attrs_gen.load(Ordering::SeqCst) == gen {
+            kept.plain_dirs.insert(ino);
+        }
+    }
+
+    /// The kept attributes of directory `ino` if a create found it without a default ACL.
+    pub(crate) fn kept_plain_dir(&self, ino: u64) -> Option<Attr> {
+        let kept = lock(&self.kept_attrs);
+        kept.plain_dirs.contains(&ino).then(|| kept.attrs.get(&ino).cloned()).flatten()
     }
 
     /// The kept attributes of `ino`, if any.

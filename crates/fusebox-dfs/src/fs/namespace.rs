@@ -56,15 +56,29 @@ impl DfsFs {
     ) -> FsResult<Entry> {
         let name = name.into_vec();
         let gen = self.coherence.kept_attrs_gen();
+        // A directory this mount created in last, found without a default ACL: the new node is
+        // computed from what is kept of it, and the create checks that in its one round trip.
+        let known = self.coherence.kept_plain_dir(parent.0);
         let (a, plain, dir) = self
             .m(move |m| {
-                let (mut plain, mut dir) = (true, None);
-                let a = m.create(parent.0, &name, &mut |p| {
+                let make = |p: &Inode| {
                     let mut n = new_node(p, &req, mode)?;
                     n.rdev = rdev;
                     n.symlink = target.clone();
+                    Ok::<_, Errno>(n)
+                };
+                if let Some(d) = known {
+                    let p = Inode { attr: d.clone(), acl_access: None, acl_default: None };
+                    let n = make(&p)?;
+                    if let Some(a) = m.create_in_known_dir(parent.0, d.version, &name, &n)? {
+                        return Ok((a, n.xattrs.is_empty(), Some((d, true))));
+                    }
+                }
+                let (mut plain, mut dir) = (true, None);
+                let a = m.create(parent.0, &name, &mut |p| {
+                    let n = make(p)?;
                     plain = n.xattrs.is_empty();
-                    dir = Some(p.attr.clone());
+                    dir = Some((p.attr.clone(), p.acl_default.is_none()));
                     Ok(n)
                 })?;
                 Ok((a, plain, dir))
@@ -73,14 +87,18 @@ impl DfsFs {
         if plain {
             self.coherence.created_without_xattrs(a.ino);
         }
-        if let Some(mut d) = dir {
+        if let Some((mut d, no_default_acl)) = dir {
             // What the create did to its directory (MetaStore::create): one more link for a
             // new subdirectory, mtime and ctime of the new inode's birth, the next version.
             d.nlink += u32::from(a.is_dir());
             d.mtime_ns = a.ctime_ns;
             d.ctime_ns = a.ctime_ns;
             d.version += 1;
-            self.coherence.keep_attr(d, gen);
+            if no_default_acl {
+                self.coherence.keep_plain_dir(d, gen);
+            } else {
+                self.coherence.keep_attr(d, gen);
+            }
         }
         self.coherence.keep_attr(a.clone(), gen);
         Ok(self.entry(&a))

@@ -209,6 +209,14 @@ pub trait MetaStore: coord::Coordination + Send + Sync + 'static {
     fn create(
         &self, parent: u64, name: &[u8], f: &mut dyn FnMut(&Inode) -> Result<NewNode, Errno>,
     ) -> MetaResult<Attr>;
+    /// [`Self::create`] of `node` in one round trip, for a directory the caller knows: `parent`
+    /// was at version `parent_version` and had no default ACL when the caller computed
+    /// `node` from it. `Ok(None)` when that no longer holds or the name exists (nothing was
+    /// created; [`Self::create`] tells what happened), or when the engine has no round trip
+    /// to save.
+    fn create_in_known_dir(
+        &self, parent: u64, parent_version: u64, name: &[u8], node: &NewNode,
+    ) -> MetaResult<Option<Attr>>;
     /// Add the name `newname` in `newparent` for the non-directory `ino`.
     fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr>;
     /// Remove a non-directory name; returns the inode as it is afterwards (nlink may be 0:

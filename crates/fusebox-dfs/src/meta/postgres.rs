@@ -329,6 +329,9 @@ impl From<postgres::Error> for MetaError {
         ];
         match e.code() {
             Some(code) if conflict.contains(code) => MetaError::Conflict(reason(&e)),
+            // The one division in the statements: a failed assumption check (store.rs,
+            // `create_in_known_dir`).
+            Some(&SqlState::DIVISION_BY_ZERO) => MetaError::Changed(reason(&e)),
             _ => MetaError::Engine(reason(&e)),
         }
     }

@@ -582,6 +582,27 @@ impl<E: Engine> SqlMeta<E> {
         }
     }
 
+    /// Insert the inode `n` describes under `name` in `parent` (locked and checked by the
+    /// caller), with its symlink target and xattrs, and touch the directory.
+    fn insert_node(&self, c: &mut dyn Tx, parent: u64, name: &[u8], n: &NewNode) -> MetaResult<Attr> {
+        let now = now_ns();
+        let ino = self.inos.take(c)?;
+        let mut attr = new_attr(ino, n.mode, n.uid, n.gid, now);
+        attr.rdev = n.rdev;
+        attr.size = n.symlink.as_ref().map_or(0, |t| t.len() as u64);
+        store_attr(c, &attr, true)?;
+        if let Some(t) = &n.symlink {
+            c.exec_later("INSERT INTO symlinks (ino, target) VALUES ($1, $2)", params![ino, t])?;
+        }
+        for (k, v) in &n.xattrs {
+            set_or_remove_xattr(c, ino, k, Some(v))?;
+        }
+        let cookie = self.cookies.take(c)?;
+        add_dentry(c, parent, name, ino, cookie)?;
+        touch_dir(c, parent, if attr.is_dir() { 1 } else { 0 }, now)?;
+        Ok(attr)
+    }
+
     /// `a` lost its last name in this transaction: while this mount's session lives, no other
     /// mount's orphan reclaim deletes it (its kernel may still have it open).
     fn sustain_if_orphan(&self, c: &mut dyn Tx, a: &Attr) -> MetaResult<()> {
@@ -729,23 +750,41 @@ impl<E: Engine> MetaStore for SqlMeta<E> {
                 return Err(errno(libc::EEXIST));
             }
             let n = f(&p)?;
-            let now = now_ns();
-            let ino = self.inos.take(c)?;
-            let mut attr = new_attr(ino, n.mode, n.uid, n.gid, now);
-            attr.rdev = n.rdev;
-            attr.size = n.symlink.as_ref().map_or(0, |t| t.len() as u64);
-            store_attr(c, &attr, true)?;
-            if let Some(t) = &n.symlink {
-                c.exec_later("INSERT INTO symlinks (ino, target) VALUES ($1, $2)", params![ino, t])?;
-            }
-            for (k, v) in &n.xattrs {
-                set_or_remove_xattr(c, ino, k, Some(v))?;
-            }
-            let cookie = self.cookies.take(c)?;
-            add_dentry(c, parent, name, ino, cookie)?;
-            touch_dir(c, parent, if attr.is_dir() { 1 } else { 0 }, now)?;
-            Ok(attr)
+            self.insert_node(c, parent, name, &n)
         })
+    }
+
+    fn create_in_known_dir(
+        &self, parent: u64, parent_version: u64, name: &[u8], node: &NewNode,
+    ) -> MetaResult<Option<Attr>> {
+        if E::LOCAL {
+            return Ok(None);
+        }
+        check_name(name)?;
+        self.reserve(&self.inos)?;
+        self.reserve(&self.cookies)?;
+        let created = self.write(|c| {
+            // Lock the directory, then check (dividing by zero if it fails, which aborts the
+            // whole transaction, COMMIT included, in the same round trip) that it is as the
+            // caller knew it: same version (every change of its attributes or entries bumps
+            // it), still linked, no default ACL, and the name free.
+            c.exec_later(&lock_attr_sql(c), params![parent])?;
+            c.exec_later(
+                "SELECT 1 / (SELECT COUNT(*) FROM inodes WHERE ino = $1 AND version = $2 AND nlink > 0
+                   AND NOT EXISTS (SELECT 1 FROM xattrs WHERE ino = $1 AND name = $3)
+                   AND NOT EXISTS (SELECT 1 FROM dentries WHERE parent = $1 AND name = $4))",
+                params![parent, parent_version, ACL_DEFAULT, name],
+            )?;
+            self.insert_node(c, parent, name, node)
+        });
+        match created {
+            Ok(a) => Ok(Some(a)),
+            Err(MetaError::Changed(why)) => {
+                tracing::debug!(parent, why, "directory changed since last seen; creating the long way");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> MetaResult<Attr> {

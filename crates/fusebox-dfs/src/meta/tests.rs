@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 const ME: Caller = Caller { uid: 1000, gid: 100 };
 
+/// The default ACL's xattr name.
+const ACL_DEFAULT_NAME: &[u8] = b"system.posix_acl_default";
+
 /// A freshly formatted store, and a way to open it again (a second client).
 struct Db {
     meta: Arc<dyn MetaStore>,
@@ -611,6 +614,31 @@ fn expired_sessions_lose_locks_and_kept_orphans(db: &Db) {
     assert_eq!(errno_of(a.getattr(g)), libc::ENOENT, "closing deletes what the session kept");
 }
 
+/// A create in a directory the caller knows happens only while the directory is as it was
+/// seen (its version, no default ACL, the name free); SQLite has no round trip to save.
+fn creates_in_a_known_directory(db: &Db) {
+    let m = &*db.meta;
+    let d = mkdir(m, ROOT_INO, "d");
+    let file = NewNode { mode: libc::S_IFREG | 0o600, uid: 1, gid: 2, ..Default::default() };
+    let first = m.create_in_known_dir(d.ino, d.version, b"f", &file).unwrap();
+    if m.reads_are_local() {
+        assert!(first.is_none(), "SQLite takes the ordinary way");
+        return;
+    }
+    let f = first.expect("the directory is as it was seen");
+    assert_eq!((f.mode, f.nlink), (libc::S_IFREG | 0o600, 1));
+    assert_eq!(m.lookup(d.ino, b"f").unwrap().ino, f.ino);
+    let now = m.getattr(d.ino).unwrap();
+    assert_eq!(now.version, d.version + 1, "the create bumps the directory's version once");
+    assert!(m.create_in_known_dir(d.ino, d.version, b"g", &file).unwrap().is_none(), "a stale version");
+    assert!(m.create_in_known_dir(d.ino, now.version, b"f", &file).unwrap().is_none(), "a taken name");
+    m.set_xattr(d.ino, ACL_DEFAULT_NAME, b"\x02\0\0\0", 0).unwrap();
+    let with_acl = m.getattr(d.ino).unwrap().version;
+    assert!(m.create_in_known_dir(d.ino, with_acl, b"g", &file).unwrap().is_none(), "a default ACL");
+    assert_eq!(names(m, d.ino), ["f"], "nothing was created by the refused ones");
+    assert_eq!(errno_of(m.lookup(d.ino, b"g")), libc::ENOENT);
+}
+
 /// Each scenario as an SQLite test, and all of them in one PostgreSQL test.
 macro_rules! on_every_engine {
     ($($name:ident),* $(,)?) => {
@@ -718,4 +746,5 @@ on_every_engine!(
     changes_are_published_in_order_with_their_session,
     locks_conflict_across_sessions_and_go_with_their_session,
     expired_sessions_lose_locks_and_kept_orphans,
+    creates_in_a_known_directory,
 );
