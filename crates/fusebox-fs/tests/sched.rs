@@ -105,7 +105,8 @@ fn slow_request_does_not_block_fast_one_and_pool_grows_then_shrinks() {
     // After IDLE_EXIT without saturation the extra workers retire, each after the next request
     // it serves (a worker blocked in read(2) cannot be asked to leave earlier).
     std::thread::sleep(fusebox::session::IDLE_EXIT);
-    let limit = fusebox::session::IDLE_EXIT * 3;
+    // Generous: under load the kernel may hand the next requests to the same worker for a while.
+    let limit = fusebox::session::IDLE_EXIT * 10;
     let fast = m.path("fast");
     let shrunk = wait_until(limit, || {
         assert_eq!(std::fs::read(&fast).unwrap(), b"data");

@@ -330,14 +330,23 @@ impl Coherence {
                 lock(&self.stale).insert(ino);
                 self.data_epoch.fetch_add(1, Ordering::SeqCst);
                 quiet(notifier.inval_inode(NodeId(ino), 0, 0));
-                if let Ok(names) = self.meta.names_of(ino) {
-                    for (parent, name) in names.iter().filter(|(p, _)| self.known(*p)) {
-                        quiet(notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)));
-                    }
-                }
+                self.forget_names(ino);
                 lock(&self.resize).insert(ino);
             }
             Change::Lock(_) => self.lock_changed.notify_waiters(),
+        }
+    }
+
+    /// `inval_entry` on every name of `ino` the kernel may have cached: an inode nothing else
+    /// holds then goes, and the next lookup makes a fresh one.
+    pub(crate) fn forget_names(&self, ino: u64) {
+        let Some(notifier) = self.notifier.get() else { return };
+        if let Ok(names) = self.meta.names_of(ino) {
+            for (parent, name) in names.iter().filter(|(p, _)| self.known(*p)) {
+                if let Err(e) = notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)) {
+                    tracing::trace!("invalidation: {e}");
+                }
+            }
         }
     }
 

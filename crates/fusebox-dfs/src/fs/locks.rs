@@ -27,6 +27,9 @@ use std::time::Duration;
 /// The longest a lock waiter sleeps without looking again (a lost wake-up costs this much).
 const LOCK_RECHECK: Duration = Duration::from_secs(1);
 
+/// How long an OPEN that answers ESTALE waits for this mount's handles of the inode to go.
+const STALE_HANDLES_WAIT: Duration = Duration::from_millis(500);
+
 impl DfsFs {
     /// Register this mount's session and follow the other mounts' changes.
     pub(super) fn start_session(&self, mount: &MountInfo) {
@@ -48,11 +51,54 @@ impl DfsFs {
 
     /// OPEN: apply other mounts' changes first; ESTALE when the kernel's inode is stale.
     pub(super) async fn check_open(&self, ino: u64, pid: u32) -> Result<(), Errno> {
-        self.coherence.check_open(ino, pid).await?;
+        if let Err(e) = self.coherence.check_open(ino, pid).await {
+            self.before_estale(ino).await;
+            return Err(e);
+        }
         if self.coherence.take_resize(ino) {
             self.push_size(ino).await;
         }
         Ok(())
+    }
+
+    /// Before the ESTALE that makes the VFS walk to a stale inode again: the walk gets a fresh
+    /// inode (with the new size) only if nothing holds the old one. A RELEASE of this mount's
+    /// last handle of it may still be on its way (the kernel holds the inode until it is
+    /// answered), so wait for this mount's handles of `ino` to go (at most
+    /// [`STALE_HANDLES_WAIT`]: a handle open for longer keeps the old inode, a documented
+    /// limit), give the kernel a moment to take the answer, and drop its names again.
+    async fn before_estale(&self, ino: u64) {
+        let deadline = tokio::time::Instant::now() + STALE_HANDLES_WAIT;
+        loop {
+            let released = self.handles_released.notified();
+            if lock(&self.open_handles).get(&ino).is_none_or(|n| *n == 0) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let coherence = self.coherence.clone();
+        let _ = tokio::task::spawn_blocking(move || coherence.forget_names(ino)).await;
+    }
+
+    /// A handle of `ino` was opened here (OPEN, CREATE).
+    pub(super) fn handle_opened(&self, ino: u64) {
+        *lock(&self.open_handles).entry(ino).or_default() += 1;
+    }
+
+    /// A handle of `ino` was released here.
+    pub(super) fn handle_released(&self, ino: u64) {
+        let mut handles = lock(&self.open_handles);
+        if let Some(n) = handles.get_mut(&ino) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                handles.remove(&ino);
+            }
+        }
+        drop(handles);
+        self.handles_released.notify_waiters();
     }
 
     /// Push the size of `ino` to the kernel (it grows a cached size; see `coherence`).

@@ -89,6 +89,10 @@ pub struct DfsFs {
     /// Where the last READ of each recently read inode ended (sequential readers get the
     /// next block fetched ahead).
     read_ends: Mutex<HashMap<u64, u64>>,
+    /// Open handles per inode (OPEN and CREATE, until RELEASE).
+    open_handles: Mutex<HashMap<u64, u32>>,
+    /// Woken at every RELEASE.
+    handles_released: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +161,8 @@ impl DfsFs {
             buffered: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             read_ends: Mutex::new(HashMap::new()),
+            open_handles: Mutex::new(HashMap::new()),
+            handles_released: tokio::sync::Notify::new(),
             compaction: compact::Background::new(),
         }
     }

@@ -396,6 +396,7 @@ impl AsyncFilesystem for DfsFs {
             self.coherence.drop_kept_attr(ino.0);
             r?;
         }
+        self.handle_opened(ino.0);
         Ok(self.new_handle())
     }
 
@@ -438,6 +439,7 @@ impl AsyncFilesystem for DfsFs {
             self.release_locks(ino.0, LockRelease::Flock(args.fh.0)).await;
         }
         self.release_locks(ino.0, LockRelease::Description(args.fh.0)).await;
+        self.handle_released(ino.0);
         r
     }
 
@@ -620,6 +622,7 @@ impl AsyncFilesystem for DfsFs {
         &self, req: RequestInfo, parent: NodeId, name: OsString, args: CreateArgs,
     ) -> FsResult<(Entry, Opened)> {
         let e = self.make(req, parent, name, libc::S_IFREG | (args.mode & 0o7777), 0, None).await?;
+        self.handle_opened(e.ino.0);
         Ok((e, self.new_handle()))
     }
 }
