@@ -390,26 +390,31 @@ impl Coherence {
         self.kept_attrs_gen.load(Ordering::SeqCst)
     }
 
-    /// Keep `a`, attributes as a create of this mount left them, unless the kept
-    /// attributes were dropped since `gen` was read (before the create began) or a later
-    /// create's are kept already.
+    /// Keep `a`, attributes as a create of this mount left them or a read found them, unless
+    /// the kept attributes were dropped since `gen` was read (before the create or read began)
+    /// or a later version is kept already.
     pub(crate) fn keep_attr(&self, a: Attr, gen: u64) {
+        self.keep(a, gen, false);
+    }
+
+    /// [`Coherence::keep_attr`] of a directory a create found without a default ACL.
+    pub(crate) fn keep_plain_dir(&self, a: Attr, gen: u64) {
+        self.keep(a, gen, true);
+    }
+
+    fn keep(&self, a: Attr, gen: u64, plain_dir: bool) {
         let mut kept = lock(&self.kept_attrs);
         if self.kept_attrs_gen.load(Ordering::SeqCst) != gen {
             return;
         }
         if kept.attrs.get(&a.ino).is_none_or(|k| k.version < a.version) {
+            // What is known of the default ACL goes with the attributes it was read with.
+            if plain_dir {
+                kept.plain_dirs.insert(a.ino);
+            } else {
+                kept.plain_dirs.remove(&a.ino);
+            }
             kept.attrs.insert(a.ino, a);
-        }
-    }
-
-    /// [`Coherence::keep_attr`] of a directory a create found without a default ACL.
-    pub(crate) fn keep_plain_dir(&self, a: Attr, gen: u64) {
-        let ino = a.ino;
-        self.keep_attr(a, gen);
-        let mut kept = lock(&self.kept_attrs);
-        if kept.attrs.contains_key(&ino) && self.kept_attrs_gen.load(Ordering::SeqCst) == gen {
-            kept.plain_dirs.insert(ino);
         }
     }
 

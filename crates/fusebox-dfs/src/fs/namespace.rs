@@ -178,7 +178,15 @@ impl DfsFs {
         self.m(move |m| m.set_xattr(ino.0, &name, &value, flags)).await
     }
 
+    /// SETATTR, also the truncation of an OPEN with O_TRUNC; what is kept of `ino` goes after
+    /// it, whatever the outcome (see `coherence`).
     async fn do_setattr(&self, req: RequestInfo, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
+        let r = self.change_attrs(req, ino, s).await;
+        self.coherence.drop_kept_attr(ino);
+        r
+    }
+
+    async fn change_attrs(&self, req: RequestInfo, ino: u64, s: SetAttr) -> FsResult<FileAttr> {
         if let Some(a) = self.times_into_buffer(ino, &s).await? {
             return Ok(a);
         }
@@ -306,9 +314,7 @@ impl AsyncFilesystem for DfsFs {
     }
 
     async fn setattr(&self, req: RequestInfo, ino: NodeId, attr: SetAttr) -> FsResult<FileAttr> {
-        let r = self.do_setattr(req, ino.0, attr).await;
-        self.coherence.drop_kept_attr(ino.0);
-        r
+        self.do_setattr(req, ino.0, attr).await
     }
 
     async fn readlink(&self, _req: RequestInfo, ino: NodeId) -> FsResult<Vec<u8>> {
@@ -392,9 +398,7 @@ impl AsyncFilesystem for DfsFs {
         }
         if flags & libc::O_TRUNC != 0 && a.is_file() {
             let s = SetAttr { size: Some(0), ..Default::default() };
-            let r = self.do_setattr(req, ino.0, s).await;
-            self.coherence.drop_kept_attr(ino.0);
-            r?;
+            self.do_setattr(req, ino.0, s).await?;
         }
         self.handle_opened(ino.0);
         Ok(self.new_handle())

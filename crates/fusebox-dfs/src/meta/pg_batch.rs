@@ -64,10 +64,10 @@ impl<'a> Batching<'a> {
 
     /// What waits (the BEGIN first, if it was not sent), then `tail`'s statements, as one
     /// text; `tail`'s `PREPARE`s go after the BEGIN and before everything else.
-    fn text(&mut self, tail: &[(&str, &[Value<'_>])], end: &str) -> MetaResult<String> {
+    fn text(&mut self, tail: &[(&str, &[Value<'_>])], end: &str) -> String {
         let mut execs = String::new();
         for (sql, params) in tail {
-            execs.push_str(&self.conn.execute(sql, params, &mut self.prepare)?);
+            execs.push_str(&self.conn.execute(sql, params, &mut self.prepare));
             execs.push_str(";\n");
         }
         let mut text = self.begin.take().map(|b| format!("{b};\n")).unwrap_or_default();
@@ -75,14 +75,14 @@ impl<'a> Batching<'a> {
         text.push_str(&std::mem::take(&mut self.later));
         text.push_str(&execs);
         text.push_str(end);
-        Ok(text)
+        text
     }
 
     /// Send what waits, then the statements `tail`, as one simple query; what each statement
     /// of `tail` returned. A first round trip that failed because the connection was lost ran
     /// nothing: see [`first_round_trip_failed`].
     fn round_trip(&mut self, tail: &[(&str, &[Value<'_>])]) -> MetaResult<Vec<Outcome>> {
-        let text = self.text(tail, "")?;
+        let text = self.text(tail, "");
         let first = !std::mem::replace(&mut self.sent, true);
         let out = self.conn.run(&text, tail.len()).map_err(|e| first_round_trip_failed(e, first))?;
         if out.len() < tail.len() {
@@ -105,21 +105,33 @@ impl<'a> Batching<'a> {
         Ok(())
     }
 
+    /// Run `f` in this batch and end it: COMMIT (without a transaction: send what waits) when
+    /// `f` succeeded, roll back when anything failed.
+    pub(super) fn run<T>(mut self, f: &mut dyn FnMut(&mut dyn Tx) -> MetaResult<T>) -> MetaResult<T> {
+        let result = f(&mut self).and_then(|v| self.commit().map(|()| v));
+        if result.is_err() {
+            // Also after a failed COMMIT, where the server ended the transaction already:
+            // the ROLLBACK is a no-op then and leaves the connection clean for sure.
+            self.abandon();
+        }
+        result
+    }
+
     /// COMMIT (without a transaction: nothing more), with what waits in the same round trip;
     /// nothing at all when nothing ran. An error of a waiting statement fails the commit (the
     /// transaction is then rolled back by [`Batching::abandon`]).
-    pub(super) fn commit(&mut self) -> MetaResult<()> {
+    fn commit(&mut self) -> MetaResult<()> {
         if self.later.is_empty() && (!self.sent || !self.transaction) {
             return Ok(());
         }
-        let text = self.text(&[], if self.transaction { "COMMIT" } else { "" })?;
+        let text = self.text(&[], if self.transaction { "COMMIT" } else { "" });
         let first = !std::mem::replace(&mut self.sent, true);
         self.conn.run(&text, 0).map(drop).map_err(|e| first_round_trip_failed(e, first))
     }
 
     /// Roll back after an error (also after a failed COMMIT, where it is a no-op). A connection
     /// that cannot even do this is broken, and the pool drops it.
-    pub(super) fn abandon(&mut self) {
+    fn abandon(&mut self) {
         if !self.prepare.is_empty() {
             // Statements registered as prepared that never reached the server.
             self.conn.forget_prepared();
@@ -140,7 +152,7 @@ impl Tx for Batching<'_> {
     }
 
     fn exec_later(&mut self, sql: &str, params: &[Value<'_>]) -> MetaResult<()> {
-        let execute = self.conn.execute(sql, params, &mut self.prepare)?;
+        let execute = self.conn.execute(sql, params, &mut self.prepare);
         self.later.push_str(&execute);
         self.later.push_str(";\n");
         Ok(())

@@ -12,7 +12,6 @@
 //! [`PREPARED_KEPT`] statements were prepared since the last one.
 
 use super::sql::{Cell, Row, Value};
-use super::MetaResult;
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -44,9 +43,7 @@ impl PgConn {
     /// `sql` with `params` as an `EXECUTE` of the statement prepared for it; its `PREPARE`
     /// (and a `DEALLOCATE ALL` when due) is appended to `prepare` the first time, to go
     /// ahead of the `EXECUTE` in the same round trip.
-    pub(super) fn execute(
-        &mut self, sql: &str, params: &[Value<'_>], prepare: &mut String,
-    ) -> MetaResult<String> {
+    pub(super) fn execute(&mut self, sql: &str, params: &[Value<'_>], prepare: &mut String) -> String {
         let types: Vec<&str> = params
             .iter()
             .map(|p| match p {
@@ -80,7 +77,7 @@ impl PgConn {
         if !params.is_empty() {
             out.push(')');
         }
-        Ok(out)
+        out
     }
 
     /// Send `sql` (statements ending with `;`) as one simple query; what each of the last

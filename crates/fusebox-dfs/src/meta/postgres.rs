@@ -183,14 +183,7 @@ impl Postgres {
         // anything ran, so the transaction runs again on another connection (r2d2 drops the
         // broken one). A server that is down fails in `pool.get` above instead, after
         // CONNECT_TIMEOUT.
-        let mut tx = Batching::transaction(&mut conn, if write { BEGIN_WRITE } else { BEGIN_READ });
-        let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
-        if result.is_err() {
-            // Also after a failed COMMIT, where the server ended the transaction already:
-            // the ROLLBACK is a no-op then and leaves the connection clean for sure.
-            tx.abandon();
-        }
-        result
+        Batching::transaction(&mut conn, if write { BEGIN_WRITE } else { BEGIN_READ }).run(f)
     }
 }
 
@@ -239,12 +232,7 @@ impl Engine for Postgres {
         let mut attempt = 0;
         loop {
             let mut conn = pool.get().map_err(|e| MetaError::Engine(format!("{}: {e}", self.name)))?;
-            let mut tx = Batching::autocommit(&mut conn);
-            let result = f(&mut tx).and_then(|v| tx.commit().map(|()| v));
-            if result.is_err() {
-                tx.abandon();
-            }
-            match result {
+            match Batching::autocommit(&mut conn).run(f) {
                 Err(e @ (MetaError::Engine(_) | MetaError::Conflict(_)))
                     if attempt <= POOL_SIZE && started.elapsed() < CONNECT_TIMEOUT =>
                 {

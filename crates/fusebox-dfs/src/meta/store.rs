@@ -200,9 +200,8 @@ fn chunk_slices(c: &mut dyn Tx, ino: u64, chunk: u64) -> MetaResult<Vec<SliceRef
 }
 
 /// Add slice `s` of `ino`, if it still exists, after every slice stored so far (the next
-/// sequence number); a slice
-/// that is empty, reaches past its chunk, or whose kept bytes are not `len` long is refused
-/// (the caller's transaction then rolls back).
+/// sequence number); a slice that is empty, reaches past its chunk, or whose kept bytes are
+/// not `len` long is refused (the caller's transaction then rolls back).
 fn insert_slice(c: &mut dyn Tx, dialect: Dialect, ino: u64, s: &NewSlice) -> MetaResult<()> {
     let kept_len_wrong = s.data.as_ref().is_some_and(|d| d.len() as u64 != s.len);
     if s.pos + s.len > CHUNK_SIZE || s.len == 0 || kept_len_wrong {
