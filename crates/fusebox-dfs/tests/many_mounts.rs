@@ -138,7 +138,10 @@ fn appends_under_flock(store: Store) {
     }
     std::fs::write(mounts[0].path("log"), b"").unwrap();
     const PER_WRITER: usize = 60;
-    // Records appended so far (counted after close(2), before the lock goes at RELEASE).
+    // Records appended so far, counted by the lock holder after its write and before its
+    // close(2): the flock lock goes only at the RELEASE that follows the close's FLUSH, and the
+    // kernel may send that RELEASE (and the daemon grant the lock to the next writer) before
+    // close(2) returns, so a count taken after close would race with the next holder.
     let appended = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writers: Vec<_> = mounts
         .iter()
@@ -156,8 +159,8 @@ fn appends_under_flock(store: Store) {
                     assert_eq!(size, n * RECORD as u64, "m{m} w{w} #{i}: stale size under the lock");
                     let rec = format!("{:<width$}\n", format!("m{m} w{w} #{i}"), width = RECORD - 1);
                     f.write_all(rec.as_bytes()).unwrap();
-                    fusebox::sys::close(std::os::fd::OwnedFd::from(f)).unwrap();
                     appended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    fusebox::sys::close(std::os::fd::OwnedFd::from(f)).unwrap();
                     if std::env::var_os("APPEND_TRACE").is_some() {
                         eprintln!("APPENDED m{m} w{w} #{i} at {size}");
                     }
