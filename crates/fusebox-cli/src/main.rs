@@ -179,7 +179,7 @@ fn build(fs: &FsKind, options: &[String]) -> Result<Built> {
 }
 
 /// A file-system switch option: absent = off, `key` or `key=on|1|yes|true` = on.
-fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
+pub(crate) fn switch(opts: &MountOptions, key: &str) -> Result<bool> {
     Ok(match opts.fs_options.get(key) {
         None => false,
         Some(None) => true,

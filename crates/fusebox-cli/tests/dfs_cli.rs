@@ -53,6 +53,18 @@ fn format_refuses_non_empty_databases_and_reports_bad_urls() {
     let o = run(&["dfs", "gc", &db, "--grace", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("deleted 0 unreferenced blocks"));
+    // Bad mount options of a usable file system: one line, nothing mounted.
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.to_str().unwrap();
+    for (opt, why) in [
+        ("cache_full_writes=maybe", "expected no value (or on/off)"),
+        ("session_timeout=0", "expected seconds between 0.5 and 3600"),
+        ("colour=blue", "colour"),
+    ] {
+        fails_with(&run(&["mount", "dfs", &db, mnt, "-o", opt]), why);
+    }
+    assert!(!fusebox::session::is_mount_point(Path::new(mnt)));
 }
 
 #[test]

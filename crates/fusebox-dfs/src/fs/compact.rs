@@ -8,11 +8,13 @@
 //!
 //! A mount compacts in the background: after a commit leaves a chunk with
 //! [`DfsOptions::compact_slices`](super::DfsOptions::compact_slices) slices or more, one task
-//! at a time merges it. `fusebox dfs compact` does the same for a whole file system.
+//! at a time merges it, when that is worth a rewrite ([`worth_merging`]: not for the whole
+//! blocks a sequential write leaves). `fusebox dfs compact` does the same for a whole file
+//! system.
 
 use super::data::{check_slice, Engines};
 use super::DfsFs;
-use crate::layout::{block_len, block_segments, visible, Layer, CHUNK_SIZE};
+use crate::layout::{block_len, block_segments, visible, Layer, Piece, BLOCK_SIZE, CHUNK_SIZE};
 use crate::meta::SliceRef;
 use crate::writer::PendingData;
 use bytes::{Bytes, BytesMut};
@@ -75,13 +77,32 @@ impl Background {
     }
 }
 
+/// Whether merging a chunk's slices `old` (whose visible `pieces` these are) into one slice per
+/// contiguous extent is worth rewriting the chunk: it must make fewer metadata rows, and then
+/// either drop bytes that no longer show (overwritten), or fold at least two slices that are
+/// not whole runs of full blocks (small commits, each its own row, object or inline bytes). A
+/// sequential write stores a chunk as one full block per slice (and maybe a short tail):
+/// merging that would download and upload every byte for the same blocks, so it stays.
+fn worth_merging(old: &[SliceRef], pieces: &[Piece]) -> bool {
+    let extents = 1 + pieces.windows(2).filter(|w| w[0].pos + w[0].len != w[1].pos).count();
+    if pieces.is_empty() || extents >= old.len() {
+        return false;
+    }
+    let shown: u64 = pieces.iter().map(|p| p.len).sum();
+    let referenced: u64 = old.iter().map(|r| r.len).sum();
+    let whole_blocks = |r: &SliceRef| {
+        r.data.is_none() && r.off == 0 && r.len == r.slice_size && r.slice_size.is_multiple_of(BLOCK_SIZE)
+    };
+    referenced > shown || old.iter().filter(|r| !whole_blocks(r)).count() >= 2
+}
+
 /// The outcome of one chunk.
 enum Merged {
     /// Replaced `before` slices by `after`, writing `bytes`.
     Done { before: u64, after: u64, bytes: u64 },
     /// The chunk changed meanwhile; nothing replaced.
     Raced,
-    /// Merging would not make fewer slices (one per extent already).
+    /// Merging would gain nothing worth rewriting the chunk ([`worth_merging`]).
     Compact,
 }
 
@@ -96,8 +117,7 @@ impl Engines {
             .collect();
         // Contiguous runs of visible pieces become one new slice each.
         let pieces = visible(&layers, 0, CHUNK_SIZE);
-        let extents = 1 + pieces.windows(2).filter(|w| w[0].pos + w[0].len != w[1].pos).count();
-        if pieces.is_empty() || extents >= old.len() {
+        if !worth_merging(&old, &pieces) {
             return Ok(Merged::Compact);
         }
         let mut runs: Vec<(u64, BytesMut)> = Vec::new();

@@ -92,6 +92,8 @@ pub(crate) struct Engines {
     pub upload_parallelism: usize,
     /// Pieces of a commit up to this many bytes are kept in the metadata, not uploaded.
     pub inline_max: u64,
+    /// Uploaded full blocks go into the block cache too (partial ones always do).
+    pub cache_full_writes: bool,
     /// Blocks read lately, in memory.
     pub recent: Arc<RecentBlocks>,
 }
@@ -128,8 +130,8 @@ impl Engines {
         s.len <= self.inline_max
     }
 
-    /// Store the blocks of `slices` (those holding their bytes), all in parallel, also into
-    /// the block cache.
+    /// Store the blocks of `slices` (those holding their bytes), all in parallel; partial
+    /// blocks (and full ones with [`Engines::cache_full_writes`]) also into the block cache.
     pub(crate) async fn put_slices(&self, slices: &[NewSlice]) -> Result<(), Errno> {
         let mut jobs = Vec::new();
         for s in slices {
@@ -150,7 +152,8 @@ impl Engines {
                 })?;
                 // The local copy is an optimisation: written in the background, so a commit
                 // (and the close(2) waiting for it) does not wait for a second disk write.
-                if let Some(c) = &self.cache {
+                let cached = self.cache_full_writes || (data.len() as u64) < BLOCK_SIZE;
+                if let Some(c) = self.cache.as_ref().filter(|_| cached) {
                     let c = c.clone();
                     tokio::spawn(async move { c.put(&key, data).await });
                 }

@@ -57,6 +57,12 @@ impl Env {
         let meta = Arc::new(SqliteMeta::open(&self.dir.path().join("m.db")).unwrap());
         DfsFs::new(meta, self.blobs.clone(), None, opts)
     }
+    /// [`Env::mount`] with a block cache in `cache_dir`.
+    fn mount_cached(&self, opts: DfsOptions, cache_dir: &std::path::Path) -> DfsFs {
+        let meta = Arc::new(SqliteMeta::open(&self.dir.path().join("m.db")).unwrap());
+        let cache = crate::cache::BlockCache::open(cache_dir, 1 << 30).unwrap();
+        DfsFs::new(meta, self.blobs.clone(), Some(cache), opts)
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -66,13 +72,20 @@ fn rt() -> tokio::runtime::Runtime {
 /// `fs` (a mount other than the writer's) reads `want` back from `ino` in 1 MiB READs, and
 /// fsck finds every referenced block and no garbage.
 async fn reads_back_whole_and_clean(env: &Env, fs: &DfsFs, ino: u64, want: &[u8]) {
+    let report = reads_back_whole(env, fs, ino, want).await;
+    assert!(report.garbage.is_empty(), "{report:?}");
+}
+
+/// `fs` reads `want` back from `ino`, and fsck finds every referenced block; its report.
+async fn reads_back_whole(env: &Env, fs: &DfsFs, ino: u64, want: &[u8]) -> crate::check::FsckReport {
     let mut back = Vec::new();
     while back.len() < want.len() {
         back.extend(read(fs, ino, back.len() as u64, 1 << 20).await);
     }
     assert!(back == want);
     let report = crate::check::fsck(fs.meta(), &*env.blobs).await.unwrap();
-    assert!(report.is_ok() && report.garbage.is_empty(), "{report:?}");
+    assert!(report.is_ok(), "{report:?}");
+    report
 }
 
 /// Runs `$body` on a runtime with `$env` (a fresh database and store), `$fs` mounted on it
@@ -290,6 +303,65 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
         let other = env.mount(DfsOptions::default());
         assert_eq!(other.meta().getattr(ino).unwrap().size, data.len() as u64);
         reads_back_whole_and_clean(&env, &other, ino, &data).await;
+        // One whole block per slice: compaction would rewrite every byte for the same number
+        // of blocks, so it leaves the chunk alone...
+        assert_eq!(slice_count(&fs, ino), 10);
+        assert_eq!(fs.compact_all(2).await.unwrap(), CompactReport::default());
+        assert_eq!(slice_count(&fs, ino), 10);
+        // ...until an overwrite hides bytes of one of them.
+        let mut data = data;
+        data[7..107].fill(b'x');
+        write(&fs, ino, 7, vec![b'x'; 100]).await;
+        flush(&fs, ino).await.unwrap();
+        let r = fs.compact_all(2).await.unwrap();
+        assert_eq!((r.chunks, r.slices_before, r.slices_after), (1, 11, 1));
+        // The nine replaced blocks are garbage for gc now (tail and overwrite were inline). A
+        // fresh mount reads: this one follows no change log, so it would keep the slice lists
+        // of its first read.
+        let third = env.mount(DfsOptions::default());
+        assert_eq!(reads_back_whole(&env, &third, ino, &data).await.garbage.len(), 9);
+    });
+}
+
+/// Of the blocks a mount uploads, the block cache gets the partial ones, and the full ones too
+/// only with `cache_full_writes`; a block read from the store is cached either way.
+#[test]
+fn uploaded_full_blocks_are_cached_only_when_asked() {
+    let env = Env::new();
+    let tail = 123u64;
+    let data: Vec<u8> = (0..2 * BLOCK_SIZE + tail).map(|i| (i % 251) as u8).collect();
+    let cached_bytes = |fs: &DfsFs, want: u64| {
+        let cache = fs.engines.cache.clone().unwrap();
+        async move {
+            // The cache is written in the background after each upload.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while cache.used() < want && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            cache.used()
+        }
+    };
+    rt().block_on(async {
+        for (full, name) in [(false, "partial"), (true, "full")] {
+            let cache_dir = env.dir.path().join(name);
+            let opts = DfsOptions { inline_max: 0, cache_full_writes: full, ..Default::default() };
+            let fs = env.mount_cached(opts, &cache_dir);
+            let ino = create(&fs, name).await;
+            for (n, piece) in data.chunks(1 << 20).enumerate() {
+                write(&fs, ino, n as u64 * (1 << 20), piece.to_vec()).await;
+            }
+            flush(&fs, ino).await.unwrap();
+            let want = if full { data.len() as u64 } else { tail };
+            assert_eq!(cached_bytes(&fs, want).await, want, "cache_full_writes={full}");
+            if !full {
+                // Another mount with this cache reads the full blocks from the store and
+                // caches them.
+                let reader = env.mount_cached(DfsOptions::default(), &cache_dir);
+                reads_back_whole_and_clean(&env, &reader, ino, &data).await;
+                assert_eq!(cached_bytes(&reader, data.len() as u64).await, data.len() as u64);
+            }
+        }
     });
 }
 
