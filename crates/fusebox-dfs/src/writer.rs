@@ -131,19 +131,37 @@ impl FileWriter {
         self.extents.insert(start, buf);
     }
 
-    /// Split off every whole block of extents that hold at least one block, for upload now.
+    /// Split off the whole, block-aligned blocks of every extent, for upload now; the pieces
+    /// before and after them stay. Aligned, so that a file written in any order is stored as
+    /// whole blocks (which compaction leaves alone): the kernel's write-back may send a later
+    /// range first, and a block cut from where that range began would misalign every block
+    /// after it, leaving two partial slices per chunk.
     pub fn take_full_blocks(&mut self) -> Vec<PendingData> {
-        let full: Vec<u64> =
-            self.extents.iter().filter(|(_, v)| v.len() as u64 >= BLOCK_SIZE).map(|(k, _)| *k).collect();
+        let full: Vec<(u64, u64, u64)> = self
+            .extents
+            .iter()
+            .filter_map(|(&k, v)| {
+                let (from, to) =
+                    (k.next_multiple_of(BLOCK_SIZE), (k + v.len() as u64) / BLOCK_SIZE * BLOCK_SIZE);
+                (to > from).then_some((k, from, to))
+            })
+            .collect();
         let mut out = Vec::new();
-        for k in full {
-            let Some(mut v) = self.extents.remove(&k) else { continue };
-            let whole = (v.len() as u64 / BLOCK_SIZE * BLOCK_SIZE) as usize;
-            let tail = v.split_off(whole);
-            if !tail.is_empty() {
-                self.extents.insert(k + whole as u64, tail);
+        for (k, from, to) in full {
+            let Some(v) = self.extents.remove(&k) else { continue };
+            let all = Bytes::from(v);
+            let (head, tail) = ((from - k) as usize, (to - k) as usize);
+            if head > 0 {
+                self.extents.insert(k, all[..head].to_vec());
             }
-            out.push(PendingData { chunk: k / CHUNK_SIZE, pos: k % CHUNK_SIZE, data: Bytes::from(v) });
+            if tail < all.len() {
+                self.extents.insert(to, all[tail..].to_vec());
+            }
+            out.push(PendingData {
+                chunk: from / CHUNK_SIZE,
+                pos: from % CHUNK_SIZE,
+                data: all.slice(head..tail),
+            });
         }
         out
     }
@@ -290,12 +308,24 @@ mod tests {
         assert_eq!((all[1].chunk, all[1].pos, &all[1].data[..]), (1, 0, &b"cd"[..]));
         w.restore(all);
         assert_eq!(w.buffered(), 4);
+        // Only whole aligned blocks spill: a block's worth that starts at 10 does not...
         let mut w = FileWriter::default();
         w.write(10, &vec![7u8; BLOCK_SIZE as usize + 5], None);
+        assert!(w.take_full_blocks().is_empty());
+        // ...until the bytes before it come; what follows the block stays.
+        w.write(0, &[1u8; 10], None);
         let full = w.take_full_blocks();
         assert_eq!(full.len(), 1);
-        assert_eq!((full[0].pos, full[0].data.len() as u64), (10, BLOCK_SIZE));
-        assert_eq!(w.buffered(), 5);
+        assert_eq!((full[0].pos, full[0].data.len() as u64), (0, BLOCK_SIZE));
+        assert_eq!((full[0].data[9], full[0].data[10]), (1, 7));
+        assert_eq!(w.buffered(), 15);
+        // Two blocks and a half from the middle of one: the whole second and third block.
+        let mut w = FileWriter::default();
+        w.write(BLOCK_SIZE / 2, &vec![3u8; 3 * BLOCK_SIZE as usize], None);
+        let full = w.take_full_blocks();
+        assert_eq!(full.len(), 1);
+        assert_eq!((full[0].pos, full[0].data.len() as u64), (BLOCK_SIZE, 2 * BLOCK_SIZE));
+        assert_eq!(w.buffered(), BLOCK_SIZE);
     }
 
     proptest! {
