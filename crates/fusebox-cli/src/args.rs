@@ -49,8 +49,9 @@ const DFS_OPTIONS: &str = "\
 dfs options:
   cache_dir=DIR        block cache directory
   cache_size=BYTES     block cache size (default 1G; 0 = off, the default for file://)
-  cache_full_writes[=on|off]  also cache the full 4 MiB blocks this mount uploads (default
-                       off: only partial blocks, i.e. small files and file ends, and blocks read)
+  cache_all[=on|off]   cache every block uploaded or fetched; default off: full blocks a
+                       writer uploads, and blocks a sequential reader fetches past a file's
+                       first 64 MiB, skip the cache
   buffer_size=BYTES    write buffers of all files (default 256M)
   inline_max=BYTES     pieces of a commit up to this size are kept in the metadata database,
                        not uploaded as block objects (default 64K; 0 = never)

@@ -187,7 +187,7 @@ fn status_table(sessions: &[fusebox_dfs::meta::coord::Session], now_ns: i64) -> 
 
 /// The `-o` keys dfs understands.
 pub const OPTION_KEYS: &[&str] =
-    &["cache_dir", "cache_size", "cache_full_writes", "buffer_size", "inline_max", "session_timeout"];
+    &["cache_dir", "cache_size", "cache_all", "buffer_size", "inline_max", "session_timeout"];
 
 /// Cache lifetimes dfs asks for by default: a minute for names, absent names and attributes.
 /// Other mounts' changes do not wait for them: each mount turns the change log into
@@ -256,7 +256,7 @@ pub fn build(meta: &str, options: &[String]) -> Result<crate::Built> {
         file_buffer_limit: (buffer_size / 4).max(4 << 20),
         session_timeout,
         inline_max,
-        cache_full_writes: crate::switch(&opts, "cache_full_writes")?,
+        cache_all: crate::switch(&opts, "cache_all")?,
         ..Default::default()
     };
     let blobs: Arc<dyn BlobStore> = Arc::new(blobs);

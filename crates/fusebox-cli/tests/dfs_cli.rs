@@ -58,7 +58,7 @@ fn format_refuses_non_empty_databases_and_reports_bad_urls() {
     fs::create_dir(&mnt).unwrap();
     let mnt = mnt.to_str().unwrap();
     for (opt, why) in [
-        ("cache_full_writes=maybe", "expected no value (or on/off)"),
+        ("cache_all=maybe", "expected no value (or on/off)"),
         ("session_timeout=0", "expected seconds between 0.5 and 3600"),
         ("colour=blue", "colour"),
     ] {

@@ -129,7 +129,9 @@ impl Engines {
                 Some(d) => bytes.extend_from_slice(&d[p.off as usize..(p.off + p.len) as usize]),
                 None => {
                     for (index, from, n) in block_segments(p.off, p.len) {
-                        let block = self.block(r.slice_id, index, block_len(r.slice_size, index)).await?;
+                        // Not cached: the merged blocks replace it.
+                        let len = block_len(r.slice_size, index);
+                        let block = self.block(r.slice_id, index, len, false).await?;
                         bytes.extend_from_slice(&block[from..from + n]);
                     }
                 }

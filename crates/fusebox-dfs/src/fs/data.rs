@@ -79,6 +79,13 @@ pub(super) fn check_slice(ino: u64, chunk: u64, r: &SliceRef) -> Result<(), Errn
     Ok(())
 }
 
+/// Whether blocks of the chunk at file offset `chunk_base`, read by a reader that is
+/// `sequential` or not, are a stream's: past a file's first chunk. They skip the disk cache
+/// unless [`Engines::cache_all`] (see [`super::DfsOptions::cache_all`]).
+fn streamed(sequential: bool, chunk_base: u64) -> bool {
+    sequential && chunk_base >= CHUNK_SIZE
+}
+
 /// The stores data operations use, cheap to clone into a task of its own.
 #[derive(Clone)]
 pub(crate) struct Engines {
@@ -92,8 +99,8 @@ pub(crate) struct Engines {
     pub upload_parallelism: usize,
     /// Pieces of a commit up to this many bytes are kept in the metadata, not uploaded.
     pub inline_max: u64,
-    /// Uploaded full blocks go into the block cache too (partial ones always do).
-    pub cache_full_writes: bool,
+    /// Every block goes into the block cache, see [`super::DfsOptions::cache_all`].
+    pub cache_all: bool,
     /// Blocks read lately, in memory.
     pub recent: Arc<RecentBlocks>,
 }
@@ -131,7 +138,7 @@ impl Engines {
     }
 
     /// Store the blocks of `slices` (those holding their bytes), all in parallel; partial
-    /// blocks (and full ones with [`Engines::cache_full_writes`]) also into the block cache.
+    /// blocks (and full ones with [`Engines::cache_all`]) also into the block cache.
     pub(crate) async fn put_slices(&self, slices: &[NewSlice]) -> Result<(), Errno> {
         let mut jobs = Vec::new();
         for s in slices {
@@ -152,7 +159,7 @@ impl Engines {
                 })?;
                 // The local copy is an optimisation: written in the background, so a commit
                 // (and the close(2) waiting for it) does not wait for a second disk write.
-                let cached = self.cache_full_writes || (data.len() as u64) < BLOCK_SIZE;
+                let cached = self.cache_all || (data.len() as u64) < BLOCK_SIZE;
                 if let Some(c) = self.cache.as_ref().filter(|_| cached) {
                     let c = c.clone();
                     tokio::spawn(async move { c.put(&key, data).await });
@@ -181,14 +188,18 @@ impl Engines {
     }
 
     /// One block: kept in memory from a recent read, else from the disk cache or the store
-    /// (then cached), fetched once for all concurrent asks.
-    pub(crate) async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
+    /// (then put into the disk cache if `keep`, or always with [`Engines::cache_all`]),
+    /// fetched once for all concurrent asks.
+    pub(crate) async fn block(
+        &self, slice_id: u64, index: u64, len: u64, keep: bool,
+    ) -> Result<Bytes, Errno> {
         let key = block_key(slice_id, index);
-        self.recent.get_or_fetch(&key, || self.fetch_block(key.clone(), len)).await
+        let keep = keep || self.cache_all;
+        self.recent.get_or_fetch(&key, || self.fetch_block(key.clone(), len, keep)).await
     }
 
-    /// One block from the disk cache or the store (then cached).
-    async fn fetch_block(&self, key: String, len: u64) -> Result<Bytes, Errno> {
+    /// One block from the disk cache or the store (then cached if `keep`).
+    async fn fetch_block(&self, key: String, len: u64, keep: bool) -> Result<Bytes, Errno> {
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(&key).await {
                 if b.len() as u64 == len {
@@ -206,7 +217,7 @@ impl Engines {
         }
         // The local copy is written in the background, as at upload: the READ waiting for
         // this block does not wait for a disk write too.
-        if let Some(c) = &self.cache {
+        if let Some(c) = self.cache.as_ref().filter(|_| keep) {
             let (c, data) = (c.clone(), b.clone());
             tokio::spawn(async move { c.put(&key, data).await });
         }
@@ -367,8 +378,8 @@ impl DfsFs {
         }
     }
 
-    async fn block(&self, slice_id: u64, index: u64, len: u64) -> Result<Bytes, Errno> {
-        self.engines.block(slice_id, index, len).await
+    async fn block(&self, slice_id: u64, index: u64, len: u64, keep: bool) -> Result<Bytes, Errno> {
+        self.engines.block(slice_id, index, len, keep).await
     }
 
     /// True when a read of `[offset, end)` of `ino` starts near where reads of it reached so
@@ -452,10 +463,11 @@ impl DfsFs {
             return;
         }
         let Ok(plan) = self.plan_read(ino, from, to, None).await else { return };
-        for (_, pieces, sources) in plan {
+        for (base, pieces, sources) in plan {
+            let keep = !streamed(true, base);
             for ((slice_id, index), len) in stored_blocks(&pieces, &sources) {
                 let engines = self.engines.clone();
-                tokio::spawn(async move { engines.block(slice_id, index, len).await });
+                tokio::spawn(async move { engines.block(slice_id, index, len, keep).await });
             }
         }
     }
@@ -499,15 +511,17 @@ impl DfsFs {
         // stored blocks are immutable.
         let plan = self.plan_read(ino, offset, end, guard.as_deref()).await?;
         drop(guard);
-        if self.read_is_sequential(ino, offset, end) {
+        let sequential = self.read_is_sequential(ino, offset, end);
+        if sequential {
             self.read_ahead(ino, end, file_size).await;
         }
         let mut out = vec![0u8; (end - offset) as usize];
         for (base, pieces, sources) in plan {
             // Fetch the blocks this chunk needs, in parallel.
+            let keep = !streamed(sequential, base);
             let blocks: HashMap<(u64, u64), Bytes> = futures::stream::iter(stored_blocks(&pieces, &sources))
                 .map(|((id, index), len)| async move {
-                    self.block(id, index, len).await.map(|b| ((id, index), b))
+                    self.block(id, index, len, keep).await.map(|b| ((id, index), b))
                 })
                 .buffer_unordered(8)
                 .try_collect()

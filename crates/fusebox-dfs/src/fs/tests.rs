@@ -323,17 +323,19 @@ fn large_writes_spill_whole_blocks_and_commit_at_flush() {
     });
 }
 
-/// Of the blocks a mount uploads, the block cache gets the partial ones, and the full ones too
-/// only with `cache_full_writes`; a block read from the store is cached either way.
+/// What the block cache keeps by default: of the blocks a mount uploads, the partial ones; of
+/// those a reader fetches, all but those a sequential reader streams past the file's first
+/// chunk. With `cache_all`, everything.
 #[test]
-fn uploaded_full_blocks_are_cached_only_when_asked() {
+fn the_block_cache_skips_full_written_blocks_and_streams() {
     let env = Env::new();
     let tail = 123u64;
-    let data: Vec<u8> = (0..2 * BLOCK_SIZE + tail).map(|i| (i % 251) as u8).collect();
+    // One chunk, two blocks more and a tail.
+    let data: Vec<u8> = (0..CHUNK_SIZE + 2 * BLOCK_SIZE + tail).map(|i| (i % 251) as u8).collect();
     let cached_bytes = |fs: &DfsFs, want: u64| {
         let cache = fs.engines.cache.clone().unwrap();
         async move {
-            // The cache is written in the background after each upload.
+            // The cache is written in the background.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while cache.used() < want && std::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -343,23 +345,32 @@ fn uploaded_full_blocks_are_cached_only_when_asked() {
         }
     };
     rt().block_on(async {
-        for (full, name) in [(false, "partial"), (true, "full")] {
+        for (all, name) in [(false, "default"), (true, "all")] {
             let cache_dir = env.dir.path().join(name);
-            let opts = DfsOptions { inline_max: 0, cache_full_writes: full, ..Default::default() };
-            let fs = env.mount_cached(opts, &cache_dir);
+            let opts = || DfsOptions { inline_max: 0, cache_all: all, ..Default::default() };
+            let fs = env.mount_cached(opts(), &cache_dir);
             let ino = create(&fs, name).await;
             for (n, piece) in data.chunks(1 << 20).enumerate() {
                 write(&fs, ino, n as u64 * (1 << 20), piece.to_vec()).await;
             }
             flush(&fs, ino).await.unwrap();
-            let want = if full { data.len() as u64 } else { tail };
-            assert_eq!(cached_bytes(&fs, want).await, want, "cache_full_writes={full}");
-            if !full {
-                // Another mount with this cache reads the full blocks from the store and
-                // caches them.
-                let reader = env.mount_cached(DfsOptions::default(), &cache_dir);
-                reads_back_whole_and_clean(&env, &reader, ino, &data).await;
-                assert_eq!(cached_bytes(&reader, data.len() as u64).await, data.len() as u64);
+            let want = if all { data.len() as u64 } else { tail };
+            assert_eq!(cached_bytes(&fs, want).await, want, "written, cache_all={all}");
+            drop(fs);
+            // A reader on a new cache streams the file: the first chunk is cached, the blocks
+            // past it (the tail too) only with cache_all.
+            let cache_dir = env.dir.path().join(format!("{name}-reader"));
+            let reader = env.mount_cached(opts(), &cache_dir);
+            reads_back_whole_and_clean(&env, &reader, ino, &data).await;
+            let want = if all { data.len() as u64 } else { CHUNK_SIZE };
+            assert_eq!(cached_bytes(&reader, want).await, want, "streamed, cache_all={all}");
+            if !all {
+                // A read that is not sequential caches what it fetches, past the chunk too.
+                let reader = env.mount_cached(opts(), &cache_dir);
+                let at = CHUNK_SIZE + BLOCK_SIZE + 5;
+                assert_eq!(read(&reader, ino, at, 10).await, data[at as usize..][..10]);
+                let want = CHUNK_SIZE + BLOCK_SIZE;
+                assert_eq!(cached_bytes(&reader, want).await, want, "random read");
             }
         }
     });
