@@ -6,7 +6,9 @@
 mod common;
 
 use common::{random_bytes, wait_until, within, Aligned, TestMount};
-use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, FsResult, Opened, SyncAsAsync, WriteData};
+use fusebox::fs::asyncfs::{
+    AsyncAdapter, AsyncFilesystem, FsResult, Opened, ReadData, SyncAsAsync, WriteData,
+};
 use fusebox::fs::*;
 use fusebox::sys;
 use fusebox_fs::memfs::{MemFs, MemFsOptions};
@@ -71,7 +73,7 @@ impl AsyncFilesystem for Stuck {
     async fn flush(&self, _: RequestInfo, _: NodeId, _: FileHandle, _: u64) -> FsResult<()> {
         Ok(())
     }
-    async fn read(&self, _: RequestInfo, _: NodeId, _: ReadArgs) -> FsResult<Vec<u8>> {
+    async fn read(&self, _: RequestInfo, _: NodeId, _: ReadArgs) -> FsResult<ReadData> {
         let _flag = DropFlag(self.reads_dropped.clone());
         self.reads_started.fetch_add(1, Ordering::SeqCst);
         std::future::pending::<()>().await;

@@ -5,7 +5,7 @@
 //! An [`AsyncFilesystem`] answers by returning from `async fn`s; [`AsyncAdapter`] runs each
 //! request as a task on a tokio runtime and serves it through the same session as a
 //! synchronous file system.
-use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, DirEntry, FsResult};
+use fusebox::fs::asyncfs::{AsyncAdapter, AsyncFilesystem, DirEntry, FsResult, ReadData};
 use fusebox::fs::{Entry, FileAttr, ReadArgs, ReaddirArgs};
 use fusebox::{Config, Errno, FileHandle, FileType, NodeId, RequestInfo, Session};
 use std::ffi::OsString;
@@ -45,13 +45,13 @@ impl AsyncFilesystem for HelloAsync {
         self.attr(ino).await
     }
 
-    async fn read(&self, _: RequestInfo, ino: NodeId, args: ReadArgs) -> FsResult<Vec<u8>> {
+    async fn read(&self, _: RequestInfo, ino: NodeId, args: ReadArgs) -> FsResult<ReadData> {
         if ino != GREETING {
             return Err(Errno::EISDIR);
         }
         let text = self.text().await;
         let start = (args.offset as usize).min(text.len());
-        Ok(text[start..(start + args.size as usize).min(text.len())].to_vec())
+        Ok(text[start..(start + args.size as usize).min(text.len())].to_vec().into())
     }
 
     /// READDIRPLUS is served from this too (names only) by the trait's default.

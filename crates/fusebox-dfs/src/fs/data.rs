@@ -18,6 +18,7 @@ use crate::recent::RecentBlocks;
 use crate::writer::{FileWriter, PendingData};
 use crate::{BlobStore, MetaError};
 use bytes::Bytes;
+use fusebox::fs::asyncfs::ReadData;
 use fusebox::fs::Errno;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
@@ -475,7 +476,7 @@ impl DfsFs {
     /// READ: `size` bytes at `offset` (fewer at end of file), committed slices overlaid with
     /// pending ones and the write buffer; holes read as zeros. Attributes and slice lists are
     /// kept between READs (see [`super::coherence`]).
-    pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
+    pub(super) async fn do_read(&self, ino: u64, offset: u64, size: u64) -> Result<ReadData, Errno> {
         match self.read_planned(ino, offset, size).await {
             // A kept slice list may name blocks that are gone (another mount compacted the
             // chunk, and gc ran): plan once more from the metadata.
@@ -489,7 +490,7 @@ impl DfsFs {
     }
 
     /// [`DfsFs::do_read`], once.
-    async fn read_planned(&self, ino: u64, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
+    async fn read_planned(&self, ino: u64, offset: u64, size: u64) -> Result<ReadData, Errno> {
         let attr = self.attr_of(ino).await?;
         if attr.is_dir() {
             return Err(Errno::EISDIR);
@@ -505,7 +506,7 @@ impl DfsFs {
         let file_size = attr.size.max(guard.as_ref().map_or(0, |w| w.end()));
         let end = offset.saturating_add(size).min(file_size);
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(ReadData::new());
         }
         // Plan every chunk while holding the writer (a consistent view), fetch afterwards:
         // stored blocks are immutable.
@@ -515,7 +516,10 @@ impl DfsFs {
         if sequential {
             self.read_ahead(ino, end, file_size).await;
         }
-        let mut out = vec![0u8; (end - offset) as usize];
+        // The answer is views of the blocks (and buffers) it comes from, sent with one vectored
+        // write: no copy into a buffer of its own.
+        let mut out = ReadData::new();
+        let mut at = offset;
         for (base, pieces, sources) in plan {
             // Fetch the blocks this chunk needs, in parallel.
             let keep = !streamed(sequential, base);
@@ -527,20 +531,20 @@ impl DfsFs {
                 .try_collect()
                 .await?;
             for p in pieces {
-                let dst_at = (base + p.pos - offset) as usize;
+                // Holes read as zeros.
+                out.push_zeros((base + p.pos - at) as usize);
                 match &sources[p.source] {
-                    Source::Memory(b) => out[dst_at..dst_at + p.len as usize]
-                        .copy_from_slice(&b[p.off as usize..(p.off + p.len) as usize]),
+                    Source::Memory(b) => out.push(b.slice(p.off as usize..(p.off + p.len) as usize)),
                     Source::Stored { slice_id, .. } => {
-                        let mut d = dst_at;
                         for (index, from, n) in block_segments(p.off, p.len) {
-                            out[d..d + n].copy_from_slice(&blocks[&(*slice_id, index)][from..from + n]);
-                            d += n;
+                            out.push(blocks[&(*slice_id, index)].slice(from..from + n));
                         }
                     }
                 }
+                at = base + p.pos + p.len;
             }
         }
+        out.push_zeros((end - at) as usize);
         Ok(out)
     }
 }

@@ -108,7 +108,7 @@ impl DfsFs {
             return;
         }
         let Ok(last) = self.do_read(ino, a.size - 1, 1).await else { return };
-        let Some(&byte) = last.first() else { return };
+        let Some(&byte) = last.to_vec().first() else { return };
         let c = self.coherence.clone();
         let _ = tokio::task::spawn_blocking(move || c.push_size(ino, a.size, byte)).await;
     }

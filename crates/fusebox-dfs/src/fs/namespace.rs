@@ -6,7 +6,8 @@ use crate::meta::coord::LockRelease;
 use crate::meta::{Attr, Caller, Inode, NewNode, ROOT_INO};
 use fusebox::fs::acl;
 use fusebox::fs::asyncfs::{
-    dirent_plus_size, dirent_size, AsyncFilesystem, DirEntry, DirEntryPlus, FsResult, Opened, WriteData,
+    dirent_plus_size, dirent_size, AsyncFilesystem, DirEntry, DirEntryPlus, FsResult, Opened, ReadData,
+    WriteData,
 };
 use fusebox::fs::*;
 use fusebox::session::Capabilities;
@@ -404,7 +405,7 @@ impl AsyncFilesystem for DfsFs {
         Ok(self.new_handle())
     }
 
-    async fn read(&self, _req: RequestInfo, ino: NodeId, args: ReadArgs) -> FsResult<Vec<u8>> {
+    async fn read(&self, _req: RequestInfo, ino: NodeId, args: ReadArgs) -> FsResult<ReadData> {
         self.do_read(ino.0, args.offset, args.size as u64).await
     }
 

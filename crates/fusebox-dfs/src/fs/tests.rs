@@ -113,7 +113,7 @@ async fn write(fs: &DfsFs, ino: u64, offset: u64, data: Vec<u8>) {
 
 async fn read(fs: &DfsFs, ino: u64, offset: u64, size: u32) -> Vec<u8> {
     let args = ReadArgs { fh: FileHandle(0), offset, size, flags: 0 };
-    fs.read(REQ, NodeId(ino), args).await.unwrap()
+    fs.read(REQ, NodeId(ino), args).await.unwrap().to_vec()
 }
 
 async fn flush(fs: &DfsFs, ino: u64) -> Result<(), Errno> {
@@ -485,13 +485,13 @@ fn corrupt_slice_metadata_reads_as_eio_not_a_panic() {
         let db = rusqlite::Connection::open(env.dir.path().join("m.db")).unwrap();
         db.execute("UPDATE chunk_slices SET off = 8 WHERE ino = ?1", [ino as i64]).unwrap();
         let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 10, flags: 0 };
-        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await.map(|d| d.to_vec()), Err(Errno::EIO));
         // A block object of the wrong size is EIO as well.
         db.execute("UPDATE chunk_slices SET off = 0, slice_size = 20, len = 20 WHERE ino = ?1", [ino as i64])
             .unwrap();
         db.execute("UPDATE inodes SET size = 20 WHERE ino = ?1", [ino as i64]).unwrap();
         let args = ReadArgs { fh: FileHandle(0), offset: 0, size: 20, flags: 0 };
-        assert_eq!(fs.read(REQ, NodeId(ino), args).await, Err(Errno::EIO));
+        assert_eq!(fs.read(REQ, NodeId(ino), args).await.map(|d| d.to_vec()), Err(Errno::EIO));
     });
 }
 

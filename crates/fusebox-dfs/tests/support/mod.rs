@@ -92,7 +92,7 @@ pub async fn try_read_unmounted(fs: &DfsFs, ino: u64, len: u64) -> Result<Vec<u8
         if chunk.is_empty() {
             break;
         }
-        out.extend(chunk);
+        out.extend(chunk.to_vec());
     }
     Ok(out)
 }

@@ -34,7 +34,7 @@ use super::MountInfo;
 use crate::session::Capabilities;
 use std::ffi::OsStr;
 #[cfg(feature = "tokio")]
-use {super::Interrupt, std::ffi::OsString, std::future::Future};
+use {super::asyncfs::ReadData, super::Interrupt, std::ffi::OsString, std::future::Future};
 
 macro_rules! sync_default {
     (enosys, $reply:ident) => {
@@ -444,8 +444,11 @@ filesystem_operations! {
     };
     /// Open a file; `flags` are open(2) flags. Answer with a handle.
     open(ino: NodeId, flags: i32) -> ReplyOpen => Opened { enosys, sync, |r, o| r.opened(o.fh, o.flags) };
-    /// Read up to `args.size` bytes; a short answer means end of file.
-    read(ino: NodeId, args: &ReadArgs => ReadArgs) -> ReplyData => Vec<u8> { enosys, sync, |r, d| r.data(&d) };
+    /// Read up to `args.size` bytes; a short answer means end of file. The async answer may be
+    /// several pieces (`asyncfs::ReadData`), sent with one vectored write.
+    read(ino: NodeId, args: &ReadArgs => ReadArgs) -> ReplyData => ReadData {
+        enosys, sync, |r, d| r.data_vectored(&d.slices())
+    };
     /// close(2) of one file descriptor: the synchronous commit point of a close.
     ///
     /// The contract fusebox gives (see docs/ARCHITECTURE.md, "Synchronous close"): when

@@ -15,9 +15,11 @@
 //! cancellation (its `.await` never returns, its destructors run).
 
 mod adapter;
+mod read_data;
 pub(crate) mod sync_face;
 
 pub use adapter::{AsyncAdapter, AsyncAdapterOptions};
+pub use read_data::ReadData;
 pub use sync_face::SyncAsAsync;
 
 use super::types::*;

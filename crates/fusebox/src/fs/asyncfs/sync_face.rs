@@ -123,6 +123,12 @@ impl Decode for Vec<u8> {
     }
 }
 
+impl Decode for super::ReadData {
+    fn decode(payload: &[u8]) -> FsResult<super::ReadData> {
+        Ok(payload.to_vec().into())
+    }
+}
+
 impl Decode for u64 {
     fn decode(payload: &[u8]) -> FsResult<u64> {
         read::<u64>(payload).map(|(v, _)| v)
