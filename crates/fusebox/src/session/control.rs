@@ -115,11 +115,40 @@ pub fn remove_stale_socket(mountpoint: &Path) {
     }
 }
 
-/// A listening control socket; dropping it stops the listener and removes the socket file.
+/// How long a new daemon waits for the socket of its mountpoint to be given up by a daemon
+/// still exiting there (a quick unmount and mount again).
+const SOCKET_HANDOVER: Duration = Duration::from_secs(2);
+
+/// A listening control socket; dropping it stops the listener and removes the socket file
+/// (only if it is still this socket's: a newer daemon may have bound the path meanwhile).
 pub struct ControlSocket {
     path: PathBuf,
+    /// Device and inode of the socket file bound.
+    file: (u64, u64),
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Device and inode of the file at `path`.
+fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Bind `path` for the session at `mountpoint`, removing a socket nobody answers on first. A
+/// daemon that still answers is given [`SOCKET_HANDOVER`] to exit.
+fn bind(mountpoint: &Path, path: &Path) -> io::Result<UnixListener> {
+    let deadline = std::time::Instant::now() + SOCKET_HANDOVER;
+    loop {
+        remove_stale_socket(mountpoint);
+        match UnixListener::bind(path) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            r => return r,
+        }
+    }
 }
 
 impl ControlSocket {
@@ -129,8 +158,8 @@ impl ControlSocket {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        remove_stale_socket(mountpoint);
-        let listener = UnixListener::bind(&path)?;
+        let listener = bind(mountpoint, &path)?;
+        let file = file_id(&path)?;
         // Blocking accept: the thread sleeps until a client (or the stop connection made by
         // `drop`) arrives, instead of waking 20 times a second to poll.
         let stop = Arc::new(AtomicBool::new(false));
@@ -152,7 +181,7 @@ impl ControlSocket {
                 }
             }
         })?;
-        Ok(ControlSocket { path, stop, thread: Some(thread) })
+        Ok(ControlSocket { path, file, stop, thread: Some(thread) })
     }
 
     /// Where the socket listens.
@@ -189,12 +218,61 @@ fn answer(mut stream: UnixStream, mountpoint: &Path, server: &Server) -> io::Res
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let ours = file_id(&self.path).is_ok_and(|f| f == self.file);
         if let Some(t) = self.thread.take() {
-            // Wake the blocking accept; if the connection fails the listener is already gone.
-            if UnixStream::connect(&self.path).is_ok() || t.is_finished() {
+            // Wake the blocking accept (only through our own file: another daemon's would
+            // answer instead); if the connection fails the listener is already gone.
+            if (ours && UnixStream::connect(&self.path).is_ok()) || t.is_finished() {
                 let _ = t.join();
             }
         }
-        let _ = std::fs::remove_file(&self.path);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::handler::{Dispatch, Handler};
+    use crate::session::{Capabilities, MountInfo};
+    use crate::wire::Request;
+
+    /// A handler that is never asked anything.
+    struct Idle;
+
+    impl Handler for Idle {
+        fn init(&self, _: &mut Capabilities) -> Result<(), crate::Errno> {
+            Ok(())
+        }
+        fn mounted(&self, _: &MountInfo) {}
+        fn destroy(&self) {}
+        fn dispatch(&self, _: Request<'_>, _: &Dispatch<'_>) {}
+    }
+
+    /// A daemon started at a mountpoint whose previous daemon is still exiting gets the socket
+    /// once that one is gone, and the exiting one does not remove the newer socket.
+    #[test]
+    fn a_new_daemon_takes_over_the_socket_of_one_still_exiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = super::super::mount::absolute(dir.path()).unwrap();
+        let server =
+            || Arc::new(Server::new(Arc::new(Idle), Capabilities::default(), Default::default(), false));
+        let old = ControlSocket::start(&mnt, server()).unwrap();
+        assert_eq!(query_status(&mnt).unwrap().mountpoint, mnt);
+        let leaving = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(old);
+        });
+        // Waits for the old daemon's socket to go, then binds.
+        let new = ControlSocket::start(&mnt, server()).unwrap();
+        leaving.join().unwrap();
+        assert!(new.path().exists(), "the old daemon removed the new socket");
+        assert_eq!(query_status(&mnt).unwrap().pid, std::process::id());
+        let path = new.path().to_path_buf();
+        drop(new);
+        assert!(!path.exists());
+        assert!(query_status(&mnt).is_err());
     }
 }
