@@ -328,7 +328,9 @@ run_stress() {
         fi
         local left
         left="$(find "$mnt" -mindepth 1 | wc -l)"
-        [ "$left" = 0 ] || problems+=("$left entries left behind by stress-ng (a failed unlink/rmdir)")
+        if [ "$left" != 0 ]; then
+            problems+=("$left entries left behind by stress-ng (a failed unlink/rmdir): $(find "$mnt" -mindepth 1 -printf '%y %s %p\n' 2>&1 | head -n 5 | tr '\n' ' ')")
+        fi
         # Everything was removed, so memfs must account no data any more (no leaked chunks).
         if [ "$fs" = memfs ]; then
             local used

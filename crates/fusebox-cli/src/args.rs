@@ -55,6 +55,8 @@ dfs options:
   buffer_size=BYTES    write buffers of all files (default 256M)
   inline_max=BYTES     pieces of a commit up to this size are kept in the metadata database,
                        not uploaded as block objects (default 64K; 0 = never)
+  session_timeout=SECS a mount whose heartbeat stopped this long ago is expired by the others,
+                       and its locks go (default 30; it beats every quarter of this)
 META_URL: sqlite:///path/meta.db or postgres://user@host:port/database";
 
 /// `fusebox`: mount memfs, passthrough or dfs; unmount; stats; benchmarks.
