@@ -140,6 +140,14 @@ pub(crate) struct Coherence {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// An invalidation's outcome, logged at trace level only: ENOENT from the kernel (it does not
+/// have the inode or name cached) is the common case.
+fn quiet(r: Result<(), fusebox::session::NotifyError>) {
+    if let Err(e) = r {
+        tracing::trace!("invalidation: {e}");
+    }
+}
+
 impl Coherence {
     pub(crate) fn new(meta: Arc<dyn MetaStore>, lookups: Lookups, timeout: Duration) -> Arc<Coherence> {
         Arc::new(Coherence {
@@ -306,12 +314,6 @@ impl Coherence {
             self.drop_kept_attrs();
         }
         let Some(notifier) = self.notifier.get() else { return };
-        // ENOENT from the kernel (it does not have the inode or name cached) is the common case.
-        let quiet = |r: Result<(), fusebox::session::NotifyError>| {
-            if let Err(e) = r {
-                tracing::trace!("invalidation: {e}");
-            }
-        };
         match change {
             Change::Entry(parent, name) => {
                 if self.known(parent) {
@@ -343,9 +345,7 @@ impl Coherence {
         let Some(notifier) = self.notifier.get() else { return };
         if let Ok(names) = self.meta.names_of(ino) {
             for (parent, name) in names.iter().filter(|(p, _)| self.known(*p)) {
-                if let Err(e) = notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)) {
-                    tracing::trace!("invalidation: {e}");
-                }
+                quiet(notifier.inval_entry(NodeId(*parent), OsStr::from_bytes(name)));
             }
         }
     }
